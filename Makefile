@@ -1,0 +1,33 @@
+# Two commands for a new machine: `make run` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+ADBENCH ?= ../shared/data/adbench
+DEMO := data/demo/thyroid.csv
+
+.PHONY: run test test-fast bench clean
+
+$(BIN)/anomaly-distill: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+run: $(BIN)/anomaly-distill
+	mkdir -p outputs
+	$(BIN)/anomaly-distill benchmark $(DEMO) --label-column label --json outputs/demo-benchmark.json
+
+test: $(BIN)/anomaly-distill
+	$(BIN)/python -m pytest -q
+
+test-fast: $(BIN)/anomaly-distill
+	$(BIN)/python -m pytest -q -m "not slow"
+
+# Regenerates the table in BENCHMARKS.md (all six shared ADBench sets).
+bench: $(BIN)/anomaly-distill
+	mkdir -p benchmarks
+	$(BIN)/anomaly-distill benchmark $(ADBENCH)/14_glass.npz $(ADBENCH)/38_thyroid.npz $(ADBENCH)/6_cardio.npz \
+		$(ADBENCH)/32_shuttle.npz $(ADBENCH)/34_smtp.npz $(ADBENCH)/11_donors.npz --json benchmarks/adbench.json
+
+clean:
+	rm -rf $(VENV) outputs mlruns mlflow.db

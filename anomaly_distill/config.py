@@ -1,0 +1,55 @@
+"""Every tunable of the engine, in one place.
+
+Pydantic models so the same objects validate CLI/YAML input and render as forms in the Prefect UI.
+"""
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+DetectorName = Literal["iforest", "ecod", "knn", "copod", "hbos"]
+
+
+class TeacherConfig(BaseModel):
+    kind: Literal["ensemble", "autoencoder", "supervised"] = Field(
+        "ensemble", description="ensemble: PyOD detectors averaged on ECDF scale (no labels needed); "
+        "autoencoder: deep AE, reconstruction error; supervised: MLP classifier on the label column.")
+    detectors: list[DetectorName] = Field(
+        ["iforest", "ecod", "knn"], description="PyOD detectors in the ensemble teacher.")
+    max_fit_rows: int = Field(
+        20_000, ge=100, description="Teachers fit on a random subsample of at most this many training rows.")
+    hidden: list[int] = Field([256, 128], description="Hidden widths of the autoencoder/supervised teacher.")
+    bottleneck: int = Field(16, ge=1, description="Autoencoder bottleneck width (the hint features).")
+    epochs: int = Field(40, ge=1, description="Training epochs of a neural teacher.")
+    lr: float = Field(1e-3, gt=0, description="Learning rate of a neural teacher.")
+
+
+class StudentConfig(BaseModel):
+    hidden: list[int] = Field([64, 32], description="Hidden widths of the student MLP.")
+    squash: float = Field(
+        5.0, gt=0, description="Robust-scaled inputs are squashed by x/(1+|x|/squash) so outliers stay bounded.")
+
+
+class DistillConfig(BaseModel):
+    alpha: float = Field(0.9, ge=0, le=1, description="Weight of the soft (teacher) loss vs the hard-label loss.")
+    temperature: float = Field(1.0, gt=0, description="Softening temperature T of teacher and student logits.")
+    beta: float = Field(0.1, ge=0, description="Weight of the hint loss (neural teachers only).")
+    epochs: int = Field(150, ge=1, description="Maximum student epochs (early stopping on validation loss).")
+    patience: int = Field(15, ge=1, description="Epochs without validation improvement before stopping.")
+    batch_size: int = Field(512, ge=8, description="Student mini-batch size.")
+    lr: float = Field(3e-3, gt=0, description="Student learning rate (Adam).")
+    max_real_rows: int = Field(100_000, ge=100, description="Training rows in the distillation set (subsampled).")
+    min_rows: int = Field(20_000, ge=0, description="The distillation set is topped up with synthetic rows to this size.")
+    synthetic_ratio: float = Field(1.0, ge=0, description="Perturbed rows added per real row.")
+    noise_scale: float = Field(0.3, gt=0, description="Std of the Gaussian perturbation, in robust-scaled units.")
+    uniform_fraction: float = Field(0.1, ge=0, le=1, description="Share of synthetic rows drawn uniformly in the data's box.")
+    val_fraction: float = Field(0.1, gt=0, lt=0.5, description="Share of the distillation set held out for early stopping.")
+
+
+class EngineConfig(BaseModel):
+    seed: int = Field(0, description="Seed for splits, subsampling, synthetic rows and weight init.")
+    test_fraction: float = Field(0.3, gt=0, lt=1, description="Held-out share for evaluation (stratified on labels).")
+    contamination: float = Field(
+        0.05, gt=0, lt=0.5, description="Expected anomaly share: the threshold flags this share of training rows.")
+    teacher: TeacherConfig = TeacherConfig()
+    student: StudentConfig = StudentConfig()
+    distill: DistillConfig = DistillConfig()

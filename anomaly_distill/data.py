@@ -1,0 +1,162 @@
+"""Loading, checking, splitting and scaling tabular data."""
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+NPZ_LABEL = "label"
+
+
+class DataError(ValueError):
+    """Input data that cannot be used, with the reason in the message."""
+
+
+@dataclass
+class Table:
+    features: pd.DataFrame
+    labels: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def take(self, index: np.ndarray) -> "Table":
+        labels = None if self.labels is None else self.labels[index]
+        return Table(self.features.iloc[index].reset_index(drop=True), labels)
+
+
+def read_frame(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data file not found: {path}")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            return pd.read_csv(path)
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+        if suffix == ".npz":
+            return _npz_frame(path)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty") from None
+    raise DataError(f"{path}: unsupported file type {suffix!r} (use .csv, .parquet or .npz)")
+
+
+def _npz_frame(path: Path) -> pd.DataFrame:
+    arrays = np.load(path)
+    if "X" not in arrays:
+        raise DataError(f"{path}: an .npz needs an array 'X' (and optionally 'y')")
+    X = np.asarray(arrays["X"])
+    if X.ndim != 2:
+        raise DataError(f"{path}: 'X' must be 2-D, got shape {X.shape}")
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    if "y" in arrays:
+        frame[NPZ_LABEL] = np.asarray(arrays["y"]).ravel()
+    return frame
+
+
+def load_table(path: str | Path, label_column: str | None = None) -> Table:
+    """Read a CSV/Parquet/.npz file into checked features and optional 0/1 labels.
+
+    For .npz files the label column is `label` (from array `y`) unless told otherwise.
+    """
+    frame = read_frame(path)
+    if label_column is None and Path(path).suffix.lower() == ".npz" and NPZ_LABEL in frame:
+        label_column = NPZ_LABEL
+    return table_from_frame(frame, label_column)
+
+
+def table_from_frame(frame: pd.DataFrame, label_column: str | None = None) -> Table:
+    labels = None
+    if label_column is not None:
+        if label_column not in frame.columns:
+            raise DataError(f"label column {label_column!r} not found; columns are {list(frame.columns)}")
+        labels = check_labels(frame[label_column])
+        frame = frame.drop(columns=[label_column])
+    return Table(check_features(frame), labels)
+
+
+def check_features(frame: pd.DataFrame) -> pd.DataFrame:
+    if frame.shape[0] == 0 or frame.shape[1] == 0:
+        raise DataError(f"the table is empty ({frame.shape[0]} rows, {frame.shape[1]} feature columns)")
+    non_numeric = [str(c) for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])
+                   or pd.api.types.is_bool_dtype(frame[c])]
+    if non_numeric:
+        raise DataError(f"non-numeric feature columns: {non_numeric} (only numeric features are supported)")
+    values = frame.to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        columns = [str(c) for c in frame.columns[bad.any(axis=0)]]
+        raise DataError(f"NaN or infinite values in columns {columns} ({int(bad.sum())} cells)")
+    if frame.shape[0] < 2:
+        raise DataError("the table has a single row; at least 2 are needed")
+    frame = frame.copy()
+    frame.columns = [str(c) for c in frame.columns]
+    return frame
+
+
+def check_labels(labels: pd.Series) -> np.ndarray:
+    if labels.isna().any():
+        raise DataError(f"label column {labels.name!r} has {int(labels.isna().sum())} missing values")
+    values = pd.to_numeric(labels, errors="coerce")
+    invalid = sorted({str(v) for v, ok in zip(labels, values.isin([0, 1])) if not ok})
+    if invalid:
+        raise DataError(f"label column {labels.name!r} must hold 0 (normal) or 1 (anomaly); found {invalid[:10]}")
+    return values.to_numpy(dtype=np.int64)
+
+
+def split_table(table: Table, test_fraction: float, seed: int) -> tuple[Table, Table]:
+    """Deterministic split, stratified on the labels when there are labels of both classes."""
+    index = np.arange(len(table))
+    stratify = table.labels if table.labels is not None and len(np.unique(table.labels)) == 2 else None
+    train, test = train_test_split(index, test_size=test_fraction, random_state=seed, stratify=stratify)
+    return table.take(np.sort(train)), table.take(np.sort(test))
+
+
+class Preprocessor:
+    """Drops constant columns and robust-scales the rest, with statistics from training rows only."""
+
+    def fit(self, features: pd.DataFrame) -> "Preprocessor":
+        values = features.to_numpy(dtype=np.float64)
+        constant = np.ptp(values, axis=0) == 0
+        self.input_columns = list(features.columns)
+        self.dropped_columns = [c for c, k in zip(self.input_columns, constant) if k]
+        self.columns = [c for c, k in zip(self.input_columns, constant) if not k]
+        if len(self.columns) < 2:
+            raise DataError(f"fewer than 2 features left after dropping constant columns "
+                            f"{self.dropped_columns} (kept {self.columns})")
+        self.constant_values = {c: float(v) for c, v, k in zip(self.input_columns, values[0], constant) if k}
+        self._kept_positions = np.flatnonzero(~constant)
+        kept = values[:, ~constant]
+        self.center = np.median(kept, axis=0)
+        q75, q25 = np.percentile(kept, [75, 25], axis=0)
+        scale = q75 - q25
+        # Many real features are mostly-constant (IQR 0): fall back to std, which is > 0 here.
+        scale = np.where(scale > 0, scale, kept.std(axis=0))
+        self.scale = scale
+        return self
+
+    def transform(self, features: pd.DataFrame) -> np.ndarray:
+        missing = [c for c in self.columns if c not in features.columns]
+        if missing:
+            raise DataError(f"missing feature columns: {missing}")
+        return self._scale(features[self.columns].to_numpy(dtype=np.float64))
+
+    def transform_array(self, raw: np.ndarray) -> np.ndarray:
+        """Like `transform`, for an array holding all input columns in their original order."""
+        return self._scale(np.asarray(raw)[:, self._kept_positions])
+
+    def _scale(self, values: np.ndarray) -> np.ndarray:
+        return ((values - self.center) / self.scale).astype(np.float32)
+
+    def inverse_transform(self, scaled: np.ndarray) -> pd.DataFrame:
+        values = scaled.astype(np.float64) * self.scale + self.center
+        frame = pd.DataFrame(values, columns=self.columns)
+        for column in self.dropped_columns:
+            frame[column] = self.constant_values[column]
+        return frame[self.input_columns]
+
+
+def fit_preprocessor(features: pd.DataFrame) -> Preprocessor:
+    return Preprocessor().fit(features)

@@ -1,0 +1,222 @@
+"""Teachers: strong, slow anomaly scorers whose function the student learns.
+
+All teachers take robust-scaled float32 rows (see `data.Preprocessor`) and return scores where higher means
+more anomalous. Neural teachers also expose hidden features for the hint loss.
+"""
+import numpy as np
+import torch
+from pyod.models.copod import COPOD
+from pyod.models.ecod import ECOD
+from pyod.models.hbos import HBOS
+from pyod.models.iforest import IForest
+from pyod.models.knn import KNN
+from torch import nn
+
+from anomaly_distill.config import TeacherConfig
+from anomaly_distill.data import DataError
+from anomaly_distill.models.layers import mlp, squash
+
+
+class EcdfCalibrator:
+    """Maps a score to the share of reference scores at or below it, interpolated between reference values."""
+
+    def __init__(self, reference_scores: np.ndarray):
+        values, counts = np.unique(np.asarray(reference_scores, dtype=np.float64), return_counts=True)
+        self.values = values
+        self.fractions = np.cumsum(counts) / counts.sum()
+
+    def __call__(self, scores: np.ndarray) -> np.ndarray:
+        if len(self.values) == 1:
+            return (scores >= self.values[0]).astype(np.float64)
+        return np.interp(scores, self.values, self.fractions, left=0.0, right=1.0)
+
+
+def _tail_log_probabilities(sorted_train: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """-log of the left and right empirical tail probability of each value against the training column."""
+    n = sorted_train.shape[0]
+    left = np.empty(X.shape)
+    right = np.empty(X.shape)
+    for j in range(X.shape[1]):
+        column = sorted_train[:, j]
+        left[:, j] = np.searchsorted(column, X[:, j], side="right")
+        right[:, j] = n - np.searchsorted(column, X[:, j], side="left")
+    return -np.log((left + 1) / (n + 1)), -np.log((right + 1) / (n + 1))
+
+
+class _InductiveTailMixin:
+    """PyOD's ECOD/COPOD re-fit their ECDFs on train+query rows at every call, so a row's score depends on the
+    batch it comes in. A teacher must be a fixed function, so queries are scored against the training ECDFs."""
+
+    def fit(self, X, y=None):
+        self.sorted_train_ = np.sort(X, axis=0)
+        mean, std = X.mean(axis=0), X.std(axis=0) + 1e-12
+        self.skew_sign_ = np.sign((((X - mean) / std) ** 3).mean(axis=0))
+        self.decision_scores_ = self.decision_function(X)
+        self._process_decision_scores()
+        return self
+
+    def _tails(self, X):
+        u_left, u_right = _tail_log_probabilities(self.sorted_train_, X)
+        u_skew = u_left * -np.sign(self.skew_sign_ - 1) + u_right * np.sign(self.skew_sign_ + 1)
+        return u_left, u_right, u_skew
+
+
+class InductiveECOD(_InductiveTailMixin, ECOD):
+    def decision_function(self, X):
+        u_left, u_right, u_skew = self._tails(X)
+        return np.maximum(np.maximum(u_left, u_right), u_skew).sum(axis=1)
+
+
+class InductiveCOPOD(_InductiveTailMixin, COPOD):
+    def decision_function(self, X):
+        u_left, u_right, u_skew = self._tails(X)
+        return np.maximum(u_skew, (u_left + u_right) / 2).sum(axis=1)
+
+
+def make_detector(name: str, seed: int):
+    return {
+        "iforest": lambda: IForest(random_state=seed, n_jobs=1),
+        "ecod": InductiveECOD,
+        "copod": InductiveCOPOD,
+        "knn": lambda: KNN(n_jobs=1),
+        "hbos": HBOS,
+    }[name]()
+
+
+def detector_params(detector) -> int:
+    """Stored numbers a fitted PyOD detector needs at scoring time (tree nodes count as one each)."""
+    if hasattr(detector, "detector_") and hasattr(detector.detector_, "estimators_"):
+        return int(sum(tree.tree_.node_count for tree in detector.detector_.estimators_))
+    if hasattr(detector, "sorted_train_"):
+        return int(detector.sorted_train_.size)
+    if hasattr(detector, "X_train"):
+        return int(np.asarray(detector.X_train).size)
+    if hasattr(detector, "tree_"):
+        return int(np.asarray(detector.tree_.data).size)
+    if hasattr(detector, "hist_"):
+        return int(np.asarray(detector.hist_).size + np.asarray(detector.bin_edges_).size)
+    raise TypeError(f"unknown detector {type(detector).__name__}")
+
+
+def _subsample(X: np.ndarray, y: np.ndarray | None, max_rows: int, seed: int):
+    if len(X) <= max_rows:
+        return X, y
+    index = np.sort(np.random.default_rng(seed).choice(len(X), max_rows, replace=False))
+    return X[index], None if y is None else y[index]
+
+
+class EnsembleTeacher:
+    """Unsupervised PyOD detectors; each score mapped through its own training-score ECDF, then averaged."""
+
+    is_neural = False
+
+    def __init__(self, config: TeacherConfig, seed: int = 0):
+        self.config, self.seed = config, seed
+
+    def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> "EnsembleTeacher":
+        X, _ = _subsample(X, None, self.config.max_fit_rows, self.seed)
+        self.detectors = [make_detector(name, self.seed).fit(X) for name in self.config.detectors]
+        self.calibrators = [EcdfCalibrator(d.decision_scores_) for d in self.detectors]
+        return self
+
+    def member_scores(self, X: np.ndarray) -> np.ndarray:
+        return np.column_stack([cal(d.decision_function(X)) for d, cal in zip(self.detectors, self.calibrators)])
+
+    def score(self, X: np.ndarray) -> np.ndarray:
+        return self.member_scores(X).mean(axis=1)
+
+    def features(self, X: np.ndarray) -> None:
+        return None
+
+    @property
+    def n_params(self) -> int:
+        return sum(detector_params(d) for d in self.detectors) + sum(len(c.values) for c in self.calibrators)
+
+
+class _NeuralTeacher:
+    is_neural = True
+
+    def __init__(self, config: TeacherConfig, seed: int = 0, squash_scale: float = 5.0):
+        self.config, self.seed, self.squash_scale = config, seed, squash_scale
+
+    def _train(self, loss_fn, tensors: list[torch.Tensor]) -> None:
+        generator = torch.Generator().manual_seed(self.seed)
+        optimizer = torch.optim.Adam(self.net.parameters(), lr=self.config.lr)
+        n = len(tensors[0])
+        self.net.train()
+        for _ in range(self.config.epochs):
+            for batch in torch.randperm(n, generator=generator).split(256):
+                optimizer.zero_grad()
+                loss_fn(*(t[batch] for t in tensors)).backward()
+                optimizer.step()
+        self.net.eval()
+
+    def _inputs(self, X: np.ndarray) -> torch.Tensor:
+        return squash(torch.as_tensor(X, dtype=torch.float32), self.squash_scale)
+
+    @property
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.net.parameters())
+
+
+class AutoencoderNet(nn.Module):
+    def __init__(self, n_features: int, hidden: list[int], bottleneck: int):
+        super().__init__()
+        self.encoder = mlp([n_features, *hidden, bottleneck], final_activation=True)
+        self.decoder = mlp([bottleneck, *reversed(hidden), n_features])
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        code = self.encoder(x)
+        return self.decoder(code), code
+
+
+class AutoencoderTeacher(_NeuralTeacher):
+    """Deep autoencoder; the anomaly score is the reconstruction error, the hint features its bottleneck."""
+
+    def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> "AutoencoderTeacher":
+        torch.manual_seed(self.seed)
+        X, _ = _subsample(X, None, self.config.max_fit_rows, self.seed)
+        self.net = AutoencoderNet(X.shape[1], self.config.hidden, self.config.bottleneck)
+        self._train(lambda x: ((self.net(x)[0] - x) ** 2).mean(), [self._inputs(X)])
+        return self
+
+    @torch.no_grad()
+    def score(self, X: np.ndarray) -> np.ndarray:
+        x = self._inputs(X)
+        return ((self.net(x)[0] - x) ** 2).mean(dim=1).numpy().astype(np.float64)
+
+    @torch.no_grad()
+    def features(self, X: np.ndarray) -> np.ndarray:
+        return self.net(self._inputs(X))[1].numpy()
+
+
+class SupervisedTeacher(_NeuralTeacher):
+    """MLP classifier on known labels; the score is its logit, the hint features its last hidden layer."""
+
+    def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> "SupervisedTeacher":
+        if y is None or len(np.unique(y)) < 2:
+            raise DataError("the supervised teacher needs a label column with both normal (0) and anomaly (1) rows")
+        torch.manual_seed(self.seed)
+        X, y = _subsample(X, y, self.config.max_fit_rows, self.seed)
+        self.net = mlp([X.shape[1], *self.config.hidden, 1], final_activation=False)
+        pos_weight = torch.tensor((y == 0).sum() / max((y == 1).sum(), 1), dtype=torch.float32)
+        loss = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+        targets = torch.as_tensor(y, dtype=torch.float32)
+        self._train(lambda x, t: loss(self.net(x).squeeze(1), t), [self._inputs(X), targets])
+        return self
+
+    @torch.no_grad()
+    def score(self, X: np.ndarray) -> np.ndarray:
+        return self.net(self._inputs(X)).squeeze(1).numpy().astype(np.float64)
+
+    @torch.no_grad()
+    def features(self, X: np.ndarray) -> np.ndarray:
+        return self.net[:-1](self._inputs(X)).numpy()
+
+
+def build_teacher(config: TeacherConfig, seed: int = 0, squash_scale: float = 5.0):
+    if config.kind == "ensemble":
+        return EnsembleTeacher(config, seed)
+    if config.kind == "autoencoder":
+        return AutoencoderTeacher(config, seed, squash_scale)
+    return SupervisedTeacher(config, seed, squash_scale)

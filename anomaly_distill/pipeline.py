@@ -1,0 +1,76 @@
+"""The training steps, in order. The CLI, the Prefect flows and the MLflow project all run these."""
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from anomaly_distill.config import EngineConfig
+from anomaly_distill.data import Preprocessor, Table, fit_preprocessor, split_table
+from anomaly_distill.distill import train_student
+from anomaly_distill.metrics import detection_metrics, fidelity, threshold_at_contamination
+from anomaly_distill.models.student import ScoringModel
+from anomaly_distill.models.teachers import build_teacher
+from anomaly_distill.soft_labels import soft_label_table
+
+
+@dataclass
+class Student:
+    """The shippable detector: scoring model (preprocessing inside) plus its alarm threshold."""
+
+    model: ScoringModel
+    threshold: float
+    history: list[dict] = field(default_factory=list)
+
+    def score(self, features: pd.DataFrame) -> np.ndarray:
+        return self.model.score(features[self.model.input_columns].to_numpy(dtype=np.float32))
+
+    def predict(self, features: pd.DataFrame, threshold: float | None = None) -> pd.DataFrame:
+        scores = self.score(features)
+        cut = self.threshold if threshold is None else threshold
+        return pd.DataFrame({"score": scores, "is_anomaly": scores > cut})
+
+
+@dataclass
+class TrainedTeacher:
+    teacher: object
+    preprocessor: Preprocessor
+    threshold: float
+
+    def score(self, features: pd.DataFrame) -> np.ndarray:
+        return self.teacher.score(self.preprocessor.transform(features))
+
+
+def split(table: Table, config: EngineConfig) -> tuple[Table, Table]:
+    return split_table(table, config.test_fraction, config.seed)
+
+
+def train_teacher(train: Table, config: EngineConfig) -> TrainedTeacher:
+    preprocessor = fit_preprocessor(train.features)
+    X = preprocessor.transform(train.features)
+    teacher = build_teacher(config.teacher, config.seed, config.student.squash).fit(X, train.labels)
+    trained = TrainedTeacher(teacher, preprocessor, 0.0)
+    trained.threshold = threshold_at_contamination(teacher.score(X), config.contamination)
+    return trained
+
+
+def generate_soft_labels(trained: TrainedTeacher, train: Table, config: EngineConfig) -> pd.DataFrame:
+    return soft_label_table(trained.teacher, trained.preprocessor, train, config)
+
+
+def distill_student(soft_labels: pd.DataFrame, trained: TrainedTeacher, train: Table,
+                    config: EngineConfig) -> Student:
+    model, history = train_student(soft_labels, trained.preprocessor, config)
+    student = Student(model, 0.0, history)
+    student.threshold = threshold_at_contamination(student.score(train.features), config.contamination)
+    return student
+
+
+def evaluate(student: Student, trained: TrainedTeacher, test: Table) -> dict[str, dict[str, float]]:
+    """Teacher and student metrics on held-out rows (detection metrics need labels of both classes)."""
+    teacher_scores = trained.score(test.features)
+    student_scores = student.score(test.features)
+    result = {"teacher": {}, "student": {"fidelity": fidelity(teacher_scores, student_scores)}}
+    if test.labels is not None and len(np.unique(test.labels)) == 2:
+        result["teacher"].update(detection_metrics(test.labels, teacher_scores, trained.threshold))
+        result["student"].update(detection_metrics(test.labels, student_scores, student.threshold))
+    return result

@@ -1,0 +1,54 @@
+"""Soft labels: the teacher's verdict on training rows and on synthetic rows around them."""
+import numpy as np
+import pandas as pd
+
+from anomaly_distill.config import EngineConfig
+from anomaly_distill.data import Preprocessor, Table
+from anomaly_distill.models.teachers import EcdfCalibrator
+
+META_COLUMNS = ["source", "teacher_score", "soft_target", "teacher_label", "true_label"]
+FEATURE_PREFIX = "teacher_feature_"
+
+
+def distillation_rows(X: np.ndarray, config: EngineConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Real (scaled) training rows plus perturbed and uniform synthetic rows.
+
+    Returns the rows, each row's source and the indices into X of the real rows used.
+    """
+    cfg, rng = config.distill, np.random.default_rng(config.seed)
+    real_index = np.arange(len(X))
+    if len(X) > cfg.max_real_rows:
+        real_index = np.sort(rng.choice(len(X), cfg.max_real_rows, replace=False))
+    X = X[real_index]
+    n_synthetic = max(int(cfg.synthetic_ratio * len(X)), cfg.min_rows - len(X), 0)
+    n_uniform = int(round(cfg.uniform_fraction * n_synthetic))
+    n_perturbed = n_synthetic - n_uniform
+    perturbed = X[rng.integers(0, len(X), n_perturbed)] + rng.normal(0, cfg.noise_scale, (n_perturbed, X.shape[1]))
+    uniform = rng.uniform(X.min(axis=0), X.max(axis=0), (n_uniform, X.shape[1]))
+    rows = np.vstack([X, perturbed, uniform]).astype(np.float32)
+    source = np.repeat(["train", "perturbed", "uniform"], [len(X), n_perturbed, n_uniform])
+    return rows, source, real_index
+
+
+def soft_label_table(teacher, preprocessor: Preprocessor, train: Table, config: EngineConfig) -> pd.DataFrame:
+    """One row per distillation row: raw features, teacher score, soft target in [0, 1], teacher hard label,
+    true label (training rows with known labels only) and, for neural teachers, the teacher's features."""
+    X = preprocessor.transform(train.features)
+    rows, source, real_index = distillation_rows(X, config)
+    scores = teacher.score(rows)
+    is_real = source == "train"
+    soft_target = EcdfCalibrator(scores[is_real])(scores)
+    table = preprocessor.inverse_transform(rows)
+    table["source"] = source
+    table["teacher_score"] = scores
+    table["soft_target"] = soft_target
+    table["teacher_label"] = (soft_target > 1 - config.contamination).astype(np.int8)
+    table["true_label"] = pd.array([pd.NA] * len(rows), dtype="Int8")
+    if train.labels is not None:
+        table.loc[is_real, "true_label"] = train.labels[real_index]
+    features = teacher.features(rows)
+    if features is not None:
+        for j in range(features.shape[1]):
+            table[f"{FEATURE_PREFIX}{j}"] = features[:, j]
+    return table
+

@@ -1,0 +1,87 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from anomaly_distill.data import DataError, fit_preprocessor, load_table, split_table, table_from_frame
+
+
+def write_csv(tmp_path, frame, name="data.csv"):
+    path = tmp_path / name
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_loads_csv_parquet_and_npz_alike(tmp_path, small_frame):
+    csv = load_table(write_csv(tmp_path, small_frame), "label")
+    small_frame.to_parquet(tmp_path / "data.parquet")
+    parquet = load_table(tmp_path / "data.parquet", "label")
+    np.savez(tmp_path / "data.npz", X=small_frame[["a", "b", "c", "d"]].to_numpy(), y=small_frame["label"].to_numpy())
+    npz = load_table(tmp_path / "data.npz")
+    for table in (csv, parquet, npz):
+        assert table.features.shape == (400, 4)
+        assert table.labels.sum() == 20
+    np.testing.assert_allclose(csv.features.to_numpy(), npz.features.to_numpy())
+
+
+def test_label_column_is_optional(tmp_path, small_frame):
+    table = load_table(write_csv(tmp_path, small_frame.drop(columns="label")))
+    assert table.labels is None and table.features.shape == (400, 4)
+
+
+@pytest.mark.parametrize("name, frame_edit, label, message", [
+    ("nan", lambda f: f.assign(b=f["b"].where(f.index != 3)), "label", "NaN or infinite values in columns ['b']"),
+    ("inf", lambda f: f.assign(c=f["c"].replace(f["c"].iloc[5], np.inf)), "label", "NaN or infinite values in columns ['c']"),
+    ("string", lambda f: f.assign(city="Paris"), "label", "non-numeric feature columns: ['city']"),
+    ("labels", lambda f: f.assign(label=f["label"].replace(1, 2)), "label", "must hold 0 (normal) or 1 (anomaly); found ['2']"),
+    ("no label", lambda f: f, "target", "label column 'target' not found"),
+    ("single row", lambda f: f.head(1), "label", "single row"),
+    ("empty", lambda f: f.head(0), "label", "the table is empty"),
+])
+def test_bad_input_is_named(tmp_path, small_frame, name, frame_edit, label, message):
+    with pytest.raises(DataError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(").replace(")", r"\)")):
+        load_table(write_csv(tmp_path, frame_edit(small_frame)), label)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(DataError, match="data file not found"):
+        load_table(tmp_path / "nope.csv")
+
+
+def test_empty_file(tmp_path):
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(DataError, match="empty"):
+        load_table(tmp_path / "empty.csv")
+
+
+def test_unsupported_suffix(tmp_path):
+    (tmp_path / "data.xlsx").write_text("x")
+    with pytest.raises(DataError, match="unsupported file type"):
+        load_table(tmp_path / "data.xlsx")
+
+
+def test_too_few_features_after_constant_columns_names_them(small_frame):
+    frame = small_frame[["a"]].assign(k1=1.0, k2=-3.0)
+    with pytest.raises(DataError, match=r"fewer than 2 features left after dropping constant columns \['k1', 'k2'\]"):
+        fit_preprocessor(table_from_frame(frame).features)
+
+
+def test_preprocessor_uses_training_rows_only_and_round_trips(small_frame):
+    table = table_from_frame(small_frame.assign(const=7.0), "label")
+    train, test = split_table(table, 0.3, seed=0)
+    pre = fit_preprocessor(train.features)
+    assert pre.dropped_columns == ["const"] and pre.columns == ["a", "b", "c", "d"]
+    np.testing.assert_allclose(pre.center, train.features[pre.columns].median().to_numpy())
+    scaled = pre.transform(test.features)
+    np.testing.assert_allclose(pre.transform_array(test.features.to_numpy()), scaled)
+    back = pre.inverse_transform(scaled)
+    np.testing.assert_allclose(back.to_numpy(), test.features.to_numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_split_is_stratified_and_deterministic(small_frame):
+    table = table_from_frame(small_frame, "label")
+    train, test = split_table(table, 0.3, seed=7)
+    train2, test2 = split_table(table, 0.3, seed=7)
+    pd.testing.assert_frame_equal(test.features, test2.features)
+    assert len(test) == 120 and test.labels.sum() == 6 and train.labels.sum() == 14
+    _, other = split_table(table, 0.3, seed=8)
+    assert not other.features.equals(test.features)

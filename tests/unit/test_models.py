@@ -1,0 +1,81 @@
+import numpy as np
+import pytest
+import torch
+
+from anomaly_distill.config import EngineConfig, StudentConfig, TeacherConfig
+from anomaly_distill.data import DataError
+from anomaly_distill.models.student import StudentNet
+from anomaly_distill.models.teachers import (AutoencoderTeacher, EcdfCalibrator, EnsembleTeacher, InductiveECOD,
+                                             SupervisedTeacher, build_teacher)
+
+
+@pytest.fixture
+def rows():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(600, 5)).astype(np.float32)
+    X[:20] += 5
+    return X
+
+
+def test_ecdf_calibrator_by_hand():
+    calibrate = EcdfCalibrator(np.array([1.0, 2.0, 2.0, 4.0]))
+    np.testing.assert_allclose(calibrate(np.array([0.0, 1.0, 2.0, 3.0, 4.0, 9.0])),
+                               [0.0, 0.25, 0.75, 0.875, 1.0, 1.0])
+
+
+def test_inductive_ecod_scores_a_row_the_same_in_any_batch(rows):
+    ecod = InductiveECOD().fit(rows)
+    alone = ecod.decision_function(rows[:1])
+    in_batch = ecod.decision_function(np.vstack([rows[:1], rows[:1] * 10, rows[100:400]]))[:1]
+    np.testing.assert_allclose(alone, in_batch)
+
+
+def test_inductive_ecod_ranks_like_pyod_on_training_rows(rows):
+    from pyod.models.ecod import ECOD
+    from scipy.stats import spearmanr
+    ours = InductiveECOD().fit(rows).decision_scores_
+    assert spearmanr(ours, ECOD().fit(rows).decision_scores_).statistic > 0.99
+
+
+@pytest.mark.parametrize("kind", ["ensemble", "autoencoder", "supervised"])
+def test_every_teacher_ranks_planted_anomalies_high(rows, kind):
+    y = np.zeros(len(rows), dtype=int)
+    y[:20] = 1
+    teacher = build_teacher(TeacherConfig(kind=kind, epochs=20), seed=0).fit(rows, y)
+    scores = teacher.score(rows)
+    assert scores[:20].mean() > np.quantile(scores[20:], 0.9)
+    features = teacher.features(rows)
+    assert (features is None) == (kind == "ensemble")
+    if features is not None:
+        assert features.shape[0] == len(rows)
+
+
+def test_ensemble_teacher_averages_calibrated_members(rows):
+    teacher = EnsembleTeacher(TeacherConfig(detectors=["iforest", "ecod", "knn"])).fit(rows)
+    members = teacher.member_scores(rows)
+    assert members.shape == (len(rows), 3) and members.min() >= 0 and members.max() <= 1
+    np.testing.assert_allclose(teacher.score(rows), members.mean(axis=1))
+
+
+def test_supervised_teacher_needs_both_classes(rows):
+    with pytest.raises(DataError, match="needs a label column"):
+        SupervisedTeacher(TeacherConfig(kind="supervised")).fit(rows, None)
+    with pytest.raises(DataError, match="needs a label column"):
+        SupervisedTeacher(TeacherConfig(kind="supervised")).fit(rows, np.zeros(len(rows), dtype=int))
+
+
+@pytest.mark.parametrize("n_features", [3, 6, 10, 21, 50])
+def test_default_student_is_under_a_tenth_of_the_autoencoder(n_features):
+    config = EngineConfig()
+    X = np.random.default_rng(0).normal(size=(50, n_features)).astype(np.float32)
+    teacher = AutoencoderTeacher(config.teacher.model_copy(update={"epochs": 1})).fit(X)
+    student = StudentNet(n_features, config.student.hidden, config.student.squash)
+    student_params = sum(p.numel() for p in student.parameters())
+    assert student_params * 10 <= teacher.n_params
+    assert student_params < 5000
+
+
+def test_student_outputs_one_logit_per_row():
+    net = StudentNet(4, StudentConfig().hidden, 5.0)
+    hidden, logits = net.hidden_and_logit(torch.zeros(7, 4))
+    assert logits.shape == (7,) and hidden.shape == (7, StudentConfig().hidden[-1])
