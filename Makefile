@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 ADBENCH ?= ../shared/data/adbench
 DEMO := data/demo/thyroid.csv
 
-.PHONY: run test test-fast bench clean
+.PHONY: run demo-benchmark test test-fast bench clean
 
 $(BIN)/anomaly-distill: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,7 +13,11 @@ $(BIN)/anomaly-distill: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
+# The training pipeline on the bundled demo set: embedded Prefect API, MLflow sqlite store in ./mlflow.db.
 run: $(BIN)/anomaly-distill
+	$(BIN)/anomaly-distill train --data $(DEMO) --label-column label --model-name thyroid-demo
+
+demo-benchmark: $(BIN)/anomaly-distill
 	mkdir -p outputs
 	$(BIN)/anomaly-distill benchmark $(DEMO) --label-column label --json outputs/demo-benchmark.json
 

@@ -18,7 +18,7 @@ class TeacherConfig(BaseModel):
     max_fit_rows: int = Field(
         20_000, ge=100, description="Teachers fit on a random subsample of at most this many training rows.")
     hidden: list[int] = Field([256, 128], description="Hidden widths of the autoencoder/supervised teacher.")
-    bottleneck: int = Field(16, ge=1, description="Autoencoder bottleneck width (the hint features).")
+    bottleneck: int = Field(16, ge=1, description="Autoencoder bottleneck width (the hint features), at most half the feature count.")
     epochs: int = Field(40, ge=1, description="Training epochs of a neural teacher.")
     lr: float = Field(1e-3, gt=0, description="Learning rate of a neural teacher.")
 
@@ -30,7 +30,9 @@ class StudentConfig(BaseModel):
 
 
 class DistillConfig(BaseModel):
-    alpha: float = Field(0.9, ge=0, le=1, description="Weight of the soft (teacher) loss vs the hard-label loss.")
+    alpha: float = Field(
+        1.0, ge=0, le=1, description="Weight of the soft (teacher) loss vs the hard-label loss. Lower it when the "
+        "data has true labels: teacher hard labels are a step function of the soft targets and add no information.")
     temperature: float = Field(1.0, gt=0, description="Softening temperature T of teacher and student logits.")
     beta: float = Field(0.1, ge=0, description="Weight of the hint loss (neural teachers only).")
     epochs: int = Field(150, ge=1, description="Maximum student epochs (early stopping on validation loss).")
@@ -53,3 +55,14 @@ class EngineConfig(BaseModel):
     teacher: TeacherConfig = TeacherConfig()
     student: StudentConfig = StudentConfig()
     distill: DistillConfig = DistillConfig()
+
+
+class GateConfig(BaseModel):
+    """When a freshly distilled student (the challenger) may replace the champion."""
+
+    min_auroc: float = Field(0.7, ge=0, le=1, description="Absolute minimum held-out AUROC.")
+    auroc_tolerance: float = Field(
+        0.01, ge=0, le=1, description="The challenger may trail the champion's AUROC by at most this much.")
+    min_fidelity: float = Field(0.9, ge=-1, le=1, description="Minimum Spearman fidelity to the teacher.")
+    max_size_bytes: int = Field(5_000_000, gt=0, description="Largest allowed serialized student.")
+    min_rows_per_second: float = Field(50_000, ge=0, description="Slowest allowed single-thread scoring rate.")

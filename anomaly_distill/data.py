@@ -1,4 +1,5 @@
 """Loading, checking, splitting and scaling tabular data."""
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,3 +161,12 @@ class Preprocessor:
 
 def fit_preprocessor(features: pd.DataFrame) -> Preprocessor:
     return Preprocessor().fit(features)
+
+
+def frame_digest(frame: pd.DataFrame, labels: np.ndarray | None = None) -> str:
+    """Content hash of every cell, the column names and the labels: the cache key of trained teachers."""
+    digest = hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    digest.update("\x1f".join(map(str, frame.columns)).encode())
+    if labels is not None:
+        digest.update(np.ascontiguousarray(labels).tobytes())
+    return digest.hexdigest()[:16]

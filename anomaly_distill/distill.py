@@ -88,4 +88,4 @@ def train_student(table: pd.DataFrame, preprocessor: Preprocessor,
             if stale >= cfg.patience:
                 break
     student.load_state_dict(best_state)
-    return ScoringModel(preprocessor, student.eval()), history
+    return ScoringModel.from_preprocessor(preprocessor, student.eval()), history

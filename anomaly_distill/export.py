@@ -5,7 +5,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from anomaly_distill.models.student import ScoringModel
+from anomaly_distill.models.student import ScoringModel, StudentNet
 
 INPUT_NAME, OUTPUT_NAME = "features", "score"
 
@@ -28,3 +28,26 @@ class OnnxScorer:
 
     def score(self, raw: np.ndarray) -> np.ndarray:
         return self.session.run([OUTPUT_NAME], {INPUT_NAME: np.asarray(raw, dtype=np.float32)})[0]
+
+
+def save_student(student, path: str | Path) -> Path:
+    """Everything needed to rebuild the student in another process: weights, architecture, scaling, threshold."""
+    model = student.model
+    torch.save({
+        "input_columns": model.input_columns,
+        "hidden": [m.out_features for m in model.net.body if isinstance(m, torch.nn.Linear)],
+        "squash": model.net.squash_scale,
+        "state_dict": model.state_dict(),
+        "threshold": student.threshold,
+    }, path)
+    return Path(path)
+
+
+def load_student(path: str | Path):
+    from anomaly_distill.pipeline import Student
+
+    saved = torch.load(path, weights_only=True)
+    state = saved["state_dict"]
+    net = StudentNet(len(state["keep"]), saved["hidden"], saved["squash"])
+    model = ScoringModel.from_state(saved["input_columns"], net, state)
+    return Student(model.eval(), saved["threshold"])

@@ -28,6 +28,50 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from flows.training import TrainingParameters, training_pipeline
+
+    settings = yaml.safe_load(Path(args.config).read_text()) if args.config else {}
+    settings.update({k: v for k, v in {"data_path": args.data, "label_column": args.label_column,
+                                       "model_name": args.model_name}.items() if v is not None})
+    outcome = training_pipeline(TrainingParameters.model_validate(settings))
+    print(training_summary(outcome))
+    return 0
+
+
+def training_summary(outcome: dict) -> str:
+    from tasks.tracking import tracking_uri
+
+    m = outcome["metrics"]
+    lines = [
+        "",
+        f"Registered {outcome['model_name']} version {outcome['version']} (alias: challenger)",
+        f"  AUROC {m.get('auroc', float('nan')):.4f}  fidelity {m['fidelity']:.4f}  "
+        f"params {m['params']:,}  size {m['size_bytes']:,} B  {m['rows_per_second']:,.0f} rows/s",
+        f"Gate: {'PASSED -> now champion' if outcome['promoted'] else 'FAILED -> champion unchanged'}",
+        *[f"  - {reason}" for reason in outcome["reasons"]],
+        f"Teacher {'reused from cache' if outcome['teacher_from_cache'] else 'trained'}; MLflow run {outcome['run_id']}",
+        f"MLflow UI: mlflow ui --backend-store-uri {tracking_uri()}   (then open http://127.0.0.1:5000)",
+    ]
+    return "\n".join(lines)
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from tasks import registry
+
+    previous = registry.promote(args.model_name, args.version, "manual promotion (CLI)")
+    print(f"{args.model_name}: champion -> v{args.version} (was {f'v{previous}' if previous else 'none'})")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from tasks import registry
+
+    old, new = registry.rollback(args.model_name)
+    print(f"{args.model_name}: champion rolled back v{old} -> v{new}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="anomaly-distill", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -40,6 +84,22 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--throughput-rows", type=int, default=50_000,
                        help="rows scored per throughput measurement (held-out rows, tiled if fewer)")
     bench.set_defaults(func=cmd_benchmark)
+
+    train = commands.add_parser("train", help="run the training pipeline (Prefect flow, MLflow tracking + registry)")
+    train.add_argument("--data", help="CSV, Parquet or .npz training table")
+    train.add_argument("--label-column", help="label column (1 = anomaly), optional")
+    train.add_argument("--model-name", help="registered model name")
+    train.add_argument("--config", help="YAML file with any training parameter (see flows/training.py)")
+    train.set_defaults(func=cmd_train)
+
+    promote = commands.add_parser("promote", help="point the champion alias at a model version")
+    promote.add_argument("--model-name", required=True)
+    promote.add_argument("--version", required=True)
+    promote.set_defaults(func=cmd_promote)
+
+    rollback = commands.add_parser("rollback", help="move the champion alias back to the previous champion")
+    rollback.add_argument("--model-name", required=True)
+    rollback.set_defaults(func=cmd_rollback)
     return parser
 
 
@@ -47,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except DataError as error:
+    except (DataError, LookupError) as error:  # bad data (incl. failed validation) or unknown model/version
         print(f"error: {error}", file=sys.stderr)
         return 2
 

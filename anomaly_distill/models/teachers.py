@@ -91,8 +91,11 @@ def detector_params(detector) -> int:
         return int(detector.sorted_train_.size)
     if hasattr(detector, "X_train"):
         return int(np.asarray(detector.X_train).size)
-    if hasattr(detector, "tree_"):
-        return int(np.asarray(detector.tree_.data).size)
+    if hasattr(detector, "tree_"):  # KNN keeps its training rows, in a NearestNeighbors or a Ball/KD tree
+        tree = detector.tree_
+        if hasattr(tree, "n_samples_fit_"):
+            return int(tree.n_samples_fit_ * tree.n_features_in_)
+        return int(np.asarray(tree.data).size)
     if hasattr(detector, "hist_"):
         return int(np.asarray(detector.hist_).size + np.asarray(detector.bin_edges_).size)
     raise TypeError(f"unknown detector {type(detector).__name__}")
@@ -176,7 +179,9 @@ class AutoencoderTeacher(_NeuralTeacher):
     def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> "AutoencoderTeacher":
         torch.manual_seed(self.seed)
         X, _ = _subsample(X, None, self.config.max_fit_rows, self.seed)
-        self.net = AutoencoderNet(X.shape[1], self.config.hidden, self.config.bottleneck)
+        # A code as wide as the input can learn the identity and reconstruct anomalies too.
+        bottleneck = min(self.config.bottleneck, max(1, X.shape[1] // 2))
+        self.net = AutoencoderNet(X.shape[1], self.config.hidden, bottleneck)
         self._train(lambda x: ((self.net(x)[0] - x) ** 2).mean(), [self._inputs(X)])
         return self
 

@@ -11,10 +11,11 @@ from anomaly_distill.models.teachers import (AutoencoderTeacher, EcdfCalibrator,
 
 @pytest.fixture
 def rows():
+    """Normal rows near a 2-D plane in 5-D (structure an autoencoder can learn); 20 anomalies off the plane."""
     rng = np.random.default_rng(0)
-    X = rng.normal(size=(600, 5)).astype(np.float32)
-    X[:20] += 5
-    return X
+    X = rng.normal(size=(600, 2)) @ rng.normal(size=(2, 5)) + rng.normal(scale=0.1, size=(600, 5))
+    X[:20] += 4 * np.linalg.svd(X[20:], full_matrices=True)[2][-1]  # along the least-used direction
+    return X.astype(np.float32)
 
 
 def test_ecdf_calibrator_by_hand():
@@ -64,7 +65,7 @@ def test_supervised_teacher_needs_both_classes(rows):
         SupervisedTeacher(TeacherConfig(kind="supervised")).fit(rows, np.zeros(len(rows), dtype=int))
 
 
-@pytest.mark.parametrize("n_features", [3, 6, 10, 21, 50])
+@pytest.mark.parametrize("n_features", [3, 6, 10, 21, 50, 200])
 def test_default_student_is_under_a_tenth_of_the_autoencoder(n_features):
     config = EngineConfig()
     X = np.random.default_rng(0).normal(size=(50, n_features)).astype(np.float32)
@@ -72,7 +73,8 @@ def test_default_student_is_under_a_tenth_of_the_autoencoder(n_features):
     student = StudentNet(n_features, config.student.hidden, config.student.squash)
     student_params = sum(p.numel() for p in student.parameters())
     assert student_params * 10 <= teacher.n_params
-    assert student_params < 5000
+    if n_features <= 21:  # the ADBench widths: a few thousand parameters
+        assert student_params < 4000
 
 
 def test_student_outputs_one_logit_per_row():

@@ -1,0 +1,93 @@
+"""training-pipeline: validate → teacher → soft labels → student → evaluate → gate → register → promote."""
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+from prefect import flow
+from pydantic import BaseModel, Field
+
+from anomaly_distill import pipeline
+from anomaly_distill.config import DistillConfig, EngineConfig, GateConfig, StudentConfig, TeacherConfig
+from anomaly_distill.data import table_from_frame
+from tasks import tracking
+from tasks import training as t
+
+
+def _default(model: type[BaseModel], name: str):
+    """Defaults live in anomaly_distill.config; the form shows the same values."""
+    return model.model_fields[name].get_default(call_default_factory=True)
+
+
+class TrainingParameters(BaseModel):
+    data_path: str = Field("data/demo/thyroid.csv", description="CSV, Parquet or .npz file with the training table.")
+    label_column: str | None = Field(
+        "label", description="Column with 1 = anomaly, 0 = normal. Leave empty for unlabelled data.")
+    model_name: str = Field("anomaly-detector", description="Registered model name in the MLflow registry.")
+    experiment: str = Field("anomaly-distill", description="MLflow experiment for the runs.")
+    teacher_kind: Literal["ensemble", "autoencoder", "supervised"] = Field(
+        _default(TeacherConfig, "kind"), description="ensemble: PyOD IForest+ECOD+KNN (no labels); autoencoder; supervised (needs labels).")
+    student_hidden: list[int] = Field(_default(StudentConfig, "hidden"), description="Hidden layer widths of the student MLP.")
+    alpha: float = Field(_default(DistillConfig, "alpha"), ge=0, le=1, description="Weight of the soft (teacher) loss; 1 − α goes to hard labels.")
+    temperature: float = Field(_default(DistillConfig, "temperature"), gt=0, description="Distillation temperature T.")
+    beta: float = Field(_default(DistillConfig, "beta"), ge=0, description="Hint-loss weight (neural teachers).")
+    epochs: int = Field(_default(DistillConfig, "epochs"), ge=1, description="Maximum student epochs (early stopping decides).")
+    contamination: float = Field(_default(EngineConfig, "contamination"), gt=0, lt=0.5, description="Share of training rows flagged at the threshold.")
+    seed: int = Field(_default(EngineConfig, "seed"), description="Seed for the split, sampling and initialisation.")
+    gate: GateConfig = Field(default_factory=GateConfig, description="Promotion gate thresholds.")
+
+    def engine_config(self) -> EngineConfig:
+        return EngineConfig(
+            seed=self.seed, contamination=self.contamination, teacher=TeacherConfig(kind=self.teacher_kind),
+            student=StudentConfig(hidden=self.student_hidden),
+            distill=DistillConfig(alpha=self.alpha, temperature=self.temperature, beta=self.beta, epochs=self.epochs))
+
+
+@dataclass
+class TrainingOutcome:
+    model_name: str
+    version: str
+    promoted: bool
+    reasons: list[str]
+    metrics: dict
+    run_id: str
+    previous_champion: str | None = None
+    teacher_from_cache: bool = False
+
+
+@flow(name="training-pipeline", log_prints=True)
+def training_pipeline(params: TrainingParameters = TrainingParameters()) -> dict:
+    config = params.engine_config()
+    tags = {"git_commit": tracking.git_commit(), "seed": config.seed, "model_name": params.model_name}
+    run_id = tracking.start_run(params.experiment, f"train-{params.model_name}", tags=tags)
+    runs = [run_id]
+    try:
+        tracking.log_params(run_id, params.model_dump())
+        frame = t.load_data(params.data_path)
+        contract = t.validate_data(frame, params.label_column, t.reference_contract(params.model_name), run_id)
+        digest = t.log_training_data(run_id, frame, params.data_path, params.label_column)
+        train, test = pipeline.split(table_from_frame(frame, params.label_column), config)
+
+        teacher_state = t.train_teacher(train, config, digest, return_state=True)
+        trained = teacher_state.result()
+        teacher_run = tracking.start_child_run(run_id, "teacher")
+        runs.append(teacher_run)
+        t.log_teacher(teacher_run, trained, config, cached=teacher_state.name == "Cached")
+        soft_labels = t.generate_soft_labels(trained, train, config, digest)
+
+        student_run = tracking.start_child_run(run_id, "student")
+        runs.append(student_run)
+        t.log_soft_labels(student_run, soft_labels)
+        student = t.distill_student(soft_labels, trained, train, config, student_run)
+        metrics = t.evaluate(student, trained, test, [run_id, student_run])
+
+        verdict = t.gate(metrics, params.model_name, test, params.gate)
+        version = t.register(student, test, params.model_name, student_run, verdict, contract)
+        previous = t.promote(params.model_name, version.version, verdict)
+        tracking.set_tags(run_id, {"model_version": version.version, "gate": "passed" if verdict.promote else "failed"})
+    except BaseException:
+        for run in runs:
+            tracking.end_run(run, "FAILED")
+        raise
+    for run in runs:
+        tracking.end_run(run)
+    return asdict(TrainingOutcome(params.model_name, version.version, verdict.promote, verdict.reasons, metrics,
+                                  run_id, previous, teacher_state.name == "Cached"))

@@ -1,0 +1,72 @@
+"""MLflow model registry: versions, the `champion`/`challenger` aliases, promotion history and rollback."""
+import json
+
+from mlflow.exceptions import MlflowException
+
+from tasks.tracking import client
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+HISTORY_TAG = "champion_history"  # JSON list of earlier champion versions, newest last
+
+
+class RegistryError(LookupError):
+    pass
+
+
+def version_by_alias(name: str, alias: str):
+    try:
+        return client().get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def get_version(name: str, version: str | int):
+    try:
+        return client().get_model_version(name, str(version))
+    except MlflowException:
+        raise RegistryError(f"model {name!r} has no version {version}") from None
+
+
+def register(model_uri: str, name: str, run_id: str, tags: dict[str, str]):
+    """New version of `name`, aliased `challenger`."""
+    mlflow_client = client()
+    try:
+        mlflow_client.get_registered_model(name)
+    except MlflowException:
+        mlflow_client.create_registered_model(name, description="Distilled anomaly-detection student.")
+    version = mlflow_client.create_model_version(name, model_uri, run_id=run_id, tags=tags)
+    mlflow_client.set_registered_model_alias(name, CHALLENGER, version.version)
+    return version
+
+
+def champion_history(name: str) -> list[str]:
+    return json.loads(client().get_registered_model(name).tags.get(HISTORY_TAG, "[]"))
+
+
+def promote(name: str, version: str | int, reason: str) -> str | None:
+    """Point `champion` at `version`; returns the previous champion's version (kept in the history tag)."""
+    target = get_version(name, version)
+    previous = version_by_alias(name, CHAMPION)
+    mlflow_client = client()
+    if previous is not None and previous.version == target.version:
+        return previous.version
+    if previous is not None:
+        mlflow_client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(champion_history(name) + [previous.version]))
+    mlflow_client.set_registered_model_alias(name, CHAMPION, target.version)
+    mlflow_client.set_model_version_tag(name, target.version, "promotion", reason)
+    return None if previous is None else previous.version
+
+
+def rollback(name: str) -> tuple[str, str]:
+    """Move `champion` back to the previous champion; returns (from_version, to_version)."""
+    history = champion_history(name)
+    current = version_by_alias(name, CHAMPION)
+    if not history or current is None:
+        raise RegistryError(f"model {name!r} has no previous champion to roll back to")
+    target = history.pop()
+    mlflow_client = client()
+    mlflow_client.set_registered_model_alias(name, CHAMPION, target)
+    mlflow_client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
+    mlflow_client.set_model_version_tag(name, current.version, "rolled_back", f"champion moved back to v{target}")
+    mlflow_client.set_model_version_tag(name, target, "promotion", f"rollback from v{current.version}")
+    return current.version, target

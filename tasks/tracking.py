@@ -1,0 +1,136 @@
+"""MLflow I/O: where to track, runs, params, metrics, datasets, artifacts and the student model.
+
+Runs are addressed by id through the client rather than MLflow's thread-local "active run", because Prefect
+may run tasks on worker threads.
+"""
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow.entities import DatasetInput, InputTag, Metric, Param
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+DEFAULT_DB = "mlflow.db"
+
+
+def tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI if set (a server in production), else a sqlite file in the working directory."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / DEFAULT_DB}"
+
+
+def client() -> MlflowClient:
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return MlflowClient(uri, uri)
+
+
+def experiment_id(name: str) -> str:
+    mlflow_client = client()
+    existing = mlflow_client.get_experiment_by_name(name)
+    if existing is not None:
+        return existing.experiment_id
+    location = None
+    uri = tracking_uri()
+    if uri.startswith("sqlite:///"):  # keep artifacts beside the database, not in whatever cwd a worker has
+        location = (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").as_uri()
+    return mlflow_client.create_experiment(name, artifact_location=location)
+
+
+def start_run(experiment: str, name: str, tags: dict | None = None) -> str:
+    """A new top-level run, or the run `mlflow run` (MLflow Projects) created for us, named by MLFLOW_RUN_ID."""
+    project_run = os.environ.get("MLFLOW_RUN_ID")
+    if project_run:
+        set_tags(project_run, tags or {})
+        return project_run
+    return client().create_run(experiment_id(experiment), run_name=name, tags=tags).info.run_id
+
+
+def start_child_run(parent_id: str, name: str) -> str:
+    mlflow_client = client()
+    experiment = mlflow_client.get_run(parent_id).info.experiment_id
+    return mlflow_client.create_run(experiment, run_name=name, tags={MLFLOW_PARENT_RUN_ID: parent_id}).info.run_id
+
+
+def end_run(run_id: str, status: str = "FINISHED") -> None:
+    client().set_terminated(run_id, status)
+
+
+def _flatten(prefix: str, value) -> dict[str, str]:
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items() for k, v in _flatten(f"{prefix}{key}.", item).items()}
+    return {prefix.rstrip("."): json.dumps(value) if isinstance(value, list) else str(value)}
+
+
+def log_params(run_id: str, params: dict) -> None:
+    flat = _flatten("", params)
+    client().log_batch(run_id, params=[Param(k, v[:6000]) for k, v in flat.items()])
+
+
+def log_metrics(run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+    stamp = int(pd.Timestamp.now().timestamp() * 1000)
+    client().log_batch(run_id, metrics=[Metric(k, float(v), stamp, step) for k, v in metrics.items()])
+
+
+def log_history(run_id: str, history: list[dict]) -> None:
+    """One metric point per epoch, so the loss curves plot in the MLflow UI."""
+    stamp = int(pd.Timestamp.now().timestamp() * 1000)
+    points = [Metric(k, float(v), stamp, int(h["epoch"])) for h in history for k, v in h.items() if k != "epoch"]
+    for start in range(0, len(points), 1000):
+        client().log_batch(run_id, metrics=points[start:start + 1000])
+
+
+def set_tags(run_id: str, tags: dict[str, str]) -> None:
+    for key, value in tags.items():
+        client().set_tag(run_id, key, str(value))
+
+
+def log_file(run_id: str, path: Path, artifact_path: str | None = None) -> None:
+    client().log_artifact(run_id, str(path), artifact_path)
+
+
+def log_json(run_id: str, payload, name: str, artifact_path: str | None = None) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        path.write_text(json.dumps(payload, indent=2, default=str))
+        log_file(run_id, path, artifact_path)
+
+
+def load_json_artifact(run_id: str, artifact: str):
+    with tempfile.TemporaryDirectory() as tmp:
+        return json.loads(Path(mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=artifact, dst_path=tmp, tracking_uri=tracking_uri())).read_text())
+
+
+def log_dataset(run_id: str, frame: pd.DataFrame, source: str, label_column: str | None) -> str:
+    """Logs the training data as an MLflow dataset (with its digest); returns the digest."""
+    dataset = mlflow.data.from_pandas(frame, source=source, name=Path(source).name, targets=label_column)
+    context = InputTag(key="mlflow.data.context", value="training")
+    client().log_inputs(run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags=[context])])
+    return dataset.digest
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def log_student_model(run_id: str, student_file: Path, example: pd.DataFrame, output: pd.DataFrame, threshold: float):
+    """Logs the pyfunc (student + preprocessing + threshold) with signature and input example."""
+    from mlflow.models import infer_signature
+
+    from tasks.pyfunc import StudentPyfunc
+
+    signature = infer_signature(example, output, params={"threshold": float(threshold)})
+    with mlflow.start_run(run_id=run_id):
+        return mlflow.pyfunc.log_model(
+            name="student", python_model=StudentPyfunc(), artifacts={"student": str(student_file)},
+            signature=signature, input_example=example)

@@ -1,0 +1,174 @@
+"""Prefect tasks of the training pipeline: each calls the engine and does the I/O (MLflow, GX, artifacts)."""
+import hashlib
+import pickle
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from anomaly_distill import pipeline
+from anomaly_distill.config import EngineConfig, GateConfig
+from anomaly_distill.data import Table, frame_digest, read_frame, table_from_frame
+from anomaly_distill.export import export_onnx, save_student
+from anomaly_distill.gate import Verdict, decide
+from anomaly_distill.metrics import detection_metrics, rows_per_second
+from tasks import plots, registry, tracking
+from tasks.validation import ValidationFailed, derive_contract, validate_frame
+
+CONTRACT_FILE = "contract.json"
+
+
+def _key(*parts) -> str:
+    return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:24]
+
+
+def _teacher_key(config: EngineConfig, digest: str) -> str:
+    return _key("teacher", digest, config.seed, config.test_fraction, config.contamination,
+                config.student.squash, config.teacher.model_dump_json())
+
+
+@task(cache_policy=NO_CACHE)
+def load_data(path: str) -> pd.DataFrame:
+    return read_frame(path)
+
+
+@task(cache_policy=NO_CACHE)
+def reference_contract(model_name: str) -> dict | None:
+    """The data contract saved with the current champion, or None on a first run."""
+    champion = registry.version_by_alias(model_name, registry.CHAMPION)
+    return None if champion is None else tracking.load_json_artifact(champion.run_id, CONTRACT_FILE)
+
+
+@task(cache_policy=NO_CACHE)
+def validate_data(frame: pd.DataFrame, label_column: str | None, contract: dict | None, run_id: str) -> dict:
+    """Great Expectations gate; raises ValidationFailed (listing every failed expectation) before any training."""
+    report = validate_frame(frame, label_column, contract)
+    tracking.log_json(run_id, report.result, "ge_result.json", "validation")
+    create_markdown_artifact(report.markdown(), key="data-validation", description="Great Expectations result")
+    if not report.success:
+        tracking.set_tags(run_id, {"validation": "failed"})
+        raise ValidationFailed(report.failures)
+    return contract or derive_contract(frame, label_column)
+
+
+@task(cache_policy=NO_CACHE)
+def log_training_data(run_id: str, frame: pd.DataFrame, source: str, label_column: str | None) -> str:
+    tracking.log_dataset(run_id, frame, source, label_column)
+    table = table_from_frame(frame, label_column)
+    return frame_digest(table.features, table.labels)
+
+
+@task(cache_key_fn=lambda ctx, p: _teacher_key(p["config"], p["digest"]), persist_result=True)
+def train_teacher(train: Table, config: EngineConfig, digest: str) -> pipeline.TrainedTeacher:
+    return pipeline.train_teacher(train, config)
+
+
+@task(cache_key_fn=lambda ctx, p: _key(_teacher_key(p["config"], p["digest"]), p["config"].distill.model_dump_json()),
+      persist_result=True)
+def generate_soft_labels(trained: pipeline.TrainedTeacher, train: Table, config: EngineConfig,
+                         digest: str) -> pd.DataFrame:
+    return pipeline.generate_soft_labels(trained, train, config)
+
+
+@task(cache_policy=NO_CACHE)
+def log_teacher(run_id: str, trained: pipeline.TrainedTeacher, config: EngineConfig, cached: bool) -> None:
+    tracking.log_params(run_id, {"teacher": config.teacher.model_dump(), "seed": config.seed})
+    tracking.log_metrics(run_id, {"params": trained.teacher.n_params, "size_bytes": len(pickle.dumps(trained))})
+    tracking.set_tags(run_id, {"from_cache": cached})
+
+
+@task(cache_policy=NO_CACHE)
+def log_soft_labels(run_id: str, soft_labels: pd.DataFrame) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "soft_labels.parquet"
+        soft_labels.to_parquet(path)
+        tracking.log_file(run_id, path)
+
+
+@task(cache_policy=NO_CACHE)
+def distill_student(soft_labels: pd.DataFrame, trained: pipeline.TrainedTeacher, train: Table,
+                    config: EngineConfig, run_id: str) -> pipeline.Student:
+    student = pipeline.distill_student(soft_labels, trained, train, config)
+    tracking.log_params(run_id, {"student": config.student.model_dump(), "distill": config.distill.model_dump(),
+                                 "contamination": config.contamination, "seed": config.seed})
+    tracking.log_history(run_id, student.history)
+    tracking.log_metrics(run_id, {"threshold": student.threshold, "epochs_run": len(student.history)})
+    return student
+
+
+@task(cache_policy=NO_CACHE)
+def evaluate(student: pipeline.Student, trained: pipeline.TrainedTeacher, test: Table, run_ids: list[str]) -> dict:
+    """Held-out metrics of teacher and student, student size and single-thread speed, plus plots."""
+    result = pipeline.evaluate(student, trained, test)
+    with tempfile.TemporaryDirectory() as tmp:
+        size = save_student(student, Path(tmp) / "student.pt").stat().st_size
+    rows = np.resize(test.features.to_numpy(dtype=np.float32), (max(len(test), 20_000), test.features.shape[1]))
+    metrics = {**result["student"], "size_bytes": size, "params": student.model.n_params,
+               "rows_per_second": rows_per_second(student.model.score, rows)}
+    flat = {**metrics, **{f"teacher_{k}": v for k, v in result["teacher"].items()}}
+    for run_id in run_ids:
+        tracking.log_metrics(run_id, flat)
+    _log_plots(run_ids[0], trained.score(test.features), student.score(test.features), test.labels)
+    return metrics
+
+
+def _log_plots(run_id: str, teacher_scores, student_scores, labels) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        files = [plots.score_plot(teacher_scores, student_scores, labels, Path(tmp))]
+        if labels is not None and len(np.unique(labels)) == 2:
+            files += plots.curve_plots(labels, teacher_scores, student_scores, Path(tmp))
+        for path in files:
+            tracking.log_file(run_id, path, "plots")
+
+
+def champion_metrics(model_name: str, test: Table) -> tuple[dict | None, str | None]:
+    """The champion's AUROC on the same held-out rows, or (None, why not)."""
+    import mlflow.pyfunc
+
+    champion = registry.version_by_alias(model_name, registry.CHAMPION)
+    if champion is None:
+        return None, None
+    try:
+        scores = mlflow.pyfunc.load_model(f"models:/{model_name}@{registry.CHAMPION}").predict(test.features)["score"]
+    except Exception as error:  # a champion trained on other columns cannot be compared
+        return None, f"champion v{champion.version} cannot score these rows ({type(error).__name__}: {error})"
+    if test.labels is None or len(np.unique(test.labels)) < 2:
+        return {"version": champion.version}, None
+    auroc = detection_metrics(test.labels, scores.to_numpy(), float("inf"))["auroc"]
+    return {"version": champion.version, "auroc": auroc}, None
+
+
+@task(cache_policy=NO_CACHE)
+def gate(challenger: dict, model_name: str, test: Table, config: GateConfig) -> Verdict:
+    champion, problem = champion_metrics(model_name, test)
+    verdict = decide(challenger, champion, config)
+    if problem:
+        verdict.reasons.append(f"note: {problem}; absolute checks only")
+    create_markdown_artifact(verdict.markdown(f"Promotion gate for {model_name}"), key="gate-verdict",
+                             description="Challenger vs champion")
+    return verdict
+
+
+@task(cache_policy=NO_CACHE)
+def register(student: pipeline.Student, test: Table, model_name: str, run_id: str, verdict: Verdict,
+             contract: dict):
+    """Logs the pyfunc (+ ONNX, contract) in the student run and registers it as the `challenger`."""
+    example = test.features.head(5)
+    with tempfile.TemporaryDirectory() as tmp:
+        student_file = save_student(student, Path(tmp) / "student.pt")
+        tracking.log_file(run_id, export_onnx(student.model, Path(tmp) / "student.onnx"), "onnx")
+        tracking.log_json(run_id, contract, CONTRACT_FILE)
+        info = tracking.log_student_model(run_id, student_file, example, student.predict(example), student.threshold)
+    tags = {"gate": "passed" if verdict.promote else "failed", "gate_reasons": "\n".join(verdict.reasons)}
+    return registry.register(info.model_uri, model_name, run_id, tags)
+
+
+@task(cache_policy=NO_CACHE)
+def promote(model_name: str, version: str, verdict: Verdict) -> str | None:
+    if not verdict.promote:
+        return None
+    return registry.promote(model_name, version, "gate passed: " + "; ".join(verdict.reasons))

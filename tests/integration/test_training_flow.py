@@ -1,0 +1,145 @@
+"""The training pipeline for real: Prefect flow, Great Expectations, MLflow tracking and registry."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from anomaly_distill import pipeline
+from anomaly_distill.config import GateConfig
+from anomaly_distill.data import load_table
+from flows.cli import main
+from flows.training import TrainingParameters, training_pipeline
+from tasks.tracking import tracking_uri
+
+NAME = "thyroid-test"
+FAST = {"epochs": 20, "model_name": NAME, "label_column": "label"}
+
+
+def train(data, **overrides):
+    return training_pipeline(TrainingParameters(data_path=str(data), **{**FAST, **overrides}))
+
+
+def mlflow_client():
+    return MlflowClient(tracking_uri(), tracking_uri())
+
+
+def versions():
+    return sorted(int(v.version) for v in mlflow_client().search_model_versions(f"name='{NAME}'"))
+
+
+def champion():
+    return mlflow_client().get_model_version_by_alias(NAME, "champion").version
+
+
+def test_first_run_promotes_with_everything_tracked_then_second_run_is_gated(workspace, thyroid_csv):
+    first = train(thyroid_csv)
+    assert first["version"] == "1" and first["promoted"] and champion() == "1"
+    assert not first["teacher_from_cache"]
+    client = mlflow_client()
+    parent = client.get_run(first["run_id"])
+    assert parent.data.tags["git_commit"] and parent.data.tags["seed"] == "0"
+    assert parent.data.params["data_path"] == str(thyroid_csv) and parent.data.params["gate.min_auroc"] == "0.7"
+    assert parent.data.metrics["auroc"] > 0.9 and parent.data.metrics["fidelity"] > 0.9
+    assert parent.inputs.dataset_inputs[0].dataset.digest
+    children = {r.info.run_name: r for r in client.search_runs(
+        [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{first['run_id']}'")}
+    assert set(children) == {"teacher", "student"}
+    student_run = children["student"].info.run_id
+    assert len(client.get_metric_history(student_run, "val_total")) > 5
+    parent_files = {f.path for f in client.list_artifacts(first["run_id"], "plots")}
+    assert parent_files == {"plots/roc.png", "plots/pr.png", "plots/teacher_vs_student.png"}
+    assert client.list_artifacts(first["run_id"], "validation")[0].path == "validation/ge_result.json"
+    student_files = {f.path for f in client.list_artifacts(student_run)}
+    assert {"soft_labels.parquet", "contract.json", "onnx"} <= student_files
+    version = client.get_model_version(NAME, "1")
+    assert version.tags["gate"] == "passed" and version.run_id == student_run
+
+    second = train(thyroid_csv)
+    assert second["version"] == "2" and second["teacher_from_cache"]
+    assert any("champion" in reason for reason in second["reasons"])
+    assert mlflow_client().get_model_version_by_alias(NAME, "challenger").version == "2"
+    assert champion() == ("2" if second["promoted"] else "1")
+
+
+def test_failed_gate_keeps_champion(workspace, thyroid_csv):
+    train(thyroid_csv)
+    strict = train(thyroid_csv, gate=GateConfig(min_auroc=0.99999))
+    assert not strict["promoted"] and champion() == "1" and versions() == [1, 2]
+    assert any(r.startswith("FAIL: AUROC") for r in strict["reasons"])
+    assert mlflow_client().get_model_version(NAME, "2").tags["gate"] == "failed"
+
+
+def _bad_files(good: pd.DataFrame, folder) -> dict:
+    nan = good.copy()
+    nan.loc[5, "f1"] = np.nan
+    text = good.astype({"f2": object})
+    text.loc[7, "f2"] = "n/a"
+    wrong_label = good.copy()
+    wrong_label.loc[3, "label"] = 2
+    cases = {"nan": nan, "string": text, "missing column": good.drop(columns=["f4"]), "label": wrong_label}
+    paths = {}
+    for name, frame in cases.items():
+        paths[name] = folder / f"{name.replace(' ', '_')}.csv"
+        frame.to_csv(paths[name], index=False)
+    return paths
+
+
+EXPECTED = {
+    "nan": "expect_column_values_to_not_be_null(column='f1'): 1 unexpected values",
+    "string": "expect_column_values_to_be_in_type_list(column='f2')",
+    "missing column": "expect_table_columns_to_match_set(): columns differ: {'missing': ['f4']}",
+    "label": "expect_column_values_to_be_in_set(column='label', value_set=[0, 1]): 1 unexpected values, e.g. [2]",
+}
+
+
+def test_bad_data_fails_validation_and_registers_nothing(workspace, thyroid_csv, capsys):
+    bad = _bad_files(pd.read_csv(thyroid_csv), workspace)
+    assert main(["train", "--data", str(bad["nan"]), "--label-column", "label", "--model-name", NAME]) == 2
+    assert "data validation failed" in capsys.readouterr().err
+    assert mlflow_client().search_registered_models() == []
+
+    train(thyroid_csv)
+    for case, path in bad.items():
+        assert main(["train", "--data", str(path), "--label-column", "label", "--model-name", NAME]) == 2, case
+        assert EXPECTED[case] in capsys.readouterr().err, case
+        assert versions() == [1] and champion() == "1", case
+
+
+def test_promote_and_rollback(workspace, thyroid_csv, capsys):
+    train(thyroid_csv)
+    train(thyroid_csv, gate=GateConfig(min_auroc=0.99999))
+    assert champion() == "1"
+    assert main(["promote", "--model-name", NAME, "--version", "2"]) == 0 and champion() == "2"
+    assert main(["rollback", "--model-name", NAME]) == 0 and champion() == "1"
+    assert "rolled back v2 -> v1" in capsys.readouterr().out
+    assert main(["rollback", "--model-name", NAME]) == 2
+    assert "no previous champion" in capsys.readouterr().err
+    assert main(["promote", "--model-name", NAME, "--version", "9"]) == 2
+    assert "has no version 9" in capsys.readouterr().err
+
+
+def test_champion_pyfunc_in_a_fresh_process_matches_the_engine(workspace, thyroid_csv):
+    params = TrainingParameters(data_path=str(thyroid_csv), **FAST)
+    training_pipeline(params)
+    config = params.engine_config()
+    train_rows, test = pipeline.split(load_table(thyroid_csv, "label"), config)
+    trained = pipeline.train_teacher(train_rows, config)
+    soft = pipeline.generate_soft_labels(trained, train_rows, config)
+    engine = pipeline.distill_student(soft, trained, train_rows, config)
+    test.features.to_csv(workspace / "rows.csv", index=False)
+    script = (
+        "import mlflow, pandas as pd, json, sys\n"
+        f"model = mlflow.pyfunc.load_model('models:/{NAME}@champion')\n"
+        "out = model.predict(pd.read_csv('rows.csv'))\n"
+        "strict = model.predict(pd.read_csv('rows.csv'), params={'threshold': -1e9})\n"
+        "json.dump({'score': out['score'].tolist(), 'flag': out['is_anomaly'].tolist(),"
+        " 'all': bool(strict['is_anomaly'].all())}, sys.stdout)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=workspace, check=True)
+    served = json.loads(done.stdout.strip().splitlines()[-1])
+    expected = engine.predict(test.features)
+    np.testing.assert_allclose(served["score"], expected["score"], rtol=1e-5, atol=1e-5)
+    assert served["flag"] == expected["is_anomaly"].tolist() and served["all"]
