@@ -81,13 +81,14 @@ def training_pipeline(params: TrainingParameters = TrainingParameters()) -> dict
 
         verdict = t.gate(metrics, params.model_name, test, params.gate)
         version = t.register(student, test, params.model_name, student_run, verdict, contract)
-        previous = t.promote(params.model_name, version.version, verdict)
-        tracking.set_tags(run_id, {"model_version": version.version, "gate": "passed" if verdict.promote else "failed"})
+        version = str(version.version)
+        previous = t.promote(params.model_name, version, verdict)
+        tracking.set_tags(run_id, {"model_version": version, "gate": "passed" if verdict.promote else "failed"})
     except BaseException:
         for run in runs:
             tracking.end_run(run, "FAILED")
         raise
     for run in runs:
         tracking.end_run(run)
-    return asdict(TrainingOutcome(params.model_name, version.version, verdict.promote, verdict.reasons, metrics,
+    return asdict(TrainingOutcome(params.model_name, version, verdict.promote, verdict.reasons, metrics,
                                   run_id, previous, teacher_state.name == "Cached"))

@@ -48,13 +48,14 @@ def promote(name: str, version: str | int, reason: str) -> str | None:
     target = get_version(name, version)
     previous = version_by_alias(name, CHAMPION)
     mlflow_client = client()
-    if previous is not None and previous.version == target.version:
-        return previous.version
-    if previous is not None:
-        mlflow_client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(champion_history(name) + [previous.version]))
-    mlflow_client.set_registered_model_alias(name, CHAMPION, target.version)
-    mlflow_client.set_model_version_tag(name, target.version, "promotion", reason)
-    return None if previous is None else previous.version
+    previous_version = None if previous is None else str(previous.version)
+    if previous_version == str(target.version):
+        return previous_version
+    if previous_version is not None:
+        mlflow_client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(champion_history(name) + [previous_version]))
+    mlflow_client.set_registered_model_alias(name, CHAMPION, str(target.version))
+    mlflow_client.set_model_version_tag(name, str(target.version), "promotion", reason)
+    return previous_version
 
 
 def rollback(name: str) -> tuple[str, str]:
@@ -69,4 +70,4 @@ def rollback(name: str) -> tuple[str, str]:
     mlflow_client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
     mlflow_client.set_model_version_tag(name, current.version, "rolled_back", f"champion moved back to v{target}")
     mlflow_client.set_model_version_tag(name, target, "promotion", f"rollback from v{current.version}")
-    return current.version, target
+    return str(current.version), target

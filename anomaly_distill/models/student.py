@@ -65,7 +65,7 @@ class ScoringModel(nn.Module):
         return gain, -self.center * gain, self.net.body[0].weight * c
 
     def _logit(self, raw: torch.Tensor, gain, offset, first_weight) -> torch.Tensor:
-        if len(self.keep) < len(self.input_columns):
+        if self.keep.shape[0] < len(self.input_columns):
             raw = raw.index_select(1, self.keep)
         return self.net.folded_logit(torch.addcmul(offset, raw, gain), first_weight)
 

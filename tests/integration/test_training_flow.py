@@ -32,7 +32,7 @@ def versions():
 
 
 def champion():
-    return mlflow_client().get_model_version_by_alias(NAME, "champion").version
+    return str(mlflow_client().get_model_version_by_alias(NAME, "champion").version)
 
 
 def test_first_run_promotes_with_everything_tracked_then_second_run_is_gated(workspace, thyroid_csv):
@@ -61,7 +61,7 @@ def test_first_run_promotes_with_everything_tracked_then_second_run_is_gated(wor
     second = train(thyroid_csv)
     assert second["version"] == "2" and second["teacher_from_cache"]
     assert any("champion" in reason for reason in second["reasons"])
-    assert mlflow_client().get_model_version_by_alias(NAME, "challenger").version == "2"
+    assert str(mlflow_client().get_model_version_by_alias(NAME, "challenger").version) == "2"
     assert champion() == ("2" if second["promoted"] else "1")
 
 
@@ -77,7 +77,7 @@ def _bad_files(good: pd.DataFrame, folder) -> dict:
     nan = good.copy()
     nan.loc[5, "f1"] = np.nan
     text = good.astype({"f2": object})
-    text.loc[7, "f2"] = "n/a"
+    text.loc[7, "f2"] = "unknown"
     wrong_label = good.copy()
     wrong_label.loc[3, "label"] = 2
     cases = {"nan": nan, "string": text, "missing column": good.drop(columns=["f4"]), "label": wrong_label}
