@@ -2,6 +2,7 @@
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -34,12 +35,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     settings = yaml.safe_load(Path(args.config).read_text()) if args.config else {}
     settings.update({k: v for k, v in {"data_path": args.data, "label_column": args.label_column,
                                        "model_name": args.model_name}.items() if v is not None})
+    start = time.perf_counter()
     outcome = training_pipeline(TrainingParameters.model_validate(settings))
-    print(training_summary(outcome))
+    print(training_summary(outcome, time.perf_counter() - start))
     return 0
 
 
-def training_summary(outcome: dict) -> str:
+def training_summary(outcome: dict, wall_seconds: float) -> str:
     from tasks.tracking import tracking_uri
 
     m = outcome["metrics"]
@@ -51,6 +53,9 @@ def training_summary(outcome: dict) -> str:
         f"Gate: {'PASSED -> now champion' if outcome['promoted'] else 'FAILED -> champion unchanged'}",
         *[f"  - {reason}" for reason in outcome["reasons"]],
         f"Teacher {'reused from cache' if outcome['teacher_from_cache'] else 'trained'}; MLflow run {outcome['run_id']}",
+        f"Time: {wall_seconds:.1f} s in the flow, of which compute "
+        + ", ".join(f"{stage} {s:.1f} s" for stage, s in outcome["seconds"].items())
+        + f"; orchestration + tracking {wall_seconds - sum(outcome['seconds'].values()):.1f} s",
         f"MLflow UI: mlflow ui --backend-store-uri {tracking_uri()}   (then open http://127.0.0.1:5000)",
     ]
     return "\n".join(lines)

@@ -1,4 +1,6 @@
 """training-pipeline: validate → teacher → soft labels → student → evaluate → gate → register → promote."""
+import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -41,6 +43,14 @@ class TrainingParameters(BaseModel):
             distill=DistillConfig(alpha=self.alpha, temperature=self.temperature, beta=self.beta, epochs=self.epochs))
 
 
+class Stopwatch(dict):
+    @contextmanager
+    def __call__(self, stage: str):
+        start = time.perf_counter()
+        yield
+        self[stage] = time.perf_counter() - start
+
+
 @dataclass
 class TrainingOutcome:
     model_name: str
@@ -51,39 +61,47 @@ class TrainingOutcome:
     run_id: str
     previous_champion: str | None = None
     teacher_from_cache: bool = False
+    seconds: dict | None = None  # wall time of the compute stages (the rest is orchestration and tracking)
 
 
 @flow(name="training-pipeline", log_prints=True)
 def training_pipeline(params: TrainingParameters = TrainingParameters()) -> dict:
     config = params.engine_config()
     tags = {"git_commit": tracking.git_commit(), "seed": config.seed, "model_name": params.model_name}
+    clock = Stopwatch()
     run_id = tracking.start_run(params.experiment, f"train-{params.model_name}", tags=tags)
     runs = [run_id]
     try:
         tracking.log_params(run_id, params.model_dump())
+        tracking.log_json(run_id, params.model_dump(), "config.json")
         frame = t.load_data(params.data_path)
         contract = t.validate_data(frame, params.label_column, t.reference_contract(params.model_name), run_id)
         digest = t.log_training_data(run_id, frame, params.data_path, params.label_column)
         train, test = pipeline.split(table_from_frame(frame, params.label_column), config)
 
-        teacher_state = t.train_teacher(train, config, digest, return_state=True)
-        trained = teacher_state.result()
+        with clock("train_teacher"):
+            teacher_state = t.train_teacher(train, config, digest, return_state=True)
+            trained = teacher_state.result()
         teacher_run = tracking.start_child_run(run_id, "teacher")
         runs.append(teacher_run)
         t.log_teacher(teacher_run, trained, config, cached=teacher_state.name == "Cached")
-        soft_labels = t.generate_soft_labels(trained, train, config, digest)
+        with clock("generate_soft_labels"):
+            soft_labels = t.generate_soft_labels(trained, train, config, digest)
 
         student_run = tracking.start_child_run(run_id, "student")
         runs.append(student_run)
         t.log_soft_labels(student_run, soft_labels)
-        student = t.distill_student(soft_labels, trained, train, config, student_run)
-        metrics = t.evaluate(student, trained, test, [run_id, student_run])
+        with clock("distill_student"):
+            student = t.distill_student(soft_labels, trained, train, config, student_run)
+        with clock("evaluate"):
+            metrics = t.evaluate(student, trained, test, [run_id, student_run])
 
         verdict = t.gate(metrics, params.model_name, test, params.gate)
         version = t.register(student, test, params.model_name, student_run, verdict, contract)
         version = str(version.version)
         previous = t.promote(params.model_name, version, verdict)
         tracking.set_tags(run_id, {"model_version": version, "gate": "passed" if verdict.promote else "failed"})
+        tracking.log_metrics(run_id, {f"seconds_{stage}": s for stage, s in clock.items()})
     except BaseException:
         for run in runs:
             tracking.end_run(run, "FAILED")
@@ -91,4 +109,4 @@ def training_pipeline(params: TrainingParameters = TrainingParameters()) -> dict
     for run in runs:
         tracking.end_run(run)
     return asdict(TrainingOutcome(params.model_name, version, verdict.promote, verdict.reasons, metrics,
-                                  run_id, previous, teacher_state.name == "Cached"))
+                                  run_id, previous, teacher_state.name == "Cached", dict(clock)))

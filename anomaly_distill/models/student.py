@@ -39,6 +39,7 @@ class ScoringModel(nn.Module):
         super().__init__()
         self.input_columns = list(input_columns)
         self.register_buffer("keep", torch.as_tensor(keep, dtype=torch.long))
+        self.drops_columns = len(keep) < len(self.input_columns)
         self.register_buffer("center", torch.as_tensor(center, dtype=torch.float32))
         self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32))
         self.net = net
@@ -65,7 +66,7 @@ class ScoringModel(nn.Module):
         return gain, -self.center * gain, self.net.body[0].weight * c
 
     def _logit(self, raw: torch.Tensor, gain, offset, first_weight) -> torch.Tensor:
-        if self.keep.shape[0] < len(self.input_columns):
+        if self.drops_columns:
             raw = raw.index_select(1, self.keep)
         return self.net.folded_logit(torch.addcmul(offset, raw, gain), first_weight)
 

@@ -53,6 +53,8 @@ def test_first_run_promotes_with_everything_tracked_then_second_run_is_gated(wor
     parent_files = {f.path for f in client.list_artifacts(first["run_id"], "plots")}
     assert parent_files == {"plots/roc.png", "plots/pr.png", "plots/teacher_vs_student.png"}
     assert client.list_artifacts(first["run_id"], "validation")[0].path == "validation/ge_result.json"
+    assert "config.json" in {f.path for f in client.list_artifacts(first["run_id"])}
+    assert set(first["seconds"]) == {"train_teacher", "generate_soft_labels", "distill_student", "evaluate"}
     student_files = {f.path for f in client.list_artifacts(student_run)}
     assert {"soft_labels.parquet", "contract.json", "onnx"} <= student_files
     version = client.get_model_version(NAME, "1")
@@ -143,3 +145,18 @@ def test_champion_pyfunc_in_a_fresh_process_matches_the_engine(workspace, thyroi
     expected = engine.predict(test.features)
     np.testing.assert_allclose(served["score"], expected["score"], rtol=1e-5, atol=1e-5)
     assert served["flag"] == expected["is_anomaly"].tolist() and served["all"]
+
+
+@pytest.mark.slow
+def test_mlflow_project_train_entry_point(workspace, thyroid_csv):
+    import os
+    from pathlib import Path
+
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    project = Path(__file__).resolve().parents[2] / "mlflow_project"
+    subprocess.run(["mlflow", "run", str(project), "-e", "train", "--env-manager", "local", "-P", f"data={thyroid_csv}",
+                    "-P", f"model_name={NAME}"], check=True, cwd=workspace, env=env, capture_output=True)
+    assert champion() == "1"
+    project_run = mlflow_client().get_model_version(NAME, "1").run_id
+    parent = mlflow_client().get_run(project_run).data.tags["mlflow.parentRunId"]
+    assert mlflow_client().get_run(parent).data.tags.get("mlflow.project.entryPoint") == "train"
