@@ -133,4 +133,11 @@ def log_student_model(run_id: str, student_file: Path, example: pd.DataFrame, ou
     with mlflow.start_run(run_id=run_id):
         return mlflow.pyfunc.log_model(
             name="student", python_model=StudentPyfunc(), artifacts={"student": str(student_file)},
-            signature=signature, input_example=example)
+            signature=signature, input_example=example, pip_requirements=_requirements())
+
+
+def _requirements() -> list[str]:
+    """Pinned explicitly: MLflow's own inference imports the model in a subprocess (several seconds a run)."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name).split('+')[0]}" for name in ("torch", "numpy", "pandas", "mlflow")]
