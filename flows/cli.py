@@ -77,6 +77,31 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_score(args: argparse.Namespace) -> int:
+    from flows.scoring import ScoringParameters, batch_scoring
+
+    uri = args.model_uri or f"models:/{args.model_name}@champion"
+    result = batch_scoring(ScoringParameters(data_path=args.data, model_uri=uri, out_path=args.out,
+                                             live_store=args.live_store, threshold=args.threshold))
+    print(f"Scored {result['rows']:,} rows with {result['model_name']} v{result['model_version']}: "
+          f"{result['anomalies']:,} anomalies, {result['rows_per_second']:,.0f} rows/s"
+          + (f"; wrote {result['out_path']}" if result["out_path"] else ""))
+    return 0
+
+
+def cmd_drift(args: argparse.Namespace) -> int:
+    from flows.drift import DriftParameters, drift_monitoring
+
+    summary = drift_monitoring(DriftParameters(model_name=args.model_name, window=args.window,
+                                               live_store=args.live_store, retrain_on_drift=args.retrain_on_drift))
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=2, default=str))
+    retrain = summary.get("retrain")
+    if retrain:
+        print(f"Retrained: version {retrain['version']}, gate {'passed' if retrain['promoted'] else 'failed'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="anomaly-distill", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -96,6 +121,23 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--model-name", help="registered model name")
     train.add_argument("--config", help="YAML file with any training parameter (see flows/training.py)")
     train.set_defaults(func=cmd_train)
+
+    score = commands.add_parser("score", help="score a file with a registered model (batch-scoring flow)")
+    score.add_argument("--data", required=True, help="CSV, Parquet or .npz rows to score")
+    score.add_argument("--model-uri", help="models:/NAME@alias or models:/NAME/VERSION")
+    score.add_argument("--model-name", default="anomaly-detector", help="shortcut for models:/NAME@champion")
+    score.add_argument("--out", help="write rows with score and is_anomaly (.csv or .parquet)")
+    score.add_argument("--live-store", help="live store URL (default $ANOMALY_DISTILL_LIVE_STORE or ./live-store)")
+    score.add_argument("--threshold", type=float, help="override the model's stored threshold")
+    score.set_defaults(func=cmd_score)
+
+    drift = commands.add_parser("drift", help="Evidently drift report of live rows vs the champion's training data")
+    drift.add_argument("--model-name", default="anomaly-detector")
+    drift.add_argument("--window", default="1d", help="live rows from this far back (1d, 12h, 30min)")
+    drift.add_argument("--live-store", help="live store URL (default $ANOMALY_DISTILL_LIVE_STORE or ./live-store)")
+    drift.add_argument("--json", help="write the drift summary here")
+    drift.add_argument("--retrain-on-drift", action="store_true", help="run the training pipeline when drift is found")
+    drift.set_defaults(func=cmd_drift)
 
     promote = commands.add_parser("promote", help="point the champion alias at a model version")
     promote.add_argument("--model-name", required=True)

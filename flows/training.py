@@ -35,6 +35,8 @@ class TrainingParameters(BaseModel):
     contamination: float = Field(_default(EngineConfig, "contamination"), gt=0, lt=0.5, description="Share of training rows flagged at the threshold.")
     seed: int = Field(_default(EngineConfig, "seed"), description="Seed for the split, sampling and initialisation.")
     gate: GateConfig = Field(default_factory=GateConfig, description="Promotion gate thresholds.")
+    check_ranges: bool = Field(
+        True, description="Check value ranges against the champion's data contract (drift retraining turns it off).")
 
     def engine_config(self) -> EngineConfig:
         return EngineConfig(
@@ -75,7 +77,8 @@ def training_pipeline(params: TrainingParameters = TrainingParameters()) -> dict
         tracking.log_params(run_id, params.model_dump())
         tracking.log_json(run_id, params.model_dump(), "config.json")
         frame = t.load_data(params.data_path)
-        contract = t.validate_data(frame, params.label_column, t.reference_contract(params.model_name), run_id)
+        contract = t.validate_data(frame, params.label_column, t.reference_contract(params.model_name), run_id,
+                                   params.check_ranges)
         digest = t.log_training_data(run_id, frame, params.data_path, params.label_column)
         train, test = pipeline.split(table_from_frame(frame, params.label_column), config)
 
@@ -97,7 +100,7 @@ def training_pipeline(params: TrainingParameters = TrainingParameters()) -> dict
             metrics = t.evaluate(student, trained, test, [run_id, student_run])
 
         verdict = t.gate(metrics, params.model_name, test, params.gate)
-        version = t.register(student, test, params.model_name, student_run, verdict, contract)
+        version = t.register(student, train, test, params.model_name, student_run, verdict, contract)
         version = str(version.version)
         previous = t.promote(params.model_name, version, verdict)
         tracking.set_tags(run_id, {"model_version": version, "gate": "passed" if verdict.promote else "failed"})

@@ -20,6 +20,8 @@ from tasks import plots, registry, tracking
 from tasks.validation import ValidationFailed, derive_contract, validate_frame
 
 CONTRACT_FILE = "contract.json"
+REFERENCE_FILE = "reference.parquet"
+REFERENCE_LABEL = "label"  # the true label in the reference snapshot, when training had labels
 
 
 def _key(*parts) -> str:
@@ -44,15 +46,19 @@ def reference_contract(model_name: str) -> dict | None:
 
 
 @task(cache_policy=NO_CACHE)
-def validate_data(frame: pd.DataFrame, label_column: str | None, contract: dict | None, run_id: str) -> dict:
-    """Great Expectations gate; raises ValidationFailed (listing every failed expectation) before any training."""
-    report = validate_frame(frame, label_column, contract)
+def validate_data(frame: pd.DataFrame, label_column: str | None, contract: dict | None, run_id: str,
+                  check_ranges: bool = True) -> dict:
+    """Great Expectations gate; raises ValidationFailed (listing every failed expectation) before any training.
+
+    Returns the contract of the new model: derived from its own training data.
+    """
+    report = validate_frame(frame, label_column, contract, check_ranges)
     tracking.log_json(run_id, report.result, "ge_result.json", "validation")
     create_markdown_artifact(report.markdown(), key="data-validation", description="Great Expectations result")
     if not report.success:
         tracking.set_tags(run_id, {"validation": "failed"})
         raise ValidationFailed(report.failures)
-    return contract or derive_contract(frame, label_column)
+    return derive_contract(frame, label_column)
 
 
 @task(cache_policy=NO_CACHE)
@@ -153,15 +159,24 @@ def gate(challenger: dict, model_name: str, test: Table, config: GateConfig) -> 
     return verdict
 
 
+def reference_snapshot(student: pipeline.Student, train: Table, seed: int, max_rows: int = 20_000) -> pd.DataFrame:
+    """Training rows as the model saw them (features, score, flag): the reference for drift monitoring."""
+    rows = train.take(np.sort(np.random.default_rng(seed).permutation(len(train))[:max_rows]))
+    snapshot = pd.concat([rows.features, student.predict(rows.features)], axis=1)
+    return snapshot if rows.labels is None else snapshot.assign(**{REFERENCE_LABEL: rows.labels})
+
+
 @task(cache_policy=NO_CACHE)
-def register(student: pipeline.Student, test: Table, model_name: str, run_id: str, verdict: Verdict,
+def register(student: pipeline.Student, train: Table, test: Table, model_name: str, run_id: str, verdict: Verdict,
              contract: dict):
-    """Logs the pyfunc (+ ONNX, contract) in the student run and registers it as the `challenger`."""
+    """Logs the pyfunc (+ ONNX, contract, reference snapshot) in the student run; registers it as `challenger`."""
     example = test.features.head(5)
     with tempfile.TemporaryDirectory() as tmp:
         student_file = save_student(student, Path(tmp) / "student.pt")
         tracking.log_file(run_id, export_onnx(student.model, Path(tmp) / "student.onnx"), "onnx")
         tracking.log_json(run_id, contract, CONTRACT_FILE)
+        reference_snapshot(student, train, 0).to_parquet(Path(tmp) / REFERENCE_FILE)
+        tracking.log_file(run_id, Path(tmp) / REFERENCE_FILE)
         info = tracking.log_student_model(run_id, student_file, example, student.predict(example), student.threshold)
     tags = {"gate": "passed" if verdict.promote else "failed", "gate_reasons": "\n".join(verdict.reasons)}
     return registry.register(info.model_uri, model_name, run_id, tags)

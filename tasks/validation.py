@@ -49,7 +49,7 @@ def derive_contract(frame: pd.DataFrame, label_column: str | None, tolerance: fl
             "mostly": mostly, "min_rows": min_rows, "reference_rows": len(frame)}
 
 
-def _expectations(frame: pd.DataFrame, label_column: str | None, contract: dict | None) -> list:
+def _expectations(frame: pd.DataFrame, label_column: str | None, contract: dict | None, check_ranges: bool) -> list:
     import great_expectations as gx
 
     E = gx.expectations
@@ -68,6 +68,7 @@ def _expectations(frame: pd.DataFrame, label_column: str | None, contract: dict 
     if contract:
         expected = features + ([label_column] if label_column else [])
         out.append(E.ExpectTableColumnsToMatchSet(column_set=expected, exact_match=True))
+    if contract and check_ranges:
         for column in present:
             if pd.api.types.is_numeric_dtype(frame[column]):
                 low, high = contract["ranges"][column]
@@ -98,7 +99,9 @@ def _describe(result, frame: pd.DataFrame) -> str:
     return f"{config.type}({', '.join(f'{k}={v!r}' for k, v in args.items())}): {observed}"
 
 
-def validate_frame(frame: pd.DataFrame, label_column: str | None, contract: dict | None) -> ValidationReport:
+def validate_frame(frame: pd.DataFrame, label_column: str | None, contract: dict | None,
+                   check_ranges: bool = True) -> ValidationReport:
+    """`check_ranges=False` for scoring: out-of-range live values are what drift monitoring is for."""
     import great_expectations as gx
 
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
@@ -107,7 +110,7 @@ def validate_frame(frame: pd.DataFrame, label_column: str | None, contract: dict
     batch = (context.data_sources.add_pandas("pandas").add_dataframe_asset("frame")
              .add_batch_definition_whole_dataframe("all").get_batch(batch_parameters={"dataframe": frame}))
     suite = gx.ExpectationSuite(name="anomaly-distill-contract")
-    for expectation in _expectations(frame, label_column, contract):
+    for expectation in _expectations(frame, label_column, contract, check_ranges):
         suite.add_expectation(expectation)
     result = batch.validate(suite)
     failures = [_describe(r, frame) for r in result.results if not r.success]

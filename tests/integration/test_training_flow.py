@@ -56,7 +56,7 @@ def test_first_run_promotes_with_everything_tracked_then_second_run_is_gated(wor
     assert "config.json" in {f.path for f in client.list_artifacts(first["run_id"])}
     assert set(first["seconds"]) == {"train_teacher", "generate_soft_labels", "distill_student", "evaluate"}
     student_files = {f.path for f in client.list_artifacts(student_run)}
-    assert {"soft_labels.parquet", "contract.json", "onnx"} <= student_files
+    assert {"soft_labels.parquet", "contract.json", "onnx", "reference.parquet"} <= student_files
     version = client.get_model_version(NAME, "1")
     assert version.tags["gate"] == "passed" and version.run_id == student_run
 

@@ -1,0 +1,53 @@
+"""Append-only store of scored rows: Parquet files partitioned by date, on any fsspec URL (local path, s3://…).
+
+Every append writes a new uniquely named file under a temporary name and renames it into place, so readers
+never see half a file, a killed writer leaves only an ignored temp file, and concurrent writers cannot collide.
+"""
+import uuid
+from datetime import datetime, timezone
+
+import fsspec
+import pandas as pd
+
+TIMESTAMP, ROW_ID = "timestamp", "row_id"
+
+
+class LiveStore:
+    def __init__(self, url: str):
+        self.url = url
+        self.fs, self.root = fsspec.core.url_to_fs(url)
+
+    def append(self, frame: pd.DataFrame, when: datetime | None = None) -> pd.DataFrame:
+        """Stamps the rows (time, id) and writes them atomically; returns the stamped rows."""
+        when = when or datetime.now(timezone.utc)
+        stamped = frame.reset_index(drop=True).assign(
+            **{TIMESTAMP: pd.Timestamp(when), ROW_ID: [uuid.uuid4().hex for _ in range(len(frame))]})
+        folder = f"{self.root}/date={when.date().isoformat()}"
+        self.fs.makedirs(folder, exist_ok=True)
+        name = f"part-{when.strftime('%H%M%S%f')}-{uuid.uuid4().hex}.parquet"
+        temporary = f"{folder}/.{name}.tmp"
+        with self.fs.open(temporary, "wb") as handle:
+            stamped.to_parquet(handle, index=False)
+        self.fs.mv(temporary, f"{folder}/{name}")
+        return stamped
+
+    def read(self, since: datetime | None = None, until: datetime | None = None) -> pd.DataFrame:
+        files = sorted(f for f in self.fs.glob(f"{self.root}/date=*/part-*.parquet")
+                       if _in_window(f, since, until))
+        if not files:
+            return pd.DataFrame()
+        frames = []
+        for path in files:
+            with self.fs.open(path, "rb") as handle:
+                frames.append(pd.read_parquet(handle))
+        rows = pd.concat(frames, ignore_index=True)
+        if since is not None:
+            rows = rows[rows[TIMESTAMP] >= pd.Timestamp(since)]
+        if until is not None:
+            rows = rows[rows[TIMESTAMP] < pd.Timestamp(until)]
+        return rows.reset_index(drop=True)
+
+
+def _in_window(path: str, since: datetime | None, until: datetime | None) -> bool:
+    day = path.rsplit("date=", 1)[1].split("/", 1)[0]
+    return (since is None or day >= since.date().isoformat()) and (until is None or day <= until.date().isoformat())

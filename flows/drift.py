@@ -1,0 +1,53 @@
+"""drift-monitoring: champion's training snapshot vs the live window → Evidently report → MLflow + Prefect → event."""
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+from prefect import flow
+from pydantic import BaseModel, Field
+
+from tasks import drift as d
+from tasks import scoring as s
+
+
+class DriftParameters(BaseModel):
+    model_name: str = Field("anomaly-detector", description="Registered model whose champion is monitored.")
+    window: str = Field("1d", description="Live rows from this far back (pandas Timedelta: 1d, 12h, 30min).")
+    live_store: str | None = Field(None, description="Live store URL (default: $ANOMALY_DISTILL_LIVE_STORE or ./live-store).")
+    drift_share_threshold: float = Field(
+        0.3, gt=0, le=1, description="Drift when at least this share of features drifted (or the score drifted).")
+    experiment: str = Field("anomaly-distill", description="MLflow experiment for the drift runs.")
+    retrain_on_drift: bool = Field(
+        False, description="On drift, run the training pipeline on the reference snapshot + the live window.")
+    retrain_dir: str = Field("retraining", description="Where the retraining table is written.")
+
+
+@flow(name="drift-monitoring", log_prints=True)
+def drift_monitoring(params: DriftParameters) -> dict:
+    model = s.resolve_model(f"models:/{params.model_name}@champion")
+    features = s.load_contract(model)["features"]
+    reference = d.load_reference(model)
+    current = d.load_window(s.live_store_url(params.live_store), model.name, params.window)
+    summary, html = d.detect_drift(reference, current, features, params.drift_share_threshold)
+    summary["mlflow_run_id"] = d.log_drift(model, summary, html, params.experiment, params.window)
+    summary["model_version"] = model.version
+    d.publish_drift(model, summary)
+    if summary["drift_detected"]:
+        d.announce_drift(model, summary, params.window)
+        if params.retrain_on_drift:
+            summary["retrain"] = retrain(params, reference[features], current[features])
+    print(f"{model.name} v{model.version}: {'DRIFT' if summary['drift_detected'] else 'no drift'} "
+          f"(share {summary['drift_share']:.2f}, columns {summary['drifted_columns']}, score {summary['score_drift']:.4g})")
+    return summary
+
+
+def retrain(params: DriftParameters, reference: pd.DataFrame, live: pd.DataFrame) -> dict:
+    """Training pipeline (with its gate) on reference + live rows, unlabelled: live rows carry no labels."""
+    from flows.training import TrainingParameters, training_pipeline
+
+    folder = Path(params.retrain_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{params.model_name}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}.parquet"
+    pd.concat([reference, live], ignore_index=True).to_parquet(path, index=False)
+    return training_pipeline(TrainingParameters(data_path=str(path), label_column=None, model_name=params.model_name,
+                                                experiment=params.experiment, check_ranges=False))

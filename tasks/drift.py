@@ -1,0 +1,115 @@
+"""Drift monitoring tasks: Evidently report of live rows vs the champion's training snapshot, logged and announced."""
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.events import emit_event
+
+from anomaly_distill.live_store import LiveStore
+from tasks import tracking
+from tasks.scoring import ModelRef
+from tasks.training import REFERENCE_FILE
+
+DRIFT_EVENT = "anomaly_distill.drift.detected"
+P_VALUE_METHODS = ("p_value",)  # Evidently names p-value tests "... p_value"; the rest are distances
+
+
+def column_drift(report_dict: dict) -> dict[str, dict]:
+    """Per-column drift from Evidently's ValueDrift metrics, found by type (not by position in the report)."""
+    out = {}
+    for metric in report_dict["metrics"]:
+        config = metric["config"]
+        if not config.get("type", "").endswith(":ValueDrift"):
+            continue
+        value, threshold = float(metric["value"]), float(config["threshold"])
+        is_p_value = any(tag in config["method"] for tag in P_VALUE_METHODS)
+        out[config["column"]] = {"method": config["method"], "value": value, "threshold": threshold,
+                                 "drifted": value < threshold if is_p_value else value >= threshold}
+    return out
+
+
+def drift_summary(reference: pd.DataFrame, current: pd.DataFrame, features: list[str],
+                  drift_share_threshold: float) -> tuple[dict, str]:
+    """(JSON-able summary, HTML report). The score column is tested like a feature but reported apart."""
+    from evidently import Report
+    from evidently.presets import DataDriftPreset
+
+    columns = features + ["score"]
+    snapshot = Report([DataDriftPreset(columns=columns)]).run(current[columns], reference[columns])
+    per_column = column_drift(snapshot.dict())
+    drifted = [c for c in features if per_column[c]["drifted"]]
+    share = len(drifted) / len(features)
+    score = per_column["score"]
+    summary = {
+        "drift_detected": share >= drift_share_threshold or score["drifted"],
+        "drift_share": share, "drifted_columns": drifted,
+        "score_drift": score["value"], "score_drift_method": score["method"], "score_drifted": score["drifted"],
+        "anomaly_rate": float(current["is_anomaly"].mean()), "reference_anomaly_rate": float(reference["is_anomaly"].mean()),
+        "rows": len(current), "reference_rows": len(reference), "columns": per_column,
+    }
+    return summary, snapshot.get_html_str(as_iframe=False)
+
+
+@task(cache_policy=NO_CACHE)
+def load_reference(model: ModelRef) -> pd.DataFrame:
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = mlflow.artifacts.download_artifacts(run_id=model.run_id, artifact_path=REFERENCE_FILE, dst_path=tmp,
+                                                   tracking_uri=tracking.tracking_uri())
+        return pd.read_parquet(path)
+
+
+@task(cache_policy=NO_CACHE)
+def load_window(live_url: str, model_name: str, window: str) -> pd.DataFrame:
+    since = datetime.now(timezone.utc) - pd.Timedelta(window)
+    rows = LiveStore(live_url).read(since=since)
+    return rows[rows["model_name"] == model_name].reset_index(drop=True) if len(rows) else rows
+
+
+@task(cache_policy=NO_CACHE)
+def detect_drift(reference: pd.DataFrame, current: pd.DataFrame, features: list[str], share_threshold: float):
+    if current.empty:
+        raise ValueError("no live rows for this model in the window: nothing to compare")
+    return drift_summary(reference, current, features, share_threshold)
+
+
+@task(cache_policy=NO_CACHE)
+def log_drift(model: ModelRef, summary: dict, html: str, experiment: str, window: str) -> str:
+    tags = {"kind": "drift", "model_name": model.name, "model_version": model.version, "window": window}
+    run_id = tracking.start_run(experiment, f"drift-{model.name}-v{model.version}", tags=tags)
+    tracking.log_metrics(run_id, {k: float(summary[k]) for k in
+                                  ("drift_share", "score_drift", "anomaly_rate", "reference_anomaly_rate", "rows")}
+                         | {"drift_detected": float(summary["drift_detected"])})
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "drift_report.html").write_text(html)
+        tracking.log_file(run_id, Path(tmp) / "drift_report.html")
+    tracking.log_json(run_id, summary, "drift_summary.json")
+    tracking.end_run(run_id)
+    return run_id
+
+
+@task(cache_policy=NO_CACHE)
+def publish_drift(model: ModelRef, summary: dict) -> None:
+    verdict = "DRIFT" if summary["drift_detected"] else "no drift"
+    create_markdown_artifact(
+        f"# {model.name} v{model.version}: {verdict}\n\n"
+        f"- drift share {summary['drift_share']:.2f}; drifted columns: {summary['drifted_columns'] or 'none'}\n"
+        f"- score drift ({summary['score_drift_method']}): {summary['score_drift']:.4g}"
+        f"{' (drifted)' if summary['score_drifted'] else ''}\n"
+        f"- anomaly rate {summary['anomaly_rate']:.2%} live vs {summary['reference_anomaly_rate']:.2%} in training\n"
+        f"- {summary['rows']:,} live rows vs {summary['reference_rows']:,} reference rows",
+        key="drift-summary", description="Evidently data drift")
+    create_table_artifact([{"column": c, **v} for c, v in summary["columns"].items()], key="drift-columns")
+
+
+@task(cache_policy=NO_CACHE)
+def announce_drift(model: ModelRef, summary: dict, window: str) -> None:
+    emit_event(event=DRIFT_EVENT, resource={"prefect.resource.id": f"anomaly-distill.model.{model.name}",
+                                            "model_name": model.name, "model_version": model.version},
+               payload={"window": window, **{k: summary[k] for k in
+                        ("drift_share", "drifted_columns", "score_drift", "anomaly_rate", "rows")}})

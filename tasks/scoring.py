@@ -1,0 +1,84 @@
+"""Prefect tasks for scoring with a registered model: resolve, validate against its contract, score, store."""
+import os
+import time
+from dataclasses import dataclass
+
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from tqdm import tqdm
+
+from anomaly_distill.live_store import LiveStore
+from tasks import registry, tracking
+from tasks.training import CONTRACT_FILE
+from tasks.validation import ValidationFailed, validate_frame
+
+LIVE_STORE_ENV = "ANOMALY_DISTILL_LIVE_STORE"
+
+
+def live_store_url(url: str | None = None) -> str:
+    return url or os.environ.get(LIVE_STORE_ENV) or "live-store"
+
+
+@dataclass
+class ModelRef:
+    uri: str
+    name: str
+    version: str
+    run_id: str
+
+
+def resolve_model(uri: str) -> ModelRef:
+    """models:/NAME@alias or models:/NAME/VERSION -> the concrete version (so logs say which one scored)."""
+    if not uri.startswith("models:/"):
+        raise registry.RegistryError(f"model URI must look like models:/NAME@champion or models:/NAME/3, got {uri!r}")
+    name, _, ref = uri.removeprefix("models:/").replace("@", "/@").partition("/")
+    version = registry.version_by_alias(name, ref[1:]) if ref.startswith("@") else registry.get_version(name, ref)
+    if version is None:
+        raise registry.RegistryError(f"model {name!r} has no version with alias {ref[1:]!r}")
+    return ModelRef(f"models:/{name}/{version.version}", name, str(version.version), version.run_id)
+
+
+def check_scoring_input(frame: pd.DataFrame, contract: dict) -> pd.DataFrame:
+    """The model's contract minus ranges; the training label column, if present, is ignored."""
+    features = frame.drop(columns=[contract["label_column"]], errors="ignore") if contract["label_column"] else frame
+    report = validate_frame(features, None, contract, check_ranges=False)
+    if not report.success:
+        raise ValidationFailed(report.failures)
+    return features[contract["features"]]
+
+
+@task(cache_policy=NO_CACHE)
+def load_contract(model: ModelRef) -> dict:
+    return tracking.load_json_artifact(model.run_id, CONTRACT_FILE)
+
+
+@task(cache_policy=NO_CACHE)
+def validate_input(frame: pd.DataFrame, contract: dict) -> pd.DataFrame:
+    return check_scoring_input(frame, contract)
+
+
+@task(cache_policy=NO_CACHE)
+def score_in_chunks(model_uri: str, features: pd.DataFrame, chunk_rows: int, threshold: float | None) -> tuple:
+    """Returns (scores frame, rows per second of the scoring itself)."""
+    import mlflow.pyfunc
+
+    model = mlflow.pyfunc.load_model(model_uri)
+    params = None if threshold is None else {"threshold": threshold}
+    start, parts = time.perf_counter(), []
+    for begin in tqdm(range(0, len(features), chunk_rows), desc="scoring", unit="chunk"):
+        parts.append(model.predict(features.iloc[begin:begin + chunk_rows], params=params))
+    seconds = time.perf_counter() - start
+    return pd.concat(parts, ignore_index=True), len(features) / max(seconds, 1e-9)
+
+
+@task(cache_policy=NO_CACHE)
+def store_scored(features: pd.DataFrame, scored: pd.DataFrame, model: ModelRef, live_url: str) -> pd.DataFrame:
+    rows = pd.concat([features.reset_index(drop=True), scored], axis=1)
+    return LiveStore(live_url).append(rows.assign(model_name=model.name, model_version=model.version))
+
+
+@task(cache_policy=NO_CACHE)
+def write_output(stored: pd.DataFrame, path: str) -> None:
+    (stored.to_parquet if path.endswith((".parquet", ".pq")) else stored.to_csv)(path, index=False)
+

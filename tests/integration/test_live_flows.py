@@ -1,0 +1,82 @@
+"""Scoring and drift for real: registered champion, live store on disk, Evidently, MLflow, Prefect."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from anomaly_distill import pipeline
+from anomaly_distill.config import EngineConfig
+from anomaly_distill.data import load_table
+from anomaly_distill.live_store import LiveStore
+from flows.cli import main
+from flows.training import TrainingParameters, training_pipeline
+from tasks.tracking import tracking_uri
+
+NAME = "thyroid-live"
+
+
+@pytest.fixture
+def champion(workspace, thyroid_csv):
+    training_pipeline(TrainingParameters(data_path=str(thyroid_csv), label_column="label", model_name=NAME, epochs=20))
+    _, test = pipeline.split(load_table(thyroid_csv, "label"), EngineConfig())
+    return test.features  # held-out rows: the "live" traffic
+
+
+def score(path, store, *extra):
+    return main(["score", "--data", str(path), "--model-name", NAME, "--live-store", str(store), *extra])
+
+
+def drift(store, out, *extra):
+    assert main(["drift", "--model-name", NAME, "--live-store", str(store), "--json", str(out), *extra]) == 0
+    return json.loads(out.read_text())
+
+
+def test_scored_rows_reach_the_output_and_the_live_store(workspace, champion):
+    champion.to_csv(workspace / "live.csv", index=False)
+    assert score(workspace / "live.csv", workspace / "store", "--out", str(workspace / "scored.parquet")) == 0
+    out = pd.read_parquet(workspace / "scored.parquet")
+    stored = LiveStore(str(workspace / "store")).read()
+    assert len(out) == len(stored) == len(champion)
+    assert {"score", "is_anomaly", "model_name", "model_version", "timestamp", "row_id"} <= set(stored.columns)
+    assert (stored["model_version"] == "1").all() and stored["is_anomaly"].mean() < 0.2
+
+
+@pytest.mark.parametrize("case", ["missing column", "nan", "string", "extra column"])
+def test_bad_scoring_input_is_rejected_and_nothing_is_stored(workspace, champion, case, capsys):
+    frame = champion.copy()
+    if case == "missing column":
+        frame = frame.drop(columns=["f2"])
+    elif case == "nan":
+        frame.loc[3, "f0"] = np.nan
+    elif case == "string":
+        frame = frame.astype({"f1": object})
+        frame.loc[4, "f1"] = "high"
+    else:
+        frame["merchant"] = 1.0
+    frame.to_csv(workspace / "bad.csv", index=False)
+    assert score(workspace / "bad.csv", workspace / "store") == 2
+    assert "data validation failed" in capsys.readouterr().err
+    assert LiveStore(str(workspace / "store")).read().empty
+
+
+def test_drift_report_says_no_drift_then_drift_and_retrains(workspace, champion):
+    champion.to_csv(workspace / "live.csv", index=False)
+    assert score(workspace / "live.csv", workspace / "calm") == 0
+    calm = drift(workspace / "calm", workspace / "calm.json")
+    assert calm["drift_detected"] is False and calm["drifted_columns"] == [] and calm["rows"] == len(champion)
+    assert {"drift_share", "score_drift"} <= set(calm)
+
+    shifted = champion.assign(f1=champion["f1"] * 3 + 0.05, f4=champion["f4"] + 0.3)
+    shifted.to_csv(workspace / "shifted.csv", index=False)
+    assert score(workspace / "shifted.csv", workspace / "shifted") == 0
+    stormy = drift(workspace / "shifted", workspace / "stormy.json", "--retrain-on-drift")
+    assert stormy["drift_detected"] is True
+    assert {"f1", "f4"} <= set(stormy["drifted_columns"]) and stormy["drift_share"] >= 2 / 6
+    assert stormy["retrain"]["version"] == "2"
+
+    client = MlflowClient(tracking_uri(), tracking_uri())
+    run = client.get_run(stormy["mlflow_run_id"])
+    assert run.data.tags["model_version"] == "1" and run.data.metrics["drift_detected"] == 1.0
+    assert {"drift_report.html", "drift_summary.json"} <= {f.path for f in client.list_artifacts(run.info.run_id)}

@@ -1,0 +1,67 @@
+import multiprocessing
+import os
+import signal
+import time
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pandas as pd
+
+from anomaly_distill.live_store import ROW_ID, TIMESTAMP, LiveStore
+
+
+def rows(n: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"a": rng.normal(size=n), "score": rng.normal(size=n), "model_version": "1"})
+
+
+def test_append_and_read_back_by_window(tmp_path):
+    store = LiveStore(str(tmp_path / "live"))
+    day1 = datetime(2026, 11, 1, 12, tzinfo=timezone.utc)
+    store.append(rows(5), when=day1)
+    store.append(rows(7, 1), when=day1 + timedelta(days=1))
+    everything = store.read()
+    assert len(everything) == 12 and everything[ROW_ID].is_unique
+    assert {"a", "score", "model_version", TIMESTAMP, ROW_ID} == set(everything.columns)
+    assert len(store.read(since=day1 + timedelta(hours=1))) == 7
+    assert len(store.read(until=day1 + timedelta(hours=1))) == 5
+    assert store.read(since=day1 + timedelta(days=5)).empty
+
+
+def _writer(url: str, seed: int, batches: int) -> None:
+    store = LiveStore(url)
+    for i in range(batches):
+        store.append(rows(50, seed * 100 + i))
+
+
+def test_concurrent_writers_lose_nothing(tmp_path):
+    url = str(tmp_path / "live")
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_writer, args=(url, seed, 10)) for seed in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+        assert worker.exitcode == 0
+    stored = LiveStore(url).read()
+    assert len(stored) == 4 * 10 * 50 and stored[ROW_ID].is_unique
+
+
+def _endless_writer(url: str) -> None:
+    store = LiveStore(url)
+    big = rows(300_000)
+    while True:
+        store.append(big)
+
+
+def test_killed_writer_leaves_complete_files_only(tmp_path):
+    url = str(tmp_path / "live")
+    LiveStore(url).append(rows(10))
+    writer = multiprocessing.get_context("spawn").Process(target=_endless_writer, args=(url,))
+    writer.start()
+    time.sleep(4)
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.join()
+    stored = LiveStore(url).read()
+    assert (len(stored) - 10) % 300_000 == 0  # whole appends only
+    assert stored[ROW_ID].is_unique and stored["a"].notna().all()
