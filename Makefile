@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 ADBENCH ?= ../shared/data/adbench
 DEMO := data/demo/thyroid.csv
 
-.PHONY: run demo-benchmark test test-fast bench clean
+.PHONY: run demo-benchmark test test-fast bench bench-live clean
 
 $(BIN)/anomaly-distill: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,5 +33,9 @@ bench: $(BIN)/anomaly-distill
 	$(BIN)/anomaly-distill benchmark $(ADBENCH)/14_glass.npz $(ADBENCH)/38_thyroid.npz $(ADBENCH)/6_cardio.npz \
 		$(ADBENCH)/32_shuttle.npz $(ADBENCH)/34_smtp.npz $(ADBENCH)/11_donors.npz --json benchmarks/adbench.json
 
+# Pyfunc vs raw student throughput, service latency, drift flow time (numbers in BENCHMARKS.md).
+bench-live: $(BIN)/anomaly-distill
+	$(BIN)/python benchmarks/live_benchmark.py
+
 clean:
-	rm -rf $(VENV) outputs mlruns mlflow.db
+	rm -rf $(VENV) outputs mlruns mlflow.db mlartifacts live-store retraining

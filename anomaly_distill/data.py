@@ -78,7 +78,8 @@ def table_from_frame(frame: pd.DataFrame, label_column: str | None = None) -> Ta
     return Table(check_features(frame), labels)
 
 
-def check_features(frame: pd.DataFrame) -> pd.DataFrame:
+def check_features(frame: pd.DataFrame, min_rows: int = 2) -> pd.DataFrame:
+    """Numeric, finite, non-empty; training needs 2+ rows, scoring one record is fine (min_rows=1)."""
     if frame.shape[0] == 0 or frame.shape[1] == 0:
         raise DataError(f"the table is empty ({frame.shape[0]} rows, {frame.shape[1]} feature columns)")
     non_numeric = [str(c) for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])
@@ -90,8 +91,8 @@ def check_features(frame: pd.DataFrame) -> pd.DataFrame:
     if bad.any():
         columns = [str(c) for c in frame.columns[bad.any(axis=0)]]
         raise DataError(f"NaN or infinite values in columns {columns} ({int(bad.sum())} cells)")
-    if frame.shape[0] < 2:
-        raise DataError("the table has a single row; at least 2 are needed")
+    if frame.shape[0] < min_rows:
+        raise DataError(f"the table has a single row; at least {min_rows} are needed")
     frame = frame.copy()
     frame.columns = [str(c) for c in frame.columns]
     return frame

@@ -18,10 +18,11 @@ class LiveStore:
         self.fs, self.root = fsspec.core.url_to_fs(url)
 
     def append(self, frame: pd.DataFrame, when: datetime | None = None) -> pd.DataFrame:
-        """Stamps the rows (time, id) and writes them atomically; returns the stamped rows."""
+        """Stamps the rows (time, and a new id unless they have one) and writes them atomically."""
         when = when or datetime.now(timezone.utc)
-        stamped = frame.reset_index(drop=True).assign(
-            **{TIMESTAMP: pd.Timestamp(when), ROW_ID: [uuid.uuid4().hex for _ in range(len(frame))]})
+        stamped = frame.reset_index(drop=True).assign(**{TIMESTAMP: pd.Timestamp(when)})
+        if ROW_ID not in stamped:
+            stamped[ROW_ID] = [uuid.uuid4().hex for _ in range(len(frame))]
         folder = f"{self.root}/date={when.date().isoformat()}"
         self.fs.makedirs(folder, exist_ok=True)
         name = f"part-{when.strftime('%H%M%S%f')}-{uuid.uuid4().hex}.parquet"

@@ -5,6 +5,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
 from anomaly_distill.config import EngineConfig
@@ -102,6 +103,36 @@ def cmd_drift(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from serving.app import create_app
+
+    app = create_app(args.model_name, args.alias, args.live_store, args.poll_seconds)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def cmd_feedback(args: argparse.Namespace) -> int:
+    from anomaly_distill.data import check_labels, read_frame
+    from anomaly_distill.live_store import ROW_ID, LiveStore
+    from tasks.drift import LABEL, feedback_store
+    from tasks.scoring import live_store_url
+
+    frame = read_frame(args.data)
+    missing = [c for c in (ROW_ID, LABEL) if c not in frame.columns]
+    if missing:
+        raise DataError(f"feedback needs columns {ROW_ID!r} and {LABEL!r}; missing {missing}")
+    labels = check_labels(frame[LABEL])
+    url = live_store_url(args.live_store)
+    unknown = sorted(set(frame[ROW_ID].astype(str)) - set(LiveStore(url).read().get(ROW_ID, [])))
+    if unknown:
+        raise DataError(f"{len(unknown)} row ids are not in the live store at {url}, e.g. {unknown[:5]}")
+    feedback_store(url).append(pd.DataFrame({ROW_ID: frame[ROW_ID].astype(str), LABEL: labels}))
+    print(f"attached {len(frame):,} labels ({int(labels.sum()):,} anomalies) to live rows in {url}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="anomaly-distill", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -138,6 +169,20 @@ def build_parser() -> argparse.ArgumentParser:
     drift.add_argument("--json", help="write the drift summary here")
     drift.add_argument("--retrain-on-drift", action="store_true", help="run the training pipeline when drift is found")
     drift.set_defaults(func=cmd_drift)
+
+    serve = commands.add_parser("serve-api", help="online scoring service (FastAPI) for the champion")
+    serve.add_argument("--model-name", default="anomaly-detector")
+    serve.add_argument("--alias", default="champion")
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (default: this machine only)")
+    serve.add_argument("--port", type=int, default=8008)
+    serve.add_argument("--live-store", help="live store URL (default $ANOMALY_DISTILL_LIVE_STORE or ./live-store)")
+    serve.add_argument("--poll-seconds", type=float, default=30.0, help="how often to check whether the alias moved")
+    serve.set_defaults(func=cmd_serve_api)
+
+    feedback = commands.add_parser("feedback", help="attach delayed true labels to scored live rows by row_id")
+    feedback.add_argument("--data", required=True, help="CSV/Parquet with columns row_id and label (1 = anomaly)")
+    feedback.add_argument("--live-store", help="live store URL (default $ANOMALY_DISTILL_LIVE_STORE or ./live-store)")
+    feedback.set_defaults(func=cmd_feedback)
 
     promote = commands.add_parser("promote", help="point the champion alias at a model version")
     promote.add_argument("--model-name", required=True)

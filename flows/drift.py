@@ -27,8 +27,9 @@ def drift_monitoring(params: DriftParameters) -> dict:
     model = s.resolve_model(f"models:/{params.model_name}@champion")
     features = s.load_contract(model)["features"]
     reference = d.load_reference(model)
-    current = d.load_window(s.live_store_url(params.live_store), model.name, params.window)
-    summary, html = d.detect_drift(reference, current, features, params.drift_share_threshold)
+    live_url = s.live_store_url(params.live_store)
+    current = d.load_window(live_url, model.name, params.window)
+    summary, html = d.detect_drift(reference, current, features, params.drift_share_threshold, live_url)
     summary["mlflow_run_id"] = d.log_drift(model, summary, html, params.experiment, params.window)
     summary["model_version"] = model.version
     d.publish_drift(model, summary)

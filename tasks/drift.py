@@ -9,12 +9,13 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
-from anomaly_distill.live_store import LiveStore
+from anomaly_distill.live_store import ROW_ID, LiveStore
 from tasks import tracking
 from tasks.scoring import ModelRef
 from tasks.training import REFERENCE_FILE
 
 DRIFT_EVENT = "anomaly_distill.drift.detected"
+LABEL = "label"
 P_VALUE_METHODS = ("p_value",)  # Evidently names p-value tests "... p_value"; the rest are distances
 
 
@@ -54,6 +55,29 @@ def drift_summary(reference: pd.DataFrame, current: pd.DataFrame, features: list
     return summary, snapshot.get_html_str(as_iframe=False)
 
 
+def feedback_store(live_url: str) -> LiveStore:
+    """Delayed true labels (row_id, label) live beside the scored rows, outside their date partitions."""
+    return LiveStore(f"{live_url.rstrip('/')}/_feedback")
+
+
+def live_quality(current: pd.DataFrame, feedback: pd.DataFrame) -> dict | None:
+    """The champion's AUROC/precision/recall on live rows that have received a true label."""
+    from sklearn.metrics import average_precision_score, precision_recall_fscore_support, roc_auc_score
+
+    if feedback.empty:
+        return None
+    labels = feedback.drop_duplicates(ROW_ID, keep="last").set_index(ROW_ID)[LABEL]
+    labelled = current[current[ROW_ID].isin(labels.index)]
+    y = labels.loc[labelled[ROW_ID]].to_numpy()
+    result = {"labelled_rows": len(labelled)}
+    if len(set(y)) == 2:
+        scores, flagged = labelled["score"].to_numpy(), labelled["is_anomaly"].to_numpy()
+        precision, recall, f1, _ = precision_recall_fscore_support(y, flagged, average="binary", zero_division=0)
+        result.update({"auroc": roc_auc_score(y, scores), "auprc": average_precision_score(y, scores),
+                       "precision": precision, "recall": recall, "f1": f1})
+    return {k: float(v) for k, v in result.items()}
+
+
 @task(cache_policy=NO_CACHE)
 def load_reference(model: ModelRef) -> pd.DataFrame:
     import mlflow
@@ -72,10 +96,13 @@ def load_window(live_url: str, model_name: str, window: str) -> pd.DataFrame:
 
 
 @task(cache_policy=NO_CACHE)
-def detect_drift(reference: pd.DataFrame, current: pd.DataFrame, features: list[str], share_threshold: float):
+def detect_drift(reference: pd.DataFrame, current: pd.DataFrame, features: list[str], share_threshold: float,
+                 live_url: str):
     if current.empty:
         raise ValueError("no live rows for this model in the window: nothing to compare")
-    return drift_summary(reference, current, features, share_threshold)
+    summary, html = drift_summary(reference, current, features, share_threshold)
+    summary["live_metrics"] = live_quality(current, feedback_store(live_url).read())
+    return summary, html
 
 
 @task(cache_policy=NO_CACHE)
@@ -102,7 +129,8 @@ def publish_drift(model: ModelRef, summary: dict) -> None:
         f"- score drift ({summary['score_drift_method']}): {summary['score_drift']:.4g}"
         f"{' (drifted)' if summary['score_drifted'] else ''}\n"
         f"- anomaly rate {summary['anomaly_rate']:.2%} live vs {summary['reference_anomaly_rate']:.2%} in training\n"
-        f"- {summary['rows']:,} live rows vs {summary['reference_rows']:,} reference rows",
+        f"- {summary['rows']:,} live rows vs {summary['reference_rows']:,} reference rows\n"
+        f"- live quality on rows with delayed labels: {summary['live_metrics'] or 'no labels yet'}",
         key="drift-summary", description="Evidently data drift")
     create_table_artifact([{"column": c, **v} for c, v in summary["columns"].items()], key="drift-columns")
 

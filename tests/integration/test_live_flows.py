@@ -21,7 +21,7 @@ NAME = "thyroid-live"
 def champion(workspace, thyroid_csv):
     training_pipeline(TrainingParameters(data_path=str(thyroid_csv), label_column="label", model_name=NAME, epochs=20))
     _, test = pipeline.split(load_table(thyroid_csv, "label"), EngineConfig())
-    return test.features  # held-out rows: the "live" traffic
+    return test  # held-out rows: the "live" traffic (labels kept for the feedback test)
 
 
 def score(path, store, *extra):
@@ -34,6 +34,7 @@ def drift(store, out, *extra):
 
 
 def test_scored_rows_reach_the_output_and_the_live_store(workspace, champion):
+    champion = champion.features
     champion.to_csv(workspace / "live.csv", index=False)
     assert score(workspace / "live.csv", workspace / "store", "--out", str(workspace / "scored.parquet")) == 0
     out = pd.read_parquet(workspace / "scored.parquet")
@@ -45,7 +46,7 @@ def test_scored_rows_reach_the_output_and_the_live_store(workspace, champion):
 
 @pytest.mark.parametrize("case", ["missing column", "nan", "string", "extra column"])
 def test_bad_scoring_input_is_rejected_and_nothing_is_stored(workspace, champion, case, capsys):
-    frame = champion.copy()
+    frame = champion.features.copy()
     if case == "missing column":
         frame = frame.drop(columns=["f2"])
     elif case == "nan":
@@ -61,12 +62,21 @@ def test_bad_scoring_input_is_rejected_and_nothing_is_stored(workspace, champion
     assert LiveStore(str(workspace / "store")).read().empty
 
 
-def test_drift_report_says_no_drift_then_drift_and_retrains(workspace, champion):
+def test_drift_report_says_no_drift_then_drift_and_retrains(workspace, champion, capsys):
+    labels, champion = champion.labels, champion.features
     champion.to_csv(workspace / "live.csv", index=False)
-    assert score(workspace / "live.csv", workspace / "calm") == 0
+    assert score(workspace / "live.csv", workspace / "calm", "--out", str(workspace / "scored.csv")) == 0
+    scored = pd.read_csv(workspace / "scored.csv")
+    pd.DataFrame({"row_id": scored["row_id"], "label": labels}).to_csv(workspace / "labels.csv", index=False)
+    assert main(["feedback", "--data", str(workspace / "labels.csv"), "--live-store", str(workspace / "calm")]) == 0
+    pd.DataFrame({"row_id": ["nope"], "label": [1]}).to_csv(workspace / "unknown.csv", index=False)
+    assert main(["feedback", "--data", str(workspace / "unknown.csv"), "--live-store", str(workspace / "calm")]) == 2
+    assert "not in the live store" in capsys.readouterr().err
     calm = drift(workspace / "calm", workspace / "calm.json")
     assert calm["drift_detected"] is False and calm["drifted_columns"] == [] and calm["rows"] == len(champion)
     assert {"drift_share", "score_drift"} <= set(calm)
+    live = calm["live_metrics"]
+    assert live["labelled_rows"] == len(champion) and live["auroc"] > 0.95 and 0 < live["recall"] <= 1
 
     shifted = champion.assign(f1=champion["f1"] * 3 + 0.05, f4=champion["f4"] + 0.3)
     shifted.to_csv(workspace / "shifted.csv", index=False)
