@@ -36,19 +36,31 @@ def drift_monitoring(params: DriftParameters) -> dict:
     if summary["drift_detected"]:
         d.announce_drift(model, summary, params.window)
         if params.retrain_on_drift:
-            summary["retrain"] = retrain(params, reference[features], current[features])
+            labels = d.feedback_labels(current, d.feedback_store(live_url).read())
+            summary["retrain"] = retrain(params, retraining_table(reference, current, features, labels))
     print(f"{model.name} v{model.version}: {'DRIFT' if summary['drift_detected'] else 'no drift'} "
           f"(share {summary['drift_share']:.2f}, columns {summary['drifted_columns']}, score {summary['score_drift']:.4g})")
     return summary
 
 
-def retrain(params: DriftParameters, reference: pd.DataFrame, live: pd.DataFrame) -> dict:
-    """Training pipeline (with its gate) on reference + live rows, unlabelled: live rows carry no labels."""
+def retraining_table(reference: pd.DataFrame, live: pd.DataFrame, features: list[str],
+                     live_labels: pd.Series) -> pd.DataFrame:
+    """Reference snapshot + live rows. Labelled only when both have labels for every row (then the gate can check
+    AUROC against the champion); otherwise unlabelled, and the gate checks fidelity, size and speed only."""
+    table = pd.concat([reference[features], live[features]], ignore_index=True)
+    if d.LABEL in reference and live_labels.notna().all():
+        table[d.LABEL] = pd.concat([reference[d.LABEL], live_labels], ignore_index=True).astype(int).to_numpy()
+    return table
+
+
+def retrain(params: DriftParameters, table: pd.DataFrame) -> dict:
+    """The training pipeline, with its gate, on the retraining table (range checks off: drift is the point)."""
     from flows.training import TrainingParameters, training_pipeline
 
     folder = Path(params.retrain_dir)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{params.model_name}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}.parquet"
-    pd.concat([reference, live], ignore_index=True).to_parquet(path, index=False)
-    return training_pipeline(TrainingParameters(data_path=str(path), label_column=None, model_name=params.model_name,
-                                                experiment=params.experiment, check_ranges=False))
+    table.to_parquet(path, index=False)
+    return training_pipeline(TrainingParameters(
+        data_path=str(path), label_column=d.LABEL if d.LABEL in table else None, model_name=params.model_name,
+        experiment=params.experiment, check_ranges=False))

@@ -60,15 +60,23 @@ def feedback_store(live_url: str) -> LiveStore:
     return LiveStore(f"{live_url.rstrip('/')}/_feedback")
 
 
+def feedback_labels(current: pd.DataFrame, feedback: pd.DataFrame) -> pd.Series:
+    """The latest true label of each current row (NaN where none arrived yet), aligned with `current`."""
+    if feedback.empty:
+        return pd.Series(float("nan"), index=current.index)
+    labels = feedback.drop_duplicates(ROW_ID, keep="last").set_index(ROW_ID)[LABEL]
+    return current[ROW_ID].map(labels)
+
+
 def live_quality(current: pd.DataFrame, feedback: pd.DataFrame) -> dict | None:
     """The champion's AUROC/precision/recall on live rows that have received a true label."""
     from sklearn.metrics import average_precision_score, precision_recall_fscore_support, roc_auc_score
 
     if feedback.empty:
         return None
-    labels = feedback.drop_duplicates(ROW_ID, keep="last").set_index(ROW_ID)[LABEL]
-    labelled = current[current[ROW_ID].isin(labels.index)]
-    y = labels.loc[labelled[ROW_ID]].to_numpy()
+    known = feedback_labels(current, feedback)
+    labelled = current[known.notna()]
+    y = known[known.notna()].astype(int).to_numpy()
     result = {"labelled_rows": len(labelled)}
     if len(set(y)) == 2:
         scores, flagged = labelled["score"].to_numpy(), labelled["is_anomaly"].to_numpy()

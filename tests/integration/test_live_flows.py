@@ -80,13 +80,31 @@ def test_drift_report_says_no_drift_then_drift_and_retrains(workspace, champion,
 
     shifted = champion.assign(f1=champion["f1"] * 3 + 0.05, f4=champion["f4"] + 0.3)
     shifted.to_csv(workspace / "shifted.csv", index=False)
-    assert score(workspace / "shifted.csv", workspace / "shifted") == 0
+    assert score(workspace / "shifted.csv", workspace / "shifted", "--out", str(workspace / "shifted_scored.csv")) == 0
+    shifted_ids = pd.read_csv(workspace / "shifted_scored.csv")["row_id"]
+    pd.DataFrame({"row_id": shifted_ids, "label": labels}).to_csv(workspace / "shifted_labels.csv", index=False)
+    assert main(["feedback", "--data", str(workspace / "shifted_labels.csv"), "--live-store",
+                 str(workspace / "shifted")]) == 0
     stormy = drift(workspace / "shifted", workspace / "stormy.json", "--retrain-on-drift")
     assert stormy["drift_detected"] is True
     assert {"f1", "f4"} <= set(stormy["drifted_columns"]) and stormy["drift_share"] >= 2 / 6
-    assert stormy["retrain"]["version"] == "2"
+    retrained = stormy["retrain"]
+    assert retrained["version"] == "2"
+    # every live row got its label back, so the retrained model was gated on AUROC against the champion
+    assert any("AUROC" in reason and "champion" in reason for reason in retrained["reasons"])
 
     client = MlflowClient(tracking_uri(), tracking_uri())
     run = client.get_run(stormy["mlflow_run_id"])
     assert run.data.tags["model_version"] == "1" and run.data.metrics["drift_detected"] == 1.0
     assert {"drift_report.html", "drift_summary.json"} <= {f.path for f in client.list_artifacts(run.info.run_id)}
+
+
+def test_retraining_table_is_labelled_only_when_every_row_is():
+    from flows.drift import retraining_table
+
+    reference = pd.DataFrame({"a": [1.0, 2.0], "label": [0, 1], "score": [0.1, 0.9]})
+    live = pd.DataFrame({"a": [3.0, 4.0], "row_id": ["x", "y"]})
+    labelled = retraining_table(reference, live, ["a"], pd.Series([1.0, 0.0]))
+    assert labelled["label"].tolist() == [0, 1, 1, 0] and list(labelled.columns) == ["a", "label"]
+    partial = retraining_table(reference, live, ["a"], pd.Series([1.0, float("nan")]))
+    assert list(partial.columns) == ["a"] and len(partial) == 4
