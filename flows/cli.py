@@ -133,6 +133,14 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from flows.deployments import serve_all
+
+    serve_all(data_path=str(Path(args.data).resolve()), model_name=args.model_name, label_column=args.label_column,
+              cron=args.cron, timezone=args.timezone, drift_interval_seconds=args.drift_interval)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="anomaly-distill", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -183,6 +191,15 @@ def build_parser() -> argparse.ArgumentParser:
     feedback.add_argument("--data", required=True, help="CSV/Parquet with columns row_id and label (1 = anomaly)")
     feedback.add_argument("--live-store", help="live store URL (default $ANOMALY_DISTILL_LIVE_STORE or ./live-store)")
     feedback.set_defaults(func=cmd_feedback)
+
+    deploy = commands.add_parser("deploy", help="serve the deployments against a running Prefect server")
+    deploy.add_argument("--data", required=True, help="training table the nightly retrain reads")
+    deploy.add_argument("--model-name", default="anomaly-detector")
+    deploy.add_argument("--label-column", default=None)
+    deploy.add_argument("--cron", default="0 2 * * *", help="nightly-retrain schedule (default 02:00)")
+    deploy.add_argument("--timezone", default="UTC")
+    deploy.add_argument("--drift-interval", type=int, default=3600, help="seconds between drift checks")
+    deploy.set_defaults(func=cmd_deploy)
 
     promote = commands.add_parser("promote", help="point the champion alias at a model version")
     promote.add_argument("--model-name", required=True)

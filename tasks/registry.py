@@ -27,14 +27,15 @@ def get_version(name: str, version: str | int):
         raise RegistryError(f"model {name!r} has no version {version}") from None
 
 
-def register(model_uri: str, name: str, run_id: str, tags: dict[str, str]):
+def register(model_uri: str, model_id: str, name: str, run_id: str, tags: dict[str, str]):
     """New version of `name`, aliased `challenger`."""
     mlflow_client = client()
     try:
-        mlflow_client.get_registered_model(name)
-    except MlflowException:
         mlflow_client.create_registered_model(name, description="Distilled anomaly-detection student.")
-    version = mlflow_client.create_model_version(name, model_uri, run_id=run_id, tags=tags)
+    except MlflowException as error:  # it exists (maybe created by a concurrent run a moment ago)
+        if error.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    version = mlflow_client.create_model_version(name, model_uri, run_id=run_id, tags=tags, model_id=model_id)
     mlflow_client.set_registered_model_alias(name, CHALLENGER, version.version)
     return version
 

@@ -44,9 +44,10 @@ def experiment_id(name: str) -> str:
 
 def start_run(experiment: str, name: str, tags: dict | None = None) -> str:
     """A new top-level run, or the run `mlflow run` (MLflow Projects) created for us, named by MLFLOW_RUN_ID."""
+    tags = {key: str(value) for key, value in (tags or {}).items()}  # a tracking server accepts strings only
     project_run = os.environ.get("MLFLOW_RUN_ID")
     if project_run:
-        set_tags(project_run, tags or {})
+        set_tags(project_run, tags)
         return project_run
     return client().create_run(experiment_id(experiment), run_name=name, tags=tags).info.run_id
 

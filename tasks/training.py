@@ -179,7 +179,7 @@ def register(student: pipeline.Student, train: Table, test: Table, model_name: s
         tracking.log_file(run_id, Path(tmp) / REFERENCE_FILE)
         info = tracking.log_student_model(run_id, student_file, example, student.predict(example), student.threshold)
     tags = {"gate": "passed" if verdict.promote else "failed", "gate_reasons": "\n".join(verdict.reasons)}
-    return registry.register(info.model_uri, model_name, run_id, tags)
+    return registry.register(info.model_uri, info.model_id, model_name, run_id, tags)
 
 
 @task(cache_policy=NO_CACHE)

@@ -1,0 +1,32 @@
+"""promote-model: point the champion alias at a version, or roll it back (the UI's manual lever)."""
+from typing import Literal
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel, Field
+
+from tasks import registry
+
+
+class PromotionParameters(BaseModel):
+    model_name: str = Field("anomaly-detector", description="Registered model name.")
+    action: Literal["promote", "rollback"] = Field("promote", description="promote a version, or roll back.")
+    version: str | None = Field(None, description="Version to promote (ignored for rollback).")
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+def apply(params: PromotionParameters) -> dict:
+    if params.action == "rollback":
+        old, new = registry.rollback(params.model_name)
+        return {"model_name": params.model_name, "champion": new, "previous": old}
+    if params.version is None:
+        raise registry.RegistryError("promote needs a version")
+    previous = registry.promote(params.model_name, params.version, "manual promotion (promote-model flow)")
+    return {"model_name": params.model_name, "champion": str(params.version), "previous": previous}
+
+
+@flow(name="promote-model", log_prints=True)
+def promote_model(params: PromotionParameters) -> dict:
+    result = apply(params)
+    print(f"{result['model_name']}: champion is now v{result['champion']} (was v{result['previous']})")
+    return result

@@ -1,0 +1,159 @@
+"""Production mode on one machine: Prefect server and MLflow tracking server, both on PostgreSQL, on 127.0.0.1.
+
+    python -m infra.servers start   # creates the databases if needed, starts both, waits for their health checks
+    python -m infra.servers status
+    python -m infra.servers stop
+
+Settings come from the environment (see infra/.env.example); secrets such as the database password belong there,
+never in code. State (pids, logs, MLflow artifacts) goes to $ANOMALY_DISTILL_STATE (default infra/.state).
+"""
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class Settings:
+    pg_host: str = "127.0.0.1"
+    pg_port: int = 5432
+    pg_user: str = "postgres"
+    pg_password: str = ""
+    prefect_db: str = "anomaly_distill_prefect"
+    mlflow_db: str = "anomaly_distill_mlflow"
+    prefect_port: int = 4200
+    mlflow_port: int = 5000
+    state: Path = Path(__file__).parent / ".state"
+
+    @classmethod
+    def from_env(cls, **overrides) -> "Settings":
+        env = os.environ
+        values = dict(
+            pg_host=env.get("PGHOST", "127.0.0.1"), pg_port=int(env.get("PGPORT", 5432)),
+            pg_user=env.get("PGUSER", "postgres"), pg_password=env.get("PGPASSWORD", ""),
+            prefect_db=env.get("PREFECT_DB", "anomaly_distill_prefect"),
+            mlflow_db=env.get("MLFLOW_DB", "anomaly_distill_mlflow"),
+            prefect_port=int(env.get("PREFECT_PORT", 4200)), mlflow_port=int(env.get("MLFLOW_PORT", 5000)),
+            state=Path(env.get("ANOMALY_DISTILL_STATE", Path(__file__).parent / ".state")))
+        return cls(**{**values, **overrides})
+
+    def pg_url(self, database: str, driver: str = "postgresql") -> str:
+        auth = self.pg_user + (f":{self.pg_password}" if self.pg_password else "")
+        return f"{driver}://{auth}@{self.pg_host}:{self.pg_port}/{database}"
+
+    @property
+    def prefect_api(self) -> str:
+        return f"http://127.0.0.1:{self.prefect_port}/api"
+
+    @property
+    def mlflow_uri(self) -> str:
+        return f"http://127.0.0.1:{self.mlflow_port}"
+
+
+def _psql(settings: Settings, sql: str) -> str:
+    env = {**os.environ, "PGPASSWORD": settings.pg_password}
+    return subprocess.run(["psql", "-h", settings.pg_host, "-p", str(settings.pg_port), "-U", settings.pg_user,
+                           "-d", "postgres", "-tAc", sql], check=True, capture_output=True, text=True, env=env).stdout
+
+
+def create_database(settings: Settings, name: str) -> None:
+    if not _psql(settings, f"SELECT 1 FROM pg_database WHERE datname = '{name}'").strip():
+        _psql(settings, f'CREATE DATABASE "{name}"')
+
+
+def drop_database(settings: Settings, name: str) -> None:
+    _psql(settings, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).parent / name)
+
+
+def _spawn(settings: Settings, name: str, command: list[str], env: dict) -> subprocess.Popen:
+    settings.state.mkdir(parents=True, exist_ok=True)
+    log = open(settings.state / f"{name}.log", "ab")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env},
+                               start_new_session=True)  # own process group: stop() ends its workers too
+    (settings.state / f"{name}.pid").write_text(str(process.pid))
+    return process
+
+
+def wait_healthy(url: str, timeout: float = 120, process: subprocess.Popen | None = None) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{process.args[0]} exited with {process.returncode} before {url} answered; see its log")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(1)
+    raise TimeoutError(f"no healthy answer from {url} within {timeout:.0f} s")
+
+
+def start_prefect(settings: Settings) -> None:
+    create_database(settings, settings.prefect_db)
+    process = _spawn(settings, "prefect", [_bin("prefect"), "server", "start", "--host", "127.0.0.1",
+                                 "--port", str(settings.prefect_port)],
+           {"PREFECT_SERVER_DATABASE_CONNECTION_URL": settings.pg_url(settings.prefect_db, "postgresql+asyncpg"),
+            "PREFECT_UI_API_URL": settings.prefect_api, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
+    wait_healthy(f"{settings.prefect_api}/health", process=process)
+
+
+def start_mlflow(settings: Settings) -> None:
+    create_database(settings, settings.mlflow_db)
+    artifacts = settings.state / "mlflow-artifacts"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    process = _spawn(settings, "mlflow", [_bin("mlflow"), "server", "--host", "127.0.0.1", "--port", str(settings.mlflow_port),
+                                "--backend-store-uri", settings.pg_url(settings.mlflow_db),
+                                "--artifacts-destination", str(artifacts), "--workers", "2"], {})
+    wait_healthy(f"{settings.mlflow_uri}/health", process=process)
+
+
+def stop(settings: Settings, name: str) -> None:
+    pid_file = settings.state / f"{name}.pid"
+    if not pid_file.exists():
+        return
+    pid = int(pid_file.read_text())
+    try:
+        os.killpg(pid, signal.SIGTERM)
+        for _ in range(100):
+            os.killpg(pid, 0)
+            time.sleep(0.1)
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    pid_file.unlink()
+
+
+def main(argv: list[str]) -> int:
+    settings = Settings.from_env()
+    command = argv[0] if argv else "status"
+    if command == "start":
+        start_prefect(settings)
+        start_mlflow(settings)
+        print(f"Prefect UI/API: http://127.0.0.1:{settings.prefect_port}  (export PREFECT_API_URL={settings.prefect_api})")
+        print(f"MLflow UI:      {settings.mlflow_uri}  (export MLFLOW_TRACKING_URI={settings.mlflow_uri})")
+    elif command == "stop":
+        stop(settings, "prefect")
+        stop(settings, "mlflow")
+    elif command == "status":
+        for name, url in (("prefect", f"{settings.prefect_api}/health"), ("mlflow", f"{settings.mlflow_uri}/health")):
+            try:
+                wait_healthy(url, timeout=3)
+                print(f"{name}: healthy at {url}")
+            except TimeoutError:
+                print(f"{name}: not answering at {url}")
+    else:
+        print(__doc__)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,166 @@
+"""Production mode for real: Prefect server + MLflow server on PostgreSQL (127.0.0.1:5432), deployments served,
+runs triggered through the Prefect API exactly as the UI's Run button does."""
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+NAME = "srv-test"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory):
+    from infra import servers as infra
+
+    if shutil.which("psql") is None or subprocess.run(["pg_isready", "-h", "127.0.0.1", "-q"]).returncode != 0:
+        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432 (.ci/run starts it)")
+    suffix = uuid.uuid4().hex[:8]
+    settings = infra.Settings.from_env(
+        prefect_db=f"ad_test_prefect_{suffix}", mlflow_db=f"ad_test_mlflow_{suffix}", prefect_port=free_port(),
+        mlflow_port=free_port(), state=tmp_path_factory.mktemp("state"))
+    try:
+        infra.start_prefect(settings)
+        infra.start_mlflow(settings)
+        yield settings
+    finally:
+        for name in ("prefect", "mlflow"):
+            infra.stop(settings, name)
+        for database in (settings.prefect_db, settings.mlflow_db):
+            infra.drop_database(settings, database)
+
+
+@pytest.fixture(scope="module")
+def deployed(servers, tmp_path_factory):
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from tests.conftest import ADBENCH
+    import numpy as np
+    import pandas as pd
+
+    workdir = tmp_path_factory.mktemp("deploy")
+    arrays = np.load(ADBENCH / "38_thyroid.npz")
+    data = workdir / "thyroid.csv"
+    pd.DataFrame(arrays["X"], columns=[f"f{i}" for i in range(6)]).assign(label=arrays["y"]).to_csv(data, index=False)
+    env = {**os.environ, "PREFECT_API_URL": servers.prefect_api, "MLFLOW_TRACKING_URI": servers.mlflow_uri,
+           "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
+    runner = subprocess.Popen([sys.executable, "-m", "flows.cli", "deploy", "--data", str(data), "--label-column",
+                               "label", "--model-name", NAME, "--drift-interval", "86400"], cwd=workdir, env=env,
+                              stdout=open(workdir / "deploy.log", "wb"), stderr=subprocess.STDOUT)
+    os.environ["MLFLOW_TRACKING_URI"] = servers.mlflow_uri
+    try:
+        with temporary_settings({PREFECT_API_URL: servers.prefect_api}):
+            _wait_for_deployments()
+            yield data
+    finally:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+        runner.terminate()
+        runner.wait(30)
+
+
+def _wait_for_deployments(timeout: float = 120) -> None:
+    from prefect.client.orchestration import get_client
+
+    async def ready():
+        async with get_client() as client:
+            try:
+                await client.read_deployment_by_name("promote-model/promote-model")
+                return True
+            except Exception:
+                return False
+
+    deadline = time.time() + timeout
+    while not asyncio.run(ready()):
+        assert time.time() < deadline, "deployments never appeared"
+        time.sleep(1)
+
+
+def run(deployment: str, params: dict):
+    from prefect.deployments import run_deployment
+
+    flow_run = run_deployment(deployment, parameters={"params": params}, timeout=600)
+    assert flow_run.state.is_completed(), flow_run.state
+    return flow_run
+
+
+def champion() -> str:
+    from tasks import registry
+
+    return str(registry.version_by_alias(NAME, registry.CHAMPION).version)
+
+
+def retrain_runs() -> int:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter
+
+    async def count():
+        async with get_client() as client:
+            deployment = await client.read_deployment_by_name("training-pipeline/nightly-retrain")
+            return len(await client.read_flow_runs(deployment_filter=DeploymentFilter(id={"any_": [deployment.id]})))
+
+    return asyncio.run(count())
+
+
+def test_ui_style_runs_train_promote_and_roll_back(deployed):
+    from flows.training import TrainingParameters
+
+    params = TrainingParameters(data_path=str(deployed), model_name=NAME, epochs=20).model_dump()
+    run("training-pipeline/nightly-retrain", params)
+    assert champion() == "1"
+    run("training-pipeline/nightly-retrain", params)
+    assert champion() == "2"
+    run("promote-model/promote-model", {"model_name": NAME, "action": "rollback"})
+    assert champion() == "1"
+    run("promote-model/promote-model", {"model_name": NAME, "action": "promote", "version": "2"})
+    assert champion() == "2"
+
+
+def test_drift_event_triggers_a_retrain_run(deployed):
+    from prefect.events import emit_event
+
+    before = retrain_runs()
+    emit_event(event="anomaly_distill.drift.detected", resource={"prefect.resource.id": f"anomaly-distill.model.{NAME}"},
+               payload={"drift_share": 0.5})
+    deadline = time.time() + 60
+    while retrain_runs() == before:
+        assert time.time() < deadline, "the drift event created no nightly-retrain run"
+        time.sleep(1)
+
+
+def test_simultaneous_promotions_leave_exactly_one_champion(deployed):
+    from tasks import registry
+    from tasks.tracking import client
+
+    if champion() != "1":
+        registry.promote(NAME, "1", "test setup")
+    barrier = threading.Barrier(2)
+
+    def promote(version):
+        barrier.wait()
+        registry.promote(NAME, version, "concurrent test")
+
+    threads = [threading.Thread(target=promote, args=(v,)) for v in ("2", "1")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    model = client().get_registered_model(NAME)
+    assert str(model.aliases["champion"]) in {"1", "2"}  # an alias names one version: never two champions
+    holders = [v for v in ("1", "2") if "champion" in client().get_model_version(NAME, v).aliases]
+    assert holders == [str(model.aliases["champion"])]
+    assert isinstance(registry.champion_history(NAME), list)
