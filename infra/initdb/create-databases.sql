@@ -1,0 +1,2 @@
+CREATE DATABASE anomaly_distill_prefect;
+CREATE DATABASE anomaly_distill_mlflow;
