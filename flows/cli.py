@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
+from pydantic import ValidationError
 
 from anomaly_distill.config import EngineConfig
 from anomaly_distill.data import DataError
@@ -57,9 +58,15 @@ def training_summary(outcome: dict, wall_seconds: float) -> str:
         f"Time: {wall_seconds:.1f} s in the flow, of which compute "
         + ", ".join(f"{stage} {s:.1f} s" for stage, s in outcome["seconds"].items())
         + f"; orchestration + tracking {wall_seconds - sum(outcome['seconds'].values()):.1f} s",
-        f"MLflow UI: mlflow ui --backend-store-uri {tracking_uri()}   (then open http://127.0.0.1:5000)",
+        f"MLflow UI: {tracking_ui(tracking_uri())}",
     ]
     return "\n".join(lines)
+
+
+def tracking_ui(uri: str) -> str:
+    if uri.startswith(("http://", "https://")):
+        return uri
+    return f"mlflow ui --backend-store-uri {uri}   (then open http://127.0.0.1:5000)"
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
@@ -216,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DataError, LookupError) as error:  # bad data (incl. failed validation) or unknown model/version
+    except (DataError, LookupError, ValidationError) as error:  # bad data/settings, unknown model or version
         print(f"error: {error}", file=sys.stderr)
         return 2
 

@@ -27,3 +27,11 @@ def test_benchmark_reports_bad_input(tmp_path, capsys):
     (tmp_path / "bad.csv").write_text("a,b,label\n1,x,0\n2,y,1\n")
     assert main(["benchmark", str(tmp_path / "bad.csv"), "--label-column", "label"]) == 2
     assert "non-numeric feature columns: ['b']" in capsys.readouterr().err
+
+
+def test_bad_settings_file_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "settings.yaml").write_text("distill: {alpha: 3}\n")
+    (tmp_path / "d.csv").write_text("a,b,label\n1,2,0\n2,3,1\n")
+    assert main(["benchmark", str(tmp_path / "d.csv"), "--label-column", "label",
+                 "--config", str(tmp_path / "settings.yaml")]) == 2
+    assert "alpha" in capsys.readouterr().err
