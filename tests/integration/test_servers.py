@@ -130,12 +130,15 @@ def test_ui_style_runs_train_promote_and_roll_back(deployed):
     assert champion() == "2"
 
 
-def test_drift_event_triggers_a_retrain_run(deployed):
-    from prefect.events import emit_event
-
+def test_drift_event_triggers_a_retrain_run(servers, deployed):
     before = retrain_runs()
-    emit_event(event="anomaly_distill.drift.detected", resource={"prefect.resource.id": f"anomaly-distill.model.{NAME}"},
-               payload={"drift_share": 0.5})
+    # Emitted from a fresh process: this one's event worker may still be bound to another test's temporary API.
+    script = ("from prefect.events import emit_event\nfrom prefect.events.worker import EventsWorker\n"
+              "emit_event(event='anomaly_distill.drift.detected', "
+              f"resource={{'prefect.resource.id': 'anomaly-distill.model.{NAME}'}}, payload={{'drift_share': 0.5}})\n"
+              "EventsWorker.drain_all()\n")
+    subprocess.run([sys.executable, "-c", script], env={**os.environ, "PREFECT_API_URL": servers.prefect_api},
+                   check=True, timeout=120)
     deadline = time.time() + 60
     while retrain_runs() == before:
         assert time.time() < deadline, "the drift event created no nightly-retrain run"
