@@ -57,6 +57,19 @@ def _npz_frame(path: Path) -> pd.DataFrame:
     return frame
 
 
+def column_names(path: str | Path) -> list[str]:
+    """The columns a file would load with, read from its header/schema only."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".csv" and path.is_file():
+        return [str(c) for c in pd.read_csv(path, nrows=0).columns]
+    if suffix in (".parquet", ".pq") and path.is_file():
+        import pyarrow.parquet as pq
+
+        return list(pq.read_schema(path).names)
+    return [str(c) for c in read_frame(path).columns]
+
+
 def load_table(path: str | Path, label_column: str | None = None) -> Table:
     """Read a CSV/Parquet/.npz file into checked features and optional 0/1 labels.
 

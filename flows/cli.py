@@ -10,7 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 from anomaly_distill.config import EngineConfig
-from anomaly_distill.data import DataError
+from anomaly_distill.data import NPZ_LABEL, DataError, column_names
 
 
 def load_config(path: str | None) -> EngineConfig:
@@ -37,6 +37,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     settings = yaml.safe_load(Path(args.config).read_text()) if args.config else {}
     settings.update({k: v for k, v in {"data_path": args.data, "label_column": args.label_column,
                                        "model_name": args.model_name}.items() if v is not None})
+    if "label_column" not in settings and "data_path" in settings:  # unlabelled unless a `label` column exists
+        settings["label_column"] = NPZ_LABEL if NPZ_LABEL in column_names(settings["data_path"]) else None
     start = time.perf_counter()
     outcome = training_pipeline(TrainingParameters.model_validate(settings))
     print(training_summary(outcome, time.perf_counter() - start))
@@ -163,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="run the training pipeline (Prefect flow, MLflow tracking + registry)")
     train.add_argument("--data", help="CSV, Parquet or .npz training table")
-    train.add_argument("--label-column", help="label column (1 = anomaly), optional")
+    train.add_argument("--label-column", help="label column (1 = anomaly); default: `label` if the file has one")
     train.add_argument("--model-name", help="registered model name")
     train.add_argument("--config", help="YAML file with any training parameter (see flows/training.py)")
     train.set_defaults(func=cmd_train)

@@ -160,3 +160,12 @@ def test_mlflow_project_train_entry_point(workspace, thyroid_csv):
     project_run = mlflow_client().get_model_version(NAME, "1").run_id
     parent = mlflow_client().get_run(project_run).data.tags["mlflow.parentRunId"]
     assert mlflow_client().get_run(parent).data.tags.get("mlflow.project.entryPoint") == "train"
+
+
+def test_unlabelled_table_trains_and_gate_says_auroc_was_skipped(workspace, thyroid_csv, capsys):
+    unlabelled = workspace / "unlabelled.csv"
+    pd.read_csv(thyroid_csv).drop(columns=["label"]).to_csv(unlabelled, index=False)
+    assert main(["train", "--data", str(unlabelled), "--model-name", NAME]) == 0
+    out = capsys.readouterr().out
+    assert "no labels in the evaluation rows, AUROC checks skipped" in out and "Gate: PASSED" in out
+    assert champion() == "1"

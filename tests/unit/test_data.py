@@ -85,3 +85,13 @@ def test_split_is_stratified_and_deterministic(small_frame):
     assert len(test) == 120 and test.labels.sum() == 6 and train.labels.sum() == 14
     _, other = split_table(table, 0.3, seed=8)
     assert not other.features.equals(test.features)
+
+
+def test_column_names_reads_headers_only(tmp_path, small_frame):
+    from anomaly_distill.data import column_names
+
+    small_frame.to_csv(tmp_path / "d.csv", index=False)
+    small_frame.to_parquet(tmp_path / "d.parquet")
+    np.savez(tmp_path / "d.npz", X=small_frame[["a", "b"]].to_numpy(), y=small_frame["label"].to_numpy())
+    assert column_names(tmp_path / "d.csv") == column_names(tmp_path / "d.parquet") == ["a", "b", "c", "d", "label"]
+    assert column_names(tmp_path / "d.npz") == ["f0", "f1", "label"]
