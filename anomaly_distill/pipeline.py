@@ -48,9 +48,7 @@ def train_teacher(train: Table, config: EngineConfig) -> TrainedTeacher:
     preprocessor = fit_preprocessor(train.features)
     X = preprocessor.transform(train.features)
     teacher = build_teacher(config.teacher, config.seed, config.student.squash).fit(X, train.labels)
-    trained = TrainedTeacher(teacher, preprocessor, 0.0)
-    trained.threshold = threshold_at_contamination(teacher.score(X), config.contamination)
-    return trained
+    return TrainedTeacher(teacher, preprocessor, threshold_at_contamination(teacher.score(X), config.contamination))
 
 
 def generate_soft_labels(trained: TrainedTeacher, train: Table, config: EngineConfig) -> pd.DataFrame:
@@ -60,9 +58,8 @@ def generate_soft_labels(trained: TrainedTeacher, train: Table, config: EngineCo
 def distill_student(soft_labels: pd.DataFrame, trained: TrainedTeacher, train: Table,
                     config: EngineConfig) -> Student:
     model, history = train_student(soft_labels, trained.preprocessor, config)
-    student = Student(model, 0.0, history)
-    student.threshold = threshold_at_contamination(student.score(train.features), config.contamination)
-    return student
+    train_scores = model.score(train.features[model.input_columns].to_numpy(dtype=np.float32))
+    return Student(model, threshold_at_contamination(train_scores, config.contamination), history)
 
 
 def evaluate(student: Student, trained: TrainedTeacher, test: Table) -> dict[str, dict[str, float]]:
