@@ -88,11 +88,12 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from flows.scoring import ScoringParameters, batch_scoring
+    from flows.scoring import ScoringParameters, run_batch_scoring
 
     uri = args.model_uri or f"models:/{args.model_name}@champion"
-    result = batch_scoring(ScoringParameters(data_path=args.data, model_uri=uri, out_path=args.out,
-                                             live_store=args.live_store, threshold=args.threshold))
+    result = run_batch_scoring(ScoringParameters(
+        data_path=args.data, model_uri=uri, out_path=args.out, live_store=args.live_store, threshold=args.threshold,
+        task_runner=args.task_runner, dask_address=args.dask_address, chunk_rows=args.chunk_rows))
     print(f"Scored {result['rows']:,} rows with {result['model_name']} v{result['model_version']}: "
           f"{result['anomalies']:,} anomalies, {result['rows_per_second']:,.0f} rows/s"
           + (f"; wrote {result['out_path']}" if result["out_path"] else ""))
@@ -177,6 +178,10 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--out", help="write rows with score and is_anomaly (.csv or .parquet)")
     score.add_argument("--live-store", help="live store URL (default $ANOMALY_DISTILL_LIVE_STORE or ./live-store)")
     score.add_argument("--threshold", type=float, help="override the model's stored threshold")
+    score.add_argument("--task-runner", choices=["threads", "dask"], default="threads",
+                       help="score chunks on local threads or on a Dask cluster")
+    score.add_argument("--dask-address", help="existing Dask scheduler (tcp://host:8786); default: a LocalCluster")
+    score.add_argument("--chunk-rows", type=int, default=50_000, help="rows per scoring task")
     score.set_defaults(func=cmd_score)
 
     drift = commands.add_parser("drift", help="Evidently drift report of live rows vs the champion's training data")

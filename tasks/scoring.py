@@ -1,4 +1,5 @@
 """Prefect tasks for scoring with a registered model: resolve, validate against its contract, score, store."""
+import functools
 import os
 import time
 from dataclasses import dataclass
@@ -58,16 +59,25 @@ def validate_input(frame: pd.DataFrame, contract: dict) -> pd.DataFrame:
     return check_scoring_input(frame, contract)
 
 
-@task(cache_policy=NO_CACHE)
-def score_in_chunks(model_uri: str, features: pd.DataFrame, chunk_rows: int, threshold: float | None) -> tuple:
-    """Returns (scores frame, rows per second of the scoring itself)."""
+@functools.lru_cache(maxsize=4)
+def _pyfunc(model_uri: str):
+    """One load per process (a Dask worker scores many chunks with it)."""
     import mlflow.pyfunc
 
-    model = mlflow.pyfunc.load_model(model_uri)
-    params = None if threshold is None else {"threshold": threshold}
-    start, parts = time.perf_counter(), []
-    for begin in tqdm(range(0, len(features), chunk_rows), desc="scoring", unit="chunk"):
-        parts.append(model.predict(features.iloc[begin:begin + chunk_rows], params=params))
+    return mlflow.pyfunc.load_model(model_uri)
+
+
+@task(cache_policy=NO_CACHE)
+def score_chunk(model_uri: str, chunk: pd.DataFrame, threshold: float | None) -> pd.DataFrame:
+    return _pyfunc(model_uri).predict(chunk, params=None if threshold is None else {"threshold": threshold})
+
+
+def score_in_chunks(model_uri: str, features: pd.DataFrame, chunk_rows: int, threshold: float | None) -> tuple:
+    """Chunks go to the flow's task runner (threads, or a Dask cluster); returns (scores, rows per second)."""
+    start = time.perf_counter()
+    futures = [score_chunk.submit(model_uri, features.iloc[begin:begin + chunk_rows], threshold)
+               for begin in range(0, len(features), chunk_rows)]
+    parts = [future.result() for future in tqdm(futures, desc="scoring", unit="chunk")]
     seconds = time.perf_counter() - start
     return pd.concat(parts, ignore_index=True), len(features) / max(seconds, 1e-9)
 

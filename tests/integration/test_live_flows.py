@@ -108,3 +108,15 @@ def test_retraining_table_is_labelled_only_when_every_row_is():
     assert labelled["label"].tolist() == [0, 1, 1, 0] and list(labelled.columns) == ["a", "label"]
     partial = retraining_table(reference, live, ["a"], pd.Series([1.0, float("nan")]))
     assert list(partial.columns) == ["a"] and len(partial) == 4
+
+
+@pytest.mark.slow
+def test_batch_scoring_on_a_two_worker_dask_cluster_matches_threads(workspace, champion):
+    champion.features.to_csv(workspace / "live.csv", index=False)
+    assert score(workspace / "live.csv", workspace / "threads", "--out", str(workspace / "threads.csv"),
+                 "--chunk-rows", "200") == 0
+    assert score(workspace / "live.csv", workspace / "dask", "--out", str(workspace / "dask.csv"),
+                 "--chunk-rows", "200", "--task-runner", "dask") == 0
+    threads, dask = pd.read_csv(workspace / "threads.csv"), pd.read_csv(workspace / "dask.csv")
+    np.testing.assert_allclose(dask["score"], threads["score"], rtol=1e-6)
+    assert len(LiveStore(str(workspace / "dask")).read()) == len(champion.features)
