@@ -44,10 +44,11 @@ def split(table: Table, config: EngineConfig) -> tuple[Table, Table]:
     return split_table(table, config.test_fraction, config.seed)
 
 
-def train_teacher(train: Table, config: EngineConfig) -> TrainedTeacher:
+def train_teacher(train: Table, config: EngineConfig, map_fn=map) -> TrainedTeacher:
+    """`map_fn` (default: the builtin) fits ensemble members; pass a parallel map to spread them out."""
     preprocessor = fit_preprocessor(train.features)
     X = preprocessor.transform(train.features)
-    teacher = build_teacher(config.teacher, config.seed, config.student.squash).fit(X, train.labels)
+    teacher = build_teacher(config.teacher, config.seed, config.student.squash).fit(X, train.labels, map_fn)
     return TrainedTeacher(teacher, preprocessor, threshold_at_contamination(teacher.score(X), config.contamination))
 
 

@@ -1,9 +1,8 @@
 """batch-scoring: resolve model → validate against its contract → score in chunks → output + live store."""
-from typing import Literal
-
 from prefect import flow
 from pydantic import BaseModel, Field
 
+from flows.runners import RunnerKind, with_runner
 from tasks import scoring as s
 from tasks import training as t
 
@@ -16,7 +15,7 @@ class ScoringParameters(BaseModel):
     live_store: str | None = Field(None, description="Live store URL (default: $ANOMALY_DISTILL_LIVE_STORE or ./live-store).")
     chunk_rows: int = Field(50_000, ge=1, description="Rows per scoring call.")
     threshold: float | None = Field(None, description="Override the model's stored alarm threshold.")
-    task_runner: Literal["threads", "dask"] = Field(
+    task_runner: RunnerKind = Field(
         "threads", description="Where chunks are scored: local threads, or a Dask cluster (see dask_address).")
     dask_address: str | None = Field(
         None, description="Scheduler of an existing Dask cluster (tcp://host:8786); empty: a local cluster.")
@@ -36,16 +35,5 @@ def batch_scoring(params: ScoringParameters) -> dict:
             "model_version": model.version, "anomalies": int(stored["is_anomaly"].sum()), "out_path": params.out_path}
 
 
-def task_runner(kind: str, address: str | None):
-    """Dask: an existing cluster at `address`, else a LocalCluster of worker processes on this machine."""
-    if kind != "dask":
-        return None
-    from prefect_dask import DaskTaskRunner
-
-    return DaskTaskRunner(address=address) if address else DaskTaskRunner(
-        cluster_kwargs={"n_workers": 2, "threads_per_worker": 1, "processes": True})
-
-
 def run_batch_scoring(params: ScoringParameters) -> dict:
-    runner = task_runner(params.task_runner, params.dask_address)
-    return (batch_scoring.with_options(task_runner=runner) if runner else batch_scoring)(params)
+    return with_runner(batch_scoring, params.task_runner, params.dask_address)(params)

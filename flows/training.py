@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from anomaly_distill import pipeline
 from anomaly_distill.config import DistillConfig, EngineConfig, GateConfig, StudentConfig, TeacherConfig
 from anomaly_distill.data import table_from_frame
+from flows.runners import RunnerKind, with_runner
 from tasks import tracking
 from tasks import training as t
 
@@ -35,6 +36,9 @@ class TrainingParameters(BaseModel):
     contamination: float = Field(_default(EngineConfig, "contamination"), gt=0, lt=0.5, description="Share of training rows flagged at the threshold.")
     seed: int = Field(_default(EngineConfig, "seed"), description="Seed for the split, sampling and initialisation.")
     gate: GateConfig = Field(default_factory=GateConfig, description="Promotion gate thresholds.")
+    task_runner: RunnerKind = Field(
+        "threads", description="threads: this machine; dask: teacher ensemble members spread over a Dask cluster.")
+    dask_address: str | None = Field(None, description="Dask scheduler (tcp://host:8786); empty: a local cluster.")
     check_ranges: bool = Field(
         True, description="Check value ranges against the champion's data contract (drift retraining turns it off).")
 
@@ -83,11 +87,12 @@ def training_pipeline(params: TrainingParameters = TrainingParameters()) -> dict
         train, test = pipeline.split(table_from_frame(frame, params.label_column), config)
 
         with clock("train_teacher"):
-            teacher_state = t.train_teacher(train, config, digest, return_state=True)
-            trained = teacher_state.result()
+            teacher_future = t.train_teacher.submit(train, config, digest)  # submitted: runs on the task runner
+            trained = teacher_future.result()
+            teacher_cached = teacher_future.state.name == "Cached"
         teacher_run = tracking.start_child_run(run_id, "teacher")
         runs.append(teacher_run)
-        t.log_teacher(teacher_run, trained, config, cached=teacher_state.name == "Cached")
+        t.log_teacher(teacher_run, trained, config, cached=teacher_cached)
         with clock("generate_soft_labels"):
             soft_labels = t.generate_soft_labels(trained, train, config, digest)
 
@@ -112,4 +117,8 @@ def training_pipeline(params: TrainingParameters = TrainingParameters()) -> dict
     for run in runs:
         tracking.end_run(run)
     return asdict(TrainingOutcome(params.model_name, version, verdict.promote, verdict.reasons, metrics,
-                                  run_id, previous, teacher_state.name == "Cached", dict(clock)))
+                                  run_id, previous, teacher_cached, dict(clock)))
+
+
+def run_training(params: TrainingParameters) -> dict:
+    return with_runner(training_pipeline, params.task_runner, params.dask_address)(params)

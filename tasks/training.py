@@ -70,7 +70,23 @@ def log_training_data(run_id: str, frame: pd.DataFrame, source: str, label_colum
 
 @task(cache_key_fn=lambda ctx, p: _teacher_key(p["config"], p["digest"]), persist_result=True)
 def train_teacher(train: Table, config: EngineConfig, digest: str) -> pipeline.TrainedTeacher:
-    return pipeline.train_teacher(train, config)
+    return pipeline.train_teacher(train, config, cluster_map())
+
+
+def cluster_map():
+    """On a Dask worker (flow run with the Dask task runner), fan the ensemble members out over the cluster."""
+    try:
+        from distributed import get_worker, worker_client
+
+        get_worker()
+    except (ImportError, ValueError):
+        return map
+
+    def dask_map(fn, items):
+        with worker_client() as dask:
+            return dask.gather(dask.map(fn, list(items), pure=False))
+
+    return dask_map
 
 
 @task(cache_key_fn=lambda ctx, p: _key(_teacher_key(p["config"], p["digest"]), p["config"].distill.model_dump_json()),

@@ -3,6 +3,8 @@
 All teachers take robust-scaled float32 rows (see `data.Preprocessor`) and return scores where higher means
 more anomalous. Neural teachers also expose hidden features for the hint loss.
 """
+import functools
+
 import numpy as np
 import torch
 from pyod.models.copod import COPOD
@@ -83,6 +85,10 @@ def make_detector(name: str, seed: int):
     }[name]()
 
 
+def fit_detector(name: str, X: np.ndarray, seed: int):
+    return make_detector(name, seed).fit(X)
+
+
 def detector_params(detector) -> int:
     """Stored numbers a fitted PyOD detector needs at scoring time (tree nodes count as one each)."""
     if hasattr(detector, "detector_") and hasattr(detector.detector_, "estimators_"):
@@ -116,9 +122,10 @@ class EnsembleTeacher:
     def __init__(self, config: TeacherConfig, seed: int = 0):
         self.config, self.seed = config, seed
 
-    def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> "EnsembleTeacher":
+    def fit(self, X: np.ndarray, y: np.ndarray | None = None, map_fn=map) -> "EnsembleTeacher":
+        """`map_fn` lets an orchestrator fit the members in parallel (e.g. on a Dask cluster)."""
         X, _ = _subsample(X, None, self.config.max_fit_rows, self.seed)
-        self.detectors = [make_detector(name, self.seed).fit(X) for name in self.config.detectors]
+        self.detectors = list(map_fn(functools.partial(fit_detector, X=X, seed=self.seed), self.config.detectors))
         self.calibrators = [EcdfCalibrator(d.decision_scores_) for d in self.detectors]
         return self
 
@@ -176,7 +183,7 @@ class AutoencoderNet(nn.Module):
 class AutoencoderTeacher(_NeuralTeacher):
     """Deep autoencoder; the anomaly score is the reconstruction error, the hint features its bottleneck."""
 
-    def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> "AutoencoderTeacher":
+    def fit(self, X: np.ndarray, y: np.ndarray | None = None, map_fn=map) -> "AutoencoderTeacher":
         torch.manual_seed(self.seed)
         X, _ = _subsample(X, None, self.config.max_fit_rows, self.seed)
         # A code as wide as the input can learn the identity and reconstruct anomalies too.
@@ -198,7 +205,7 @@ class AutoencoderTeacher(_NeuralTeacher):
 class SupervisedTeacher(_NeuralTeacher):
     """MLP classifier on known labels; the score is its logit, the hint features its last hidden layer."""
 
-    def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> "SupervisedTeacher":
+    def fit(self, X: np.ndarray, y: np.ndarray | None = None, map_fn=map) -> "SupervisedTeacher":
         if y is None or len(np.unique(y)) < 2:
             raise DataError("the supervised teacher needs a label column with both normal (0) and anomaly (1) rows")
         torch.manual_seed(self.seed)

@@ -169,3 +169,37 @@ def test_unlabelled_table_trains_and_gate_says_auroc_was_skipped(workspace, thyr
     out = capsys.readouterr().out
     assert "no labels in the evaluation rows, AUROC checks skipped" in out and "Gate: PASSED" in out
     assert champion() == "1"
+
+
+@pytest.mark.slow
+def test_teacher_members_on_a_two_worker_dask_cluster_match_local_training(workspace, thyroid_csv):
+    import uuid
+
+    from sklearn.metrics import roc_auc_score
+
+    from flows.training import run_training
+
+    # Rows in a fresh random order: a data digest no earlier run has cached, so the teacher is really fitted.
+    frame = pd.read_csv(thyroid_csv)
+    shuffled = workspace / "shuffled.csv"
+    frame.iloc[np.random.default_rng(uuid.uuid4().int % 2**32).permutation(len(frame))].to_csv(shuffled, index=False)
+    params = TrainingParameters(data_path=str(shuffled), task_runner="dask", **FAST)
+    on_dask = run_training(params)
+    assert not on_dask["teacher_from_cache"]
+    train_rows, test = pipeline.split(load_table(shuffled, "label"), params.engine_config())
+    local = pipeline.train_teacher(train_rows, params.engine_config())
+    logged = mlflow_client().get_run(on_dask["run_id"]).data.metrics["teacher_auroc"]
+    assert logged == pytest.approx(roc_auc_score(test.labels, local.score(test.features)))
+
+
+@pytest.mark.slow
+def test_cluster_map_fans_out_on_a_dask_worker_and_is_plain_map_elsewhere():
+    from distributed import Client, LocalCluster
+
+    from tasks.training import cluster_map
+
+    assert cluster_map() is map
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True) as cluster, Client(cluster) as client:
+        squares = client.submit(lambda: list(cluster_map()(lambda x: x * x, [1, 2, 3])), pure=False).result(120)
+        on_worker = client.submit(lambda: cluster_map() is not map, pure=False).result(120)
+    assert squares == [1, 4, 9] and on_worker
