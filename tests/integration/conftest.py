@@ -35,3 +35,20 @@ def thyroid_csv(tmp_path):
     out = tmp_path / "thyroid.csv"
     frame.to_csv(out, index=False)
     return out
+
+
+LIVE_MODEL = "thyroid-live"
+
+
+@pytest.fixture
+def champion(workspace, thyroid_csv):
+    """A registered champion trained on thyroid; returns the held-out rows (with labels) as "live" traffic."""
+    from anomaly_distill import pipeline
+    from anomaly_distill.config import EngineConfig
+    from anomaly_distill.data import load_table
+    from flows.training import TrainingParameters, training_pipeline
+
+    training_pipeline(TrainingParameters(data_path=str(thyroid_csv), label_column="label", model_name=LIVE_MODEL,
+                                         epochs=20))
+    _, test = pipeline.split(load_table(thyroid_csv, "label"), EngineConfig())
+    return test

@@ -6,22 +6,11 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from anomaly_distill import pipeline
-from anomaly_distill.config import EngineConfig
-from anomaly_distill.data import load_table
 from anomaly_distill.live_store import LiveStore
 from flows.cli import main
-from flows.training import TrainingParameters, training_pipeline
 from tasks.tracking import tracking_uri
 
-NAME = "thyroid-live"
-
-
-@pytest.fixture
-def champion(workspace, thyroid_csv):
-    training_pipeline(TrainingParameters(data_path=str(thyroid_csv), label_column="label", model_name=NAME, epochs=20))
-    _, test = pipeline.split(load_table(thyroid_csv, "label"), EngineConfig())
-    return test  # held-out rows: the "live" traffic (labels kept for the feedback test)
+from tests.integration.conftest import LIVE_MODEL as NAME
 
 
 def score(path, store, *extra):

@@ -12,7 +12,7 @@ import uvicorn
 from anomaly_distill.live_store import LiveStore
 from flows.cli import main
 from serving.app import create_app
-from tests.integration.test_live_flows import NAME, champion  # noqa: F401  (fixture)
+from tests.integration.conftest import LIVE_MODEL as NAME
 
 
 def free_port() -> int:
@@ -22,7 +22,7 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def service(workspace, champion):  # noqa: F811
+def service(workspace, champion):
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(NAME, live_store=str(workspace / "store"), poll_seconds=0),
                                            host="127.0.0.1", port=port, log_level="warning"))
