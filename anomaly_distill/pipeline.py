@@ -63,10 +63,16 @@ def distill_student(soft_labels: pd.DataFrame, trained: TrainedTeacher, train: T
     return Student(model, threshold_at_contamination(train_scores, config.contamination), history)
 
 
-def evaluate(student: Student, trained: TrainedTeacher, test: Table) -> dict[str, dict[str, float]]:
-    """Teacher and student metrics on held-out rows (detection metrics need labels of both classes)."""
-    teacher_scores = trained.score(test.features)
-    student_scores = student.score(test.features)
+def held_out_scores(student: Student, trained: TrainedTeacher, test: Table) -> tuple[np.ndarray, np.ndarray]:
+    return trained.score(test.features), student.score(test.features)
+
+
+def evaluate(student: Student, trained: TrainedTeacher, test: Table,
+             scores: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, dict[str, float]]:
+    """Teacher and student metrics on held-out rows (detection metrics need labels of both classes).
+
+    `scores` are `held_out_scores(...)` when the caller has them already (the teacher can be slow to score)."""
+    teacher_scores, student_scores = scores or held_out_scores(student, trained, test)
     result = {"teacher": {}, "student": {"fidelity": fidelity(teacher_scores, student_scores)}}
     if test.labels is not None and len(np.unique(test.labels)) == 2:
         result["teacher"].update(detection_metrics(test.labels, teacher_scores, trained.threshold))

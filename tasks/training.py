@@ -125,7 +125,8 @@ def distill_student(soft_labels: pd.DataFrame, trained: pipeline.TrainedTeacher,
 @task(cache_policy=NO_CACHE)
 def evaluate(student: pipeline.Student, trained: pipeline.TrainedTeacher, test: Table, run_ids: list[str]) -> dict:
     """Held-out metrics of teacher and student, student size and single-thread speed, plus plots."""
-    result = pipeline.evaluate(student, trained, test)
+    scores = pipeline.held_out_scores(student, trained, test)
+    result = pipeline.evaluate(student, trained, test, scores)
     with tempfile.TemporaryDirectory() as tmp:
         size = save_student(student, Path(tmp) / "student.pt").stat().st_size
     rows = np.resize(test.features.to_numpy(dtype=np.float32), (max(len(test), 20_000), test.features.shape[1]))
@@ -134,7 +135,7 @@ def evaluate(student: pipeline.Student, trained: pipeline.TrainedTeacher, test: 
     flat = {**metrics, **{f"teacher_{k}": v for k, v in result["teacher"].items()}}
     for run_id in run_ids:
         tracking.log_metrics(run_id, flat)
-    _log_plots(run_ids[0], trained.score(test.features), student.score(test.features), test.labels)
+    _log_plots(run_ids[0], *scores, test.labels)
     return metrics
 
 
