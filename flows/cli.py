@@ -236,6 +236,32 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, LookupError, ValidationError) as error:  # bad data/settings, unknown model or version
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except Exception as error:
+        server = unreachable_server(error)
+        if server is None:
+            raise
+        print(f"error: {server} did not answer ({type(error).__name__}: {str(error)[:300]}). Start it again and "
+              "re-run the same command: cached steps are reused and no duplicate model version is made.",
+              file=sys.stderr)
+        return 3
+
+
+def unreachable_server(error: BaseException) -> str | None:
+    """Which server an exception (or one it was raised from) says is down: the run cannot go on without it."""
+    import os
+
+    import httpx
+    import requests
+    from mlflow.exceptions import MlflowException
+
+    while error is not None:
+        if isinstance(error, httpx.TransportError):
+            return f"the Prefect API at {os.environ.get('PREFECT_API_URL', '(ephemeral)')}"
+        if isinstance(error, requests.ConnectionError) or (
+                isinstance(error, MlflowException) and "API request to" in str(error)):
+            return f"the MLflow tracking server at {os.environ.get('MLFLOW_TRACKING_URI')}"
+        error = error.__cause__ or error.__context__
+    return None
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """training-pipeline: validate → teacher → soft labels → student → evaluate → gate → register → promote."""
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -100,19 +100,22 @@ def training_pipeline(params: TrainingParameters = TrainingParameters()) -> dict
         runs.append(student_run)
         t.log_soft_labels(student_run, soft_labels)
         with clock("distill_student"):
-            student = t.distill_student(soft_labels, trained, train, config, student_run)
+            student = t.distill_student(soft_labels, trained, train, config)
+        t.log_student(student_run, student, config)
         with clock("evaluate"):
             metrics = t.evaluate(student, trained, test, [run_id, student_run])
 
         verdict = t.gate(metrics, params.model_name, test, params.gate)
-        version = t.register(student, train, test, params.model_name, student_run, verdict, contract)
+        key = t.training_key(digest, params.model_dump_json(exclude={"task_runner", "dask_address", "data_path"}))
+        version = t.register(student, train, test, params.model_name, student_run, verdict, contract, key)
         version = str(version.version)
         previous = t.promote(params.model_name, version, verdict)
         tracking.set_tags(run_id, {"model_version": version, "gate": "passed" if verdict.promote else "failed"})
         tracking.log_metrics(run_id, {f"seconds_{stage}": s for stage, s in clock.items()})
     except BaseException:
         for run in runs:
-            tracking.end_run(run, "FAILED")
+            with suppress(Exception):  # best effort: the tracking server may be the thing that is down
+                tracking.end_run(run, "FAILED")
         raise
     for run in runs:
         tracking.end_run(run)

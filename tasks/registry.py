@@ -7,6 +7,7 @@ from tasks.tracking import client
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 HISTORY_TAG = "champion_history"  # JSON list of earlier champion versions, newest last
+TRAINING_KEY_TAG = "training_key"  # digest of data + parameters + code: the same key is the same model
 
 
 class RegistryError(LookupError):
@@ -25,6 +26,15 @@ def get_version(name: str, version: str | int):
         return client().get_model_version(name, str(version))
     except MlflowException:
         raise RegistryError(f"model {name!r} has no version {version}") from None
+
+
+def version_by_training_key(name: str, key: str):
+    """The version an earlier run (perhaps one that crashed after registering) made from the same inputs."""
+    try:
+        found = client().search_model_versions(f"name='{name}' and tags.{TRAINING_KEY_TAG} = '{key}'")
+    except MlflowException:
+        return None
+    return min(found, key=lambda v: int(v.version), default=None)
 
 
 def register(model_uri: str, model_id: str, name: str, run_id: str, tags: dict[str, str]):

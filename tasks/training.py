@@ -12,7 +12,7 @@ from prefect.cache_policies import NO_CACHE
 
 from anomaly_distill import pipeline
 from anomaly_distill.config import EngineConfig, GateConfig
-from anomaly_distill.data import Table, frame_digest, read_frame, table_from_frame
+from anomaly_distill.data import DataError, Table, frame_digest, read_frame, table_from_frame
 from anomaly_distill.export import export_onnx, save_student
 from anomaly_distill.gate import Verdict, decide
 from anomaly_distill.metrics import detection_metrics, rows_per_second
@@ -22,6 +22,17 @@ from tasks.validation import ValidationFailed, derive_contract, validate_frame
 CONTRACT_FILE = "contract.json"
 REFERENCE_FILE = "reference.parquet"
 REFERENCE_LABEL = "label"  # the true label in the reference snapshot, when training had labels
+
+
+
+
+def _outage(task, task_run, state) -> bool:
+    """Retry when a server did not answer; bad data or a missing version fails at once."""
+    return not isinstance(state.result(raise_on_failure=False), (DataError, LookupError))
+
+
+# Tracking/registry I/O is retried (a server restarting); the compute tasks are cached instead.
+IO_RETRIES = {"retries": 2, "retry_delay_seconds": 3, "retry_condition_fn": _outage}
 
 
 def _key(*parts) -> str:
@@ -38,14 +49,14 @@ def load_data(path: str) -> pd.DataFrame:
     return read_frame(path)
 
 
-@task(cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE, **IO_RETRIES)
 def reference_contract(model_name: str) -> dict | None:
     """The data contract saved with the current champion, or None on a first run."""
     champion = registry.version_by_alias(model_name, registry.CHAMPION)
     return None if champion is None else tracking.load_json_artifact(champion.run_id, CONTRACT_FILE)
 
 
-@task(cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE, **IO_RETRIES)
 def validate_data(frame: pd.DataFrame, label_column: str | None, contract: dict | None, run_id: str,
                   check_ranges: bool = True) -> dict:
     """Great Expectations gate; raises ValidationFailed (listing every failed expectation) before any training.
@@ -61,7 +72,7 @@ def validate_data(frame: pd.DataFrame, label_column: str | None, contract: dict 
     return derive_contract(frame, label_column)
 
 
-@task(cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE, **IO_RETRIES)
 def log_training_data(run_id: str, frame: pd.DataFrame, source: str, label_column: str | None) -> str:
     tracking.log_dataset(run_id, frame, source, label_column)
     table = table_from_frame(frame, label_column)
@@ -96,14 +107,14 @@ def generate_soft_labels(trained: pipeline.TrainedTeacher, train: Table, config:
     return pipeline.generate_soft_labels(trained, train, config)
 
 
-@task(cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE, **IO_RETRIES)
 def log_teacher(run_id: str, trained: pipeline.TrainedTeacher, config: EngineConfig, cached: bool) -> None:
     tracking.log_params(run_id, {"teacher": config.teacher.model_dump(), "seed": config.seed})
     tracking.log_metrics(run_id, {"params": trained.teacher.n_params, "size_bytes": len(pickle.dumps(trained))})
     tracking.set_tags(run_id, {"from_cache": cached})
 
 
-@task(cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE, **IO_RETRIES)
 def log_soft_labels(run_id: str, soft_labels: pd.DataFrame) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "soft_labels.parquet"
@@ -113,16 +124,19 @@ def log_soft_labels(run_id: str, soft_labels: pd.DataFrame) -> None:
 
 @task(cache_policy=NO_CACHE)
 def distill_student(soft_labels: pd.DataFrame, trained: pipeline.TrainedTeacher, train: Table,
-                    config: EngineConfig, run_id: str) -> pipeline.Student:
-    student = pipeline.distill_student(soft_labels, trained, train, config)
+                    config: EngineConfig) -> pipeline.Student:
+    return pipeline.distill_student(soft_labels, trained, train, config)
+
+
+@task(cache_policy=NO_CACHE, **IO_RETRIES)
+def log_student(run_id: str, student: pipeline.Student, config: EngineConfig) -> None:
     tracking.log_params(run_id, {"student": config.student.model_dump(), "distill": config.distill.model_dump(),
                                  "contamination": config.contamination, "seed": config.seed})
     tracking.log_history(run_id, student.history)
     tracking.log_metrics(run_id, {"threshold": student.threshold, "epochs_run": len(student.history)})
-    return student
 
 
-@task(cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE, **IO_RETRIES)
 def evaluate(student: pipeline.Student, trained: pipeline.TrainedTeacher, test: Table, run_ids: list[str]) -> dict:
     """Held-out metrics of teacher and student, student size and single-thread speed, plus plots."""
     scores = pipeline.held_out_scores(student, trained, test)
@@ -165,7 +179,7 @@ def champion_metrics(model_name: str, test: Table) -> tuple[dict | None, str | N
     return {"version": champion.version, "auroc": auroc}, None
 
 
-@task(cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE, **IO_RETRIES)
 def gate(challenger: dict, model_name: str, test: Table, config: GateConfig) -> Verdict:
     champion, problem = champion_metrics(model_name, test)
     verdict = decide(challenger, champion, config)
@@ -183,10 +197,16 @@ def reference_snapshot(student: pipeline.Student, train: Table, seed: int, max_r
     return snapshot if rows.labels is None else snapshot.assign(**{REFERENCE_LABEL: rows.labels})
 
 
-@task(cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE, **IO_RETRIES)
 def register(student: pipeline.Student, train: Table, test: Table, model_name: str, run_id: str, verdict: Verdict,
-             contract: dict):
-    """Logs the pyfunc (+ ONNX, contract, reference snapshot) in the student run; registers it as `challenger`."""
+             contract: dict, training_key: str):
+    """Logs the pyfunc (+ ONNX, contract, reference snapshot) in the student run; registers it as `challenger`.
+
+    Idempotent: a re-run with the same training key (e.g. after a server outage) reuses the version it made."""
+    existing = registry.version_by_training_key(model_name, training_key)
+    if existing is not None:
+        print(f"version {existing.version} was already registered from the same data, parameters and code: reused")
+        return existing
     example = test.features.head(5)
     with tempfile.TemporaryDirectory() as tmp:
         student_file = save_student(student, Path(tmp) / "student.pt")
@@ -195,11 +215,16 @@ def register(student: pipeline.Student, train: Table, test: Table, model_name: s
         reference_snapshot(student, train, 0).to_parquet(Path(tmp) / REFERENCE_FILE)
         tracking.log_file(run_id, Path(tmp) / REFERENCE_FILE)
         info = tracking.log_student_model(run_id, student_file, example, student.predict(example), student.threshold)
-    tags = {"gate": "passed" if verdict.promote else "failed", "gate_reasons": "\n".join(verdict.reasons)}
+    tags = {"gate": "passed" if verdict.promote else "failed", "gate_reasons": "\n".join(verdict.reasons),
+            registry.TRAINING_KEY_TAG: training_key}
     return registry.register(info.model_uri, info.model_id, model_name, run_id, tags)
 
 
-@task(cache_policy=NO_CACHE)
+def training_key(digest: str, params_json: str) -> str:
+    return _key("model", digest, params_json, tracking.git_commit())
+
+
+@task(cache_policy=NO_CACHE, **IO_RETRIES)
 def promote(model_name: str, version: str, verdict: Verdict) -> str | None:
     if not verdict.promote:
         return None

@@ -121,7 +121,7 @@ def test_ui_style_runs_train_promote_and_roll_back(deployed):
     params = TrainingParameters(data_path=str(deployed), model_name=NAME, epochs=20).model_dump()
     run("training-pipeline/nightly-retrain", params)
     assert champion() == "1"
-    run("training-pipeline/nightly-retrain", params)
+    run("training-pipeline/nightly-retrain", {**params, "epochs": 21})
     assert champion() == "2"
     run("promote-model/promote-model", {"model_name": NAME, "action": "rollback"})
     assert champion() == "1"
@@ -166,3 +166,61 @@ def test_simultaneous_promotions_leave_exactly_one_champion(deployed):
     holders = [v for v in ("1", "2") if "champion" in client().get_model_version(NAME, v).aliases]
     assert holders == [str(model.aliases["champion"])]
     assert isinstance(registry.champion_history(NAME), list)
+
+
+def _kill(settings, name: str) -> None:
+    """SIGKILL, not a clean stop: the server vanishes mid-request."""
+    import signal
+
+    pid_file = settings.state / f"{name}.pid"
+    os.killpg(int(pid_file.read_text()), signal.SIGKILL)
+    pid_file.unlink()
+
+
+def _train_in_background(servers, data, model: str, workdir) -> subprocess.Popen:
+    env = {**os.environ, "PREFECT_API_URL": servers.prefect_api, "MLFLOW_TRACKING_URI": servers.mlflow_uri,
+           "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",  # the pipeline's own task retries are what is under test
+           "PREFECT_CLIENT_MAX_RETRIES": "2"}
+    (workdir / "train.yaml").write_text(f"experiment: {model}\n")
+    return subprocess.Popen([sys.executable, "-m", "flows.cli", "train", "--data", str(data), "--label-column",
+                             "label", "--model-name", model, "--config", "train.yaml"], cwd=workdir, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for_run(name: str, experiment: str, timeout: float = 180) -> None:
+    from tasks.tracking import client
+
+    deadline = time.time() + timeout
+    while True:
+        found = client().get_experiment_by_name(experiment)
+        if found and client().search_runs([found.experiment_id], f"attributes.run_name = '{name}'"):
+            return
+        assert time.time() < deadline, f"no {name!r} run appeared"
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("server", ["mlflow", "prefect"])
+def test_server_killed_mid_run_fails_clearly_and_rerun_makes_one_version(servers, deployed, tmp_path, server):
+    from infra import servers as infra
+    from tasks.tracking import client
+
+    model = f"kill-{server}"
+    training = _train_in_background(servers, deployed, model, tmp_path)
+    _wait_for_run("student", model)  # teacher trained, student distilling
+    _kill(servers, server)
+    try:
+        output, _ = training.communicate(timeout=300)
+    finally:
+        (infra.start_mlflow if server == "mlflow" else infra.start_prefect)(servers)
+    print(output[-3000:])
+    assert training.returncode == 3, output[-3000:]
+    expected = "MLflow tracking server" if server == "mlflow" else "Prefect API"
+    assert f"error: the {expected}" in output and "re-run the same command" in output
+    if server == "mlflow":
+        assert "Retry 1/2" in output  # the tracking task was retried before the run gave up
+
+    rerun = _train_in_background(servers, deployed, model, tmp_path)
+    output, _ = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, output[-3000:]
+    assert [v.version for v in client().search_model_versions(f"name='{model}'")] == ["1"]
+    assert str(client().get_model_version_by_alias(model, "champion").version) == "1"

@@ -60,7 +60,7 @@ def test_first_run_promotes_with_everything_tracked_then_second_run_is_gated(wor
     version = client.get_model_version(NAME, "1")
     assert version.tags["gate"] == "passed" and version.run_id == student_run
 
-    second = train(thyroid_csv)
+    second = train(thyroid_csv, epochs=21)  # other student parameters: a new model, same (cached) teacher
     assert second["version"] == "2" and second["teacher_from_cache"]
     assert any("champion" in reason for reason in second["reasons"])
     assert str(mlflow_client().get_model_version_by_alias(NAME, "challenger").version) == "2"
@@ -73,6 +73,22 @@ def test_failed_gate_keeps_champion(workspace, thyroid_csv):
     assert not strict["promoted"] and champion() == "1" and versions() == [1, 2]
     assert any(r.startswith("FAIL: AUROC") for r in strict["reasons"])
     assert mlflow_client().get_model_version(NAME, "2").tags["gate"] == "failed"
+
+
+def test_rerun_after_a_crash_past_registration_reuses_the_version(workspace, thyroid_csv, monkeypatch):
+    from tasks import registry
+
+    def server_gone(*args, **kwargs):
+        raise ConnectionError("tracking server went away")
+
+    monkeypatch.setattr(registry, "promote", server_gone)  # the crash comes after the version was created
+    with pytest.raises(ConnectionError):
+        train(thyroid_csv)
+    assert versions() == [1]
+    monkeypatch.undo()
+    rerun = train(thyroid_csv)
+    assert rerun["version"] == "1" and rerun["promoted"] and champion() == "1" and versions() == [1]
+    assert train(thyroid_csv, seed=1)["version"] == "2"  # other inputs: a new version
 
 
 def _bad_files(good: pd.DataFrame, folder) -> dict:
