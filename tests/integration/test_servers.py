@@ -224,3 +224,49 @@ def test_server_killed_mid_run_fails_clearly_and_rerun_makes_one_version(servers
     assert rerun.returncode == 0, output[-3000:]
     assert [v.version for v in client().search_model_versions(f"name='{model}'")] == ["1"]
     assert str(client().get_model_version_by_alias(model, "champion").version) == "1"
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's package; .ci/run installs it
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run"]  # no calls home: this machine has no way out
+
+
+def test_browser_fills_the_deployment_form_and_the_run_completes(servers, deployed):
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"Chromium not installed at {CHROMIUM} (apt-get install chromium; .ci/run does)")
+    playwright = pytest.importorskip("playwright.sync_api", reason="playwright not installed (pip install playwright)")
+    from prefect.client.orchestration import get_client
+    from tasks.tracking import client
+
+    with playwright.sync_playwright() as browser_driver:
+        browser = browser_driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{servers.prefect_api.removesuffix('/api')}/deployments")
+        page.get_by_role("link", name="nightly-retrain").first.click()
+        page.get_by_role("button", name="Run", exact=True).click()
+        page.get_by_text("Custom run").click()
+
+        def form_field(label: str):
+            prop = page.locator(".schema-form-property", has=page.get_by_text(label, exact=True)).last
+            return prop.locator("input, textarea").first
+
+        form_field("Model Name (Optional)").fill("srv-browser")
+        form_field("Epochs (Optional)").fill("22")
+        page.get_by_role("button", name="Submit").click()
+        toast = page.get_by_text("scheduled to start now").first
+        run_name = toast.inner_text().split(" scheduled")[0].strip()
+        page.get_by_role("link", name=run_name).first.click()  # the new run in the deployment's run list
+        page.wait_for_url("**/runs/flow-run/**")
+        run_state = page.locator(".page-heading-flow-run__meta .state-badge")  # the run's own badge, not a task's
+        playwright.expect(run_state).to_have_text("Completed", timeout=240_000)
+        flow_run_id = page.url.rstrip("/").split("/")[-1]
+        browser.close()
+
+    async def read_run():
+        async with get_client() as prefect:
+            return await prefect.read_flow_run(uuid.UUID(flow_run_id))
+
+    flow_run = asyncio.run(read_run())
+    assert flow_run.state.is_completed()
+    assert flow_run.parameters["params"]["epochs"] == 22 and flow_run.parameters["params"]["model_name"] == "srv-browser"
+    assert str(client().get_model_version_by_alias("srv-browser", "champion").version) == "1"
