@@ -1,4 +1,10 @@
-"""Real Prefect (test harness: a temporary local API) and a real MLflow sqlite store in a temp dir."""
+"""Real Prefect (test harness: a temporary local API) and a real MLflow sqlite store in a temp dir; or real
+Prefect + MLflow servers on PostgreSQL (the `servers` fixture, one pair per test module)."""
+import shutil
+import socket
+import subprocess
+import uuid
+
 import pytest
 from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
 from prefect.testing.utilities import prefect_test_harness
@@ -52,3 +58,30 @@ def champion(workspace, thyroid_csv):
                                          epochs=20))
     _, test = pipeline.split(load_table(thyroid_csv, "label"), EngineConfig())
     return test
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory):
+    from infra import servers as infra
+
+    if shutil.which("psql") is None or subprocess.run(["pg_isready", "-h", "127.0.0.1", "-q"]).returncode != 0:
+        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432 (.ci/run starts it)")
+    suffix = uuid.uuid4().hex[:8]
+    settings = infra.Settings.from_env(
+        prefect_db=f"ad_test_prefect_{suffix}", mlflow_db=f"ad_test_mlflow_{suffix}", prefect_port=free_port(),
+        mlflow_port=free_port(), state=tmp_path_factory.mktemp("state"))
+    try:
+        infra.start_prefect(settings)
+        infra.start_mlflow(settings)
+        yield settings
+    finally:
+        for name in ("prefect", "mlflow"):
+            infra.stop(settings, name)
+        for database in (settings.prefect_db, settings.mlflow_db):
+            infra.drop_database(settings, database)
