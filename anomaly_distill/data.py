@@ -18,13 +18,21 @@ class DataError(ValueError):
 class Table:
     features: pd.DataFrame
     labels: np.ndarray | None = None
+    segments: pd.Series | None = None  # segment of each row (e.g. merchant, machine) when models are per segment
 
     def __len__(self) -> int:
         return len(self.features)
 
     def take(self, index: np.ndarray) -> "Table":
         labels = None if self.labels is None else self.labels[index]
-        return Table(self.features.iloc[index].reset_index(drop=True), labels)
+        segments = None if self.segments is None else self.segments.iloc[index].reset_index(drop=True)
+        return Table(self.features.iloc[index].reset_index(drop=True), labels, segments)
+
+    def scoring_frame(self) -> pd.DataFrame:
+        """What a model scores: the features, plus the segment column for per-segment models."""
+        if self.segments is None:
+            return self.features
+        return self.features.assign(**{self.segments.name: self.segments.to_numpy()})
 
 
 def read_frame(path: str | Path) -> pd.DataFrame:
@@ -81,14 +89,28 @@ def load_table(path: str | Path, label_column: str | None = None) -> Table:
     return table_from_frame(frame, label_column)
 
 
-def table_from_frame(frame: pd.DataFrame, label_column: str | None = None) -> Table:
+def table_from_frame(frame: pd.DataFrame, label_column: str | None = None,
+                     segment_column: str | None = None) -> Table:
+    segments = None
+    if segment_column is not None:
+        segments = check_segments(frame, segment_column)
+        frame = frame.drop(columns=[segment_column])
     labels = None
     if label_column is not None:
         if label_column not in frame.columns:
             raise DataError(f"label column {label_column!r} not found; columns are {list(frame.columns)}")
         labels = check_labels(frame[label_column])
         frame = frame.drop(columns=[label_column])
-    return Table(check_features(frame), labels)
+    return Table(check_features(frame), labels, segments)
+
+
+def check_segments(frame: pd.DataFrame, column: str) -> pd.Series:
+    if column not in frame.columns:
+        raise DataError(f"segment column {column!r} not found; columns are {list(frame.columns)}")
+    missing = int(frame[column].isna().sum())
+    if missing:
+        raise DataError(f"segment column {column!r} has {missing} empty values; every row needs a segment")
+    return frame[column].astype(str).reset_index(drop=True).rename(column)
 
 
 def check_features(frame: pd.DataFrame, min_rows: int = 2) -> pd.DataFrame:

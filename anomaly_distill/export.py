@@ -6,6 +6,7 @@ import onnxruntime as ort
 import torch
 
 from anomaly_distill.models.student import ScoringModel, StudentNet
+from anomaly_distill.segments import Segmented
 
 INPUT_NAME, OUTPUT_NAME = "features", "score"
 
@@ -30,24 +31,41 @@ class OnnxScorer:
         return self.session.run([OUTPUT_NAME], {INPUT_NAME: np.asarray(raw, dtype=np.float32)})[0]
 
 
-def save_student(student, path: str | Path) -> Path:
-    """Everything needed to rebuild the student in another process: weights, architecture, scaling, threshold."""
+def _student_state(student) -> dict:
     model = student.model
-    torch.save({
+    return {
         "input_columns": model.input_columns,
         "hidden": [m.out_features for m in model.net.body if isinstance(m, torch.nn.Linear)],
         "squash": model.net.squash_scale,
         "state_dict": model.state_dict(),
         "threshold": student.threshold,
-    }, path)
+    }
+
+
+def save_student(student, path: str | Path) -> Path:
+    """Everything needed to rebuild the student in another process: weights, architecture, scaling, threshold
+    (per segment for a segmented student)."""
+    if isinstance(student, Segmented):
+        saved = {"segment_column": student.column,
+                 "segments": {name: _student_state(member) for name, member in student.members.items()}}
+    else:
+        saved = _student_state(student)
+    torch.save(saved, path)
     return Path(path)
 
 
-def load_student(path: str | Path):
+def _student_from_state(saved: dict):
     from anomaly_distill.pipeline import Student
 
-    saved = torch.load(path, weights_only=True)
     state = saved["state_dict"]
     net = StudentNet(len(state["keep"]), saved["hidden"], saved["squash"])
     model = ScoringModel.from_state(saved["input_columns"], net, state)
     return Student(model.eval(), saved["threshold"])
+
+
+def load_student(path: str | Path):
+    saved = torch.load(path, weights_only=True)
+    if "segments" in saved:
+        return Segmented(saved["segment_column"],
+                         {name: _student_from_state(state) for name, state in saved["segments"].items()})
+    return _student_from_state(saved)

@@ -63,8 +63,15 @@ def distill_student(soft_labels: pd.DataFrame, trained: TrainedTeacher, train: T
     return Student(model, threshold_at_contamination(train_scores, config.contamination), history)
 
 
+def train_segment(train: Table, config: EngineConfig, map_fn=map) -> tuple[TrainedTeacher, Student]:
+    """Teacher, soft labels and student for one segment's rows (no caching: segments are trained together)."""
+    trained = train_teacher(train, config, map_fn)
+    return trained, distill_student(generate_soft_labels(trained, train, config), trained, train, config)
+
+
 def held_out_scores(student: Student, trained: TrainedTeacher, test: Table) -> tuple[np.ndarray, np.ndarray]:
-    return trained.score(test.features), student.score(test.features)
+    rows = test.scoring_frame()
+    return trained.score(rows), student.score(rows)
 
 
 def evaluate(student: Student, trained: TrainedTeacher, test: Table,

@@ -37,7 +37,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     settings = yaml.safe_load(Path(args.config).read_text()) if args.config else {}
     settings.update({k: v for k, v in {"data_path": args.data, "label_column": args.label_column,
                                        "model_name": args.model_name, "task_runner": args.task_runner,
-                                       "dask_address": args.dask_address}.items() if v is not None})
+                                       "dask_address": args.dask_address,
+                                       "segment_column": args.segment_column}.items() if v is not None})
     if "label_column" not in settings and "data_path" in settings:  # unlabelled unless a `label` column exists
         settings["label_column"] = NPZ_LABEL if NPZ_LABEL in column_names(settings["data_path"]) else None
     start = time.perf_counter()
@@ -172,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", help="YAML file with any training parameter (see flows/training.py)")
     train.add_argument("--task-runner", choices=["threads", "dask"], help="dask: fit teacher members on a cluster")
     train.add_argument("--dask-address", help="existing Dask scheduler (tcp://host:8786); default: a LocalCluster")
+    train.add_argument("--segment-column", help="one student per value of this column (e.g. merchant, machine)")
     train.set_defaults(func=cmd_train)
 
     score = commands.add_parser("score", help="score a file with a registered model (batch-scoring flow)")

@@ -39,6 +39,10 @@ class TrainingParameters(BaseModel):
     task_runner: RunnerKind = Field(
         "threads", description="threads: this machine; dask: teacher ensemble members spread over a Dask cluster.")
     dask_address: str | None = Field(None, description="Dask scheduler (tcp://host:8786); empty: a local cluster.")
+    segment_column: str | None = Field(
+        None, description="Train one student per value of this column (merchant, machine, …); empty: one model.")
+    min_segment_rows: int = Field(
+        500, ge=20, description="Segments with fewer training rows are scored by the model trained on all rows.")
     check_ranges: bool = Field(
         True, description="Check value ranges against the champion's data contract (drift retraining turns it off).")
 
@@ -81,26 +85,33 @@ def training_pipeline(params: TrainingParameters = TrainingParameters()) -> dict
         tracking.log_params(run_id, params.model_dump())
         tracking.log_json(run_id, params.model_dump(), "config.json")
         frame = t.load_data(params.data_path)
-        contract = t.validate_data(frame, params.label_column, t.reference_contract(params.model_name), run_id,
+        segment = params.segment_column
+        features = frame.drop(columns=[segment], errors="ignore") if segment else frame
+        contract = t.validate_data(features, params.label_column, t.reference_contract(params.model_name), run_id,
                                    params.check_ranges)
-        digest = t.log_training_data(run_id, frame, params.data_path, params.label_column)
-        train, test = pipeline.split(table_from_frame(frame, params.label_column), config)
+        contract["segment_column"] = segment
+        digest = t.log_training_data(run_id, frame, params.data_path, params.label_column, segment)
+        train, test = pipeline.split(table_from_frame(frame, params.label_column, segment), config)
 
-        with clock("train_teacher"):
-            teacher_future = t.train_teacher.submit(train, config, digest)  # submitted: runs on the task runner
-            trained = teacher_future.result()
-            teacher_cached = teacher_future.state.name == "Cached"
         teacher_run = tracking.start_child_run(run_id, "teacher")
-        runs.append(teacher_run)
-        t.log_teacher(teacher_run, trained, config, cached=teacher_cached)
-        with clock("generate_soft_labels"):
-            soft_labels = t.generate_soft_labels(trained, train, config, digest)
-
         student_run = tracking.start_child_run(run_id, "student")
-        runs.append(student_run)
-        t.log_soft_labels(student_run, soft_labels)
-        with clock("distill_student"):
-            student = t.distill_student(soft_labels, trained, train, config)
+        runs += [teacher_run, student_run]
+        if segment:
+            with clock("train_per_segment"):
+                trained, student = t.train_per_segment(train, config, params.min_segment_rows)
+            teacher_cached = False
+            tracking.log_params(run_id, {"segments": ",".join(student.members)})
+        else:
+            with clock("train_teacher"):
+                teacher_future = t.train_teacher.submit(train, config, digest)  # submitted: runs on the task runner
+                trained = teacher_future.result()
+                teacher_cached = teacher_future.state.name == "Cached"
+            t.log_teacher(teacher_run, trained, config, cached=teacher_cached)
+            with clock("generate_soft_labels"):
+                soft_labels = t.generate_soft_labels(trained, train, config, digest)
+            t.log_soft_labels(student_run, soft_labels)
+            with clock("distill_student"):
+                student = t.distill_student(soft_labels, trained, train, config)
         t.log_student(student_run, student, config)
         with clock("evaluate"):
             metrics = t.evaluate(student, trained, test, [run_id, student_run])

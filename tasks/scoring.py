@@ -9,6 +9,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from tqdm import tqdm
 
+from anomaly_distill.data import check_segments
 from anomaly_distill.live_store import LiveStore
 from tasks import registry, tracking
 from tasks.training import CONTRACT_FILE
@@ -41,12 +42,17 @@ def resolve_model(uri: str) -> ModelRef:
 
 
 def check_scoring_input(frame: pd.DataFrame, contract: dict) -> pd.DataFrame:
-    """The model's contract minus ranges; the training label column, if present, is ignored."""
+    """The model's contract minus ranges; the training label column, if present, is ignored; a per-segment
+    model also needs its segment column (any value: unseen segments go to the all-rows model)."""
     features = frame.drop(columns=[contract["label_column"]], errors="ignore") if contract["label_column"] else frame
+    segment = contract.get("segment_column")
+    segments = check_segments(features, segment) if segment else None
+    features = features.drop(columns=[segment]) if segment else features
     report = validate_frame(features, None, contract, check_ranges=False)
     if not report.success:
         raise ValidationFailed(report.failures)
-    return features[contract["features"]]
+    features = features[contract["features"]]
+    return features if segments is None else features.assign(**{segment: segments.to_numpy()})
 
 
 @task(cache_policy=NO_CACHE)

@@ -16,6 +16,7 @@ from anomaly_distill.data import DataError, Table, frame_digest, read_frame, tab
 from anomaly_distill.export import export_onnx, save_student
 from anomaly_distill.gate import Verdict, decide
 from anomaly_distill.metrics import detection_metrics, rows_per_second
+from anomaly_distill.segments import Segmented, segment_tables
 from tasks import plots, registry, tracking
 from tasks.validation import ValidationFailed, derive_contract, validate_frame
 
@@ -73,10 +74,11 @@ def validate_data(frame: pd.DataFrame, label_column: str | None, contract: dict 
 
 
 @task(cache_policy=NO_CACHE, **IO_RETRIES)
-def log_training_data(run_id: str, frame: pd.DataFrame, source: str, label_column: str | None) -> str:
+def log_training_data(run_id: str, frame: pd.DataFrame, source: str, label_column: str | None,
+                      segment_column: str | None = None) -> str:
     tracking.log_dataset(run_id, frame, source, label_column)
-    table = table_from_frame(frame, label_column)
-    return frame_digest(table.features, table.labels)
+    table = table_from_frame(frame, label_column, segment_column)
+    return frame_digest(table.scoring_frame(), table.labels)
 
 
 @task(cache_key_fn=lambda ctx, p: _teacher_key(p["config"], p["digest"]), persist_result=True)
@@ -98,6 +100,22 @@ def cluster_map():
             return dask.gather(dask.map(fn, list(items), pure=False))
 
     return dask_map
+
+
+@task(cache_key_fn=lambda ctx, p: _key("segment", _teacher_key(p["config"], p["digest"])), persist_result=True)
+def train_segment(train: Table, config: EngineConfig, digest: str) -> tuple[pipeline.TrainedTeacher, pipeline.Student]:
+    return pipeline.train_segment(train, config, cluster_map())
+
+
+def train_per_segment(train: Table, config: EngineConfig, min_rows: int) -> tuple[Segmented, Segmented]:
+    """One teacher + student per segment, submitted together: they run in parallel on the task runner (Dask)."""
+    tables = segment_tables(train, min_rows)
+    futures = {name: train_segment.submit(table, config, frame_digest(table.scoring_frame(), table.labels))
+               for name, table in tables.items()}
+    results = {name: future.result() for name, future in futures.items()}
+    column = train.segments.name
+    return (Segmented(column, {name: pair[0] for name, pair in results.items()}),
+            Segmented(column, {name: pair[1] for name, pair in results.items()}))
 
 
 @task(cache_key_fn=lambda ctx, p: _key(_teacher_key(p["config"], p["digest"]), p["config"].distill.model_dump_json()),
@@ -170,7 +188,8 @@ def champion_metrics(model_name: str, test: Table) -> tuple[dict | None, str | N
     if champion is None:
         return None, None
     try:
-        scores = mlflow.pyfunc.load_model(f"models:/{model_name}@{registry.CHAMPION}").predict(test.features)["score"]
+        champion_model = mlflow.pyfunc.load_model(f"models:/{model_name}@{registry.CHAMPION}")
+        scores = champion_model.predict(test.scoring_frame())["score"]
     except Exception as error:  # a champion trained on other columns cannot be compared
         return None, f"champion v{champion.version} cannot score these rows ({type(error).__name__}: {error})"
     if test.labels is None or len(np.unique(test.labels)) < 2:
@@ -193,7 +212,7 @@ def gate(challenger: dict, model_name: str, test: Table, config: GateConfig) -> 
 def reference_snapshot(student: pipeline.Student, train: Table, seed: int, max_rows: int = 20_000) -> pd.DataFrame:
     """Training rows as the model saw them (features, score, flag): the reference for drift monitoring."""
     rows = train.take(np.sort(np.random.default_rng(seed).permutation(len(train))[:max_rows]))
-    snapshot = pd.concat([rows.features, student.predict(rows.features)], axis=1)
+    snapshot = pd.concat([rows.scoring_frame(), student.predict(rows.scoring_frame())], axis=1)
     return snapshot if rows.labels is None else snapshot.assign(**{REFERENCE_LABEL: rows.labels})
 
 
@@ -207,7 +226,7 @@ def register(student: pipeline.Student, train: Table, test: Table, model_name: s
     if existing is not None:
         print(f"version {existing.version} was already registered from the same data, parameters and code: reused")
         return existing
-    example = test.features.head(5)
+    example = test.scoring_frame().head(5)
     with tempfile.TemporaryDirectory() as tmp:
         student_file = save_student(student, Path(tmp) / "student.pt")
         tracking.log_file(run_id, export_onnx(student.model, Path(tmp) / "student.onnx"), "onnx")

@@ -81,3 +81,22 @@ def test_student_outputs_one_logit_per_row():
     net = StudentNet(4, StudentConfig().hidden, 5.0)
     hidden, logits = net.hidden_and_logit(torch.zeros(7, 4))
     assert logits.shape == (7,) and hidden.shape == (7, StudentConfig().hidden[-1])
+
+
+def test_segmented_routes_rows_to_their_segment_and_unknown_ones_to_the_global_member():
+    import pandas as pd
+
+    from anomaly_distill.segments import GLOBAL, Segmented
+
+    class Constant:
+        def __init__(self, value, threshold):
+            self.value, self.threshold = value, threshold
+
+        def score(self, rows):
+            return np.full(len(rows), self.value)
+
+    model = Segmented("machine", {GLOBAL: Constant(0.0, 0.5), "A": Constant(1.0, 0.5), "B": Constant(2.0, 2.5)})
+    rows = pd.DataFrame({"x": range(5), "machine": ["A", "B", "Z", "A", 7]})
+    assert model.score(rows).tolist() == [1.0, 2.0, 0.0, 1.0, 0.0]
+    assert model.predict(rows)["is_anomaly"].tolist() == [True, False, False, True, False]
+    assert model.predict(rows, threshold=1.5)["is_anomaly"].tolist() == [False, True, False, False, False]
