@@ -30,7 +30,7 @@ def _timed(fn: Callable):
     return result, time.perf_counter() - start
 
 
-def _throughput_rows(test: Table, n_rows: int, seed: int) -> np.ndarray:
+def throughput_sample(test: Table, n_rows: int, seed: int) -> np.ndarray:
     rows = test.features.to_numpy(dtype=np.float64)
     if len(rows) >= n_rows:
         return rows
@@ -73,7 +73,7 @@ def benchmark_dataset(path: str | Path, config: EngineConfig, label_column: str 
     methods = _fit_methods(train, config)
     # float64 like training: teachers built on ECDFs jump at tied values, so rounding inputs would change them
     test_rows = test.features.to_numpy(dtype=np.float64)
-    speed_rows = _throughput_rows(test, throughput_rows, config.seed)
+    speed_rows = throughput_sample(test, throughput_rows, config.seed)
     train_rows = train.features.to_numpy(dtype=np.float64)
     teacher_scores = methods["teacher"][1](test_rows)
     records = []

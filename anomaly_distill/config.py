@@ -10,9 +10,13 @@ DetectorName = Literal["iforest", "ecod", "knn", "copod", "hbos"]
 
 
 class TeacherConfig(BaseModel):
-    kind: Literal["ensemble", "autoencoder", "supervised"] = Field(
+    kind: Literal["ensemble", "autoencoder", "supervised", "conv_autoencoder"] = Field(
         "ensemble", description="ensemble: PyOD detectors averaged on ECDF scale (no labels needed); "
-        "autoencoder: deep AE, reconstruction error; supervised: MLP classifier on the label column.")
+        "autoencoder: deep AE, reconstruction error; supervised: MLP classifier on the label column; "
+        "conv_autoencoder: 1-D convolutional AE over time-series windows.")
+    sequence: tuple[int, int] | None = Field(
+        None, description="(channels, window length) of the window at the start of each row, for the "
+        "convolutional teacher; set by the time-series pipeline.")
     detectors: list[DetectorName] = Field(
         ["iforest", "ecod", "knn"], description="PyOD detectors in the ensemble teacher.")
     max_fit_rows: int = Field(
@@ -55,6 +59,26 @@ class EngineConfig(BaseModel):
     teacher: TeacherConfig = TeacherConfig()
     student: StudentConfig = StudentConfig()
     distill: DistillConfig = DistillConfig()
+
+
+class SeriesConfig(BaseModel):
+    """How a time series becomes window rows, and how it is split in time."""
+
+    window: int = Field(32, ge=4, description="Points per window; a point's score uses the window ending at it. "
+                        "A multiple of 4 for the convolutional teacher.")
+    train_fraction: float = Field(0.4, gt=0, lt=1, description="First share of the series: training period.")
+    validation_fraction: float = Field(0.1, ge=0, lt=1, description="Next share: picks the teacher (when labelled).")
+    teacher: Literal["auto", "ensemble", "conv_autoencoder"] = Field(
+        "auto", description="auto: the better of both on the validation period (by AUROC when it has labels of "
+        "both classes, else the ensemble).")
+    contamination: float = Field(0.01, gt=0, lt=0.5, description="Share of training points above the alarm threshold.")
+    student_hidden: list[int] = Field(
+        [32, 16], description="Hidden widths of the series student MLP (window rows are narrow and cheap).")
+    timestamp_policy: Literal["strict", "file_order"] = Field(
+        "strict", description="strict: refuse repeated or backward timestamps; file_order: keep the rows as the "
+        "file orders them (e.g. a daylight-saving clock change wrote the same hour twice).")
+    gap_tolerance: float = Field(3.0, gt=1, description="Report gaps longer than this many median steps.")
+    min_train_windows: int = Field(200, ge=10, description="Fewest training windows a series must give.")
 
 
 class GateConfig(BaseModel):

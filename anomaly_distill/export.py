@@ -45,7 +45,12 @@ def _student_state(student) -> dict:
 def save_student(student, path: str | Path) -> Path:
     """Everything needed to rebuild the student in another process: weights, architecture, scaling, threshold
     (per segment for a segmented student)."""
-    if isinstance(student, Segmented):
+    if hasattr(student, "normaliser"):  # a SeriesStudent: the window recipe travels with the weights
+        saved = {"series": {"center": student.normaliser.center.tolist(), "scale": student.normaliser.scale.tolist(),
+                            "window": student.window, "timestamp_column": student.timestamp_column,
+                            "value_columns": student.value_columns},
+                 "student": _student_state(student.student)}
+    elif isinstance(student, Segmented):
         saved = {"segment_column": student.column,
                  "segments": {name: _student_state(member) for name, member in student.members.items()}}
     else:
@@ -65,6 +70,14 @@ def _student_from_state(saved: dict):
 
 def load_student(path: str | Path):
     saved = torch.load(path, weights_only=True)
+    if "series" in saved:
+        from anomaly_distill.series_pipeline import SeriesStudent
+        from anomaly_distill.timeseries import Normaliser
+
+        recipe = saved["series"]
+        normaliser = Normaliser(np.asarray(recipe["center"]), np.asarray(recipe["scale"]))
+        return SeriesStudent(_student_from_state(saved["student"]), normaliser, recipe["window"],
+                             recipe["timestamp_column"], recipe["value_columns"])
     if "segments" in saved:
         return Segmented(saved["segment_column"],
                          {name: _student_from_state(state) for name, state in saved["segments"].items()})

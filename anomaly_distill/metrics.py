@@ -53,3 +53,29 @@ def rows_per_second(score: Callable[[np.ndarray], object], rows: np.ndarray, rep
     finally:
         torch.set_num_threads(torch_threads)
     return len(rows) / best
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) of each run of True."""
+    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)))
+
+
+def event_metrics(labels: np.ndarray, scores: np.ndarray, timestamps, threshold: float) -> dict[str, float]:
+    """Series alarms at `threshold`: share of labelled windows in which an alarm fires, false alarms per day
+    (each run of consecutive alarms outside the windows counts once) and mean minutes from window start to the
+    first alarm in it (NaN when no window is detected)."""
+    stamps = np.asarray(timestamps, dtype="datetime64[ns]")
+    alarms = scores > threshold
+    delays = []
+    windows = _runs(labels.astype(bool))
+    for start, end in windows:
+        fired = np.flatnonzero(alarms[start:end])
+        if len(fired):
+            delays.append((stamps[start + fired[0]] - stamps[start]) / np.timedelta64(1, "m"))
+    days = max((stamps[-1] - stamps[0]) / np.timedelta64(1, "D"), 1e-9)
+    return {
+        "event_recall": len(delays) / len(windows) if windows else float("nan"),
+        "false_alarms_per_day": len(_runs(alarms & ~labels.astype(bool))) / days,
+        "mean_delay_minutes": float(np.mean(delays)) if delays else float("nan"),
+    }

@@ -21,9 +21,19 @@ def load_config(path: str | None) -> EngineConfig:
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
-    from anomaly_distill.benchmark import format_table, run_benchmark
+    if args.modality == "timeseries":
+        from anomaly_distill.config import SeriesConfig
+        from anomaly_distill.series_benchmark import format_table, run_series_benchmark
 
-    records = run_benchmark(args.paths, load_config(args.config), args.label_column, args.throughput_rows)
+        if not args.labels:
+            raise DataError("the time-series benchmark needs --labels (a NAB-style label-window JSON)")
+        series = SeriesConfig(window=args.window, timestamp_policy=args.timestamp_policy)
+        records = run_series_benchmark(args.paths, args.labels, series, load_config(args.config),
+                                       args.timestamp_column, args.throughput_rows)
+    else:
+        from anomaly_distill.benchmark import format_table, run_benchmark
+
+        records = run_benchmark(args.paths, load_config(args.config), args.label_column, args.throughput_rows)
     print(format_table(records))
     if args.json:
         Path(args.json).write_text(json.dumps(records, indent=2))
@@ -38,7 +48,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     settings.update({k: v for k, v in {"data_path": args.data, "label_column": args.label_column,
                                        "model_name": args.model_name, "task_runner": args.task_runner,
                                        "dask_address": args.dask_address,
-                                       "segment_column": args.segment_column}.items() if v is not None})
+                                       "segment_column": args.segment_column, "modality": args.modality,
+                                       "timestamp_column": args.timestamp_column,
+                                       "labels_path": args.labels}.items() if v is not None})
     if "label_column" not in settings and "data_path" in settings:  # unlabelled unless a `label` column exists
         settings["label_column"] = NPZ_LABEL if NPZ_LABEL in column_names(settings["data_path"]) else None
     start = time.perf_counter()
@@ -164,6 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--config", help="YAML/JSON file with engine settings (see anomaly_distill/config.py)")
     bench.add_argument("--throughput-rows", type=int, default=50_000,
                        help="rows scored per throughput measurement (held-out rows, tiled if fewer)")
+    bench.add_argument("--modality", choices=["tabular", "timeseries"], default="tabular")
+    bench.add_argument("--labels", help="timeseries: NAB-style label-window JSON (keys end in <folder>/<file>.csv)")
+    bench.add_argument("--timestamp-column", default="timestamp", help="timeseries: the timestamp column")
+    bench.add_argument("--window", type=int, default=32, help="timeseries: points per window")
+    bench.add_argument("--timestamp-policy", choices=["strict", "file_order"], default="strict",
+                       help="timeseries: file_order keeps repeated/backward timestamps in file order (NAB has them)")
     bench.set_defaults(func=cmd_benchmark)
 
     train = commands.add_parser("train", help="run the training pipeline (Prefect flow, MLflow tracking + registry)")
@@ -174,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--task-runner", choices=["threads", "dask"], help="dask: fit teacher members on a cluster")
     train.add_argument("--dask-address", help="existing Dask scheduler (tcp://host:8786); default: a LocalCluster")
     train.add_argument("--segment-column", help="one student per value of this column (e.g. merchant, machine)")
+    train.add_argument("--modality", choices=["tabular", "timeseries"], help="timeseries: timestamp + value columns")
+    train.add_argument("--timestamp-column", help="timeseries: the timestamp column (default: timestamp)")
+    train.add_argument("--labels", help="timeseries: NAB-style label-window JSON for evaluation")
     train.set_defaults(func=cmd_train)
 
     score = commands.add_parser("score", help="score a file with a registered model (batch-scoring flow)")
@@ -232,6 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import os
+
+    # The embedded Prefect API can take longer than Prefect's 20 s to start on a busy 2-core machine.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

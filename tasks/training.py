@@ -217,21 +217,22 @@ def reference_snapshot(student: pipeline.Student, train: Table, seed: int, max_r
 
 
 @task(cache_policy=NO_CACHE, **IO_RETRIES)
-def register(student: pipeline.Student, train: Table, test: Table, model_name: str, run_id: str, verdict: Verdict,
-             contract: dict, training_key: str):
+def register(student, example: pd.DataFrame, reference: pd.DataFrame, model_name: str, run_id: str,
+             verdict: Verdict, contract: dict, training_key: str):
     """Logs the pyfunc (+ ONNX, contract, reference snapshot) in the student run; registers it as `challenger`.
 
-    Idempotent: a re-run with the same training key (e.g. after a server outage) reuses the version it made."""
+    `example` is what the model scores (rows, or a short history for a series model); `reference` the training
+    data as the model saw it, for drift monitoring. Idempotent: a re-run with the same training key (e.g. after
+    a server outage) reuses the version it made."""
     existing = registry.version_by_training_key(model_name, training_key)
     if existing is not None:
         print(f"version {existing.version} was already registered from the same data, parameters and code: reused")
         return existing
-    example = test.scoring_frame().head(5)
     with tempfile.TemporaryDirectory() as tmp:
         student_file = save_student(student, Path(tmp) / "student.pt")
         tracking.log_file(run_id, export_onnx(student.model, Path(tmp) / "student.onnx"), "onnx")
         tracking.log_json(run_id, contract, CONTRACT_FILE)
-        reference_snapshot(student, train, 0).to_parquet(Path(tmp) / REFERENCE_FILE)
+        reference.to_parquet(Path(tmp) / REFERENCE_FILE)
         tracking.log_file(run_id, Path(tmp) / REFERENCE_FILE)
         info = tracking.log_student_model(run_id, student_file, example, student.predict(example), student.threshold)
     tags = {"gate": "passed" if verdict.promote else "failed", "gate_reasons": "\n".join(verdict.reasons),

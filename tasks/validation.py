@@ -102,15 +102,48 @@ def _describe(result, frame: pd.DataFrame) -> str:
 def validate_frame(frame: pd.DataFrame, label_column: str | None, contract: dict | None,
                    check_ranges: bool = True) -> ValidationReport:
     """`check_ranges=False` for scoring: out-of-range live values are what drift monitoring is for."""
+    return _run_suite(frame, _expectations(frame, label_column, contract, check_ranges))
+
+
+def validate_series_frame(frame: pd.DataFrame, timestamp_column: str, value_columns: list[str], window: int,
+                          timestamp_policy: str = "strict") -> ValidationReport:
+    """The series contract: timestamps present and parseable, strictly increasing without duplicates (unless
+    the policy keeps file order), value columns numeric and finite, at least one window of rows."""
+    E = _gx().expectations
+    checked = frame.copy()
+    if timestamp_column in frame.columns:
+        checked[timestamp_column] = pd.to_datetime(frame[timestamp_column], errors="coerce", format="mixed")
+    out = [E.ExpectTableRowCountToBeBetween(min_value=window), E.ExpectColumnToExist(column=timestamp_column)]
+    if timestamp_column in frame.columns:
+        out.append(E.ExpectColumnValuesToNotBeNull(column=timestamp_column))  # unparseable stamps become null
+        if timestamp_policy == "strict":
+            out += [E.ExpectColumnValuesToBeUnique(column=timestamp_column),
+                    E.ExpectColumnValuesToBeIncreasing(column=timestamp_column, strictly=True)]
+    for column in value_columns:
+        out += [E.ExpectColumnToExist(column=column)]
+        if column in frame.columns:
+            out += [E.ExpectColumnValuesToBeInTypeList(column=column, type_list=NUMERIC_TYPES),
+                    E.ExpectColumnValuesToNotBeNull(column=column)]
+            if pd.api.types.is_numeric_dtype(frame[column]):
+                out.append(E.ExpectColumnValuesToBeBetween(column=column, min_value=-FINITE, max_value=FINITE))
+    return _run_suite(checked, out)
+
+
+def _gx():
     import great_expectations as gx
 
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
+    return gx
+
+
+def _run_suite(frame: pd.DataFrame, expectations: list) -> ValidationReport:
+    gx = _gx()
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = {"globally": False}
     batch = (context.data_sources.add_pandas("pandas").add_dataframe_asset("frame")
              .add_batch_definition_whole_dataframe("all").get_batch(batch_parameters={"dataframe": frame}))
     suite = gx.ExpectationSuite(name="anomaly-distill-contract")
-    for expectation in _expectations(frame, label_column, contract, check_ranges):
+    for expectation in expectations:
         suite.add_expectation(expectation)
     result = batch.validate(suite)
     failures = [_describe(r, frame) for r in result.results if not r.success]

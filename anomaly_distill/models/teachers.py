@@ -231,4 +231,8 @@ def build_teacher(config: TeacherConfig, seed: int = 0, squash_scale: float = 5.
         return EnsembleTeacher(config, seed)
     if config.kind == "autoencoder":
         return AutoencoderTeacher(config, seed, squash_scale)
+    if config.kind == "conv_autoencoder":
+        from anomaly_distill.models.sequence import ConvAutoencoderTeacher
+
+        return ConvAutoencoderTeacher(config, seed, squash_scale)
     return SupervisedTeacher(config, seed, squash_scale)

@@ -1,0 +1,130 @@
+"""Time-series benchmark: one chronological protocol for every method on each series.
+
+Fit on the training period without labels (labels of the validation period only pick the teacher), score
+every test-period point by the window ending at it, threshold each method at the same training-period quantile.
+Throughput: window rows (test rows, topped up with jittered copies) on one thread, as in the tabular benchmark.
+"""
+import pickle
+import time
+from pathlib import Path
+
+import numpy as np
+from pyod.models.iforest import IForest
+from tqdm import tqdm
+
+from anomaly_distill.benchmark import throughput_sample
+from anomaly_distill.config import EngineConfig, SeriesConfig
+from anomaly_distill.data import Table
+from anomaly_distill.metrics import (detection_metrics, event_metrics, fidelity, rows_per_second,
+                                     threshold_at_contamination)
+from anomaly_distill.models.teachers import detector_params
+from anomaly_distill.series_pipeline import train_series
+from anomaly_distill.timeseries import label_windows, point_labels, read_series
+
+METHODS = ("teacher", "student", "iforest", "zscore")
+
+
+def zscore_scores(rows: np.ndarray, channels: int, window: int) -> np.ndarray:
+    """Rolling z-score baseline: |newest − mean(previous window−1)| / std(previous), largest over channels."""
+    sequences = rows[:, :channels * window].reshape(len(rows), channels, window)
+    previous, newest = sequences[:, :, :-1], sequences[:, :, -1]
+    return (np.abs(newest - previous.mean(axis=2)) / (previous.std(axis=2) + 1e-6)).max(axis=1)
+
+
+def _methods(fit, channels: int, window: int, seed: int) -> dict:
+    """Each method as (fitted object, window rows -> scores, fit seconds, parameter count)."""
+    trained, student = fit.trained, fit.student.student
+    pre = trained.preprocessor
+    train = fit.data.part(fit.data.train)
+    start = time.perf_counter()
+    iforest = IForest(random_state=seed, n_jobs=1).fit(pre.transform(train.features))
+    iforest_s = time.perf_counter() - start
+    return {
+        "teacher": (trained, lambda r: trained.teacher.score(pre.transform_array(r)), fit.seconds["teacher"],
+                    trained.teacher.n_params),
+        "student": (student, student.model.score, fit.seconds["student"], student.model.n_params),
+        "iforest": (iforest, lambda r: iforest.decision_function(pre.transform_array(r)), iforest_s,
+                    detector_params(iforest)),
+        "zscore": (None, lambda r: zscore_scores(r, channels, window), 0.0, 0),
+    }
+
+
+def benchmark_series(path: str | Path, labels_path: str | Path, config: SeriesConfig, engine: EngineConfig,
+                     timestamp_column: str = "timestamp", throughput_rows: int = 50_000,
+                     progress: tqdm | None = None) -> list[dict]:
+    series = read_series(path, timestamp_column, config.window, timestamp_policy=config.timestamp_policy)
+    labels = point_labels(series.timestamps, label_windows(labels_path, path))
+    fit = train_series(series, config, engine, labels, timestamp_column)
+    data = fit.data
+    test, train = data.part(data.test), data.part(data.train)
+    if len(np.unique(test.labels)) < 2:
+        raise ValueError(f"{path}: the test period has no labelled anomaly window; AUROC is undefined")
+    test_rows, train_rows = (t.features.to_numpy(dtype=np.float64) for t in (test, train))
+    stamps = series.timestamps.iloc[data.end[data.test]].to_numpy()
+    speed_rows = throughput_sample(test, throughput_rows, engine.seed)
+    methods = _methods(fit, series.values.shape[1], config.window, engine.seed)
+    teacher_scores = methods["teacher"][1](test_rows)
+    records = []
+    for method, (fitted, score, fit_seconds, params) in methods.items():
+        scores = score(test_rows)
+        threshold = threshold_at_contamination(score(train_rows), config.contamination)
+        records.append({
+            "dataset": Path(path).stem, "method": method,
+            **detection_metrics(test.labels, scores, threshold),
+            **event_metrics(test.labels, scores, stamps, threshold),
+            "fidelity": fidelity(teacher_scores, scores),
+            "params": int(params), "size_bytes": len(pickle.dumps(fitted)),
+            "fit_seconds": fit_seconds, "score_rows_per_second": rows_per_second(score, speed_rows, repeats=5),
+            "n_train": len(train), "n_test": len(test), "teacher_kind": fit.teacher_kind, "teacher_choice": fit.choice,
+        })
+        if progress is not None:
+            progress.update(1)
+    return records
+
+
+def run_series_benchmark(paths: list[str], labels_path: str, config: SeriesConfig, engine: EngineConfig,
+                         timestamp_column: str = "timestamp", throughput_rows: int = 50_000) -> list[dict]:
+    records = []
+    with tqdm(total=len(paths) * len(METHODS), desc="benchmark", unit="method") as progress:
+        for path in paths:
+            progress.set_postfix_str(Path(path).stem)
+            records += benchmark_series(path, labels_path, config, engine, timestamp_column, throughput_rows,
+                                        progress)
+    return records
+
+
+def _by(records: list[dict], dataset: str, method: str) -> dict:
+    return next(r for r in records if r["dataset"] == dataset and r["method"] == method)
+
+
+def acceptance(records: list[dict]) -> list[tuple[str, bool]]:
+    datasets = list(dict.fromkeys(r["dataset"] for r in records))
+    mean = {m: float(np.mean([_by(records, d, m)["auroc"] for d in datasets])) for m in METHODS}
+    baseline = max(("iforest", "zscore"), key=mean.get)
+    checks = []
+    for d in datasets:
+        s, t = _by(records, d, "student"), _by(records, d, "teacher")
+        speedup = s["score_rows_per_second"] / t["score_rows_per_second"]
+        checks += [
+            (f"{d}: student AUROC {s['auroc']:.4f} >= teacher ({t['teacher_kind']}) {t['auroc']:.4f} - 0.02",
+             s["auroc"] >= t["auroc"] - 0.02),
+            (f"{d}: student/teacher rows/s {speedup:.0f}x >= 10x", speedup >= 10),
+        ]
+    checks.append((f"mean AUROC student {mean['student']:.4f} >= better baseline ({baseline}) {mean[baseline]:.4f}",
+                   mean["student"] >= mean[baseline]))
+    return checks
+
+
+def format_table(records: list[dict]) -> str:
+    header = ("| series | method | AUROC | AUPRC | event recall | false alarms/day | delay (min) | fidelity | params "
+              "| fit (s) | rows/s |")
+    lines = [header, "|" + "---|" * 11]
+    for r in records:
+        lines.append(
+            f"| {r['dataset']} | {r['method']}{' (' + r['teacher_kind'] + ')' if r['method'] == 'teacher' else ''} "
+            f"| {r['auroc']:.4f} | {r['auprc']:.4f} | {r['event_recall']:.2f} | {r['false_alarms_per_day']:.2f} "
+            f"| {r['mean_delay_minutes']:.0f} | {r['fidelity']:.4f} | {r['params']:,} | {r['fit_seconds']:.1f} "
+            f"| {r['score_rows_per_second']:,.0f} |")
+    lines.append("")
+    lines += [f"- [{'x' if ok else ' '}] {text}" for text, ok in acceptance(records)]
+    return "\n".join(lines)

@@ -1,0 +1,112 @@
+"""Time series: windows, chronological splits, labels, event metrics, the sequence teacher, bad series input."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from anomaly_distill.config import EngineConfig, SeriesConfig
+from anomaly_distill.data import DataError
+from anomaly_distill.metrics import event_metrics
+from anomaly_distill.timeseries import (label_windows, point_labels, series_from_frame, window_features,
+                                        windowed)
+
+
+def make_frame(n=600, seed=0, freq="5min"):
+    rng = np.random.default_rng(seed)
+    stamps = pd.date_range("2024-01-01", periods=n, freq=freq)
+    values = np.sin(np.arange(n) / 20) + rng.normal(0, 0.05, n)
+    return pd.DataFrame({"timestamp": stamps.astype(str), "value": values})
+
+
+def test_row_t_is_the_window_ending_at_t():
+    values = np.arange(10, dtype=float)[:, None]
+    rows = window_features(values, 4)
+    assert rows.shape == (7, 4 + 7)
+    assert rows[0, :4].tolist() == [0, 1, 2, 3] and rows[-1, :4].tolist() == [6, 7, 8, 9]
+    assert rows[0, 4] == pytest.approx(1.5)  # mean
+    assert rows[0, -1] == 1.0  # last step
+
+
+def test_split_is_chronological_and_normalisation_sees_only_the_training_period():
+    frame = make_frame()
+    config = SeriesConfig(window=8, min_train_windows=50)
+    data = windowed(series_from_frame(frame, "timestamp", 8), config)
+    assert data.end[data.train].max() < data.end[data.validation].min() < data.end[data.test].min()
+    assert data.train.sum() + data.validation.sum() + data.test.sum() == len(frame) - 7
+    spiked = frame.copy()
+    spiked.loc[500:, "value"] += 100  # only the test period changes
+    again = windowed(series_from_frame(spiked, "timestamp", 8), config)
+    assert np.allclose(again.normaliser.center, data.normaliser.center)
+    assert np.allclose(again.table.features[again.train], data.table.features[data.train])
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda f: f.iloc[[0, 2, 1, *range(3, len(f))]], "timestamps are not sorted: row 2 (2024-01-01 00:05:00) is earlier than row 1"),
+    (lambda f: f.assign(timestamp=f["timestamp"].where(f.index != 5, f["timestamp"][4])), "duplicate timestamps, e.g. row 5"),
+    (lambda f: f.assign(value=f["value"].astype(object).where(f.index != 7, "n/a")), "non-numeric or non-finite values, e.g. row 7: 'n/a'"),
+    (lambda f: f.assign(value=f["value"].where(f.index != 3, np.inf)), "non-numeric or non-finite values, e.g. row 3"),
+    (lambda f: f.head(5), "the series has 5 points; one window needs 8"),
+    (lambda f: f.assign(timestamp=f["timestamp"].where(f.index != 9, "yesterday-ish")), "1 timestamps do not parse, e.g. row 9"),
+    (lambda f: f.rename(columns={"timestamp": "time"}), "timestamp column 'timestamp' not found"),
+])
+def test_bad_series_input_is_refused_with_the_row_at_fault(change, message):
+    with pytest.raises(DataError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        series_from_frame(change(make_frame()).reset_index(drop=True), "timestamp", 8)
+
+
+def test_file_order_policy_keeps_repeated_timestamps_as_given():
+    frame = make_frame()
+    frame.loc[5, "timestamp"] = frame.loc[4, "timestamp"]
+    series = series_from_frame(frame, "timestamp", 8, timestamp_policy="file_order")
+    assert len(series) == len(frame)
+
+
+def test_too_short_for_training_says_how_many_windows_it_needs():
+    with pytest.raises(DataError, match="holds 41 windows of 8, fewer than the 200 needed"):
+        windowed(series_from_frame(make_frame(120), "timestamp", 8), SeriesConfig(window=8))
+
+
+def test_nab_label_windows_become_point_labels(tmp_path):
+    frame = make_frame(20, freq="1h")
+    labels_file = tmp_path / "windows.json"
+    labels_file.write_text(json.dumps({"realKnownCause/x.csv": [["2024-01-01 03:00:00", "2024-01-01 05:00:00"]]}))
+    windows = label_windows(labels_file, tmp_path / "realKnownCause" / "x.csv")
+    labels = point_labels(pd.to_datetime(frame["timestamp"]), windows)
+    assert labels.tolist() == [0, 0, 0, 1, 1, 1] + [0] * 14
+    with pytest.raises(DataError, match="no label windows for other/x.csv"):
+        label_windows(labels_file, tmp_path / "other" / "x.csv")
+
+
+def test_event_metrics_golden_values():
+    stamps = pd.date_range("2024-01-01", periods=12, freq="1h").to_numpy()
+    labels = np.array([0, 0, 1, 1, 1, 0, 0, 0, 1, 1, 0, 0])
+    scores = np.array([0, 5, 0, 0, 5, 5, 0, 5, 0, 0, 5, 0], dtype=float)
+    result = event_metrics(labels, scores, stamps, threshold=1.0)
+    assert result["event_recall"] == 0.5  # the first window fires (2 h after its start), the second does not
+    assert result["mean_delay_minutes"] == 120
+    # false alarms: t1, t5 (run continuing out of the window), t7, t10 → 4 over 11 hours
+    assert result["false_alarms_per_day"] == pytest.approx(4 / (11 / 24))
+
+
+def test_sequence_teacher_scores_a_broken_window_higher_and_the_student_is_a_tenth_of_its_size():
+    from anomaly_distill import pipeline
+    from anomaly_distill.data import Table
+    from anomaly_distill.series_pipeline import engine_for
+
+    series = series_from_frame(make_frame(1500), "timestamp", 16)
+    config = SeriesConfig(window=16, teacher="conv_autoencoder")
+    engine = engine_for(series, config, EngineConfig(teacher={"epochs": 15}), "conv_autoencoder")
+    data = windowed(series, config)
+    train = Table(data.part(data.train).features)
+    trained = pipeline.train_teacher(train, engine)
+    rows = data.part(data.test).features.to_numpy(dtype=np.float64).copy()
+    broken = rows.copy()
+    broken[:, 15] += 3.0  # the newest point jumps
+    pre = trained.preprocessor
+    assert np.median(trained.teacher.score(pre.transform_array(broken))) > 2 * np.median(
+        trained.teacher.score(pre.transform_array(rows)))
+    from anomaly_distill.models.student import StudentNet
+
+    student_params = sum(p.numel() for p in StudentNet(train.features.shape[1], config.student_hidden, 5.0).parameters())
+    assert student_params * 10 <= trained.teacher.n_params
