@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 import fsspec
 import pandas as pd
 
-TIMESTAMP, ROW_ID = "timestamp", "row_id"
+TIMESTAMP, ROW_ID = "scored_at", "row_id"  # scored_at: not "timestamp", which series data often uses
 
 
 class LiveStore:

@@ -25,8 +25,10 @@ class ScoringParameters(BaseModel):
 def batch_scoring(params: ScoringParameters) -> dict:
     model = s.resolve_model(params.model_uri)
     frame = t.load_data(params.data_path)
-    features = s.validate_input(frame, s.load_contract(model))
-    scored, rows_per_second = s.score_in_chunks(model.uri, features, params.chunk_rows, params.threshold)
+    contract = s.load_contract(model)
+    features = s.validate_input(frame, contract)
+    scored, rows_per_second = s.score_in_chunks(model.uri, features, params.chunk_rows, params.threshold,
+                                                s.overlap(contract))
     stored = s.store_scored(features, scored, model, s.live_store_url(params.live_store))
     if params.out_path:
         s.write_output(stored, params.out_path)

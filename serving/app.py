@@ -28,14 +28,19 @@ class ServedModel:
         if self.ref is not None and ref.version == self.ref.version:
             return False
         model = mlflow.pyfunc.load_model(ref.uri)
-        features = tracking.load_json_artifact(ref.run_id, CONTRACT_FILE)["features"]
+        contract = tracking.load_json_artifact(ref.run_id, CONTRACT_FILE)
+        features = contract["features"]
+        if contract.get("modality") == "timeseries":
+            features = [contract["timestamp_column"], *contract["value_columns"]]
         with self.lock:
-            self.model, self.features, self.ref = model, features, ref
+            self.model, self.features, self.ref, self.contract = model, features, ref, contract
         return True
 
     def check(self, records: list[dict]) -> pd.DataFrame:
         if not records:
             raise DataError("no records: send a JSON list of objects, one per row")
+        if self.contract.get("modality") == "timeseries":  # a recent history, oldest first
+            return scoring.check_series_input(pd.DataFrame.from_records(records), self.contract)
         expected = set(self.features)
         for i, record in enumerate(records):
             if not isinstance(record, dict) or record.keys() != expected:
@@ -80,10 +85,15 @@ def create_app(model_name: str, alias: str = "champion", live_store: str | None 
         with served.lock:
             model, ref = served.model, served.ref
         scored = model.predict(features, params=None if threshold is None else {"threshold": threshold})
-        rows = pd.concat([features.reset_index(drop=True), scored], axis=1)
+        # a series model scores the points with a full window behind them: the last len(scored) records
+        rows = pd.concat([features.iloc[len(features) - len(scored):].reset_index(drop=True),
+                          scored.drop(columns=[c for c in scored.columns if c in features.columns])], axis=1)
         store.append(rows.assign(model_name=ref.name, model_version=ref.version))
-        return {"model_name": ref.name, "model_version": ref.version,
-                "scores": scored["score"].astype(float).tolist(), "is_anomaly": scored["is_anomaly"].astype(bool).tolist()}
+        answer = {"model_name": ref.name, "model_version": ref.version,
+                  "scores": scored["score"].astype(float).tolist(), "is_anomaly": scored["is_anomaly"].astype(bool).tolist()}
+        if len(scored) < len(features):
+            answer["scored_from_record"] = len(features) - len(scored)  # earlier records only give history
+        return answer
 
     @app.post("/reload")
     def reload() -> dict:

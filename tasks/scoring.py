@@ -9,7 +9,8 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from tqdm import tqdm
 
-from anomaly_distill.data import check_segments
+from anomaly_distill.data import DataError, check_segments
+from anomaly_distill.timeseries import series_from_frame
 from anomaly_distill.live_store import LiveStore
 from tasks import registry, tracking
 from tasks.training import CONTRACT_FILE
@@ -44,6 +45,8 @@ def resolve_model(uri: str) -> ModelRef:
 def check_scoring_input(frame: pd.DataFrame, contract: dict) -> pd.DataFrame:
     """The model's contract minus ranges; the training label column, if present, is ignored; a per-segment
     model also needs its segment column (any value: unseen segments go to the all-rows model)."""
+    if contract.get("modality") == "timeseries":
+        return check_series_input(frame, contract)
     features = frame.drop(columns=[contract["label_column"]], errors="ignore") if contract["label_column"] else frame
     segment = contract.get("segment_column")
     segments = check_segments(features, segment) if segment else None
@@ -58,6 +61,22 @@ def check_scoring_input(frame: pd.DataFrame, contract: dict) -> pd.DataFrame:
 @task(cache_policy=NO_CACHE)
 def load_contract(model: ModelRef) -> dict:
     return tracking.load_json_artifact(model.run_id, CONTRACT_FILE)
+
+
+def check_series_input(frame: pd.DataFrame, contract: dict) -> pd.DataFrame:
+    """A history frame: the timestamp and value columns the model was trained on, at least one window long."""
+    columns = [contract["timestamp_column"], *contract["value_columns"]]
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DataError(f"the series needs columns {columns}; missing {missing}")
+    series_from_frame(frame, contract["timestamp_column"], contract["window"], contract["value_columns"],
+                      contract.get("timestamp_policy", "strict"))
+    return frame[columns].reset_index(drop=True)
+
+
+def overlap(contract: dict) -> int:
+    """Rows each scoring chunk repeats from the previous one: a series point needs its window's history."""
+    return contract["window"] - 1 if contract.get("modality") == "timeseries" else 0
 
 
 @task(cache_policy=NO_CACHE)
@@ -78,10 +97,13 @@ def score_chunk(model_uri: str, chunk: pd.DataFrame, threshold: float | None) ->
     return _pyfunc(model_uri).predict(chunk, params=None if threshold is None else {"threshold": threshold})
 
 
-def score_in_chunks(model_uri: str, features: pd.DataFrame, chunk_rows: int, threshold: float | None) -> tuple:
-    """Chunks go to the flow's task runner (threads, or a Dask cluster); returns (scores, rows per second)."""
+def score_in_chunks(model_uri: str, features: pd.DataFrame, chunk_rows: int, threshold: float | None,
+                    overlap: int = 0) -> tuple:
+    """Chunks go to the flow's task runner (threads, or a Dask cluster); returns (scores, rows per second).
+
+    With `overlap`, each chunk also carries that many rows before it (series windows), scored only once."""
     start = time.perf_counter()
-    futures = [score_chunk.submit(model_uri, features.iloc[begin:begin + chunk_rows], threshold)
+    futures = [score_chunk.submit(model_uri, features.iloc[max(begin - overlap, 0):begin + chunk_rows], threshold)
                for begin in range(0, len(features), chunk_rows)]
     parts = [future.result() for future in tqdm(futures, desc="scoring", unit="chunk")]
     seconds = time.perf_counter() - start
@@ -90,7 +112,10 @@ def score_in_chunks(model_uri: str, features: pd.DataFrame, chunk_rows: int, thr
 
 @task(cache_policy=NO_CACHE)
 def store_scored(features: pd.DataFrame, scored: pd.DataFrame, model: ModelRef, live_url: str) -> pd.DataFrame:
-    rows = pd.concat([features.reset_index(drop=True), scored], axis=1)
+    """Input rows beside their scores; a series model scores only points with a full window behind them."""
+    features = features.iloc[len(features) - len(scored):].reset_index(drop=True)
+    scored = scored.drop(columns=[c for c in scored.columns if c in features.columns])
+    rows = pd.concat([features, scored.reset_index(drop=True)], axis=1)
     return LiveStore(live_url).append(rows.assign(model_name=model.name, model_version=model.version))
 
 

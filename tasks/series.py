@@ -35,7 +35,9 @@ def validate_series(frame: pd.DataFrame, config: SeriesConfig, timestamp_column:
                              "steps" + "".join(f"\n- {a} → {b}" for a, b in found[:20]), key="data-validation")
     tracking.log_dataset(run_id, frame, "series", None)
     return {"modality": "timeseries", "timestamp_column": timestamp_column, "value_columns": value_columns,
-            "window": config.window, "gaps": len(found), "digest": frame_digest(frame)}
+            "window": config.window, "timestamp_policy": config.timestamp_policy, "gaps": len(found),
+            "digest": frame_digest(frame),
+            "features": value_columns, "label_column": None}  # what drift monitoring compares, with the score
 
 
 @task(cache_policy=NO_CACHE)

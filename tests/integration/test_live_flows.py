@@ -29,7 +29,7 @@ def test_scored_rows_reach_the_output_and_the_live_store(workspace, champion):
     out = pd.read_parquet(workspace / "scored.parquet")
     stored = LiveStore(str(workspace / "store")).read()
     assert len(out) == len(stored) == len(champion)
-    assert {"score", "is_anomaly", "model_name", "model_version", "timestamp", "row_id"} <= set(stored.columns)
+    assert {"score", "is_anomaly", "model_name", "model_version", "scored_at", "row_id"} <= set(stored.columns)
     assert (stored["model_version"] == "1").all() and stored["is_anomaly"].mean() < 0.2
 
 

@@ -68,3 +68,47 @@ def test_bad_series_input_is_refused_and_registers_nothing(workspace, kind, mess
         run_training(params)
     assert message in str(error.value)
     assert client().search_model_versions(f"name='{NAME}'") == []
+
+
+def test_series_model_in_batch_scoring_the_service_and_drift_monitoring(workspace):
+    """Chunked batch scoring (windows overlap across chunks), the HTTP service with a history payload, and the
+    drift monitor comparing live values and scores with the training period."""
+    from fastapi.testclient import TestClient
+
+    from flows.drift import DriftParameters, drift_monitoring
+    from flows.scoring import ScoringParameters, run_batch_scoring
+    from serving.app import create_app
+
+    assert main(["train", "--modality", "timeseries", "--data", str(SERIES), "--model-name", NAME]) == 0
+    frame = pd.read_csv(SERIES)
+    recent = frame.tail(400).reset_index(drop=True)
+    recent.to_csv(workspace / "recent.csv", index=False)
+    uri = f"models:/{NAME}@champion"
+    whole = run_batch_scoring(ScoringParameters(data_path=str(workspace / "recent.csv"), model_uri=uri,
+                                                out_path=str(workspace / "whole.csv"), live_store=str(workspace / "a")))
+    run_batch_scoring(ScoringParameters(data_path=str(workspace / "recent.csv"), model_uri=uri, chunk_rows=50,
+                                        out_path=str(workspace / "chunked.csv"), live_store=str(workspace / "b")))
+    assert whole["rows"] == 400 - 31
+    one, chunked = pd.read_csv(workspace / "whole.csv"), pd.read_csv(workspace / "chunked.csv")
+    assert np.allclose(one["score"], chunked["score"]) and (one["timestamp"] == chunked["timestamp"]).all()
+
+    with TestClient(create_app(NAME, live_store=str(workspace / "service"), poll_seconds=0)) as http:
+        answer = http.post("/score", json=recent.tail(40).to_dict(orient="records")).json()
+        assert len(answer["scores"]) == 9 and answer["scored_from_record"] == 31
+        assert np.allclose(answer["scores"], one["score"].tail(9))
+        unsorted = recent.tail(40).iloc[::-1].to_dict(orient="records")
+        refused = http.post("/score", json=unsorted)
+        assert refused.status_code == 422 and "not sorted" in refused.json()["detail"]
+
+    # live traffic like the training period: no drift; the same traffic shifted: the value column drifts
+    like_training = frame.iloc[100:600].reset_index(drop=True)
+    like_training.to_csv(workspace / "calm.csv", index=False)
+    run_batch_scoring(ScoringParameters(data_path=str(workspace / "calm.csv"), model_uri=uri,
+                                        live_store=str(workspace / "d")))
+    calm = drift_monitoring(DriftParameters(model_name=NAME, live_store=str(workspace / "d")))
+    assert calm["drifted_columns"] == [] and "value" in calm["columns"]
+    like_training.assign(value=like_training["value"] * 5 + 1).to_csv(workspace / "shifted.csv", index=False)
+    run_batch_scoring(ScoringParameters(data_path=str(workspace / "shifted.csv"), model_uri=uri,
+                                        live_store=str(workspace / "c")))
+    stormy = drift_monitoring(DriftParameters(model_name=NAME, live_store=str(workspace / "c")))
+    assert stormy["drift_detected"] and stormy["drifted_columns"] == ["value"]
