@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 ADBENCH ?= ../shared/data/adbench
 DEMO := data/demo/thyroid.csv
 
-.PHONY: run demo-benchmark test test-fast bench bench-live clean
+.PHONY: run demo-benchmark test test-fast bench bench-live bench-series clean
 
 $(BIN)/anomaly-distill: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,12 @@ bench: $(BIN)/anomaly-distill
 # Pyfunc vs raw student throughput, service latency, drift flow time (numbers in BENCHMARKS.md).
 bench-live: $(BIN)/anomaly-distill
 	$(BIN)/python benchmarks/live_benchmark.py
+
+# Time series: teacher vs student vs IForest vs rolling z-score on the seven NAB realKnownCause series.
+NAB ?= ../shared/data/nab
+bench-series: $(BIN)/anomaly-distill
+	$(BIN)/anomaly-distill benchmark --modality timeseries $(NAB)/realKnownCause/*.csv \
+		--labels $(NAB)/labels/combined_windows.json --timestamp-policy file_order --json benchmarks/nab.json
 
 clean:
 	rm -rf $(VENV) outputs mlruns mlflow.db mlartifacts live-store retraining

@@ -35,3 +35,49 @@ def test_bad_settings_file_is_a_clear_error(tmp_path, capsys):
     assert main(["benchmark", str(tmp_path / "d.csv"), "--label-column", "label",
                  "--config", str(tmp_path / "settings.yaml")]) == 2
     assert "alpha" in capsys.readouterr().err
+
+
+def synthetic_series(folder, n=2000, seed=0):
+    """A daily-ish cycle with noise and two labelled faults in the test period (a spike burst and a level drop)."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    stamps = pd.date_range("2024-01-01", periods=n, freq="5min")
+    values = np.sin(np.arange(n) * 2 * np.pi / 288) + rng.normal(0, 0.05, n)
+    values[1300:1320] += rng.normal(0, 2.0, 20)
+    values[1700:1750] -= 2.5
+    path = folder / "plant" / "sensor.csv"
+    path.parent.mkdir()
+    pd.DataFrame({"timestamp": stamps.astype(str), "value": values}).to_csv(path, index=False)
+    windows = {"plant/sensor.csv": [[str(stamps[1295]), str(stamps[1330])], [str(stamps[1695]), str(stamps[1760])]]}
+    (folder / "labels.json").write_text(json.dumps(windows))
+    return path
+
+
+def test_series_benchmark_command_has_the_tabular_keys_plus_event_metrics(tmp_path, capsys):
+    from anomaly_distill.series_benchmark import METHODS as SERIES_METHODS
+
+    path = synthetic_series(tmp_path)
+    (tmp_path / "fast.yaml").write_text("teacher: {epochs: 5}\ndistill: {epochs: 15, min_rows: 5000}\n")
+    out = tmp_path / "series.json"
+    assert main(["benchmark", "--modality", "timeseries", str(path), "--labels", str(tmp_path / "labels.json"),
+                 "--window", "16", "--config", str(tmp_path / "fast.yaml"), "--json", str(out),
+                 "--throughput-rows", "5000"]) == 0
+    records = json.loads(out.read_text())
+    assert [r["method"] for r in records] == list(SERIES_METHODS)
+    for r in records:
+        assert KEYS | {"event_recall", "false_alarms_per_day", "mean_delay_minutes"} <= set(r)
+    by = {r["method"]: r for r in records}
+    assert by["teacher"]["auroc"] > 0.8 and by["student"]["fidelity"] > 0.8
+    assert by["student"]["event_recall"] == 1.0 and by["student"]["mean_delay_minutes"] >= 0
+    assert "| sensor | student |" in capsys.readouterr().out
+
+
+def test_series_benchmark_needs_label_windows_for_the_file(tmp_path, capsys):
+    path = synthetic_series(tmp_path)
+    assert main(["benchmark", "--modality", "timeseries", str(path)]) == 2
+    assert "needs --labels" in capsys.readouterr().err
+    (tmp_path / "other.json").write_text(json.dumps({"elsewhere/x.csv": []}))
+    assert main(["benchmark", "--modality", "timeseries", str(path), "--labels", str(tmp_path / "other.json")]) == 2
+    assert "no label windows for plant/sensor.csv" in capsys.readouterr().err
