@@ -110,3 +110,32 @@ def test_sequence_teacher_scores_a_broken_window_higher_and_the_student_is_a_ten
 
     student_params = sum(p.numel() for p in StudentNet(train.features.shape[1], config.student_hidden, 5.0).parameters())
     assert student_params * 10 <= trained.teacher.n_params
+
+
+def test_gaps_longer_than_the_tolerance_are_reported():
+    from anomaly_distill.timeseries import gaps
+
+    frame = make_frame(50)
+    frame = frame.drop(index=range(20, 25)).reset_index(drop=True)  # 30 minutes missing after 01:35
+    found = gaps(series_from_frame(frame, "timestamp", 8), tolerance=3.0)
+    assert found == [("2024-01-01 01:35:00", "2024-01-01 02:05:00")]
+    assert gaps(series_from_frame(frame, "timestamp", 8), tolerance=7.0) == []
+
+
+def test_teacher_choice_uses_validation_auroc_only_when_the_period_has_both_classes():
+    from anomaly_distill.data import Table
+    from anomaly_distill.series_pipeline import choose_teacher
+
+    class Fixed:
+        def __init__(self, scores):
+            self.scores = np.asarray(scores, dtype=float)
+
+        def score(self, rows):
+            return self.scores
+
+    candidates = {"ensemble": Fixed([0, 1, 0, 1]), "conv_autoencoder": Fixed([0, 0, 1, 1])}
+    rows = pd.DataFrame({"x": range(4)})
+    kind, why = choose_teacher(candidates, Table(rows, np.array([0, 0, 1, 1])))
+    assert kind == "conv_autoencoder" and "conv_autoencoder 1.0000" in why
+    kind, why = choose_teacher(candidates, Table(rows, np.zeros(4, dtype=int)))
+    assert kind == "ensemble" and "no labelled anomalies" in why
