@@ -65,6 +65,8 @@ def training_summary(outcome: dict, wall_seconds: float) -> str:
     m = outcome["metrics"]
     lines = [
         "",
+        f"Reused {outcome['model_name']} version {outcome['version']}: same data, parameters and code as its run"
+        if outcome.get("reused_version") else
         f"Registered {outcome['model_name']} version {outcome['version']} (alias: challenger)",
         f"  AUROC {m.get('auroc', float('nan')):.4f}  fidelity {m['fidelity']:.4f}  "
         f"params {m['params']:,}  size {m['size_bytes']:,} B  {m['rows_per_second']:,.0f} rows/s",

@@ -81,6 +81,7 @@ class TrainingOutcome:
     previous_champion: str | None = None
     teacher_from_cache: bool = False
     seconds: dict | None = None  # wall time of the compute stages (the rest is orchestration and tracking)
+    reused_version: bool = False  # same training key as an earlier run: its version, not a new one
 
 
 @flow(name="training-pipeline", log_prints=True)
@@ -101,6 +102,7 @@ def training_pipeline(params: TrainingParameters = TrainingParameters()) -> dict
         key = t.training_key(done.digest, params.model_dump_json(exclude={"task_runner", "dask_address", "data_path"}))
         version = t.register(done.student, done.example, done.reference, params.model_name, done.student_run,
                              verdict, done.contract, key)
+        reused = version.run_id != done.student_run
         version = str(version.version)
         previous = t.promote(params.model_name, version, verdict)
         tracking.set_tags(run_id, {"model_version": version, "gate": "passed" if verdict.promote else "failed"})
@@ -113,7 +115,7 @@ def training_pipeline(params: TrainingParameters = TrainingParameters()) -> dict
     for run in runs:
         tracking.end_run(run)
     return asdict(TrainingOutcome(params.model_name, version, verdict.promote, verdict.reasons, done.metrics,
-                                  run_id, previous, done.teacher_cached, dict(clock)))
+                                  run_id, previous, done.teacher_cached, dict(clock), reused))
 
 
 @dataclass

@@ -87,7 +87,8 @@ def test_rerun_after_a_crash_past_registration_reuses_the_version(workspace, thy
     assert versions() == [1]
     monkeypatch.undo()
     rerun = train(thyroid_csv)
-    assert rerun["version"] == "1" and rerun["promoted"] and champion() == "1" and versions() == [1]
+    assert rerun["version"] == "1" and rerun["reused_version"] and rerun["promoted"] and champion() == "1"
+    assert versions() == [1]
     assert train(thyroid_csv, seed=1)["version"] == "2"  # other inputs: a new version
 
 
