@@ -81,11 +81,10 @@ def test_rerun_after_a_crash_past_registration_reuses_the_version(workspace, thy
     def server_gone(*args, **kwargs):
         raise ConnectionError("tracking server went away")
 
-    monkeypatch.setattr(registry, "promote", server_gone)  # the crash comes after the version was created
-    with pytest.raises(ConnectionError):
+    with monkeypatch.context() as patch, pytest.raises(ConnectionError):
+        patch.setattr(registry, "promote", server_gone)  # the crash comes after the version was created
         train(thyroid_csv)
     assert versions() == [1]
-    monkeypatch.undo()
     rerun = train(thyroid_csv)
     assert rerun["version"] == "1" and rerun["reused_version"] and rerun["promoted"] and champion() == "1"
     assert versions() == [1]
