@@ -66,6 +66,7 @@ class SeriesConfig(BaseModel):
 
     window: int = Field(32, ge=4, description="Points per window; a point's score uses the window ending at it. "
                         "A multiple of 4 for the convolutional teacher.")
+    stride: int = Field(1, ge=1, description="Step between training windows (scoring always scores every point).")
     train_fraction: float = Field(0.4, gt=0, lt=1, description="First share of the series: training period.")
     validation_fraction: float = Field(0.1, ge=0, lt=1, description="Next share: picks the teacher (when labelled).")
     teacher: Literal["auto", "ensemble", "conv_autoencoder"] = Field(

@@ -143,18 +143,20 @@ def chronological_split(n_points: int, config: SeriesConfig) -> tuple[int, int]:
 
 def windowed(series: Series, config: SeriesConfig, point_labels: np.ndarray | None = None) -> Windowed:
     train_end, val_end = chronological_split(len(series), config)
-    if train_end - config.window + 1 < config.min_train_windows:
+    train_windows = max(train_end - config.window + 1, 0)
+    if -(-train_windows // config.stride) < config.min_train_windows:
         raise DataError(f"the series has {len(series)} points: its training period ({train_end} points) holds "
-                        f"{max(train_end - config.window + 1, 0)} windows of {config.window}, fewer than the "
-                        f"{config.min_train_windows} needed")
+                        f"{-(-train_windows // config.stride)} windows of {config.window} (stride {config.stride}), "
+                        f"fewer than the {config.min_train_windows} needed")
     values = series.values.to_numpy()
     normaliser = Normaliser.fit(values[:train_end])
     features = window_features(normaliser(values), config.window)
     end = np.arange(config.window - 1, len(series))
     frame = pd.DataFrame(features, columns=window_columns(list(series.values.columns), config.window))
     labels = None if point_labels is None else point_labels[end].astype(np.int64)
-    return Windowed(series, Table(frame, labels), end, end < train_end, (end >= train_end) & (end < val_end),
-                    end >= val_end, normaliser)
+    strided = (end - end[0]) % config.stride == 0  # training windows only: every point is still scored
+    return Windowed(series, Table(frame, labels), end, (end < train_end) & strided,
+                    (end >= train_end) & (end < val_end), end >= val_end, normaliser)
 
 
 def series_windows(series: Series, normaliser: Normaliser, window: int) -> pd.DataFrame:

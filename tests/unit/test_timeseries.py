@@ -62,8 +62,17 @@ def test_file_order_policy_keeps_repeated_timestamps_as_given():
     assert len(series) == len(frame)
 
 
+def test_stride_thins_training_windows_only():
+    series = series_from_frame(make_frame(), "timestamp", 8)
+    dense = windowed(series, SeriesConfig(window=8, min_train_windows=50))
+    sparse = windowed(series, SeriesConfig(window=8, min_train_windows=50, stride=4))
+    assert sparse.train.sum() == -(-dense.train.sum() // 4)
+    assert (np.diff(sparse.end[sparse.train]) == 4).all()
+    assert (sparse.test == dense.test).all() and (sparse.validation == dense.validation).all()
+
+
 def test_too_short_for_training_says_how_many_windows_it_needs():
-    with pytest.raises(DataError, match="holds 41 windows of 8, fewer than the 200 needed"):
+    with pytest.raises(DataError, match=r"holds 41 windows of 8 \(stride 1\), fewer than the 200 needed"):
         windowed(series_from_frame(make_frame(120), "timestamp", 8), SeriesConfig(window=8))
 
 
