@@ -75,47 +75,62 @@ def benchmark_dataset(path: str | Path, config: EngineConfig, label_column: str 
     test_rows = test.features.to_numpy(dtype=np.float64)
     speed_rows = throughput_sample(test, throughput_rows, config.seed)
     train_rows = train.features.to_numpy(dtype=np.float64)
+    return score_methods(Path(path).stem, methods, train_rows, test_rows, test.labels, speed_rows,
+                         config.contamination, progress)
+
+
+def score_methods(dataset: str, methods: dict, train_rows: np.ndarray, test_rows: np.ndarray, labels: np.ndarray,
+                  speed_rows: np.ndarray, contamination: float, progress: tqdm | None = None, extra=None) -> list[dict]:
+    """One record per method: held-out metrics at its own training-quantile threshold, fidelity to the teacher,
+    size and single-thread speed. `extra(scores, threshold)` adds modality-specific metrics."""
     teacher_scores = methods["teacher"][1](test_rows)
     records = []
     for method, (fitted, score, fit_seconds, params) in methods.items():
         scores = score(test_rows)
-        threshold = threshold_at_contamination(score(train_rows), config.contamination)
+        threshold = threshold_at_contamination(score(train_rows), contamination)
         records.append({
-            "dataset": Path(path).stem, "method": method,
-            **detection_metrics(test.labels, scores, threshold),
+            "dataset": dataset, "method": method,
+            **detection_metrics(labels, scores, threshold),
+            **(extra(scores, threshold) if extra else {}),
             "fidelity": fidelity(teacher_scores, scores),
             "params": int(params), "size_bytes": len(pickle.dumps(fitted)),
             "fit_seconds": fit_seconds, "score_rows_per_second": rows_per_second(score, speed_rows, repeats=5),
-            "n_train": len(train), "n_test": len(test),
+            "n_train": len(train_rows), "n_test": len(test_rows),
         })
         if progress is not None:
             progress.update(1)
     return records
 
 
-def run_benchmark(paths: list[str], config: EngineConfig, label_column: str | None = None,
-                  throughput_rows: int = 50_000) -> list[dict]:
+def run_over(paths: list[str], methods: tuple, bench_one) -> list[dict]:
+    """`bench_one(path, progress)` for each path, under one progress bar counting methods."""
     records = []
-    with tqdm(total=len(paths) * len(METHODS), desc="benchmark", unit="method") as progress:
+    with tqdm(total=len(paths) * len(methods), desc="benchmark", unit="method") as progress:
         for path in paths:
             progress.set_postfix_str(Path(path).stem)
-            records += benchmark_dataset(path, config, label_column, throughput_rows, progress)
+            records += bench_one(path, progress)
     return records
 
 
-def _by(records: list[dict], dataset: str, method: str) -> dict:
+def run_benchmark(paths: list[str], config: EngineConfig, label_column: str | None = None,
+                  throughput_rows: int = 50_000) -> list[dict]:
+    return run_over(paths, METHODS,
+                    lambda path, progress: benchmark_dataset(path, config, label_column, throughput_rows, progress))
+
+
+def record_of(records: list[dict], dataset: str, method: str) -> dict:
     return next(r for r in records if r["dataset"] == dataset and r["method"] == method)
 
 
 def acceptance(records: list[dict]) -> list[tuple[str, bool]]:
     """The checks the product promises, evaluated on these records."""
     datasets = sorted({r["dataset"] for r in records}, key=[r["dataset"] for r in records].index)
-    mean = {m: np.mean([_by(records, d, m)["auroc"] for d in datasets]) for m in METHODS}
-    best_baseline = np.mean([max(_by(records, d, "iforest")["auroc"], _by(records, d, "ecod")["auroc"])
+    mean = {m: np.mean([record_of(records, d, m)["auroc"] for d in datasets]) for m in METHODS}
+    best_baseline = np.mean([max(record_of(records, d, "iforest")["auroc"], record_of(records, d, "ecod")["auroc"])
                              for d in datasets])
     checks = []
     for d in datasets:
-        s, t, i = _by(records, d, "student"), _by(records, d, "teacher"), _by(records, d, "iforest")
+        s, t, i = record_of(records, d, "student"), record_of(records, d, "teacher"), record_of(records, d, "iforest")
         checks += [
             (f"{d}: student AUROC {s['auroc']:.4f} >= teacher {t['auroc']:.4f} - 0.01", s["auroc"] >= t["auroc"] - 0.01),
             (f"{d}: fidelity {s['fidelity']:.4f} >= 0.97", s["fidelity"] >= 0.97),
@@ -142,6 +157,8 @@ def format_table(records: list[dict]) -> str:
             f"| {r['dataset']} | {r['method']} | {r['auroc']:.4f} | {r['auprc']:.4f} | {r['precision']:.3f} "
             f"| {r['recall']:.3f} | {r['f1']:.3f} | {r['recall_at_1pct_fpr']:.3f} | {r['fidelity']:.4f} "
             f"| {r['params']:,} | {r['size_bytes']:,} | {r['fit_seconds']:.1f} | {r['score_rows_per_second']:,.0f} |")
-    lines.append("")
-    lines += [f"- [{'x' if ok else ' '}] {text}" for text, ok in acceptance(records)]
-    return "\n".join(lines)
+    return "\n".join(lines + [""] + checklist(acceptance(records)))
+
+
+def checklist(checks: list[tuple[str, bool]]) -> list[str]:
+    return [f"- [{'x' if ok else ' '}] {text}" for text, ok in checks]

@@ -4,7 +4,6 @@ Fit on the training period without labels (labels of the validation period only 
 every test-period point by the window ending at it, threshold each method at the same training-period quantile.
 Throughput: window rows (test rows, topped up with jittered copies) on one thread, as in the tabular benchmark.
 """
-import pickle
 import time
 from pathlib import Path
 
@@ -12,11 +11,9 @@ import numpy as np
 from pyod.models.iforest import IForest
 from tqdm import tqdm
 
-from anomaly_distill.benchmark import throughput_sample
+from anomaly_distill.benchmark import checklist, record_of, run_over, score_methods, throughput_sample
 from anomaly_distill.config import EngineConfig, SeriesConfig
-from anomaly_distill.data import Table
-from anomaly_distill.metrics import (detection_metrics, event_metrics, fidelity, rows_per_second,
-                                     threshold_at_contamination)
+from anomaly_distill.metrics import event_metrics
 from anomaly_distill.models.teachers import detector_params
 from anomaly_distill.series_pipeline import train_series
 from anomaly_distill.timeseries import label_windows, point_labels, read_series
@@ -63,47 +60,25 @@ def benchmark_series(path: str | Path, labels_path: str | Path, config: SeriesCo
     stamps = series.timestamps.iloc[data.end[data.test]].to_numpy()
     speed_rows = throughput_sample(test, throughput_rows, engine.seed)
     methods = _methods(fit, series.values.shape[1], config.window, engine.seed)
-    teacher_scores = methods["teacher"][1](test_rows)
-    records = []
-    for method, (fitted, score, fit_seconds, params) in methods.items():
-        scores = score(test_rows)
-        threshold = threshold_at_contamination(score(train_rows), config.contamination)
-        records.append({
-            "dataset": Path(path).stem, "method": method,
-            **detection_metrics(test.labels, scores, threshold),
-            **event_metrics(test.labels, scores, stamps, threshold),
-            "fidelity": fidelity(teacher_scores, scores),
-            "params": int(params), "size_bytes": len(pickle.dumps(fitted)),
-            "fit_seconds": fit_seconds, "score_rows_per_second": rows_per_second(score, speed_rows, repeats=5),
-            "n_train": len(train), "n_test": len(test), "teacher_kind": fit.teacher_kind, "teacher_choice": fit.choice,
-        })
-        if progress is not None:
-            progress.update(1)
-    return records
+    records = score_methods(Path(path).stem, methods, train_rows, test_rows, test.labels, speed_rows,
+                            config.contamination, progress,
+                            extra=lambda scores, threshold: event_metrics(test.labels, scores, stamps, threshold))
+    return [{**r, "teacher_kind": fit.teacher_kind, "teacher_choice": fit.choice} for r in records]
 
 
 def run_series_benchmark(paths: list[str], labels_path: str, config: SeriesConfig, engine: EngineConfig,
                          timestamp_column: str = "timestamp", throughput_rows: int = 50_000) -> list[dict]:
-    records = []
-    with tqdm(total=len(paths) * len(METHODS), desc="benchmark", unit="method") as progress:
-        for path in paths:
-            progress.set_postfix_str(Path(path).stem)
-            records += benchmark_series(path, labels_path, config, engine, timestamp_column, throughput_rows,
-                                        progress)
-    return records
-
-
-def _by(records: list[dict], dataset: str, method: str) -> dict:
-    return next(r for r in records if r["dataset"] == dataset and r["method"] == method)
+    return run_over(paths, METHODS, lambda path, progress: benchmark_series(
+        path, labels_path, config, engine, timestamp_column, throughput_rows, progress))
 
 
 def acceptance(records: list[dict]) -> list[tuple[str, bool]]:
     datasets = list(dict.fromkeys(r["dataset"] for r in records))
-    mean = {m: float(np.mean([_by(records, d, m)["auroc"] for d in datasets])) for m in METHODS}
+    mean = {m: float(np.mean([record_of(records, d, m)["auroc"] for d in datasets])) for m in METHODS}
     baseline = max(("iforest", "zscore"), key=mean.get)
     checks = []
     for d in datasets:
-        s, t = _by(records, d, "student"), _by(records, d, "teacher")
+        s, t = record_of(records, d, "student"), record_of(records, d, "teacher")
         speedup = s["score_rows_per_second"] / t["score_rows_per_second"]
         checks += [
             (f"{d}: student AUROC {s['auroc']:.4f} >= teacher ({t['teacher_kind']}) {t['auroc']:.4f} - 0.02",
@@ -125,6 +100,4 @@ def format_table(records: list[dict]) -> str:
             f"| {r['auroc']:.4f} | {r['auprc']:.4f} | {r['event_recall']:.2f} | {r['false_alarms_per_day']:.2f} "
             f"| {r['mean_delay_minutes']:.0f} | {r['fidelity']:.4f} | {r['params']:,} | {r['fit_seconds']:.1f} "
             f"| {r['score_rows_per_second']:,.0f} |")
-    lines.append("")
-    lines += [f"- [{'x' if ok else ' '}] {text}" for text, ok in acceptance(records)]
-    return "\n".join(lines)
+    return "\n".join(lines + [""] + checklist(acceptance(records)))
