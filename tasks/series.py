@@ -11,11 +11,10 @@ from prefect.cache_policies import NO_CACHE
 from anomaly_distill import series_pipeline
 from anomaly_distill.config import EngineConfig, SeriesConfig
 from anomaly_distill.data import Table, frame_digest
-from anomaly_distill.export import save_student
-from anomaly_distill.metrics import detection_metrics, event_metrics, fidelity, rows_per_second
+from anomaly_distill.metrics import detection_metrics, event_metrics, fidelity
 from anomaly_distill.timeseries import gaps, label_windows, point_labels, series_from_frame
 from tasks import plots, tracking
-from tasks.training import IO_RETRIES, cluster_map
+from tasks.training import IO_RETRIES, cluster_map, size_and_speed
 from tasks.validation import ValidationFailed, validate_series_frame
 
 
@@ -70,10 +69,8 @@ def evaluate_series(fit: series_pipeline.SeriesFit, run_ids: list[str]) -> dict:
         metrics.update(detection_metrics(test.labels, student_scores, student.threshold))
         metrics.update(event_metrics(test.labels, student_scores, stamps, student.threshold))
         metrics["teacher_auroc"] = detection_metrics(test.labels, teacher_scores, fit.trained.threshold)["auroc"]
+    metrics.update(size_and_speed(student, test.features))
     with tempfile.TemporaryDirectory() as tmp:
-        metrics["size_bytes"] = save_student(student, Path(tmp) / "student.pt").stat().st_size
-        rows = np.resize(test.features.to_numpy(dtype=np.float32), (max(len(test), 20_000), test.features.shape[1]))
-        metrics.update(params=student.model.n_params, rows_per_second=rows_per_second(student.model.score, rows))
         tracking.log_file(run_ids[0], plots.score_plot(teacher_scores, student_scores, test.labels, Path(tmp)), "plots")
     for run_id in run_ids:
         tracking.log_metrics(run_id, {k: v for k, v in metrics.items() if np.isfinite(v)})

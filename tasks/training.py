@@ -159,16 +159,21 @@ def evaluate(student: pipeline.Student, trained: pipeline.TrainedTeacher, test: 
     """Held-out metrics of teacher and student, student size and single-thread speed, plus plots."""
     scores = pipeline.held_out_scores(student, trained, test)
     result = pipeline.evaluate(student, trained, test, scores)
-    with tempfile.TemporaryDirectory() as tmp:
-        size = save_student(student, Path(tmp) / "student.pt").stat().st_size
-    rows = np.resize(test.features.to_numpy(dtype=np.float32), (max(len(test), 20_000), test.features.shape[1]))
-    metrics = {**result["student"], "size_bytes": size, "params": student.model.n_params,
-               "rows_per_second": rows_per_second(student.model.score, rows)}
+    metrics = {**result["student"], **size_and_speed(student, test.features)}
     flat = {**metrics, **{f"teacher_{k}": v for k, v in result["teacher"].items()}}
     for run_id in run_ids:
         tracking.log_metrics(run_id, flat)
     _log_plots(run_ids[0], *scores, test.labels)
     return metrics
+
+
+def size_and_speed(student, features: pd.DataFrame) -> dict:
+    """Saved size, parameter count and single-thread rows/s (on the held-out rows, tiled to 20k) of a student."""
+    with tempfile.TemporaryDirectory() as tmp:
+        size = save_student(student, Path(tmp) / "student.pt").stat().st_size
+    rows = np.resize(features.to_numpy(dtype=np.float32), (max(len(features), 20_000), features.shape[1]))
+    return {"size_bytes": size, "params": student.model.n_params,
+            "rows_per_second": rows_per_second(student.model.score, rows)}
 
 
 def _log_plots(run_id: str, teacher_scores, student_scores, labels) -> None:
