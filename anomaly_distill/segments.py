@@ -47,9 +47,9 @@ class Segmented:
             routes[name] = np.flatnonzero(segments == name)
         return {name: index for name, index in routes.items() if len(index)}
 
-    def _apply(self, frame: pd.DataFrame, fn) -> np.ndarray:
+    def _apply(self, frame: pd.DataFrame, fn, routes: dict[str, np.ndarray] | None = None) -> np.ndarray:
         out = np.empty(len(frame), dtype=np.float64)
-        for name, index in self.routes(frame).items():
+        for name, index in (routes or self.routes(frame)).items():
             out[index] = fn(self.members[name], frame.iloc[index])
         return out
 
@@ -58,6 +58,7 @@ class Segmented:
 
     def predict(self, frame: pd.DataFrame, threshold: float | None = None) -> pd.DataFrame:
         """Each segment's own alarm threshold, unless one threshold is given for all."""
-        scores = self.score(frame)
-        cuts = self._apply(frame, lambda member, rows: member.threshold if threshold is None else threshold)
+        routes = self.routes(frame)
+        scores = self._apply(frame, lambda member, rows: member.score(rows), routes)
+        cuts = self._apply(frame, lambda member, rows: member.threshold if threshold is None else threshold, routes)
         return pd.DataFrame({"score": scores, "is_anomaly": scores > cuts})
