@@ -19,6 +19,8 @@ class TeacherConfig(BaseModel):
         "convolutional teacher; set by the time-series pipeline.")
     detectors: list[DetectorName] = Field(
         ["iforest", "ecod", "knn"], description="PyOD detectors in the ensemble teacher.")
+    member_hints: bool = Field(
+        False, description="ensemble: give the student each member's calibrated score as hint targets.")
     max_fit_rows: int = Field(
         20_000, ge=100, description="Teachers fit on a random subsample of at most this many training rows.")
     hidden: list[int] = Field([256, 128], description="Hidden widths of the autoencoder/supervised teacher.")
@@ -38,7 +40,7 @@ class DistillConfig(BaseModel):
         1.0, ge=0, le=1, description="Weight of the soft (teacher) loss vs the hard-label loss. Lower it when the "
         "data has true labels: teacher hard labels are a step function of the soft targets and add no information.")
     temperature: float = Field(1.0, gt=0, description="Softening temperature T of teacher and student logits.")
-    beta: float = Field(0.1, ge=0, description="Weight of the hint loss (neural teachers only).")
+    beta: float = Field(0.1, ge=0, description="Weight of the hint loss (teachers with hint features only).")
     epochs: int = Field(150, ge=1, description="Maximum student epochs (early stopping on validation loss).")
     patience: int = Field(15, ge=1, description="Epochs without validation improvement before stopping.")
     batch_size: int = Field(512, ge=8, description="Student mini-batch size.")
@@ -75,6 +77,15 @@ class SeriesConfig(BaseModel):
     contamination: float = Field(0.01, gt=0, lt=0.5, description="Share of training points above the alarm threshold.")
     student_hidden: list[int] = Field(
         [32, 16], description="Hidden widths of the series student MLP (window rows are narrow and cheap).")
+    augment: bool = Field(
+        True, description="Synthetic distillation rows from window augmentations (off: the tabular engine's "
+        "Gaussian and uniform perturbations of the window rows).")
+    distill_rows: int = Field(
+        60_000, ge=0, description="Distillation rows: the training windows topped up with augmented windows "
+        "(random walk, time warp, amplitude, level shift).")
+    temperature: float = Field(2.0, gt=0, description="Distillation temperature for series students.")
+    hint_weight: float = Field(
+        1.0, ge=0, description="Weight of the hint loss: the conv teacher's code or each ensemble member's score.")
     timestamp_policy: Literal["strict", "file_order"] = Field(
         "strict", description="strict: refuse repeated or backward timestamps; file_order: keep the rows as the "
         "file orders them (e.g. a daylight-saving clock change wrote the same hour twice).")

@@ -10,7 +10,7 @@ from anomaly_distill.distill import train_student
 from anomaly_distill.metrics import detection_metrics, fidelity, threshold_at_contamination
 from anomaly_distill.models.student import ScoringModel
 from anomaly_distill.models.teachers import build_teacher
-from anomaly_distill.soft_labels import soft_label_table
+from anomaly_distill.soft_labels import Synthesizer, soft_label_table
 
 
 @dataclass
@@ -52,8 +52,9 @@ def train_teacher(train: Table, config: EngineConfig, map_fn=map) -> TrainedTeac
     return TrainedTeacher(teacher, preprocessor, threshold_at_contamination(teacher.score(X), config.contamination))
 
 
-def generate_soft_labels(trained: TrainedTeacher, train: Table, config: EngineConfig) -> pd.DataFrame:
-    return soft_label_table(trained.teacher, trained.preprocessor, train, config)
+def generate_soft_labels(trained: TrainedTeacher, train: Table, config: EngineConfig,
+                         synthesize: Synthesizer | None = None) -> pd.DataFrame:
+    return soft_label_table(trained.teacher, trained.preprocessor, train, config, synthesize)
 
 
 def distill_student(soft_labels: pd.DataFrame, trained: TrainedTeacher, train: Table,

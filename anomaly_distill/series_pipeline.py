@@ -10,9 +10,12 @@ import pandas as pd
 
 from anomaly_distill import pipeline
 from anomaly_distill.config import EngineConfig, SeriesConfig
-from anomaly_distill.data import Table
+from anomaly_distill.data import Preprocessor, Table
 from anomaly_distill.metrics import threshold_at_contamination
-from anomaly_distill.timeseries import Normaliser, Series, Windowed, series_from_frame, series_windows, windowed
+from anomaly_distill.soft_labels import Synthesizer
+from anomaly_distill.timeseries import (Normaliser, Series, Windowed, series_from_frame, series_windows, window_rows,
+                                        windowed)
+from anomaly_distill.window_augment import synthetic_windows
 
 
 @dataclass
@@ -56,9 +59,22 @@ class SeriesFit:
 
 
 def engine_for(series: Series, config: SeriesConfig, engine: EngineConfig, kind: str) -> EngineConfig:
-    teacher = engine.teacher.model_copy(update={"kind": kind, "sequence": (series.values.shape[1], config.window)})
+    teacher = engine.teacher.model_copy(update={
+        "kind": kind, "sequence": (series.values.shape[1], config.window), "member_hints": True})
     student = engine.student.model_copy(update={"hidden": config.student_hidden})
-    return engine.model_copy(update={"teacher": teacher, "student": student, "contamination": config.contamination})
+    distill = engine.distill.model_copy(update={
+        "min_rows": config.distill_rows, "temperature": config.temperature, "beta": config.hint_weight})
+    return engine.model_copy(update={
+        "teacher": teacher, "student": student, "distill": distill, "contamination": config.contamination})
+
+
+def window_synthesizer(preprocessor: Preprocessor, channels: int, window: int) -> Synthesizer:
+    """Synthetic distillation rows from augmented training windows, with their stats recomputed (scaled rows)."""
+    def synthesize(real_rows: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+        windows = preprocessor.inverse_transform(real_rows).to_numpy()[:, :channels * window]
+        rows = window_rows(synthetic_windows(windows.reshape(-1, channels, window), n, rng))
+        return preprocessor.transform(pd.DataFrame(rows, columns=preprocessor.input_columns))
+    return synthesize
 
 
 def choose_teacher(candidates: dict[str, pipeline.TrainedTeacher], validation: Table) -> tuple[str, str]:
@@ -86,7 +102,9 @@ def train_series(series: Series, config: SeriesConfig, engine: EngineConfig, lab
     chosen = engine_for(series, config, engine, kind)
     trained = candidates[kind]
     teachers_done = time.perf_counter()
-    soft_labels = pipeline.generate_soft_labels(trained, train, chosen)
+    synthesize = window_synthesizer(trained.preprocessor, series.values.shape[1], config.window) \
+        if config.augment else None
+    soft_labels = pipeline.generate_soft_labels(trained, train, chosen, synthesize)
     student = pipeline.distill_student(soft_labels, trained, train, chosen)
     shippable = SeriesStudent(student, data.normaliser, config.window, timestamp_column,
                               list(series.values.columns))

@@ -1,4 +1,6 @@
 """Soft labels: the teacher's verdict on training rows and on synthetic rows around them."""
+from typing import Callable
+
 import numpy as np
 import pandas as pd
 
@@ -10,8 +12,13 @@ META_COLUMNS = ["source", "teacher_score", "soft_target", "teacher_label", "true
 FEATURE_PREFIX = "teacher_feature_"
 
 
-def distillation_rows(X: np.ndarray, config: EngineConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Real (scaled) training rows plus perturbed and uniform synthetic rows.
+Synthesizer = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
+
+
+def distillation_rows(X: np.ndarray, config: EngineConfig,
+                      synthesize: Synthesizer | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Real (scaled) training rows plus synthetic rows: perturbed and uniform ones by default, or
+    `synthesize(real_rows, n, rng)`'s when given (e.g. window augmentations for a series).
 
     Returns the rows, each row's source and the indices into X of the real rows used.
     """
@@ -21,6 +28,9 @@ def distillation_rows(X: np.ndarray, config: EngineConfig) -> tuple[np.ndarray, 
         real_index = np.sort(rng.choice(len(X), cfg.max_real_rows, replace=False))
     X = X[real_index]
     n_synthetic = max(int(cfg.synthetic_ratio * len(X)), cfg.min_rows - len(X), 0)
+    if synthesize is not None:
+        rows = np.vstack([X, synthesize(X, n_synthetic, rng)]).astype(np.float32)
+        return rows, np.repeat(["train", "augmented"], [len(X), n_synthetic]), real_index
     n_uniform = int(round(cfg.uniform_fraction * n_synthetic))
     n_perturbed = n_synthetic - n_uniform
     perturbed = X[rng.integers(0, len(X), n_perturbed)] + rng.normal(0, cfg.noise_scale, (n_perturbed, X.shape[1]))
@@ -30,11 +40,12 @@ def distillation_rows(X: np.ndarray, config: EngineConfig) -> tuple[np.ndarray, 
     return rows, source, real_index
 
 
-def soft_label_table(teacher, preprocessor: Preprocessor, train: Table, config: EngineConfig) -> pd.DataFrame:
+def soft_label_table(teacher, preprocessor: Preprocessor, train: Table, config: EngineConfig,
+                     synthesize: Synthesizer | None = None) -> pd.DataFrame:
     """One row per distillation row: raw features, teacher score, soft target in [0, 1], teacher hard label,
-    true label (training rows with known labels only) and, for neural teachers, the teacher's features."""
+    true label (training rows with known labels only) and the teacher's features when it has them (hints)."""
     X = preprocessor.transform(train.features)
-    rows, source, real_index = distillation_rows(X, config)
+    rows, source, real_index = distillation_rows(X, config, synthesize)
     scores = teacher.score(rows)
     is_real = source == "train"
     soft_target = EcdfCalibrator(scores[is_real])(scores)

@@ -110,7 +110,11 @@ def window_features(values: np.ndarray, window: int) -> np.ndarray:
     """(n, k) normalised values -> (n - window + 1, k*window + k*len(STATS)); row i = window ending at i+window-1.
 
     The raw window comes first, channel by channel, oldest to newest: sequence teachers read it from there."""
-    windows = sliding_window_view(values, window, axis=0)  # (rows, k, window)
+    return window_rows(sliding_window_view(values, window, axis=0))
+
+
+def window_rows(windows: np.ndarray) -> np.ndarray:
+    """(n, k, window) windows -> (n, k*window + k*len(STATS)) rows: the windows flattened, then their stats."""
     mean, std = windows.mean(axis=2), windows.std(axis=2)
     last = windows[:, :, -1]
     steps = np.diff(windows, axis=2)

@@ -27,7 +27,9 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
         if not args.labels:
             raise DataError("the time-series benchmark needs --labels (a NAB-style label-window JSON)")
-        series = SeriesConfig(window=args.window, timestamp_policy=args.timestamp_policy)
+        chosen = (yaml.safe_load(Path(args.series_config).read_text()) or {}) if args.series_config else {}
+        series = SeriesConfig.model_validate(
+            {"window": args.window, "timestamp_policy": args.timestamp_policy, **chosen})
         records = run_series_benchmark(args.paths, args.labels, series, load_config(args.config),
                                        args.timestamp_column, args.throughput_rows)
     else:
@@ -182,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--labels", help="timeseries: NAB-style label-window JSON (keys end in <folder>/<file>.csv)")
     bench.add_argument("--timestamp-column", default="timestamp", help="timeseries: the timestamp column")
     bench.add_argument("--window", type=int, default=32, help="timeseries: points per window")
+    bench.add_argument("--series-config", help="timeseries: YAML/JSON with SeriesConfig settings (they win over "
+                       "--window/--timestamp-policy; see anomaly_distill/config.py)")
     bench.add_argument("--timestamp-policy", choices=["strict", "file_order"], default="strict",
                        help="timeseries: file_order keeps repeated/backward timestamps in file order (NAB has them)")
     bench.set_defaults(func=cmd_benchmark)

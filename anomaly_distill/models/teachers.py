@@ -135,8 +135,8 @@ class EnsembleTeacher:
     def score(self, X: np.ndarray) -> np.ndarray:
         return self.member_scores(X).mean(axis=1)
 
-    def features(self, X: np.ndarray) -> None:
-        return None
+    def features(self, X: np.ndarray) -> np.ndarray | None:
+        return self.member_scores(X) if self.config.member_hints else None
 
     @property
     def n_params(self) -> int:

@@ -59,13 +59,15 @@ def test_series_benchmark_command_has_the_tabular_keys_plus_event_metrics(tmp_pa
     from anomaly_distill.series_benchmark import METHODS as SERIES_METHODS
 
     path = synthetic_series(tmp_path)
-    (tmp_path / "fast.yaml").write_text("teacher: {epochs: 5}\ndistill: {epochs: 15, min_rows: 5000}\n")
+    (tmp_path / "fast.yaml").write_text("teacher: {epochs: 5}\ndistill: {epochs: 60}\n")
+    (tmp_path / "series.yaml").write_text("teacher: ensemble\ndistill_rows: 5000\n")
     out = tmp_path / "series.json"
     assert main(["benchmark", "--modality", "timeseries", str(path), "--labels", str(tmp_path / "labels.json"),
                  "--window", "16", "--config", str(tmp_path / "fast.yaml"), "--json", str(out),
-                 "--throughput-rows", "5000"]) == 0
+                 "--series-config", str(tmp_path / "series.yaml"), "--throughput-rows", "5000"]) == 0
     records = json.loads(out.read_text())
     assert [r["method"] for r in records] == list(SERIES_METHODS)
+    assert {(r["teacher_kind"], r["teacher_choice"]) for r in records} == {("ensemble", "the only candidate")}
     for r in records:
         assert KEYS | {"event_recall", "false_alarms_per_day", "mean_delay_minutes"} <= set(r)
     by = {r["method"]: r for r in records}
@@ -81,3 +83,11 @@ def test_series_benchmark_needs_label_windows_for_the_file(tmp_path, capsys):
     (tmp_path / "other.json").write_text(json.dumps({"elsewhere/x.csv": []}))
     assert main(["benchmark", "--modality", "timeseries", str(path), "--labels", str(tmp_path / "other.json")]) == 2
     assert "no label windows for plant/sensor.csv" in capsys.readouterr().err
+
+
+def test_series_benchmark_refuses_bad_series_settings(tmp_path, capsys):
+    path = synthetic_series(tmp_path)
+    (tmp_path / "series.yaml").write_text("window: 2\n")
+    assert main(["benchmark", "--modality", "timeseries", str(path), "--labels", str(tmp_path / "labels.json"),
+                 "--series-config", str(tmp_path / "series.yaml")]) == 2
+    assert "window" in capsys.readouterr().err
