@@ -163,6 +163,27 @@ def windowed(series: Series, config: SeriesConfig, point_labels: np.ndarray | No
                     (end >= train_end) & (end < val_end), end >= val_end, normaliser)
 
 
+def merged_history(older: pd.DataFrame, newer: pd.DataFrame, timestamp_column: str,
+                   value_columns: list[str]) -> pd.DataFrame:
+    """Two stretches of one series as one history in time order (e.g. a model's training period + live points).
+
+    A timestamp present more than once (in both, or scored twice from overlapping histories) keeps the row from
+    `newer`, latest last; the gap between the stretches stays a gap (the series contract reports it)."""
+    columns = [timestamp_column, *value_columns]
+    for name, part in (("older", older), ("newer", newer)):
+        missing = [c for c in columns if c not in part.columns]
+        if missing:
+            raise DataError(f"the {name} rows lack columns {missing} needed to rebuild the series")
+    history = pd.concat([older[columns], newer[columns]], ignore_index=True)
+    stamps = pd.to_datetime(history[timestamp_column], errors="coerce", format="mixed", utc=True)
+    if stamps.isna().any():
+        raise DataError(f"{int(stamps.isna().sum())} timestamps do not parse, e.g. "
+                        f"{history[timestamp_column][stamps.isna()].iloc[0]!r}")
+    keep = ~stamps.duplicated(keep="last")
+    order = stamps[keep].sort_values(kind="stable").index
+    return history.loc[order].reset_index(drop=True)
+
+
 def series_windows(series: Series, normaliser: Normaliser, window: int) -> pd.DataFrame:
     """Window rows of a (recent history) series with a fitted normaliser: what a deployed model scores."""
     features = window_features(normaliser(series.values.to_numpy()), window)

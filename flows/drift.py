@@ -6,6 +6,7 @@ import pandas as pd
 from prefect import flow
 from pydantic import BaseModel, Field
 
+from anomaly_distill.timeseries import merged_history
 from tasks import drift as d
 from tasks import scoring as s
 
@@ -18,7 +19,8 @@ class DriftParameters(BaseModel):
         0.3, gt=0, le=1, description="Drift when at least this share of features drifted (or the score drifted).")
     experiment: str = Field("anomaly-distill", description="MLflow experiment for the drift runs.")
     retrain_on_drift: bool = Field(
-        False, description="On drift, run the training pipeline on the reference snapshot + the live window.")
+        False, description="On drift, run the training pipeline on the reference snapshot + the live window "
+        "(a series model: its training period + the live points, in time order, with its series settings).")
     retrain_dir: str = Field("retraining", description="Where the retraining table is written.")
 
 
@@ -37,8 +39,7 @@ def drift_monitoring(params: DriftParameters) -> dict:
     if summary["drift_detected"]:
         d.announce_drift(model, summary, params.window)
         if params.retrain_on_drift and contract.get("modality") == "timeseries":
-            summary["retrain"] = None  # not built: the live store keeps scored points, not a contiguous history
-            print("retrain-on-drift is not built for time-series models: the drift event can trigger nightly-retrain")
+            summary["retrain"] = retrain(params, *series_retraining(reference, current, contract))
         elif params.retrain_on_drift:
             labels = d.feedback_labels(current, d.feedback_store(live_url).read())
             summary["retrain"] = retrain(params, retraining_table(reference, current, features, labels))
@@ -57,7 +58,17 @@ def retraining_table(reference: pd.DataFrame, live: pd.DataFrame, features: list
     return table
 
 
-def retrain(params: DriftParameters, table: pd.DataFrame) -> dict:
+def series_retraining(reference: pd.DataFrame, live: pd.DataFrame, contract: dict) -> tuple[pd.DataFrame, dict]:
+    """The champion's training period + the live points, as one series, and the training settings it had."""
+    from anomaly_distill.config import SeriesConfig
+
+    history = merged_history(reference, live, contract["timestamp_column"], contract["value_columns"])
+    series = SeriesConfig.model_validate(contract.get("series") or {
+        "window": contract["window"], "timestamp_policy": contract.get("timestamp_policy", "strict")})
+    return history, {"modality": "timeseries", "timestamp_column": contract["timestamp_column"], "series": series}
+
+
+def retrain(params: DriftParameters, table: pd.DataFrame, settings: dict | None = None) -> dict:
     """The training pipeline, with its gate, on the retraining table (range checks off: drift is the point)."""
     from flows.training import TrainingParameters, training_pipeline
 
@@ -67,4 +78,4 @@ def retrain(params: DriftParameters, table: pd.DataFrame) -> dict:
     table.to_parquet(path, index=False)
     return training_pipeline(TrainingParameters(
         data_path=str(path), label_column=d.LABEL if d.LABEL in table else None, model_name=params.model_name,
-        experiment=params.experiment, check_ranges=False))
+        experiment=params.experiment, check_ranges=False, **(settings or {})))

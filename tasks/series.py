@@ -35,6 +35,7 @@ def validate_series(frame: pd.DataFrame, config: SeriesConfig, timestamp_column:
     tracking.log_dataset(run_id, frame, "series", None)
     return {"modality": "timeseries", "timestamp_column": timestamp_column, "value_columns": value_columns,
             "window": config.window, "timestamp_policy": config.timestamp_policy, "gaps": len(found),
+            "series": config.model_dump(),
             "digest": frame_digest(frame),
             "features": value_columns, "label_column": None}  # what drift monitoring compares, with the score
 
@@ -90,8 +91,10 @@ def champion_rows(frame: pd.DataFrame, fit: series_pipeline.SeriesFit) -> Table:
 
 
 def reference(frame: pd.DataFrame, fit: series_pipeline.SeriesFit) -> pd.DataFrame:
-    """Training-period values and scores per point: the drift monitor's reference."""
+    """Training-period points (timestamp, values) and their scores: the drift monitor's reference, and the start
+    of the history a drift-triggered retrain trains on."""
     rows = history(frame, fit, fit.data.train)
     scored = fit.student.predict(rows)
-    values = rows.iloc[fit.student.window - 1:].reset_index(drop=True)[fit.student.value_columns]
+    columns = [fit.student.timestamp_column, *fit.student.value_columns]
+    values = rows.iloc[fit.student.window - 1:].reset_index(drop=True)[columns]
     return pd.concat([values, scored[["score", "is_anomaly"]]], axis=1)

@@ -107,8 +107,25 @@ def test_series_model_in_batch_scoring_the_service_and_drift_monitoring(workspac
                                         live_store=str(workspace / "d")))
     calm = drift_monitoring(DriftParameters(model_name=NAME, live_store=str(workspace / "d")))
     assert calm["drifted_columns"] == [] and "value" in calm["columns"]
-    like_training.assign(value=like_training["value"] * 5 + 1).to_csv(workspace / "shifted.csv", index=False)
+    step = pd.Timedelta(pd.to_datetime(frame["timestamp"]).diff().median())
+    later = pd.date_range(pd.Timestamp(frame["timestamp"].iloc[-1]) + step, periods=len(like_training), freq=step)
+    shifted = like_training.assign(timestamp=later.astype(str), value=like_training["value"] * 5 + 1)
+    shifted.to_csv(workspace / "shifted.csv", index=False)
     run_batch_scoring(ScoringParameters(data_path=str(workspace / "shifted.csv"), model_uri=uri,
                                         live_store=str(workspace / "c")))
     stormy = drift_monitoring(DriftParameters(model_name=NAME, live_store=str(workspace / "c")))
     assert stormy["drift_detected"] and stormy["drifted_columns"] == ["value"]
+
+    # retrain on drift: the champion's training period + the live points, in time order, as a new series version
+    retrained = drift_monitoring(DriftParameters(model_name=NAME, live_store=str(workspace / "c"),
+                                                 retrain_on_drift=True, retrain_dir=str(workspace / "retraining")))
+    assert retrained["drift_detected"] and retrained["retrain"]["version"] == "2"
+    table = pd.read_parquet(next((workspace / "retraining").glob("*.parquet")))
+    stamps = pd.to_datetime(table["timestamp"])
+    assert list(table.columns) == ["timestamp", "value"] and stamps.is_monotonic_increasing and stamps.is_unique
+    live_points = shifted.iloc[31:]  # the first window-1 points have no score and are not stored
+    assert len(table) == stormy["reference_rows"] + len(live_points)
+    np.testing.assert_allclose(table["value"].tail(len(live_points)), live_points["value"])
+    import mlflow
+
+    assert len(mlflow.pyfunc.load_model(f"models:/{NAME}/2").predict(recent)) == 400 - 31  # a series model again

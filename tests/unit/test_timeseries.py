@@ -148,3 +148,30 @@ def test_teacher_choice_uses_validation_auroc_only_when_the_period_has_both_clas
     assert kind == "conv_autoencoder" and "conv_autoencoder 1.0000" in why
     kind, why = choose_teacher(candidates, Table(rows, np.zeros(4, dtype=int)))
     assert kind == "ensemble" and "no labelled anomalies" in why
+
+
+def test_merged_history_is_in_time_order_and_newer_rows_win_repeated_timestamps():
+    from anomaly_distill.timeseries import merged_history
+
+    older = pd.DataFrame({"timestamp": ["2024-01-01 00:00", "2024-01-01 00:05", "2024-01-01 00:10"],
+                          "value": [1.0, 2.0, 3.0], "score": [0.1, 0.2, 0.3]})
+    newer = pd.DataFrame({"timestamp": ["2024-01-01 02:00", "2024-01-01 00:10", "2024-01-01 02:05", "2024-01-01 02:00"],
+                          "value": [10.0, 30.0, 11.0, 12.0], "model_name": "m"})
+    merged = merged_history(older, newer, "timestamp", ["value"])
+    assert list(merged.columns) == ["timestamp", "value"]
+    assert merged["timestamp"].tolist() == ["2024-01-01 00:00", "2024-01-01 00:05", "2024-01-01 00:10",
+                                            "2024-01-01 02:00", "2024-01-01 02:05"]
+    assert merged["value"].tolist() == [1.0, 2.0, 30.0, 12.0, 11.0]  # the latest row of a repeated point wins
+    series_from_frame(merged, "timestamp", 2)  # a valid series (the two-hour gap is reported, not refused)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda f: f.drop(columns="timestamp"), "lack columns ['timestamp']"),
+    (lambda f: f.assign(timestamp=["soon", "2024-01-01 00:05"]), "timestamps do not parse, e.g. 'soon'"),
+])
+def test_merged_history_refuses_rows_it_cannot_place_in_time(change, message):
+    from anomaly_distill.timeseries import merged_history
+
+    older = pd.DataFrame({"timestamp": ["2024-01-01 00:00", "2024-01-01 00:05"], "value": [1.0, 2.0]})
+    with pytest.raises(DataError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        merged_history(older, change(older.copy()), "timestamp", ["value"])
