@@ -163,14 +163,14 @@ def windowed(series: Series, config: SeriesConfig, point_labels: np.ndarray | No
                     (end >= train_end) & (end < val_end), end >= val_end, normaliser)
 
 
-def merged_history(older: pd.DataFrame, newer: pd.DataFrame, timestamp_column: str,
-                   value_columns: list[str]) -> pd.DataFrame:
+def merged_history(older: pd.DataFrame, newer: pd.DataFrame, timestamp_column: str, value_columns: list[str],
+                   names: tuple[str, str] = ("older", "newer")) -> pd.DataFrame:
     """Two stretches of one series as one history in time order (e.g. a model's training period + live points).
 
     A timestamp present more than once (in both, or scored twice from overlapping histories) keeps the row from
     `newer`, latest last; the gap between the stretches stays a gap (the series contract reports it)."""
     columns = [timestamp_column, *value_columns]
-    for name, part in (("older", older), ("newer", newer)):
+    for name, part in zip(names, (older, newer)):
         missing = [c for c in columns if c not in part.columns]
         if missing:
             raise DataError(f"the {name} rows lack columns {missing} needed to rebuild the series")
