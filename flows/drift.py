@@ -6,6 +6,7 @@ import pandas as pd
 from prefect import flow
 from pydantic import BaseModel, Field
 
+from anomaly_distill.config import SeriesConfig
 from anomaly_distill.timeseries import merged_history
 from tasks import drift as d
 from tasks import scoring as s
@@ -60,8 +61,6 @@ def retraining_table(reference: pd.DataFrame, live: pd.DataFrame, features: list
 
 def series_retraining(reference: pd.DataFrame, live: pd.DataFrame, contract: dict) -> tuple[pd.DataFrame, dict]:
     """The champion's training period + the live points, as one series, and the training settings it had."""
-    from anomaly_distill.config import SeriesConfig
-
     history = merged_history(reference, live, contract["timestamp_column"], contract["value_columns"],
                              names=("champion's drift reference", "live"))
     series = SeriesConfig.model_validate(contract.get("series") or {
