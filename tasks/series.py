@@ -27,7 +27,7 @@ def validate_series(frame: pd.DataFrame, config: SeriesConfig, timestamp_column:
     if not report.success:
         create_markdown_artifact(report.markdown(), key="data-validation", description="Great Expectations result")
         tracking.set_tags(run_id, {"validation": "failed"})
-        raise ValidationFailed(report.failures)
+        raise ValidationFailed(report.failures + order_hint(report.failures, timestamp_column, config))
     series = series_from_frame(frame, timestamp_column, config.window, value_columns, config.timestamp_policy)
     found = gaps(series, config.gap_tolerance)
     create_markdown_artifact(report.markdown() + f"\n\n{len(found)} gaps longer than {config.gap_tolerance} median "
@@ -38,6 +38,15 @@ def validate_series(frame: pd.DataFrame, config: SeriesConfig, timestamp_column:
             "series": config.model_dump(),
             "digest": frame_digest(frame),
             "features": value_columns, "label_column": None}  # what drift monitoring compares, with the score
+
+
+def order_hint(failures: list[str], timestamp_column: str, config: SeriesConfig) -> list[str]:
+    """Repeated or backward timestamps are often a clock change, not bad data: say how to train on them."""
+    ordering = ("expect_column_values_to_be_unique", "expect_column_values_to_be_increasing")
+    if config.timestamp_policy == "strict" and any(f.startswith(ordering) and timestamp_column in f for f in failures):
+        return ["if the file's row order is right (e.g. a clock set back for daylight saving), train with "
+                "`series: {timestamp_policy: file_order}` in the --config YAML"]
+    return []
 
 
 @task(cache_policy=NO_CACHE)

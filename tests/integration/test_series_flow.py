@@ -67,6 +67,7 @@ def test_bad_series_input_is_refused_and_registers_nothing(workspace, kind, mess
     with pytest.raises(DataError) as error:
         run_training(params)
     assert message in str(error.value)
+    assert ("timestamp_policy: file_order" in str(error.value)) == (kind in ("unsorted", "duplicate"))
     assert client().search_model_versions(f"name='{NAME}'") == []
 
 

@@ -91,3 +91,20 @@ def test_series_benchmark_refuses_bad_series_settings(tmp_path, capsys):
     assert main(["benchmark", "--modality", "timeseries", str(path), "--labels", str(tmp_path / "labels.json"),
                  "--series-config", str(tmp_path / "series.yaml")]) == 2
     assert "window" in capsys.readouterr().err
+
+
+def test_series_benchmark_keeps_a_repeated_hour_in_file_order_unless_told_strict(tmp_path, capsys):
+    import pandas as pd
+
+    path = synthetic_series(tmp_path)
+    frame = pd.read_csv(path)
+    frame.loc[500, "timestamp"] = frame.loc[499, "timestamp"]  # a clock set back: the same time twice
+    frame.to_csv(path, index=False)
+    (tmp_path / "fast.yaml").write_text("teacher: {epochs: 5}\ndistill: {epochs: 30}\n")
+    (tmp_path / "series.yaml").write_text("teacher: ensemble\ndistill_rows: 3000\n")
+    common = ["benchmark", "--modality", "timeseries", str(path), "--labels", str(tmp_path / "labels.json"),
+              "--window", "16", "--config", str(tmp_path / "fast.yaml"), "--series-config",
+              str(tmp_path / "series.yaml"), "--throughput-rows", "2000"]
+    assert main(common) == 0
+    assert main(common + ["--timestamp-policy", "strict"]) == 2
+    assert "1 duplicate timestamps, e.g. row 500" in capsys.readouterr().err
