@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from anomaly_distill.benchmark import checklist, record_of, run_over, score_methods, throughput_sample
 from anomaly_distill.config import EngineConfig, SeriesConfig
+from anomaly_distill.data import DataError
 from anomaly_distill.metrics import event_metrics
 from anomaly_distill.models.teachers import detector_params
 from anomaly_distill.series_pipeline import train_series
@@ -55,7 +56,8 @@ def benchmark_series(path: str | Path, labels_path: str | Path, config: SeriesCo
     data = fit.data
     test, train = data.part(data.test), data.part(data.train)
     if len(np.unique(test.labels)) < 2:
-        raise ValueError(f"{path}: the test period has no labelled anomaly window; AUROC is undefined")
+        raise DataError(f"the test period (last {1 - config.train_fraction - config.validation_fraction:.0%}) "
+                        "holds no labelled anomaly, so AUROC is undefined there")
     test_rows, train_rows = (t.features.to_numpy(dtype=np.float64) for t in (test, train))
     stamps = series.timestamps.iloc[data.end[data.test]].to_numpy()
     speed_rows = throughput_sample(test, throughput_rows, engine.seed)
@@ -67,9 +69,23 @@ def benchmark_series(path: str | Path, labels_path: str | Path, config: SeriesCo
 
 
 def run_series_benchmark(paths: list[str], labels_path: str, config: SeriesConfig, engine: EngineConfig,
-                         timestamp_column: str = "timestamp", throughput_rows: int = 50_000) -> list[dict]:
-    return run_over(paths, METHODS, lambda path, progress: benchmark_series(
-        path, labels_path, config, engine, timestamp_column, throughput_rows, progress))
+                         timestamp_column: str = "timestamp",
+                         throughput_rows: int = 50_000) -> tuple[list[dict], list[str]]:
+    """Records of every series that can be evaluated, and why each other one could not (too short, no label
+    windows, none in the test period, bad timestamps). Raises when none can."""
+    skipped = []
+
+    def one(path, progress):
+        try:
+            return benchmark_series(path, labels_path, config, engine, timestamp_column, throughput_rows, progress)
+        except DataError as error:
+            skipped.append(f"{Path(path).name}: {error}")
+            return []
+
+    records = run_over(paths, METHODS, one)
+    if not records:
+        raise DataError("no series could be evaluated:\n" + "\n".join(f"  - {s}" for s in skipped))
+    return records, skipped
 
 
 def acceptance(records: list[dict]) -> list[tuple[str, bool]]:

@@ -30,13 +30,16 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         chosen = (yaml.safe_load(Path(args.series_config).read_text()) or {}) if args.series_config else {}
         series = SeriesConfig.model_validate(
             {"window": args.window, "timestamp_policy": args.timestamp_policy, **chosen})
-        records = run_series_benchmark(args.paths, args.labels, series, load_config(args.config),
-                                       args.timestamp_column, args.throughput_rows)
+        records, skipped = run_series_benchmark(args.paths, args.labels, series, load_config(args.config),
+                                                args.timestamp_column, args.throughput_rows)
     else:
         from anomaly_distill.benchmark import format_table, run_benchmark
 
-        records = run_benchmark(args.paths, load_config(args.config), args.label_column, args.throughput_rows)
+        records, skipped = run_benchmark(args.paths, load_config(args.config), args.label_column,
+                                         args.throughput_rows), []
     print(format_table(records))
+    if skipped:
+        print("\nSkipped (cannot be evaluated):\n" + "\n".join(f"- {reason}" for reason in skipped))
     if args.json:
         Path(args.json).write_text(json.dumps(records, indent=2))
         print(f"\nwrote {len(records)} records to {args.json}")

@@ -82,7 +82,32 @@ def test_series_benchmark_needs_label_windows_for_the_file(tmp_path, capsys):
     assert "needs --labels" in capsys.readouterr().err
     (tmp_path / "other.json").write_text(json.dumps({"elsewhere/x.csv": []}))
     assert main(["benchmark", "--modality", "timeseries", str(path), "--labels", str(tmp_path / "other.json")]) == 2
-    assert "no label windows for plant/sensor.csv" in capsys.readouterr().err
+    assert "no series could be evaluated" in (err := capsys.readouterr().err)
+    assert "sensor.csv: " in err and "no label windows for plant/sensor.csv" in err
+
+
+def test_series_benchmark_skips_series_it_cannot_evaluate_and_says_why(tmp_path, capsys):
+    import pandas as pd
+
+    path = synthetic_series(tmp_path)
+    (tmp_path / "plant" / "short.csv").write_text(pd.read_csv(path).head(100).to_csv(index=False))
+    early = pd.read_csv(path)  # its only anomaly lies in the training period
+    early.to_csv(tmp_path / "plant" / "early.csv", index=False)
+    windows = json.loads((tmp_path / "labels.json").read_text())
+    windows["plant/early.csv"] = [[early["timestamp"][100], early["timestamp"][150]]]
+    windows["plant/short.csv"] = [[early["timestamp"][80], early["timestamp"][90]]]
+    (tmp_path / "labels.json").write_text(json.dumps(windows))
+    (tmp_path / "fast.yaml").write_text("teacher: {epochs: 5}\ndistill: {epochs: 30}\n")
+    (tmp_path / "series.yaml").write_text("teacher: ensemble\ndistill_rows: 3000\n")
+    out = tmp_path / "out.json"
+    assert main(["benchmark", "--modality", "timeseries", str(path), str(tmp_path / "plant" / "short.csv"),
+                 str(tmp_path / "plant" / "early.csv"), "--labels", str(tmp_path / "labels.json"), "--window", "16",
+                 "--config", str(tmp_path / "fast.yaml"), "--series-config", str(tmp_path / "series.yaml"),
+                 "--throughput-rows", "2000", "--json", str(out)]) == 0
+    assert {r["dataset"] for r in json.loads(out.read_text())} == {"sensor"}
+    printed = capsys.readouterr().out
+    assert "- short.csv: " in printed and "fewer than the 200 needed" in printed
+    assert "- early.csv: the test period (last 50%) holds no labelled anomaly" in printed
 
 
 def test_series_benchmark_refuses_bad_series_settings(tmp_path, capsys):
