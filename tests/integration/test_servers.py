@@ -202,6 +202,23 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-network
                   "--disable-sync", "--no-first-run"]  # no calls home: this machine has no way out
 
 
+def wait_for_browser_run(model_name: str, seconds: float = 60) -> str:
+    """Id of the nightly-retrain run whose parameters name `model_name` (created from the browser form)."""
+    from prefect.client.orchestration import get_client
+
+    def find():  # the sync client: Playwright's sync API already runs an event loop in this thread
+        with get_client(sync_client=True) as prefect:
+            return [r for r in prefect.read_flow_runs()
+                    if r.parameters.get("params", {}).get("model_name") == model_name]
+
+    deadline = time.time() + seconds
+    while not (runs := find()):
+        assert time.time() < deadline, f"no flow run with model_name={model_name} after the form was submitted"
+        time.sleep(1)
+    assert len(runs) == 1, f"the form created {len(runs)} runs"
+    return str(runs[0].id)
+
+
 def test_browser_fills_the_deployment_form_and_the_run_completes(servers, deployed):
     if not os.path.exists(CHROMIUM):
         pytest.skip(f"Chromium not installed at {CHROMIUM} (apt-get install chromium; .ci/run does)")
@@ -224,13 +241,12 @@ def test_browser_fills_the_deployment_form_and_the_run_completes(servers, deploy
         form_field("Model Name (Optional)").fill("srv-browser")
         form_field("Epochs (Optional)").fill("22")
         page.get_by_role("button", name="Submit").click()
-        toast = page.get_by_text("scheduled to start now").first
-        run_name = toast.inner_text().split(" scheduled")[0].strip()
-        page.get_by_role("link", name=run_name).first.click()  # the new run in the deployment's run list
-        page.wait_for_url("**/runs/flow-run/**")
+        playwright.expect(page.get_by_text("scheduled to start now").first).to_be_visible()
+        # Open the run the form created (found through the API: the run list refreshes on a timer, slow under load)
+        flow_run_id = wait_for_browser_run("srv-browser")
+        page.goto(f"{servers.prefect_api.removesuffix('/api')}/runs/flow-run/{flow_run_id}")
         run_state = page.locator(".page-heading-flow-run__meta .state-badge")  # the run's own badge, not a task's
         playwright.expect(run_state).to_have_text("Completed", timeout=240_000)
-        flow_run_id = page.url.rstrip("/").split("/")[-1]
         browser.close()
 
     async def read_run():
