@@ -7,6 +7,7 @@ recomputed) and move it the ways series do move: drift, speed, amplitude and lev
 """
 import numpy as np
 
+
 def random_walk(windows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Adds a random walk whose end-to-end spread is log-uniform in [0.05, 2] (normalised units)."""
     n, _, length = windows.shape

@@ -21,6 +21,7 @@ def load_config(path: str | None) -> EngineConfig:
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
+    skipped = []
     if args.modality == "timeseries":
         from anomaly_distill.config import SeriesConfig
         from anomaly_distill.series_benchmark import format_table, run_series_benchmark
@@ -35,8 +36,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     else:
         from anomaly_distill.benchmark import format_table, run_benchmark
 
-        records, skipped = run_benchmark(args.paths, load_config(args.config), args.label_column,
-                                         args.throughput_rows), []
+        records = run_benchmark(args.paths, load_config(args.config), args.label_column, args.throughput_rows)
     print(format_table(records))
     if skipped:
         print("\nSkipped (cannot be evaluated):\n" + "\n".join(f"- {reason}" for reason in skipped))

@@ -63,8 +63,8 @@ def series_retraining(reference: pd.DataFrame, live: pd.DataFrame, contract: dic
     """The champion's training period + the live points, as one series, and the training settings it had."""
     history = merged_history(reference, live, contract["timestamp_column"], contract["value_columns"],
                              names=("champion's drift reference", "live"))
-    series = SeriesConfig.model_validate(contract.get("series") or {
-        "window": contract["window"], "timestamp_policy": contract.get("timestamp_policy", "strict")})
+    # contract["series"] came with the timestamps in the reference: a contract without it fails above
+    series = SeriesConfig.model_validate(contract["series"])
     return history, {"modality": "timeseries", "timestamp_column": contract["timestamp_column"], "series": series}
 
 
