@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 ADBENCH ?= ../shared/data/adbench
 DEMO := data/demo/thyroid.csv
 
-.PHONY: run demo-benchmark test test-fast bench bench-live bench-series bench-series-ablation clean
+.PHONY: run demo-benchmark test test-fast lint bench bench-live bench-series bench-series-ablation clean
 
 $(BIN)/anomaly-distill: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,11 +21,16 @@ demo-benchmark: $(BIN)/anomaly-distill
 	mkdir -p outputs
 	$(BIN)/anomaly-distill benchmark $(DEMO) --label-column label --json outputs/demo-benchmark.json
 
-test: $(BIN)/anomaly-distill
-	$(BIN)/python -m pytest -q
+# Style first (ruff lint + format check), then every test; -rs prints why anything was skipped.
+test: $(BIN)/anomaly-distill lint
+	$(BIN)/python -m pytest -q -rs
 
 test-fast: $(BIN)/anomaly-distill
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -rs -m "not slow"
+
+lint: $(BIN)/anomaly-distill
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # Regenerates the table in BENCHMARKS.md (all six shared ADBench sets).
 bench: $(BIN)/anomaly-distill

@@ -2,43 +2,66 @@
 
 Pydantic models so the same objects validate CLI/YAML input and render as forms in the Prefect UI.
 """
+
+import difflib
+import typing
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 DetectorName = Literal["iforest", "ecod", "knn", "copod", "hbos"]
 
 
-class TeacherConfig(BaseModel):
+class StrictModel(BaseModel):
+    """Every settings model: an unknown key is an error (a typo must not silently fall back to a default)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class TeacherConfig(StrictModel):
     kind: Literal["ensemble", "autoencoder", "supervised", "conv_autoencoder"] = Field(
-        "ensemble", description="ensemble: PyOD detectors averaged on ECDF scale (no labels needed); "
+        "ensemble",
+        description="ensemble: PyOD detectors averaged on ECDF scale (no labels needed); "
         "autoencoder: deep AE, reconstruction error; supervised: MLP classifier on the label column; "
-        "conv_autoencoder: 1-D convolutional AE over time-series windows.")
+        "conv_autoencoder: 1-D convolutional AE over time-series windows.",
+    )
     sequence: tuple[int, int] | None = Field(
-        None, description="(channels, window length) of the window at the start of each row, for the "
-        "convolutional teacher; set by the time-series pipeline.")
+        None,
+        description="(channels, window length) of the window at the start of each row, for the "
+        "convolutional teacher; set by the time-series pipeline.",
+    )
     detectors: list[DetectorName] = Field(
-        ["iforest", "ecod", "knn"], description="PyOD detectors in the ensemble teacher.")
+        ["iforest", "ecod", "knn"], description="PyOD detectors in the ensemble teacher."
+    )
     member_hints: bool = Field(
-        False, description="ensemble: give the student each member's calibrated score as hint targets.")
+        False, description="ensemble: give the student each member's calibrated score as hint targets."
+    )
     max_fit_rows: int = Field(
-        20_000, ge=100, description="Teachers fit on a random subsample of at most this many training rows.")
+        20_000, ge=100, description="Teachers fit on a random subsample of at most this many training rows."
+    )
     hidden: list[int] = Field([256, 128], description="Hidden widths of the autoencoder/supervised teacher.")
-    bottleneck: int = Field(16, ge=1, description="Autoencoder bottleneck width (the hint features), at most half the feature count.")
+    bottleneck: int = Field(
+        16, ge=1, description="Autoencoder bottleneck width (the hint features), at most half the feature count."
+    )
     epochs: int = Field(40, ge=1, description="Training epochs of a neural teacher.")
     lr: float = Field(1e-3, gt=0, description="Learning rate of a neural teacher.")
 
 
-class StudentConfig(BaseModel):
+class StudentConfig(StrictModel):
     hidden: list[int] = Field([64, 32], description="Hidden widths of the student MLP.")
     squash: float = Field(
-        5.0, gt=0, description="Robust-scaled inputs are squashed by x/(1+|x|/squash) so outliers stay bounded.")
+        5.0, gt=0, description="Robust-scaled inputs are squashed by x/(1+|x|/squash) so outliers stay bounded."
+    )
 
 
-class DistillConfig(BaseModel):
+class DistillConfig(StrictModel):
     alpha: float = Field(
-        1.0, ge=0, le=1, description="Weight of the soft (teacher) loss vs the hard-label loss. Lower it when the "
-        "data has true labels: teacher hard labels are a step function of the soft targets and add no information.")
+        1.0,
+        ge=0,
+        le=1,
+        description="Weight of the soft (teacher) loss vs the hard-label loss. Lower it when the "
+        "data has true labels: teacher hard labels are a step function of the soft targets and add no information.",
+    )
     temperature: float = Field(1.0, gt=0, description="Softening temperature T of teacher and student logits.")
     beta: float = Field(0.1, ge=0, description="Weight of the hint loss (teachers with hint features only).")
     epochs: int = Field(150, ge=1, description="Maximum student epochs (early stopping on validation loss).")
@@ -46,59 +69,151 @@ class DistillConfig(BaseModel):
     batch_size: int = Field(512, ge=8, description="Student mini-batch size.")
     lr: float = Field(3e-3, gt=0, description="Student learning rate (Adam).")
     max_real_rows: int = Field(100_000, ge=100, description="Training rows in the distillation set (subsampled).")
-    min_rows: int = Field(20_000, ge=0, description="The distillation set is topped up with synthetic rows to this size.")
+    min_rows: int = Field(
+        20_000, ge=0, description="The distillation set is topped up with synthetic rows to this size."
+    )
     synthetic_ratio: float = Field(1.0, ge=0, description="Perturbed rows added per real row.")
     noise_scale: float = Field(0.3, gt=0, description="Std of the Gaussian perturbation, in robust-scaled units.")
-    uniform_fraction: float = Field(0.1, ge=0, le=1, description="Share of synthetic rows drawn uniformly in the data's box.")
-    val_fraction: float = Field(0.1, gt=0, lt=0.5, description="Share of the distillation set held out for early stopping.")
+    uniform_fraction: float = Field(
+        0.1, ge=0, le=1, description="Share of synthetic rows drawn uniformly in the data's box."
+    )
+    synthetic: Literal["perturb", "windows"] = Field(
+        "perturb",
+        description="perturb: Gaussian and uniform perturbations of training rows; windows: augmented "
+        "time-series windows with their statistics recomputed (needs teacher.sequence; set for series).",
+    )
+    val_fraction: float = Field(
+        0.1, gt=0, lt=0.5, description="Share of the distillation set held out for early stopping."
+    )
 
 
-class EngineConfig(BaseModel):
+class EngineConfig(StrictModel):
     seed: int = Field(0, description="Seed for splits, subsampling, synthetic rows and weight init.")
     test_fraction: float = Field(0.3, gt=0, lt=1, description="Held-out share for evaluation (stratified on labels).")
     contamination: float = Field(
-        0.05, gt=0, lt=0.5, description="Expected anomaly share: the threshold flags this share of training rows.")
+        0.05, gt=0, lt=0.5, description="Expected anomaly share: the threshold flags this share of training rows."
+    )
     teacher: TeacherConfig = TeacherConfig()
     student: StudentConfig = StudentConfig()
     distill: DistillConfig = DistillConfig()
 
 
-class SeriesConfig(BaseModel):
+class SeriesConfig(StrictModel):
     """How a time series becomes window rows, and how it is split in time."""
 
-    window: int = Field(32, ge=4, description="Points per window; a point's score uses the window ending at it. "
-                        "A multiple of 4 for the convolutional teacher.")
+    window: int = Field(
+        32,
+        ge=4,
+        description="Points per window; a point's score uses the window ending at it. "
+        "A multiple of 4 for the convolutional teacher.",
+    )
     stride: int = Field(1, ge=1, description="Step between training windows (scoring always scores every point).")
     train_fraction: float = Field(0.4, gt=0, lt=1, description="First share of the series: training period.")
     validation_fraction: float = Field(0.1, ge=0, lt=1, description="Next share: picks the teacher (when labelled).")
     teacher: Literal["auto", "ensemble", "conv_autoencoder"] = Field(
-        "auto", description="auto: the better of both on the validation period (by AUROC when it has labels of "
-        "both classes, else the ensemble).")
+        "auto",
+        description="auto: the better of both on the validation period (by AUROC when it has labels of "
+        "both classes, else the ensemble).",
+    )
     contamination: float = Field(0.01, gt=0, lt=0.5, description="Share of training points above the alarm threshold.")
     student_hidden: list[int] = Field(
-        [32, 16], description="Hidden widths of the series student MLP (window rows are narrow and cheap).")
+        [32, 16], description="Hidden widths of the series student MLP (window rows are narrow and cheap)."
+    )
     augment: bool = Field(
-        True, description="Synthetic distillation rows from window augmentations (off: the tabular engine's "
-        "Gaussian and uniform perturbations of the window rows).")
+        True,
+        description="Synthetic distillation rows from window augmentations (off: the tabular engine's "
+        "Gaussian and uniform perturbations of the window rows).",
+    )
     distill_rows: int = Field(
-        60_000, ge=0, description="Distillation rows: the training windows topped up with augmented windows "
-        "(random walk, time warp, amplitude, level shift).")
+        60_000,
+        ge=0,
+        description="Distillation rows: the training windows topped up with augmented windows "
+        "(random walk, time warp, amplitude, level shift).",
+    )
     temperature: float = Field(2.0, gt=0, description="Distillation temperature for series students.")
     hint_weight: float = Field(
-        1.0, ge=0, description="Weight of the hint loss: the conv teacher's code or each ensemble member's score.")
+        1.0, ge=0, description="Weight of the hint loss: the conv teacher's code or each ensemble member's score."
+    )
     timestamp_policy: Literal["strict", "file_order"] = Field(
-        "strict", description="strict: refuse repeated or backward timestamps; file_order: keep the rows as the "
-        "file orders them (e.g. a daylight-saving clock change wrote the same hour twice).")
+        "strict",
+        description="strict: refuse repeated or backward timestamps; file_order: keep the rows as the "
+        "file orders them (e.g. a daylight-saving clock change wrote the same hour twice).",
+    )
     gap_tolerance: float = Field(3.0, gt=1, description="Report gaps longer than this many median steps.")
     min_train_windows: int = Field(200, ge=10, description="Fewest training windows a series must give.")
 
 
-class GateConfig(BaseModel):
+class GateConfig(StrictModel):
     """When a freshly distilled student (the challenger) may replace the champion."""
 
     min_auroc: float = Field(0.7, ge=0, le=1, description="Absolute minimum held-out AUROC.")
     auroc_tolerance: float = Field(
-        0.01, ge=0, le=1, description="The challenger may trail the champion's AUROC by at most this much.")
+        0.01, ge=0, le=1, description="The challenger may trail the champion's AUROC by at most this much."
+    )
     min_fidelity: float = Field(0.9, ge=-1, le=1, description="Minimum Spearman fidelity to the teacher.")
     max_size_bytes: int = Field(5_000_000, gt=0, description="Largest allowed serialized student.")
     min_rows_per_second: float = Field(50_000, ge=0, description="Slowest allowed single-thread scoring rate.")
+
+
+# Settings that used to sit at the top of the training parameters, and where they live now.
+MOVED_KEYS = {
+    "teacher_kind": "engine.teacher.kind",
+    "student_hidden": "engine.student.hidden",
+    "alpha": "engine.distill.alpha",
+    "temperature": "engine.distill.temperature",
+    "beta": "engine.distill.beta",
+    "epochs": "engine.distill.epochs",
+    "contamination": "engine.contamination",
+    "seed": "engine.seed",
+}
+
+
+def _nested_model(annotation) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _nested_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _unknown_key_message(model: type[BaseModel], location: tuple) -> str:
+    """`gate.min_aurok: unknown key; did you mean min_auroc?` (walks nested models along the error location)."""
+    for part in location[:-1]:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        inner = _nested_model(field.annotation) if field is not None else None
+        if inner is None:
+            break
+        model = inner
+    key = str(location[-1])
+    path = ".".join(map(str, location))
+    if len(location) == 1 and key in MOVED_KEYS and key not in model.model_fields:
+        return f"{path}: unknown key; it is set as {MOVED_KEYS[key]} now"
+    close = difflib.get_close_matches(key, list(model.model_fields), n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]}?" if close else f"valid keys: {', '.join(model.model_fields)}"
+    return f"{path}: unknown key; {hint}"
+
+
+def settings_error(model: type[BaseModel], error: ValidationError) -> str:
+    """A validation error as one line per problem, naming the key (and the nearest valid one for a typo)."""
+    lines = []
+    for problem in error.errors():
+        location = tuple(problem["loc"])
+        if problem["type"] == "extra_forbidden":
+            lines.append(_unknown_key_message(model, location))
+        else:
+            lines.append(f"{'.'.join(map(str, location)) or '(top level)'}: {problem['msg']}")
+    return "invalid settings:\n" + "\n".join(f"  - {line}" for line in lines)
+
+
+def parse_settings(model: type[BaseModel], payload: dict | None):
+    """Validated settings, or SettingsError naming every bad key."""
+    try:
+        return model.model_validate(payload or {})
+    except ValidationError as error:
+        raise SettingsError(settings_error(model, error)) from None
+
+
+class SettingsError(ValueError):
+    """Settings (a --config file, flow parameters) that cannot be used, with every problem named."""

@@ -1,4 +1,5 @@
 """Loading, checking, splitting and scaling tabular data."""
+
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -6,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
+
+from anomaly_distill.metrics import has_both_classes
 
 NPZ_LABEL = "label"
 
@@ -89,8 +92,7 @@ def load_table(path: str | Path, label_column: str | None = None) -> Table:
     return table_from_frame(frame, label_column)
 
 
-def table_from_frame(frame: pd.DataFrame, label_column: str | None = None,
-                     segment_column: str | None = None) -> Table:
+def table_from_frame(frame: pd.DataFrame, label_column: str | None = None, segment_column: str | None = None) -> Table:
     segments = None
     if segment_column is not None:
         segments = check_segments(frame, segment_column)
@@ -117,8 +119,11 @@ def check_features(frame: pd.DataFrame, min_rows: int = 2) -> pd.DataFrame:
     """Numeric, finite, non-empty; training needs 2+ rows, scoring one record is fine (min_rows=1)."""
     if frame.shape[0] == 0 or frame.shape[1] == 0:
         raise DataError(f"the table is empty ({frame.shape[0]} rows, {frame.shape[1]} feature columns)")
-    non_numeric = [str(c) for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])
-                   or pd.api.types.is_bool_dtype(frame[c])]
+    non_numeric = [
+        str(c)
+        for c in frame.columns
+        if not pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c])
+    ]
     if non_numeric:
         raise DataError(f"non-numeric feature columns: {non_numeric} (only numeric features are supported)")
     values = frame.to_numpy(dtype=np.float64)
@@ -146,7 +151,7 @@ def check_labels(labels: pd.Series) -> np.ndarray:
 def split_table(table: Table, test_fraction: float, seed: int) -> tuple[Table, Table]:
     """Deterministic split, stratified on the labels when there are labels of both classes."""
     index = np.arange(len(table))
-    stratify = table.labels if table.labels is not None and len(np.unique(table.labels)) == 2 else None
+    stratify = table.labels if has_both_classes(table.labels) else None
     train, test = train_test_split(index, test_size=test_fraction, random_state=seed, stratify=stratify)
     return table.take(np.sort(train)), table.take(np.sort(test))
 
@@ -161,8 +166,10 @@ class Preprocessor:
         self.dropped_columns = [c for c, k in zip(self.input_columns, constant) if k]
         self.columns = [c for c, k in zip(self.input_columns, constant) if not k]
         if len(self.columns) < 2:
-            raise DataError(f"fewer than 2 features left after dropping constant columns "
-                            f"{self.dropped_columns} (kept {self.columns})")
+            raise DataError(
+                f"fewer than 2 features left after dropping constant columns "
+                f"{self.dropped_columns} (kept {self.columns})"
+            )
         self.constant_values = {c: float(v) for c, v, k in zip(self.input_columns, values[0], constant) if k}
         self._kept_positions = np.flatnonzero(~constant)
         kept = values[:, ~constant]

@@ -1,4 +1,5 @@
 """Training the student on a soft-label table, with early stopping on a held-out part of it."""
+
 import copy
 
 import numpy as np
@@ -44,9 +45,15 @@ class _Distiller(nn.Module):
         hidden, logits = self.student.hidden_and_logit(batch["x"])
         cfg = config.distill
         return distillation_loss(
-            logits, batch["teacher_logits"], batch["hard"], cfg.temperature, cfg.alpha, cfg.beta,
+            logits,
+            batch["teacher_logits"],
+            batch["hard"],
+            cfg.temperature,
+            cfg.alpha,
+            cfg.beta,
             projected_hidden=None if self.projection is None else self.projection(hidden),
-            teacher_features=batch.get("teacher_features"))
+            teacher_features=batch.get("teacher_features"),
+        )
 
 
 def _mean_losses(model: _Distiller, tensors, index: torch.Tensor, config: EngineConfig) -> dict[str, float]:
@@ -54,8 +61,9 @@ def _mean_losses(model: _Distiller, tensors, index: torch.Tensor, config: Engine
         return {k: float(v) for k, v in model.losses({k: t[index] for k, t in tensors.items()}, config).items()}
 
 
-def train_student(table: pd.DataFrame, preprocessor: Preprocessor,
-                  config: EngineConfig) -> tuple[ScoringModel, list[dict[str, float]]]:
+def train_student(
+    table: pd.DataFrame, preprocessor: Preprocessor, config: EngineConfig
+) -> tuple[ScoringModel, list[dict[str, float]]]:
     """Fit the student; returns the best-validation model and one history record per epoch."""
     torch.manual_seed(config.seed)
     cfg = config.distill

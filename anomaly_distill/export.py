@@ -1,84 +1,154 @@
-"""ONNX export of the student, preprocessing included, and ONNX Runtime scoring."""
+"""ONNX graphs of the detectors, and an ONNX Runtime scorer that reads what they export.
+
+- tabular student: one graph, raw feature rows (float32) -> logit; the input columns are in the graph's metadata.
+- series student: one graph, raw values of a history (float64, rows oldest first) -> one logit per point with a
+  full window behind it; normalisation, windowing and the window statistics are inside the graph.
+- per-segment model: a folder with one graph per segment and `manifest.json` (segment column, thresholds, which
+  file scores which segment, the fallback for unseen segments). `OnnxDetector` routes rows by it.
+"""
+
+import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
+import pandas as pd
 import torch
+from torch import nn
 
-from anomaly_distill.models.student import ScoringModel, StudentNet
-from anomaly_distill.segments import Segmented
+from anomaly_distill.models.student import ScoringModel
 
-INPUT_NAME, OUTPUT_NAME = "features", "score"
+INPUT_NAME, SERIES_INPUT_NAME, OUTPUT_NAME = "features", "values", "score"
+MANIFEST = "manifest.json"  # of a per-segment export (anomaly_distill.segments writes it)
 
 
-def export_onnx(model: ScoringModel, path: str | Path) -> Path:
-    path = Path(path)
-    example = torch.zeros(2, len(model.input_columns))
+def _export(module: nn.Module, example: torch.Tensor, path: Path, input_name: str, metadata: dict) -> Path:
     torch.onnx.export(
-        model.eval(), (example,), str(path), dynamo=False, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-        dynamic_axes={INPUT_NAME: {0: "rows"}, OUTPUT_NAME: {0: "rows"}}, opset_version=17)
+        module.eval(),
+        (example,),
+        str(path),
+        dynamo=False,
+        input_names=[input_name],
+        output_names=[OUTPUT_NAME],
+        dynamic_axes={input_name: {0: "rows"}, OUTPUT_NAME: {0: "scores"}},
+        opset_version=17,
+    )
+    graph = onnx.load(str(path))
+    for key, value in metadata.items():
+        graph.metadata_props.add(key=key, value=json.dumps(value))
+    onnx.save(graph, str(path))
     return path
 
 
+def export_table_graph(model: ScoringModel, threshold: float, path: str | Path) -> Path:
+    example = torch.zeros(2, len(model.input_columns))
+    return _export(
+        model,
+        example,
+        Path(path),
+        INPUT_NAME,
+        {"kind": "tabular", "input_columns": model.input_columns, "threshold": threshold},
+    )
+
+
+class SeriesScoringGraph(nn.Module):
+    """Raw values (n, channels) -> normalised -> windows ending at each point -> window rows -> student logit.
+
+    The same arithmetic as `timeseries.window_rows`, in float64 up to the student (which runs in float32)."""
+
+    def __init__(self, center: np.ndarray, scale: np.ndarray, window: int, model: ScoringModel):
+        super().__init__()
+        self.register_buffer("center", torch.as_tensor(center, dtype=torch.float64))
+        self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float64))
+        self.window = window
+        self.model = model
+
+    def forward(self, values: torch.Tensor) -> torch.Tensor:
+        normalised = (values - self.center) / self.scale
+        starts = torch.arange(normalised.shape[0] - self.window + 1).unsqueeze(1)
+        windows = normalised[starts + torch.arange(self.window).unsqueeze(0)].permute(0, 2, 1)  # (m, k, window)
+        mean, std = windows.mean(dim=2), windows.std(dim=2, correction=0)
+        last = windows[:, :, -1]
+        steps = windows[:, :, 1:] - windows[:, :, :-1]
+        stats = [
+            mean,
+            std,
+            windows.amin(dim=2),
+            windows.amax(dim=2),
+            (last - mean) / (std + 1e-6),
+            steps.abs().mean(dim=2),
+            steps[:, :, -1],
+        ]
+        rows = torch.cat([windows.reshape(windows.shape[0], -1), *stats], dim=1)
+        return self.model(rows.to(torch.float32))
+
+
+def export_series_graph(student, path: str | Path) -> Path:
+    graph = SeriesScoringGraph(
+        student.normaliser.center, student.normaliser.scale, student.window, student.student.model
+    )
+    example = torch.zeros(student.window + 1, len(student.value_columns), dtype=torch.float64)
+    return _export(
+        graph,
+        example,
+        Path(path),
+        SERIES_INPUT_NAME,
+        {
+            "kind": "timeseries",
+            "timestamp_column": student.timestamp_column,
+            "value_columns": student.value_columns,
+            "window": student.window,
+            "threshold": student.threshold,
+        },
+    )
+
+
+def _session(path: Path, threads: int) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 class OnnxScorer:
+    """One exported graph: `score(raw)` on an array (the graph's input layout)."""
+
     def __init__(self, path: str | Path, threads: int = 1):
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = _session(Path(path), threads)
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.metadata = {key: json.loads(value) for key, value in meta.items()}
+        self.input_name = self.session.get_inputs()[0].name
 
     def score(self, raw: np.ndarray) -> np.ndarray:
-        return self.session.run([OUTPUT_NAME], {INPUT_NAME: np.asarray(raw, dtype=np.float32)})[0]
+        dtype = np.float64 if self.input_name == SERIES_INPUT_NAME else np.float32
+        return self.session.run([OUTPUT_NAME], {self.input_name: np.asarray(raw, dtype=dtype)})[0]
+
+    def score_frame(self, frame: pd.DataFrame) -> np.ndarray:
+        columns = self.metadata.get("value_columns") or self.metadata["input_columns"]
+        return self.score(frame[columns].to_numpy())
 
 
-def _student_state(student) -> dict:
-    model = student.model
-    return {
-        "input_columns": model.input_columns,
-        "hidden": [m.out_features for m in model.net.body if isinstance(m, torch.nn.Linear)],
-        "squash": model.net.squash_scale,
-        "state_dict": model.state_dict(),
-        "threshold": student.threshold,
-    }
+class OnnxDetector:
+    """Scores frames with what `export_onnx` wrote: a graph file, or a per-segment folder with its manifest."""
 
+    def __init__(self, path: str | Path, threads: int = 1):
+        path = Path(path)
+        self.manifest = json.loads((path / MANIFEST).read_text()) if path.is_dir() else None
+        if self.manifest is None:
+            self.members = {None: OnnxScorer(path, threads)}
+        else:
+            self.members = {
+                name: OnnxScorer(path / member["file"], threads) for name, member in self.manifest["members"].items()
+            }
 
-def save_student(student, path: str | Path) -> Path:
-    """Everything needed to rebuild the student in another process: weights, architecture, scaling, threshold
-    (per segment for a segmented student)."""
-    if hasattr(student, "normaliser"):  # a SeriesStudent: the window recipe travels with the weights
-        saved = {"series": {"center": student.normaliser.center.tolist(), "scale": student.normaliser.scale.tolist(),
-                            "window": student.window, "timestamp_column": student.timestamp_column,
-                            "value_columns": student.value_columns},
-                 "student": _student_state(student.student)}
-    elif isinstance(student, Segmented):
-        saved = {"segment_column": student.column,
-                 "segments": {name: _student_state(member) for name, member in student.members.items()}}
-    else:
-        saved = _student_state(student)
-    torch.save(saved, path)
-    return Path(path)
+    def score(self, frame: pd.DataFrame) -> np.ndarray:
+        if self.manifest is None:
+            return self.members[None].score_frame(frame)
+        from anomaly_distill.segments import route_rows
 
-
-def _student_from_state(saved: dict):
-    from anomaly_distill.pipeline import Student
-
-    state = saved["state_dict"]
-    net = StudentNet(len(state["keep"]), saved["hidden"], saved["squash"])
-    model = ScoringModel.from_state(saved["input_columns"], net, state)
-    return Student(model.eval(), saved["threshold"])
-
-
-def load_student(path: str | Path):
-    saved = torch.load(path, weights_only=True)
-    if "series" in saved:
-        from anomaly_distill.series_pipeline import SeriesStudent
-        from anomaly_distill.timeseries import Normaliser
-
-        recipe = saved["series"]
-        normaliser = Normaliser(np.asarray(recipe["center"]), np.asarray(recipe["scale"]))
-        return SeriesStudent(_student_from_state(saved["student"]), normaliser, recipe["window"],
-                             recipe["timestamp_column"], recipe["value_columns"])
-    if "segments" in saved:
-        return Segmented(saved["segment_column"],
-                         {name: _student_from_state(state) for name, state in saved["segments"].items()})
-    return _student_from_state(saved)
+        segments = frame[self.manifest["segment_column"]].astype(str).to_numpy()
+        out = np.empty(len(frame), dtype=np.float64)
+        for name, index in route_rows(segments, list(self.members), self.manifest["fallback"]).items():
+            out[index] = self.members[name].score_frame(frame.iloc[index])
+        return out

@@ -1,4 +1,5 @@
 """The promotion gate: pure decision logic over metrics, so it is the same in flows, CLI and tests."""
+
 from dataclasses import dataclass, field
 
 from anomaly_distill.config import GateConfig
@@ -21,21 +22,35 @@ def _check(ok: bool, text: str) -> tuple[bool, str]:
 def decide(challenger: dict[str, float], champion: dict[str, float] | None, config: GateConfig) -> Verdict:
     """`challenger`/`champion` hold metrics on the same held-out rows (auroc may be absent without labels)."""
     checks = [
-        _check(challenger["fidelity"] >= config.min_fidelity,
-               f"fidelity {challenger['fidelity']:.4f} >= {config.min_fidelity}"),
-        _check(challenger["size_bytes"] <= config.max_size_bytes,
-               f"size {challenger['size_bytes']:,} B <= {config.max_size_bytes:,} B"),
-        _check(challenger["rows_per_second"] >= config.min_rows_per_second,
-               f"scoring {challenger['rows_per_second']:,.0f} rows/s >= {config.min_rows_per_second:,.0f}"),
+        _check(
+            challenger["fidelity"] >= config.min_fidelity,
+            f"fidelity {challenger['fidelity']:.4f} >= {config.min_fidelity}",
+        ),
+        _check(
+            challenger["size_bytes"] <= config.max_size_bytes,
+            f"size {challenger['size_bytes']:,} B <= {config.max_size_bytes:,} B",
+        ),
+        _check(
+            challenger["rows_per_second"] >= config.min_rows_per_second,
+            f"scoring {challenger['rows_per_second']:,.0f} rows/s >= {config.min_rows_per_second:,.0f}",
+        ),
     ]
     if "auroc" in challenger:
-        checks.append(_check(challenger["auroc"] >= config.min_auroc,
-                             f"AUROC {challenger['auroc']:.4f} >= minimum {config.min_auroc}"))
+        checks.append(
+            _check(
+                challenger["auroc"] >= config.min_auroc,
+                f"AUROC {challenger['auroc']:.4f} >= minimum {config.min_auroc}",
+            )
+        )
         if champion is not None and "auroc" in champion:
             floor = champion["auroc"] - config.auroc_tolerance
-            checks.append(_check(challenger["auroc"] >= floor,
-                                 f"AUROC {challenger['auroc']:.4f} >= champion {champion['auroc']:.4f} "
-                                 f"- {config.auroc_tolerance} = {floor:.4f}"))
+            checks.append(
+                _check(
+                    challenger["auroc"] >= floor,
+                    f"AUROC {challenger['auroc']:.4f} >= champion {champion['auroc']:.4f} "
+                    f"- {config.auroc_tolerance} = {floor:.4f}",
+                )
+            )
     else:
         checks.append((True, "note: no labels in the evaluation rows, AUROC checks skipped"))
     if champion is None:

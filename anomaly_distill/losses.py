@@ -2,6 +2,7 @@
 
 Anomaly scores are binary-class logits, so the cross-entropies are binary cross-entropies.
 """
+
 import torch
 import torch.nn.functional as F
 
@@ -22,8 +23,16 @@ def hint_loss(projected_hidden: torch.Tensor, teacher_features: torch.Tensor) ->
     return F.mse_loss(projected_hidden, teacher_features)
 
 
-def distillation_loss(student_logits, teacher_logits, hard_labels, temperature, alpha,
-                      beta=0.0, projected_hidden=None, teacher_features=None) -> dict[str, torch.Tensor]:
+def distillation_loss(
+    student_logits,
+    teacher_logits,
+    hard_labels,
+    temperature,
+    alpha,
+    beta=0.0,
+    projected_hidden=None,
+    teacher_features=None,
+) -> dict[str, torch.Tensor]:
     terms = {
         "soft": soft_loss(student_logits, teacher_logits, temperature),
         "hard": hard_loss(student_logits, hard_labels),

@@ -1,4 +1,5 @@
 """Detection quality, teacher-student fidelity and scoring throughput."""
+
 import time
 from collections.abc import Callable
 
@@ -7,6 +8,11 @@ import torch
 from scipy.stats import spearmanr
 from sklearn.metrics import average_precision_score, precision_recall_fscore_support, roc_auc_score, roc_curve
 from threadpoolctl import threadpool_limits
+
+
+def has_both_classes(labels: np.ndarray | None) -> bool:
+    """Labels with normal and anomalous rows: what AUROC, stratified splits and a supervised teacher need."""
+    return labels is not None and len(labels) > 0 and len(np.unique(labels)) == 2
 
 
 def threshold_at_contamination(train_scores: np.ndarray, contamination: float) -> float:
@@ -19,10 +25,13 @@ def recall_at_fpr(y_true: np.ndarray, scores: np.ndarray, max_fpr: float = 0.01)
     return float(tpr[fpr <= max_fpr].max())
 
 
-def detection_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
-    predicted = (scores > threshold).astype(int)
-    precision, recall, f1, _ = precision_recall_fscore_support(
-        y_true, predicted, average="binary", zero_division=0)
+def detection_metrics(
+    y_true: np.ndarray, scores: np.ndarray, threshold: float | None = None, flagged: np.ndarray | None = None
+) -> dict[str, float]:
+    """Ranking metrics from `scores`; precision/recall/F1 of the alarms, which are `scores > threshold` or, when
+    given, the `flagged` rows (e.g. live rows flagged at whatever threshold was in force when they were scored)."""
+    predicted = (scores > threshold if flagged is None else np.asarray(flagged, dtype=bool)).astype(int)
+    precision, recall, f1, _ = precision_recall_fscore_support(y_true, predicted, average="binary", zero_division=0)
     return {
         "auroc": float(roc_auc_score(y_true, scores)),
         "auprc": float(average_precision_score(y_true, scores)),

@@ -1,25 +1,54 @@
 """The training steps, in order. The CLI, the Prefect flows and the MLflow project all run these."""
+
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from anomaly_distill.config import EngineConfig
 from anomaly_distill.data import Preprocessor, Table, fit_preprocessor, split_table
 from anomaly_distill.distill import train_student
-from anomaly_distill.metrics import detection_metrics, fidelity, threshold_at_contamination
-from anomaly_distill.models.student import ScoringModel
+from anomaly_distill.export import export_table_graph
+from anomaly_distill.metrics import detection_metrics, fidelity, has_both_classes, threshold_at_contamination
+from anomaly_distill.models.student import ScoringModel, StudentNet
 from anomaly_distill.models.teachers import build_teacher
-from anomaly_distill.soft_labels import Synthesizer, soft_label_table
+from anomaly_distill.soft_labels import soft_label_table
+from anomaly_distill.window_augment import window_synthesizer
 
 
 @dataclass
 class Student:
-    """The shippable detector: scoring model (preprocessing inside) plus its alarm threshold."""
+    """The shippable tabular detector: scoring model (preprocessing inside) plus its alarm threshold."""
 
     model: ScoringModel
     threshold: float
     history: list[dict] = field(default_factory=list)
+    kind = "tabular"
+
+    @property
+    def n_params(self) -> int:
+        return self.model.n_params
+
+    def state(self) -> dict:
+        model = self.model
+        return {
+            "input_columns": model.input_columns,
+            "squash": model.net.squash_scale,
+            "hidden": [m.out_features for m in model.net.body if isinstance(m, torch.nn.Linear)],
+            "state_dict": model.state_dict(),
+            "threshold": self.threshold,
+        }
+
+    @classmethod
+    def from_state(cls, saved: dict) -> "Student":
+        state = saved["state_dict"]
+        net = StudentNet(len(state["keep"]), saved["hidden"], saved["squash"])
+        return cls(ScoringModel.from_state(saved["input_columns"], net, state).eval(), saved["threshold"])
+
+    def export_onnx(self, path: str | Path) -> Path:
+        return export_table_graph(self.model, self.threshold, path)
 
     def score(self, features: pd.DataFrame) -> np.ndarray:
         return self.model.score(features[self.model.input_columns].to_numpy(dtype=np.float32))
@@ -52,13 +81,16 @@ def train_teacher(train: Table, config: EngineConfig, map_fn=map) -> TrainedTeac
     return TrainedTeacher(teacher, preprocessor, threshold_at_contamination(teacher.score(X), config.contamination))
 
 
-def generate_soft_labels(trained: TrainedTeacher, train: Table, config: EngineConfig,
-                         synthesize: Synthesizer | None = None) -> pd.DataFrame:
+def generate_soft_labels(trained: TrainedTeacher, train: Table, config: EngineConfig) -> pd.DataFrame:
+    synthesize = None
+    if config.distill.synthetic == "windows":
+        if config.teacher.sequence is None:
+            raise ValueError("windows as synthetic rows need teacher.sequence = (channels, window)")
+        synthesize = window_synthesizer(trained.preprocessor, *config.teacher.sequence)
     return soft_label_table(trained.teacher, trained.preprocessor, train, config, synthesize)
 
 
-def distill_student(soft_labels: pd.DataFrame, trained: TrainedTeacher, train: Table,
-                    config: EngineConfig) -> Student:
+def distill_student(soft_labels: pd.DataFrame, trained: TrainedTeacher, train: Table, config: EngineConfig) -> Student:
     model, history = train_student(soft_labels, trained.preprocessor, config)
     train_scores = model.score(train.features[model.input_columns].to_numpy(dtype=np.float32))
     return Student(model, threshold_at_contamination(train_scores, config.contamination), history)
@@ -75,14 +107,15 @@ def held_out_scores(student: Student, trained: TrainedTeacher, test: Table) -> t
     return trained.score(rows), student.score(rows)
 
 
-def evaluate(student: Student, trained: TrainedTeacher, test: Table,
-             scores: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, dict[str, float]]:
+def evaluate(
+    student: Student, trained: TrainedTeacher, test: Table, scores: tuple[np.ndarray, np.ndarray] | None = None
+) -> dict[str, dict[str, float]]:
     """Teacher and student metrics on held-out rows (detection metrics need labels of both classes).
 
     `scores` are `held_out_scores(...)` when the caller has them already (the teacher can be slow to score)."""
     teacher_scores, student_scores = scores or held_out_scores(student, trained, test)
     result = {"teacher": {}, "student": {"fidelity": fidelity(teacher_scores, student_scores)}}
-    if test.labels is not None and len(np.unique(test.labels)) == 2:
+    if has_both_classes(test.labels):
         result["teacher"].update(detection_metrics(test.labels, teacher_scores, trained.threshold))
         result["student"].update(detection_metrics(test.labels, student_scores, student.threshold))
     return result

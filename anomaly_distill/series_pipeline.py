@@ -2,20 +2,20 @@
 
 The same engine as tables (pipeline.py) runs on the window rows; this module adds the series-specific steps and
 `SeriesStudent`, the shippable detector that takes a recent history frame and scores each point online."""
+
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from anomaly_distill import pipeline
 from anomaly_distill.config import EngineConfig, SeriesConfig
-from anomaly_distill.data import Preprocessor, Table
-from anomaly_distill.metrics import threshold_at_contamination
-from anomaly_distill.soft_labels import Synthesizer
-from anomaly_distill.timeseries import (Normaliser, Series, Windowed, series_from_frame, series_windows, window_rows,
-                                        windowed)
-from anomaly_distill.window_augment import synthetic_windows
+from anomaly_distill.data import Table
+from anomaly_distill.export import export_series_graph
+from anomaly_distill.metrics import has_both_classes
+from anomaly_distill.timeseries import Normaliser, Series, Windowed, series_from_frame, series_windows, windowed
 
 
 @dataclass
@@ -31,11 +31,41 @@ class SeriesStudent:
     model = property(lambda self: self.student.model)
     threshold = property(lambda self: self.student.threshold)
     history = property(lambda self: self.student.history)
+    n_params = property(lambda self: self.student.n_params)
+    kind = "timeseries"
+
+    def state(self) -> dict:
+        return {
+            "series": {
+                "center": self.normaliser.center.tolist(),
+                "scale": self.normaliser.scale.tolist(),
+                "window": self.window,
+                "timestamp_column": self.timestamp_column,
+                "value_columns": self.value_columns,
+            },
+            "student": self.student.state(),
+        }
+
+    @classmethod
+    def from_state(cls, saved: dict) -> "SeriesStudent":
+        recipe = saved["series"]
+        normaliser = Normaliser(np.asarray(recipe["center"]), np.asarray(recipe["scale"]))
+        return cls(
+            pipeline.Student.from_state(saved["student"]),
+            normaliser,
+            recipe["window"],
+            recipe["timestamp_column"],
+            recipe["value_columns"],
+        )
+
+    def export_onnx(self, path: str | Path) -> Path:
+        return export_series_graph(self, path)
 
     def windows(self, frame: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame]:
         series = series_from_frame(frame, self.timestamp_column, self.window, self.value_columns)
-        return series.timestamps.iloc[self.window - 1:].reset_index(drop=True), series_windows(
-            series, self.normaliser, self.window)
+        return series.timestamps.iloc[self.window - 1 :].reset_index(drop=True), series_windows(
+            series, self.normaliser, self.window
+        )
 
     def score(self, frame: pd.DataFrame) -> np.ndarray:
         """One score per point that has a full window behind it (the first window-1 points get none)."""
@@ -59,22 +89,21 @@ class SeriesFit:
 
 
 def engine_for(series: Series, config: SeriesConfig, engine: EngineConfig, kind: str) -> EngineConfig:
-    teacher = engine.teacher.model_copy(update={
-        "kind": kind, "sequence": (series.values.shape[1], config.window), "member_hints": True})
+    teacher = engine.teacher.model_copy(
+        update={"kind": kind, "sequence": (series.values.shape[1], config.window), "member_hints": True}
+    )
     student = engine.student.model_copy(update={"hidden": config.student_hidden})
-    distill = engine.distill.model_copy(update={
-        "min_rows": config.distill_rows, "temperature": config.temperature, "beta": config.hint_weight})
-    return engine.model_copy(update={
-        "teacher": teacher, "student": student, "distill": distill, "contamination": config.contamination})
-
-
-def window_synthesizer(preprocessor: Preprocessor, channels: int, window: int) -> Synthesizer:
-    """Synthetic distillation rows from augmented training windows, with their stats recomputed (scaled rows)."""
-    def synthesize(real_rows: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-        windows = preprocessor.inverse_transform(real_rows).to_numpy()[:, :channels * window]
-        rows = window_rows(synthetic_windows(windows.reshape(-1, channels, window), n, rng))
-        return preprocessor.transform(pd.DataFrame(rows, columns=preprocessor.input_columns))
-    return synthesize
+    distill = engine.distill.model_copy(
+        update={
+            "min_rows": config.distill_rows,
+            "temperature": config.temperature,
+            "beta": config.hint_weight,
+            "synthetic": "windows" if config.augment else "perturb",
+        }
+    )
+    return engine.model_copy(
+        update={"teacher": teacher, "student": student, "distill": distill, "contamination": config.contamination}
+    )
 
 
 def choose_teacher(candidates: dict[str, pipeline.TrainedTeacher], validation: Table) -> tuple[str, str]:
@@ -83,15 +112,21 @@ def choose_teacher(candidates: dict[str, pipeline.TrainedTeacher], validation: T
 
     if len(candidates) == 1:
         return next(iter(candidates)), "the only candidate"
-    if validation.labels is None or len(np.unique(validation.labels)) < 2 or len(validation) == 0:
+    if not has_both_classes(validation.labels):
         return "ensemble", "no labelled anomalies in the validation period: ensemble by default"
     aurocs = {kind: roc_auc_score(validation.labels, t.score(validation.features)) for kind, t in candidates.items()}
     best = max(aurocs, key=aurocs.get)
     return best, "validation AUROC " + ", ".join(f"{k} {v:.4f}" for k, v in aurocs.items())
 
 
-def train_series(series: Series, config: SeriesConfig, engine: EngineConfig, labels: np.ndarray | None = None,
-                 timestamp_column: str = "timestamp", map_fn=map) -> SeriesFit:
+def train_series(
+    series: Series,
+    config: SeriesConfig,
+    engine: EngineConfig,
+    labels: np.ndarray | None = None,
+    timestamp_column: str = "timestamp",
+    map_fn=map,
+) -> SeriesFit:
     """Labels (per point) are used to pick the teacher on the validation period only; fitting is unsupervised."""
     data = windowed(series, config, labels)
     train = Table(data.part(data.train).features)
@@ -102,15 +137,8 @@ def train_series(series: Series, config: SeriesConfig, engine: EngineConfig, lab
     chosen = engine_for(series, config, engine, kind)
     trained = candidates[kind]
     teachers_done = time.perf_counter()
-    synthesize = window_synthesizer(trained.preprocessor, series.values.shape[1], config.window) \
-        if config.augment else None
-    soft_labels = pipeline.generate_soft_labels(trained, train, chosen, synthesize)
+    soft_labels = pipeline.generate_soft_labels(trained, train, chosen)
     student = pipeline.distill_student(soft_labels, trained, train, chosen)
-    shippable = SeriesStudent(student, data.normaliser, config.window, timestamp_column,
-                              list(series.values.columns))
+    shippable = SeriesStudent(student, data.normaliser, config.window, timestamp_column, list(series.values.columns))
     seconds = {"teacher": teachers_done - start, "student": time.perf_counter() - teachers_done}
     return SeriesFit(data, trained, shippable, kind, why, candidates, seconds)
-
-
-def alarm_threshold(scores_on_train: np.ndarray, config: SeriesConfig) -> float:
-    return threshold_at_contamination(scores_on_train, config.contamination)

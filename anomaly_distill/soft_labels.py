@@ -1,4 +1,5 @@
 """Soft labels: the teacher's verdict on training rows and on synthetic rows around them."""
+
 from typing import Callable
 
 import numpy as np
@@ -15,8 +16,9 @@ FEATURE_PREFIX = "teacher_feature_"
 Synthesizer = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
 
 
-def distillation_rows(X: np.ndarray, config: EngineConfig,
-                      synthesize: Synthesizer | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def distillation_rows(
+    X: np.ndarray, config: EngineConfig, synthesize: Synthesizer | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Real (scaled) training rows plus synthetic rows: perturbed and uniform ones by default, or
     `synthesize(real_rows, n, rng)`'s when given (e.g. window augmentations for a series).
 
@@ -40,8 +42,9 @@ def distillation_rows(X: np.ndarray, config: EngineConfig,
     return rows, source, real_index
 
 
-def soft_label_table(teacher, preprocessor: Preprocessor, train: Table, config: EngineConfig,
-                     synthesize: Synthesizer | None = None) -> pd.DataFrame:
+def soft_label_table(
+    teacher, preprocessor: Preprocessor, train: Table, config: EngineConfig, synthesize: Synthesizer | None = None
+) -> pd.DataFrame:
     """One row per distillation row: raw features, teacher score, soft target in [0, 1], teacher hard label,
     true label (training rows with known labels only) and the teacher's features when it has them (hints)."""
     X = preprocessor.transform(train.features)
@@ -62,4 +65,3 @@ def soft_label_table(teacher, preprocessor: Preprocessor, train: Table, config: 
         for j in range(features.shape[1]):
             table[f"{FEATURE_PREFIX}{j}"] = features[:, j]
     return table
-

@@ -3,6 +3,7 @@ window statistics), so a point's score needs only its past and scoring can run o
 
 Normalisation statistics come from the training period only; splits are chronological, never shuffled.
 """
+
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,13 +26,14 @@ class Series:
     def __len__(self) -> int:
         return len(self.timestamps)
 
-    @property
-    def days(self) -> float:
-        return (self.timestamps.iloc[-1] - self.timestamps.iloc[0]) / pd.Timedelta(days=1)
 
-
-def series_from_frame(frame: pd.DataFrame, timestamp_column: str, window: int,
-                      value_columns: list[str] | None = None, timestamp_policy: str = "strict") -> Series:
+def series_from_frame(
+    frame: pd.DataFrame,
+    timestamp_column: str,
+    window: int,
+    value_columns: list[str] | None = None,
+    timestamp_policy: str = "strict",
+) -> Series:
     """Checked series: timestamps parse, strictly increase (no duplicates), values numeric and finite, and at
     least one full window. Each failure names the rows at fault.
 
@@ -42,18 +44,24 @@ def series_from_frame(frame: pd.DataFrame, timestamp_column: str, window: int,
     stamps = pd.to_datetime(frame[timestamp_column], errors="coerce", format="mixed")
     bad = np.flatnonzero(stamps.isna().to_numpy())
     if len(bad):
-        raise DataError(f"{len(bad)} timestamps do not parse, e.g. row {bad[0]}: {frame[timestamp_column].iloc[bad[0]]!r}")
+        raise DataError(
+            f"{len(bad)} timestamps do not parse, e.g. row {bad[0]}: {frame[timestamp_column].iloc[bad[0]]!r}"
+        )
     steps = stamps.diff().iloc[1:]
     if timestamp_policy == "file_order":
         steps = steps.abs() + pd.Timedelta(1, "ns")
     duplicates = np.flatnonzero((steps == pd.Timedelta(0)).to_numpy()) + 1
     if len(duplicates):
-        raise DataError(f"{len(duplicates)} duplicate timestamps, e.g. row {duplicates[0]}: {stamps.iloc[duplicates[0]]}")
+        raise DataError(
+            f"{len(duplicates)} duplicate timestamps, e.g. row {duplicates[0]}: {stamps.iloc[duplicates[0]]}"
+        )
     backwards = np.flatnonzero((steps < pd.Timedelta(0)).to_numpy()) + 1
     if len(backwards):
         row = backwards[0]
-        raise DataError(f"timestamps are not sorted: row {row} ({stamps.iloc[row]}) is earlier than row {row - 1} "
-                        f"({stamps.iloc[row - 1]}); {len(backwards)} such rows")
+        raise DataError(
+            f"timestamps are not sorted: row {row} ({stamps.iloc[row]}) is earlier than row {row - 1} "
+            f"({stamps.iloc[row - 1]}); {len(backwards)} such rows"
+        )
     columns = value_columns or [c for c in frame.columns if c != timestamp_column]
     values = pd.DataFrame({c: _numeric(frame, c) for c in columns})
     if len(frame) < window:
@@ -67,8 +75,10 @@ def _numeric(frame: pd.DataFrame, column: str) -> np.ndarray:
     values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64)
     bad = np.flatnonzero(~np.isfinite(values))
     if len(bad):
-        raise DataError(f"value column {column!r} has {len(bad)} non-numeric or non-finite values, "
-                        f"e.g. row {bad[0]}: {frame[column].iloc[bad[0]]!r}")
+        raise DataError(
+            f"value column {column!r} has {len(bad)} non-numeric or non-finite values, "
+            f"e.g. row {bad[0]}: {frame[column].iloc[bad[0]]!r}"
+        )
     return values
 
 
@@ -76,11 +86,18 @@ def gaps(series: Series, tolerance: float) -> list[tuple[str, str]]:
     """Intervals longer than `tolerance` x the median step (reported, not refused: sensors do go quiet)."""
     steps = series.timestamps.diff()
     limit = steps.median() * tolerance
-    return [(str(series.timestamps[i - 1]), str(series.timestamps[i])) for i in np.flatnonzero((steps > limit).to_numpy())]
+    return [
+        (str(series.timestamps[i - 1]), str(series.timestamps[i])) for i in np.flatnonzero((steps > limit).to_numpy())
+    ]
 
 
-def read_series(path: str | Path, timestamp_column: str, window: int, value_columns: list[str] | None = None,
-                timestamp_policy: str = "strict") -> Series:
+def read_series(
+    path: str | Path,
+    timestamp_column: str,
+    window: int,
+    value_columns: list[str] | None = None,
+    timestamp_policy: str = "strict",
+) -> Series:
     return series_from_frame(read_frame(path), timestamp_column, window, value_columns, timestamp_policy)
 
 
@@ -118,8 +135,15 @@ def window_rows(windows: np.ndarray) -> np.ndarray:
     mean, std = windows.mean(axis=2), windows.std(axis=2)
     last = windows[:, :, -1]
     steps = np.diff(windows, axis=2)
-    stats = [mean, std, windows.min(axis=2), windows.max(axis=2), (last - mean) / (std + 1e-6),
-             np.abs(steps).mean(axis=2), steps[:, :, -1]]
+    stats = [
+        mean,
+        std,
+        windows.min(axis=2),
+        windows.max(axis=2),
+        (last - mean) / (std + 1e-6),
+        np.abs(steps).mean(axis=2),
+        steps[:, :, -1],
+    ]
     return np.hstack([windows.reshape(len(windows), -1)] + stats)
 
 
@@ -149,9 +173,11 @@ def windowed(series: Series, config: SeriesConfig, point_labels: np.ndarray | No
     train_end, val_end = chronological_split(len(series), config)
     train_windows = max(train_end - config.window + 1, 0)
     if -(-train_windows // config.stride) < config.min_train_windows:
-        raise DataError(f"the series has {len(series)} points: its training period ({train_end} points) holds "
-                        f"{-(-train_windows // config.stride)} windows of {config.window} (stride {config.stride}), "
-                        f"fewer than the {config.min_train_windows} needed")
+        raise DataError(
+            f"the series has {len(series)} points: its training period ({train_end} points) holds "
+            f"{-(-train_windows // config.stride)} windows of {config.window} (stride {config.stride}), "
+            f"fewer than the {config.min_train_windows} needed"
+        )
     values = series.values.to_numpy()
     normaliser = Normaliser.fit(values[:train_end])
     features = window_features(normaliser(values), config.window)
@@ -159,12 +185,24 @@ def windowed(series: Series, config: SeriesConfig, point_labels: np.ndarray | No
     frame = pd.DataFrame(features, columns=window_columns(list(series.values.columns), config.window))
     labels = None if point_labels is None else point_labels[end].astype(np.int64)
     strided = (end - end[0]) % config.stride == 0  # training windows only: every point is still scored
-    return Windowed(series, Table(frame, labels), end, (end < train_end) & strided,
-                    (end >= train_end) & (end < val_end), end >= val_end, normaliser)
+    return Windowed(
+        series,
+        Table(frame, labels),
+        end,
+        (end < train_end) & strided,
+        (end >= train_end) & (end < val_end),
+        end >= val_end,
+        normaliser,
+    )
 
 
-def merged_history(older: pd.DataFrame, newer: pd.DataFrame, timestamp_column: str, value_columns: list[str],
-                   names: tuple[str, str] = ("older", "newer")) -> pd.DataFrame:
+def merged_history(
+    older: pd.DataFrame,
+    newer: pd.DataFrame,
+    timestamp_column: str,
+    value_columns: list[str],
+    names: tuple[str, str] = ("older", "newer"),
+) -> pd.DataFrame:
     """Two stretches of one series as one history in time order (e.g. a model's training period + live points).
 
     A timestamp present more than once (in both, or scored twice from overlapping histories) keeps the row from
@@ -177,8 +215,10 @@ def merged_history(older: pd.DataFrame, newer: pd.DataFrame, timestamp_column: s
     history = pd.concat([older[columns], newer[columns]], ignore_index=True)
     stamps = pd.to_datetime(history[timestamp_column], errors="coerce", format="mixed", utc=True)
     if stamps.isna().any():
-        raise DataError(f"{int(stamps.isna().sum())} timestamps do not parse, e.g. "
-                        f"{history[timestamp_column][stamps.isna()].iloc[0]!r}")
+        raise DataError(
+            f"{int(stamps.isna().sum())} timestamps do not parse, e.g. "
+            f"{history[timestamp_column][stamps.isna()].iloc[0]!r}"
+        )
     keep = ~stamps.duplicated(keep="last")
     order = stamps[keep].sort_values(kind="stable").index
     return history.loc[order].reset_index(drop=True)

@@ -5,7 +5,14 @@ worse than its teacher. Gaussian noise on the window-row features leaves the row
 its window and mostly lands where no series goes; these perturbations keep the row a real window (statistics
 recomputed) and move it the ways series do move: drift, speed, amplitude and level.
 """
+
+from collections.abc import Callable
+
 import numpy as np
+import pandas as pd
+
+from anomaly_distill.data import Preprocessor
+from anomaly_distill.timeseries import window_rows
 
 
 def random_walk(windows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -55,3 +62,16 @@ def synthetic_windows(windows: np.ndarray, n: int, rng: np.random.Generator) -> 
         chosen = np.flatnonzero(kinds == k)
         out[chosen] = augment(windows[rng.integers(0, len(windows), len(chosen))], rng)
     return out
+
+
+def window_synthesizer(
+    preprocessor: Preprocessor, channels: int, window: int
+) -> Callable[[np.ndarray, int, np.random.Generator], np.ndarray]:
+    """Synthetic distillation rows from augmented training windows, with their stats recomputed (scaled rows)."""
+
+    def synthesize(real_rows: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+        windows = preprocessor.inverse_transform(real_rows).to_numpy()[:, : channels * window]
+        rows = window_rows(synthetic_windows(windows.reshape(-1, channels, window), n, rng))
+        return preprocessor.transform(pd.DataFrame(rows, columns=preprocessor.input_columns))
+
+    return synthesize

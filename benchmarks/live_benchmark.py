@@ -4,6 +4,7 @@ Usage: .venv/bin/python benchmarks/live_benchmark.py [--data data/demo/thyroid.c
 Runs in a temporary directory with the embedded defaults (temporary Prefect API, sqlite MLflow store). All
 traffic stays on 127.0.0.1 and every request loop is bounded.
 """
+
 import argparse
 import os
 import socket
@@ -35,27 +36,43 @@ def live_rows(features: pd.DataFrame, n: int) -> pd.DataFrame:
 def throughput(data: Path, features: pd.DataFrame) -> list[str]:
     import mlflow.pyfunc
 
-    from anomaly_distill.export import load_student
+    from anomaly_distill.detector import load_detector
     from anomaly_distill.metrics import rows_per_second
-    from tasks.scoring import resolve_model
+    from tasks.registry import resolve_model
 
     ref = resolve_model(f"models:/{NAME}@champion")
     pyfunc = mlflow.pyfunc.load_model(ref.uri)
-    student = load_student(mlflow.artifacts.download_artifacts(f"{ref.uri}/artifacts/student.pt"))
+    student = load_detector(mlflow.artifacts.download_artifacts(f"{ref.uri}/artifacts/detector.pt"))
     rows = live_rows(features, 100_000)
     raw = rows_per_second(student.model.score, rows.to_numpy(dtype=np.float32), repeats=5)
     wrapped = rows_per_second(pyfunc.predict, rows, repeats=5)
-    return [f"| batch scoring, 100,000 rows, 1 thread | raw student {raw:,.0f} rows/s | pyfunc {wrapped:,.0f} rows/s "
-            f"| pyfunc/raw {wrapped / raw:.2f} |"]
+    return [
+        f"| batch scoring, 100,000 rows, 1 thread | raw student {raw:,.0f} rows/s | pyfunc {wrapped:,.0f} rows/s "
+        f"| pyfunc/raw {wrapped / raw:.2f} |"
+    ]
 
 
 def service(workdir: Path, features: pd.DataFrame) -> list[str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "flows.cli", "serve-api", "--model-name", NAME, "--port", str(port),
-                               "--live-store", str(workdir / "service-store")], cwd=workdir,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "flows.cli",
+            "serve-api",
+            "--model-name",
+            NAME,
+            "--port",
+            str(port),
+            "--live-store",
+            str(workdir / "service-store"),
+        ],
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     lines = []
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
@@ -76,8 +93,10 @@ def service(workdir: Path, features: pd.DataFrame) -> list[str]:
                     client.post("/score", json=body).raise_for_status()
                     latencies.append(time.perf_counter() - t0)
                 rate = count / (time.perf_counter() - start)
-                lines.append(f"| service, {size:,}-record requests ({count} sequential) | {percentiles(latencies)} "
-                             f"| {rate:,.1f} requests/s | {rate * size:,.0f} rows/s |")
+                lines.append(
+                    f"| service, {size:,}-record requests ({count} sequential) | {percentiles(latencies)} "
+                    f"| {rate:,.1f} requests/s | {rate * size:,.0f} rows/s |"
+                )
     finally:
         server.terminate()
         server.wait(30)
@@ -85,10 +104,10 @@ def service(workdir: Path, features: pd.DataFrame) -> list[str]:
 
 
 def drift(workdir: Path, features: pd.DataFrame) -> list[str]:
-    from anomaly_distill.live_store import LiveStore
-    from flows.drift import DriftParameters, drift_monitoring
-
     import mlflow.pyfunc
+
+    from flows.drift import DriftParameters, drift_monitoring
+    from serving.live_store import LiveStore
 
     rows = live_rows(features, 100_000)
     scored = mlflow.pyfunc.load_model(f"models:/{NAME}@champion").predict(rows)
@@ -97,8 +116,10 @@ def drift(workdir: Path, features: pd.DataFrame) -> list[str]:
     start = time.perf_counter()
     summary = drift_monitoring(DriftParameters(model_name=NAME, live_store=store.url))
     seconds = time.perf_counter() - start
-    return [f"| drift-monitoring flow, 100,000 live rows | {seconds:.1f} s wall | drift detected: "
-            f"{summary['drift_detected']} (live rows are jittered training rows) | |"]
+    return [
+        f"| drift-monitoring flow, 100,000 live rows | {seconds:.1f} s wall | drift detected: "
+        f"{summary['drift_detected']} (live rows are jittered training rows) | |"
+    ]
 
 
 def main() -> None:
@@ -111,8 +132,22 @@ def main() -> None:
         workdir = Path(tmp)
         os.chdir(workdir)
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{workdir / 'mlflow.db'}"
-        subprocess.run([sys.executable, "-m", "flows.cli", "train", "--data", args.data, "--label-column",
-                        args.label_column, "--model-name", NAME], check=True, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "flows.cli",
+                "train",
+                "--data",
+                args.data,
+                "--label-column",
+                args.label_column,
+                "--model-name",
+                NAME,
+            ],
+            check=True,
+            capture_output=True,
+        )
         lines = ["| what | measurement | | |", "|---|---|---|---|"]
         lines += throughput(Path(args.data), features) + service(workdir, features) + drift(workdir, features)
     print("\n".join(lines))

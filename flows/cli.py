@@ -1,4 +1,5 @@
 """`anomaly-distill` command line. Orchestration imports happen inside the commands that need them."""
+
 import argparse
 import json
 import sys
@@ -9,15 +10,28 @@ import pandas as pd
 import yaml
 from pydantic import ValidationError
 
-from anomaly_distill.config import EngineConfig
+from anomaly_distill.config import EngineConfig, SettingsError, parse_settings
 from anomaly_distill.data import NPZ_LABEL, DataError, column_names
 
 
+def read_settings(path: str | None) -> dict:
+    """A --config YAML/JSON file as a mapping (empty without one); a file that is not a mapping is refused."""
+    if not path:  # None, or "" from the MLflow project's default
+        return {}
+    file = Path(path)
+    if not file.is_file():
+        raise SettingsError(f"config file not found: {path}")
+    try:
+        settings = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise SettingsError(f"{path} is not valid YAML: {error}") from None
+    if not isinstance(settings, dict):
+        raise SettingsError(f"{path} must hold a mapping of settings, got {type(settings).__name__}")
+    return settings
+
+
 def load_config(path: str | None) -> EngineConfig:
-    if path is None:
-        return EngineConfig()
-    text = Path(path).read_text()
-    return EngineConfig.model_validate(yaml.safe_load(text) or {})
+    return parse_settings(EngineConfig, read_settings(path))
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
@@ -28,11 +42,13 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
         if not args.labels:
             raise DataError("the time-series benchmark needs --labels (a NAB-style label-window JSON)")
-        chosen = (yaml.safe_load(Path(args.series_config).read_text()) or {}) if args.series_config else {}
-        series = SeriesConfig.model_validate(
-            {"window": args.window, "timestamp_policy": args.timestamp_policy, **chosen})
-        records, skipped = run_series_benchmark(args.paths, args.labels, series, load_config(args.config),
-                                                args.timestamp_column, args.throughput_rows)
+        chosen = read_settings(args.series_config)
+        series = parse_settings(
+            SeriesConfig, {"window": args.window, "timestamp_policy": args.timestamp_policy, **chosen}
+        )
+        records, skipped = run_series_benchmark(
+            args.paths, args.labels, series, load_config(args.config), args.timestamp_column, args.throughput_rows
+        )
     else:
         from anomaly_distill.benchmark import format_table, run_benchmark
 
@@ -49,17 +65,30 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from flows.training import TrainingParameters, run_training
 
-    settings = yaml.safe_load(Path(args.config).read_text()) if args.config else {}
-    settings.update({k: v for k, v in {"data_path": args.data, "label_column": args.label_column,
-                                       "model_name": args.model_name, "task_runner": args.task_runner,
-                                       "dask_address": args.dask_address,
-                                       "segment_column": args.segment_column, "modality": args.modality,
-                                       "timestamp_column": args.timestamp_column,
-                                       "labels_path": args.labels}.items() if v is not None})
-    if "label_column" not in settings and "data_path" in settings:  # unlabelled unless a `label` column exists
-        settings["label_column"] = NPZ_LABEL if NPZ_LABEL in column_names(settings["data_path"]) else None
+    settings = read_settings(args.config)
+    settings.update(
+        {
+            k: v
+            for k, v in {
+                "data_path": args.data,
+                "label_column": args.label_column,
+                "model_name": args.model_name,
+                "task_runner": args.task_runner,
+                "dask_address": args.dask_address,
+                "segment_column": args.segment_column,
+                "modality": args.modality,
+                "timestamp_column": args.timestamp_column,
+                "labels_path": args.labels,
+            }.items()
+            if v is not None
+        }
+    )
+    params = parse_settings(TrainingParameters, settings)  # every key checked before any file is read
+    if "label_column" not in settings:  # unlabelled unless a `label` column exists
+        label = NPZ_LABEL if NPZ_LABEL in column_names(params.data_path) else None
+        params = params.model_copy(update={"label_column": label})
     start = time.perf_counter()
-    outcome = run_training(TrainingParameters.model_validate(settings))
+    outcome = run_training(params)
     print(training_summary(outcome, time.perf_counter() - start))
     return 0
 
@@ -71,13 +100,14 @@ def training_summary(outcome: dict, wall_seconds: float) -> str:
     lines = [
         "",
         f"Reused {outcome['model_name']} version {outcome['version']}: same data, parameters and code as its run"
-        if outcome.get("reused_version") else
-        f"Registered {outcome['model_name']} version {outcome['version']} (alias: challenger)",
+        if outcome.get("reused_version")
+        else f"Registered {outcome['model_name']} version {outcome['version']} (alias: challenger)",
         f"  AUROC {m.get('auroc', float('nan')):.4f}  fidelity {m['fidelity']:.4f}  "
         f"params {m['params']:,}  size {m['size_bytes']:,} B  {m['rows_per_second']:,.0f} rows/s",
         f"Gate: {'PASSED -> now champion' if outcome['promoted'] else 'FAILED -> champion unchanged'}",
         *[f"  - {reason}" for reason in outcome["reasons"]],
-        f"Teacher {'reused from cache' if outcome['teacher_from_cache'] else 'trained'}; MLflow run {outcome['run_id']}",
+        f"Teacher {'reused from cache' if outcome['teacher_from_cache'] else 'trained'}; "
+        f"MLflow run {outcome['run_id']}",
         f"Time: {wall_seconds:.1f} s in the flow, of which compute "
         + ", ".join(f"{stage} {s:.1f} s" for stage, s in outcome["seconds"].items())
         + f"; orchestration + tracking {wall_seconds - sum(outcome['seconds'].values()):.1f} s",
@@ -112,20 +142,37 @@ def cmd_score(args: argparse.Namespace) -> int:
     from flows.scoring import ScoringParameters, run_batch_scoring
 
     uri = args.model_uri or f"models:/{args.model_name}@champion"
-    result = run_batch_scoring(ScoringParameters(
-        data_path=args.data, model_uri=uri, out_path=args.out, live_store=args.live_store, threshold=args.threshold,
-        task_runner=args.task_runner, dask_address=args.dask_address, chunk_rows=args.chunk_rows))
-    print(f"Scored {result['rows']:,} rows with {result['model_name']} v{result['model_version']}: "
-          f"{result['anomalies']:,} anomalies, {result['rows_per_second']:,.0f} rows/s"
-          + (f"; wrote {result['out_path']}" if result["out_path"] else ""))
+    result = run_batch_scoring(
+        ScoringParameters(
+            data_path=args.data,
+            model_uri=uri,
+            out_path=args.out,
+            live_store=args.live_store,
+            threshold=args.threshold,
+            task_runner=args.task_runner,
+            dask_address=args.dask_address,
+            chunk_rows=args.chunk_rows,
+        )
+    )
+    print(
+        f"Scored {result['rows']:,} rows with {result['model_name']} v{result['model_version']}: "
+        f"{result['anomalies']:,} anomalies, {result['rows_per_second']:,.0f} rows/s"
+        + (f"; wrote {result['out_path']}" if result["out_path"] else "")
+    )
     return 0
 
 
 def cmd_drift(args: argparse.Namespace) -> int:
     from flows.drift import DriftParameters, drift_monitoring
 
-    summary = drift_monitoring(DriftParameters(model_name=args.model_name, window=args.window,
-                                               live_store=args.live_store, retrain_on_drift=args.retrain_on_drift))
+    summary = drift_monitoring(
+        DriftParameters(
+            model_name=args.model_name,
+            window=args.window,
+            live_store=args.live_store,
+            retrain_on_drift=args.retrain_on_drift,
+        )
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2, default=str))
     retrain = summary.get("retrain")
@@ -146,9 +193,8 @@ def cmd_serve_api(args: argparse.Namespace) -> int:
 
 def cmd_feedback(args: argparse.Namespace) -> int:
     from anomaly_distill.data import check_labels, read_frame
-    from anomaly_distill.live_store import ROW_ID, LiveStore
+    from serving.live_store import ROW_ID, LiveStore, live_store_url
     from tasks.drift import LABEL, feedback_store
-    from tasks.scoring import live_store_url
 
     frame = read_frame(args.data)
     missing = [c for c in (ROW_ID, LABEL) if c not in frame.columns]
@@ -167,8 +213,14 @@ def cmd_feedback(args: argparse.Namespace) -> int:
 def cmd_deploy(args: argparse.Namespace) -> int:
     from flows.deployments import serve_all
 
-    serve_all(data_path=str(Path(args.data).resolve()), model_name=args.model_name, label_column=args.label_column,
-              cron=args.cron, timezone=args.timezone, drift_interval_seconds=args.drift_interval)
+    serve_all(
+        data_path=str(Path(args.data).resolve()),
+        model_name=args.model_name,
+        label_column=args.label_column,
+        cron=args.cron,
+        timezone=args.timezone,
+        drift_interval_seconds=args.drift_interval,
+    )
     return 0
 
 
@@ -181,17 +233,28 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", help="write the records to this JSON file")
     bench.add_argument("--label-column", help="label column (1 = anomaly) for CSV/Parquet files")
     bench.add_argument("--config", help="YAML/JSON file with engine settings (see anomaly_distill/config.py)")
-    bench.add_argument("--throughput-rows", type=int, default=50_000,
-                       help="rows scored per throughput measurement (held-out rows, tiled if fewer)")
+    bench.add_argument(
+        "--throughput-rows",
+        type=int,
+        default=50_000,
+        help="rows scored per throughput measurement (held-out rows, tiled if fewer)",
+    )
     bench.add_argument("--modality", choices=["tabular", "timeseries"], default="tabular")
     bench.add_argument("--labels", help="timeseries: NAB-style label-window JSON (keys end in <folder>/<file>.csv)")
     bench.add_argument("--timestamp-column", default="timestamp", help="timeseries: the timestamp column")
     bench.add_argument("--window", type=int, default=32, help="timeseries: points per window")
-    bench.add_argument("--series-config", help="timeseries: YAML/JSON with SeriesConfig settings (they win over "
-                       "--window/--timestamp-policy; see anomaly_distill/config.py)")
-    bench.add_argument("--timestamp-policy", choices=["strict", "file_order"], default="file_order",
-                       help="timeseries: file_order (default here) keeps repeated/backward timestamps in file order, "
-                       "as NAB's files have them at daylight-saving changes; strict refuses them, as training does")
+    bench.add_argument(
+        "--series-config",
+        help="timeseries: YAML/JSON with SeriesConfig settings (they win over "
+        "--window/--timestamp-policy; see anomaly_distill/config.py)",
+    )
+    bench.add_argument(
+        "--timestamp-policy",
+        choices=["strict", "file_order"],
+        default="file_order",
+        help="timeseries: file_order (default here) keeps repeated/backward timestamps in file order, "
+        "as NAB's files have them at daylight-saving changes; strict refuses them, as training does",
+    )
     bench.set_defaults(func=cmd_benchmark)
 
     train = commands.add_parser("train", help="run the training pipeline (Prefect flow, MLflow tracking + registry)")
@@ -214,8 +277,12 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--out", help="write rows with score and is_anomaly (.csv or .parquet)")
     score.add_argument("--live-store", help="live store URL (default $ANOMALY_DISTILL_LIVE_STORE or ./live-store)")
     score.add_argument("--threshold", type=float, help="override the model's stored threshold")
-    score.add_argument("--task-runner", choices=["threads", "dask"], default="threads",
-                       help="score chunks on local threads or on a Dask cluster")
+    score.add_argument(
+        "--task-runner",
+        choices=["threads", "dask"],
+        default="threads",
+        help="score chunks on local threads or on a Dask cluster",
+    )
     score.add_argument("--dask-address", help="existing Dask scheduler (tcp://host:8786); default: a LocalCluster")
     score.add_argument("--chunk-rows", type=int, default=50_000, help="rows per scoring task")
     score.set_defaults(func=cmd_score)
@@ -270,16 +337,23 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DataError, LookupError, ValidationError) as error:  # bad data/settings, unknown model or version
+    except (
+        DataError,
+        LookupError,
+        ValidationError,
+        SettingsError,
+    ) as error:  # bad data/settings, unknown model or version
         print(f"error: {error}", file=sys.stderr)
         return 2
     except Exception as error:
         server = unreachable_server(error)
         if server is None:
             raise
-        print(f"error: {server} did not answer ({type(error).__name__}: {str(error)[:300]}). Start it again and "
-              "re-run the same command: cached steps are reused and no duplicate model version is made.",
-              file=sys.stderr)
+        print(
+            f"error: {server} did not answer ({type(error).__name__}: {str(error)[:300]}). Start it again and "
+            "re-run the same command: cached steps are reused and no duplicate model version is made.",
+            file=sys.stderr,
+        )
         return 3
 
 
@@ -295,7 +369,8 @@ def unreachable_server(error: BaseException) -> str | None:
         if isinstance(error, httpx.TransportError):
             return f"the Prefect API at {os.environ.get('PREFECT_API_URL', '(ephemeral)')}"
         if isinstance(error, requests.ConnectionError) or (
-                isinstance(error, MlflowException) and "API request to" in str(error)):
+            isinstance(error, MlflowException) and "API request to" in str(error)
+        ):
             return f"the MLflow tracking server at {os.environ.get('MLFLOW_TRACKING_URI')}"
         error = error.__cause__ or error.__context__
     return None

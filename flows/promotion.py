@@ -1,14 +1,16 @@
 """promote-model: point the champion alias at a version, or roll it back (the UI's manual lever)."""
+
 from typing import Literal
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from anomaly_distill.config import StrictModel
 from tasks import registry
 
 
-class PromotionParameters(BaseModel):
+class PromotionParameters(StrictModel):
     model_name: str = Field("anomaly-detector", description="Registered model name.")
     action: Literal["promote", "rollback"] = Field("promote", description="promote a version, or roll back.")
     version: str | None = Field(None, description="Version to promote (ignored for rollback).")

@@ -1,4 +1,5 @@
 """Where a flow's submitted tasks run: local threads (default) or a Dask cluster through prefect-dask."""
+
 from typing import Literal
 
 RunnerKind = Literal["threads", "dask"]
@@ -10,6 +11,9 @@ def with_runner(flow, kind: str, address: str | None = None):
         return flow
     from prefect_dask import DaskTaskRunner
 
-    runner = DaskTaskRunner(address=address) if address else DaskTaskRunner(
-        cluster_kwargs={"n_workers": 2, "threads_per_worker": 1, "processes": True})
+    runner = (
+        DaskTaskRunner(address=address)
+        if address
+        else DaskTaskRunner(cluster_kwargs={"n_workers": 2, "threads_per_worker": 1, "processes": True})
+    )
     return flow.with_options(task_runner=runner)

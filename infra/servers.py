@@ -7,6 +7,7 @@
 Settings come from the environment (see infra/.env.example); secrets such as the database password belong there,
 never in code. State (pids, logs, MLflow artifacts) goes to $ANOMALY_DISTILL_STATE (default infra/.state).
 """
+
 import os
 import signal
 import subprocess
@@ -33,12 +34,16 @@ class Settings:
     def from_env(cls, **overrides) -> "Settings":
         env = os.environ
         values = dict(
-            pg_host=env.get("PGHOST", "127.0.0.1"), pg_port=int(env.get("PGPORT", 5432)),
-            pg_user=env.get("PGUSER", "postgres"), pg_password=env.get("PGPASSWORD", ""),
+            pg_host=env.get("PGHOST", "127.0.0.1"),
+            pg_port=int(env.get("PGPORT", 5432)),
+            pg_user=env.get("PGUSER", "postgres"),
+            pg_password=env.get("PGPASSWORD", ""),
             prefect_db=env.get("PREFECT_DB", "anomaly_distill_prefect"),
             mlflow_db=env.get("MLFLOW_DB", "anomaly_distill_mlflow"),
-            prefect_port=int(env.get("PREFECT_PORT", 4200)), mlflow_port=int(env.get("MLFLOW_PORT", 5000)),
-            state=Path(env.get("ANOMALY_DISTILL_STATE", Path(__file__).parent / ".state")))
+            prefect_port=int(env.get("PREFECT_PORT", 4200)),
+            mlflow_port=int(env.get("MLFLOW_PORT", 5000)),
+            state=Path(env.get("ANOMALY_DISTILL_STATE", Path(__file__).parent / ".state")),
+        )
         return cls(**{**values, **overrides})
 
     def pg_url(self, database: str, driver: str = "postgresql") -> str:
@@ -56,8 +61,25 @@ class Settings:
 
 def _psql(settings: Settings, sql: str) -> str:
     env = {**os.environ, "PGPASSWORD": settings.pg_password}
-    return subprocess.run(["psql", "-h", settings.pg_host, "-p", str(settings.pg_port), "-U", settings.pg_user,
-                           "-d", "postgres", "-tAc", sql], check=True, capture_output=True, text=True, env=env).stdout
+    return subprocess.run(
+        [
+            "psql",
+            "-h",
+            settings.pg_host,
+            "-p",
+            str(settings.pg_port),
+            "-U",
+            settings.pg_user,
+            "-d",
+            "postgres",
+            "-tAc",
+            sql,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+    ).stdout
 
 
 def create_database(settings: Settings, name: str) -> None:
@@ -76,8 +98,9 @@ def _bin(name: str) -> str:
 def _spawn(settings: Settings, name: str, command: list[str], env: dict) -> subprocess.Popen:
     settings.state.mkdir(parents=True, exist_ok=True)
     log = open(settings.state / f"{name}.log", "ab")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env},
-                               start_new_session=True)  # own process group: stop() ends its workers too
+    process = subprocess.Popen(
+        command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env}, start_new_session=True
+    )  # own process group: stop() ends its workers too
     (settings.state / f"{name}.pid").write_text(str(process.pid))
     return process
 
@@ -98,10 +121,16 @@ def wait_healthy(url: str, timeout: float = 120, process: subprocess.Popen | Non
 
 def start_prefect(settings: Settings) -> None:
     create_database(settings, settings.prefect_db)
-    process = _spawn(settings, "prefect", [_bin("prefect"), "server", "start", "--host", "127.0.0.1",
-                                 "--port", str(settings.prefect_port)],
-           {"PREFECT_SERVER_DATABASE_CONNECTION_URL": settings.pg_url(settings.prefect_db, "postgresql+asyncpg"),
-            "PREFECT_UI_API_URL": settings.prefect_api, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
+    process = _spawn(
+        settings,
+        "prefect",
+        [_bin("prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(settings.prefect_port)],
+        {
+            "PREFECT_SERVER_DATABASE_CONNECTION_URL": settings.pg_url(settings.prefect_db, "postgresql+asyncpg"),
+            "PREFECT_UI_API_URL": settings.prefect_api,
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        },
+    )
     wait_healthy(f"{settings.prefect_api}/health", process=process)
 
 
@@ -109,9 +138,25 @@ def start_mlflow(settings: Settings) -> None:
     create_database(settings, settings.mlflow_db)
     artifacts = settings.state / "mlflow-artifacts"
     artifacts.mkdir(parents=True, exist_ok=True)
-    process = _spawn(settings, "mlflow", [_bin("mlflow"), "server", "--host", "127.0.0.1", "--port", str(settings.mlflow_port),
-                                "--backend-store-uri", settings.pg_url(settings.mlflow_db),
-                                "--artifacts-destination", str(artifacts), "--workers", "2"], {})
+    process = _spawn(
+        settings,
+        "mlflow",
+        [
+            _bin("mlflow"),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(settings.mlflow_port),
+            "--backend-store-uri",
+            settings.pg_url(settings.mlflow_db),
+            "--artifacts-destination",
+            str(artifacts),
+            "--workers",
+            "2",
+        ],
+        {},
+    )
     wait_healthy(f"{settings.mlflow_uri}/health", process=process)
 
 
@@ -137,7 +182,9 @@ def main(argv: list[str]) -> int:
     if command == "start":
         start_prefect(settings)
         start_mlflow(settings)
-        print(f"Prefect UI/API: http://127.0.0.1:{settings.prefect_port}  (export PREFECT_API_URL={settings.prefect_api})")
+        print(
+            f"Prefect UI/API: http://127.0.0.1:{settings.prefect_port}  (export PREFECT_API_URL={settings.prefect_api})"
+        )
         print(f"MLflow UI:      {settings.mlflow_uri}  (export MLFLOW_TRACKING_URI={settings.mlflow_uri})")
     elif command == "stop":
         stop(settings, "prefect")

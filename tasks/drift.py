@@ -1,4 +1,5 @@
 """Drift monitoring tasks: Evidently report of live rows vs the champion's training snapshot, logged and announced."""
+
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -9,10 +10,10 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
-from anomaly_distill.live_store import ROW_ID, LiveStore
+from anomaly_distill.metrics import detection_metrics, has_both_classes
+from serving.live_store import ROW_ID, LiveStore
 from tasks import tracking
-from tasks.scoring import ModelRef
-from tasks.training import REFERENCE_FILE
+from tasks.registry import REFERENCE_FILE, ModelRef
 
 DRIFT_EVENT = "anomaly_distill.drift.detected"
 LABEL = "label"
@@ -28,13 +29,18 @@ def column_drift(report_dict: dict) -> dict[str, dict]:
             continue
         value, threshold = float(metric["value"]), float(config["threshold"])
         is_p_value = any(tag in config["method"] for tag in P_VALUE_METHODS)
-        out[config["column"]] = {"method": config["method"], "value": value, "threshold": threshold,
-                                 "drifted": value < threshold if is_p_value else value >= threshold}
+        out[config["column"]] = {
+            "method": config["method"],
+            "value": value,
+            "threshold": threshold,
+            "drifted": value < threshold if is_p_value else value >= threshold,
+        }
     return out
 
 
-def drift_summary(reference: pd.DataFrame, current: pd.DataFrame, features: list[str],
-                  drift_share_threshold: float) -> tuple[dict, str]:
+def drift_summary(
+    reference: pd.DataFrame, current: pd.DataFrame, features: list[str], drift_share_threshold: float
+) -> tuple[dict, str]:
     """(JSON-able summary, HTML report). The score column is tested like a feature but reported apart."""
     from evidently import Report
     from evidently.presets import DataDriftPreset
@@ -47,10 +53,16 @@ def drift_summary(reference: pd.DataFrame, current: pd.DataFrame, features: list
     score = per_column["score"]
     summary = {
         "drift_detected": share >= drift_share_threshold or score["drifted"],
-        "drift_share": share, "drifted_columns": drifted,
-        "score_drift": score["value"], "score_drift_method": score["method"], "score_drifted": score["drifted"],
-        "anomaly_rate": float(current["is_anomaly"].mean()), "reference_anomaly_rate": float(reference["is_anomaly"].mean()),
-        "rows": len(current), "reference_rows": len(reference), "columns": per_column,
+        "drift_share": share,
+        "drifted_columns": drifted,
+        "score_drift": score["value"],
+        "score_drift_method": score["method"],
+        "score_drifted": score["drifted"],
+        "anomaly_rate": float(current["is_anomaly"].mean()),
+        "reference_anomaly_rate": float(reference["is_anomaly"].mean()),
+        "rows": len(current),
+        "reference_rows": len(reference),
+        "columns": per_column,
     }
     return summary, snapshot.get_html_str(as_iframe=False)
 
@@ -70,19 +82,14 @@ def feedback_labels(current: pd.DataFrame, feedback: pd.DataFrame) -> pd.Series:
 
 def live_quality(current: pd.DataFrame, feedback: pd.DataFrame) -> dict | None:
     """The champion's AUROC/precision/recall on live rows that have received a true label."""
-    from sklearn.metrics import average_precision_score, precision_recall_fscore_support, roc_auc_score
-
     if feedback.empty:
         return None
     known = feedback_labels(current, feedback)
     labelled = current[known.notna()]
     y = known[known.notna()].astype(int).to_numpy()
     result = {"labelled_rows": len(labelled)}
-    if len(set(y)) == 2:
-        scores, flagged = labelled["score"].to_numpy(), labelled["is_anomaly"].to_numpy()
-        precision, recall, f1, _ = precision_recall_fscore_support(y, flagged, average="binary", zero_division=0)
-        result.update({"auroc": roc_auc_score(y, scores), "auprc": average_precision_score(y, scores),
-                       "precision": precision, "recall": recall, "f1": f1})
+    if has_both_classes(y):
+        result.update(detection_metrics(y, labelled["score"].to_numpy(), flagged=labelled["is_anomaly"].to_numpy()))
     return {k: float(v) for k, v in result.items()}
 
 
@@ -91,8 +98,9 @@ def load_reference(model: ModelRef) -> pd.DataFrame:
     import mlflow
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = mlflow.artifacts.download_artifacts(run_id=model.run_id, artifact_path=REFERENCE_FILE, dst_path=tmp,
-                                                   tracking_uri=tracking.tracking_uri())
+        path = mlflow.artifacts.download_artifacts(
+            run_id=model.run_id, artifact_path=REFERENCE_FILE, dst_path=tmp, tracking_uri=tracking.tracking_uri()
+        )
         return pd.read_parquet(path)
 
 
@@ -104,8 +112,9 @@ def load_window(live_url: str, model_name: str, window: str) -> pd.DataFrame:
 
 
 @task(cache_policy=NO_CACHE)
-def detect_drift(reference: pd.DataFrame, current: pd.DataFrame, features: list[str], share_threshold: float,
-                 live_url: str):
+def detect_drift(
+    reference: pd.DataFrame, current: pd.DataFrame, features: list[str], share_threshold: float, live_url: str
+):
     if current.empty:
         raise ValueError("no live rows for this model in the window: nothing to compare")
     summary, html = drift_summary(reference, current, features, share_threshold)
@@ -117,9 +126,11 @@ def detect_drift(reference: pd.DataFrame, current: pd.DataFrame, features: list[
 def log_drift(model: ModelRef, summary: dict, html: str, experiment: str, window: str) -> str:
     tags = {"kind": "drift", "model_name": model.name, "model_version": model.version, "window": window}
     run_id = tracking.start_run(experiment, f"drift-{model.name}-v{model.version}", tags=tags)
-    tracking.log_metrics(run_id, {k: float(summary[k]) for k in
-                                  ("drift_share", "score_drift", "anomaly_rate", "reference_anomaly_rate", "rows")}
-                         | {"drift_detected": float(summary["drift_detected"])})
+    tracking.log_metrics(
+        run_id,
+        {k: float(summary[k]) for k in ("drift_share", "score_drift", "anomaly_rate", "reference_anomaly_rate", "rows")}
+        | {"drift_detected": float(summary["drift_detected"])},
+    )
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "drift_report.html").write_text(html)
         tracking.log_file(run_id, Path(tmp) / "drift_report.html")
@@ -139,13 +150,23 @@ def publish_drift(model: ModelRef, summary: dict) -> None:
         f"- anomaly rate {summary['anomaly_rate']:.2%} live vs {summary['reference_anomaly_rate']:.2%} in training\n"
         f"- {summary['rows']:,} live rows vs {summary['reference_rows']:,} reference rows\n"
         f"- live quality on rows with delayed labels: {summary['live_metrics'] or 'no labels yet'}",
-        key="drift-summary", description="Evidently data drift")
+        key="drift-summary",
+        description="Evidently data drift",
+    )
     create_table_artifact([{"column": c, **v} for c, v in summary["columns"].items()], key="drift-columns")
 
 
 @task(cache_policy=NO_CACHE)
 def announce_drift(model: ModelRef, summary: dict, window: str) -> None:
-    emit_event(event=DRIFT_EVENT, resource={"prefect.resource.id": f"anomaly-distill.model.{model.name}",
-                                            "model_name": model.name, "model_version": model.version},
-               payload={"window": window, **{k: summary[k] for k in
-                        ("drift_share", "drifted_columns", "score_drift", "anomaly_rate", "rows")}})
+    emit_event(
+        event=DRIFT_EVENT,
+        resource={
+            "prefect.resource.id": f"anomaly-distill.model.{model.name}",
+            "model_name": model.name,
+            "model_version": model.version,
+        },
+        payload={
+            "window": window,
+            **{k: summary[k] for k in ("drift_share", "drifted_columns", "score_drift", "anomaly_rate", "rows")},
+        },
+    )

@@ -1,4 +1,5 @@
 """Evaluation plots as PNG files (ROC, precision-recall, teacher vs student scores)."""
+
 from pathlib import Path
 
 import matplotlib

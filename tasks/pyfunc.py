@@ -1,15 +1,41 @@
-"""The student as an MLflow pyfunc: raw feature columns in, `score` and `is_anomaly` out."""
+"""The registered model as an MLflow pyfunc: the detector's saved state plus its data contract.
+
+Logged from code (`tasks/pyfunc_model.py`), not as a pickled object: loading runs this module, not stored bytes.
+Input goes through the contract's check (integers for float features accepted, every problem named), then the
+detector: `score` and `is_anomaly` per row (per scored point for a series model)."""
+
+import json
+from pathlib import Path
+
 import mlflow.pyfunc
 
 
-class StudentPyfunc(mlflow.pyfunc.PythonModel):
+class DetectorPyfunc(mlflow.pyfunc.PythonModel):
     """Threshold stored with the model; pass `params={"threshold": x}` to override it at scoring time."""
 
     def load_context(self, context):
-        from anomaly_distill.export import load_student
+        from anomaly_distill.contract import contract_from_dict
+        from anomaly_distill.detector import load_detector
 
-        self.student = load_student(context.artifacts["student"])
+        self.detector = load_detector(context.artifacts["detector"])
+        self.contract = contract_from_dict(json.loads(Path(context.artifacts["contract"]).read_text()))
+
+    def predict(self, context, model_input, params=None):
+        from anomaly_distill.contract import check_input
+
+        threshold = (params or {}).get("threshold")
+        rows = check_input(self.contract, model_input)
+        return self.detector.predict(rows, None if threshold is None else float(threshold))
+
+
+class StudentPyfunc(DetectorPyfunc):
+    """Versions registered before models-from-code pickled this class; kept so that they still load."""
+
+    def load_context(self, context):
+        from anomaly_distill.detector import load_detector
+
+        self.detector, self.contract = load_detector(context.artifacts["student"]), None
 
     def predict(self, context, model_input, params=None):
         threshold = (params or {}).get("threshold")
-        return self.student.predict(model_input, None if threshold is None else float(threshold))
+        return self.detector.predict(model_input, None if threshold is None else float(threshold))

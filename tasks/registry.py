@@ -1,17 +1,49 @@
 """MLflow model registry: versions, the `champion`/`challenger` aliases, promotion history and rollback."""
+
 import json
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 from mlflow.exceptions import MlflowException
 
-from tasks.tracking import client
+from anomaly_distill.contract import SeriesContract, TabularContract, contract_from_dict
+from tasks.tracking import client, load_json_artifact
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 HISTORY_TAG = "champion_history"  # JSON list of earlier champion versions, newest last
 TRAINING_KEY_TAG = "training_key"  # digest of data + parameters + code: the same key is the same model
 
 
+CONTRACT_FILE = "contract.json"  # artifacts of a version's run
+REFERENCE_FILE = "reference.parquet"
+
+
 class RegistryError(LookupError):
     pass
+
+
+@dataclass
+class ModelRef:
+    uri: str
+    name: str
+    version: str
+    run_id: str
+
+
+def resolve_model(uri: str) -> ModelRef:
+    """models:/NAME@alias or models:/NAME/VERSION -> the concrete version (so logs say which one scored)."""
+    if not uri.startswith("models:/"):
+        raise RegistryError(f"model URI must look like models:/NAME@champion or models:/NAME/3, got {uri!r}")
+    name, _, ref = uri.removeprefix("models:/").replace("@", "/@").partition("/")
+    version = version_by_alias(name, ref[1:]) if ref.startswith("@") else get_version(name, ref)
+    if version is None:
+        raise RegistryError(f"model {name!r} has no version with alias {ref[1:]!r}")
+    return ModelRef(f"models:/{name}/{version.version}", name, str(version.version), version.run_id)
+
+
+def load_contract(run_id: str) -> TabularContract | SeriesContract:
+    """The data contract saved with a version's run."""
+    return contract_from_dict(load_json_artifact(run_id, CONTRACT_FILE))
 
 
 def version_by_alias(name: str, alias: str):
@@ -50,12 +82,41 @@ def register(model_uri: str, model_id: str, name: str, run_id: str, tags: dict[s
     return version
 
 
+LOCK_PREFIX = "anomaly-distill-champion-"
+
+
+@contextmanager
+def champion_lock(name: str, timeout_seconds: float = 300):
+    """Held by every move of a model's `champion` alias: a Prefect global concurrency limit of one slot.
+
+    Chosen over a compare-and-set on the registry because MLflow has no conditional write (a tag used as a
+    version counter would itself be a read-modify-write); the limit lives in the Prefect API that every run,
+    worker and CLI call already talks to, so promotions from any process are serialised."""
+    from prefect.client.orchestration import get_client
+    from prefect.concurrency.sync import concurrency
+    from prefect.exceptions import ObjectAlreadyExists
+
+    limit = f"{LOCK_PREFIX}{name}"
+    with get_client(sync_client=True) as prefect:
+        try:
+            prefect.upsert_global_concurrency_limit_by_name(limit, 1)
+        except ObjectAlreadyExists:  # created a moment ago by a concurrent promotion
+            pass
+    with concurrency(limit, occupy=1, timeout_seconds=timeout_seconds, strict=True):
+        yield
+
+
 def champion_history(name: str) -> list[str]:
     return json.loads(client().get_registered_model(name).tags.get(HISTORY_TAG, "[]"))
 
 
 def promote(name: str, version: str | int, reason: str) -> str | None:
     """Point `champion` at `version`; returns the previous champion's version (kept in the history tag)."""
+    with champion_lock(name):
+        return _promote(name, version, reason)
+
+
+def _promote(name: str, version: str | int, reason: str) -> str | None:
     target = get_version(name, version)
     previous = version_by_alias(name, CHAMPION)
     mlflow_client = client()
@@ -63,7 +124,9 @@ def promote(name: str, version: str | int, reason: str) -> str | None:
     if previous_version == str(target.version):
         return previous_version
     if previous_version is not None:
-        mlflow_client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(champion_history(name) + [previous_version]))
+        mlflow_client.set_registered_model_tag(
+            name, HISTORY_TAG, json.dumps(champion_history(name) + [previous_version])
+        )
     mlflow_client.set_registered_model_alias(name, CHAMPION, str(target.version))
     mlflow_client.set_model_version_tag(name, str(target.version), "promotion", reason)
     return previous_version
@@ -71,6 +134,11 @@ def promote(name: str, version: str | int, reason: str) -> str | None:
 
 def rollback(name: str) -> tuple[str, str]:
     """Move `champion` back to the previous champion; returns (from_version, to_version)."""
+    with champion_lock(name):
+        return _rollback(name)
+
+
+def _rollback(name: str) -> tuple[str, str]:
     history = champion_history(name)
     current = version_by_alias(name, CHAMPION)
     if not history or current is None:

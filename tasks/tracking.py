@@ -3,6 +3,7 @@
 Runs are addressed by id through the client rather than MLflow's thread-local "active run", because Prefect
 may run tasks on worker threads.
 """
+
 import json
 import os
 import subprocess
@@ -83,7 +84,7 @@ def log_history(run_id: str, history: list[dict]) -> None:
     stamp = int(pd.Timestamp.now().timestamp() * 1000)
     points = [Metric(k, float(v), stamp, int(h["epoch"])) for h in history for k, v in h.items() if k != "epoch"]
     for start in range(0, len(points), 1000):
-        client().log_batch(run_id, metrics=points[start:start + 1000])
+        client().log_batch(run_id, metrics=points[start : start + 1000])
 
 
 def set_tags(run_id: str, tags: dict[str, str]) -> None:
@@ -104,8 +105,13 @@ def log_json(run_id: str, payload, name: str, artifact_path: str | None = None) 
 
 def load_json_artifact(run_id: str, artifact: str):
     with tempfile.TemporaryDirectory() as tmp:
-        return json.loads(Path(mlflow.artifacts.download_artifacts(
-            run_id=run_id, artifact_path=artifact, dst_path=tmp, tracking_uri=tracking_uri())).read_text())
+        return json.loads(
+            Path(
+                mlflow.artifacts.download_artifacts(
+                    run_id=run_id, artifact_path=artifact, dst_path=tmp, tracking_uri=tracking_uri()
+                )
+            ).read_text()
+        )
 
 
 def log_dataset(run_id: str, frame: pd.DataFrame, source: str, label_column: str | None) -> str:
@@ -118,23 +124,34 @@ def log_dataset(run_id: str, frame: pd.DataFrame, source: str, label_column: str
 
 def git_commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).parent).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=Path(__file__).parent
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
 
-def log_student_model(run_id: str, student_file: Path, example: pd.DataFrame, output: pd.DataFrame, threshold: float):
-    """Logs the pyfunc (student + preprocessing + threshold) with signature and input example."""
+def log_detector_model(
+    run_id: str, detector_file: Path, contract_file: Path, example: pd.DataFrame, output: pd.DataFrame, threshold: float
+):
+    """Logs the pyfunc from code (tasks/pyfunc_model.py) with the detector's state and contract as artifacts.
+
+    The signature has outputs and the threshold parameter but no input schema: MLflow's schema check refuses
+    integers for float columns, the contract's check (run by the pyfunc) casts them and names every problem."""
     from mlflow.models import infer_signature
+    from mlflow.models.signature import ModelSignature
 
-    from tasks.pyfunc import StudentPyfunc
-
-    signature = infer_signature(example, output, params={"threshold": float(threshold)})
+    inferred = infer_signature(example, output, params={"threshold": float(threshold)})
+    signature = ModelSignature(inputs=None, outputs=inferred.outputs, params=inferred.params)
     with mlflow.start_run(run_id=run_id):
         return mlflow.pyfunc.log_model(
-            name="student", python_model=StudentPyfunc(), artifacts={"student": str(student_file)},
-            signature=signature, input_example=example, pip_requirements=_requirements())
+            name="model",
+            python_model=str(Path(__file__).with_name("pyfunc_model.py")),
+            artifacts={"detector": str(detector_file), "contract": str(contract_file)},
+            signature=signature,
+            input_example=example,
+            pip_requirements=_requirements(),
+        )
 
 
 def _requirements() -> list[str]:

@@ -1,4 +1,5 @@
 """Prefect tasks of the training pipeline: each calls the engine and does the I/O (MLflow, GX, artifacts)."""
+
 import hashlib
 import pickle
 import tempfile
@@ -12,19 +13,18 @@ from prefect.cache_policies import NO_CACHE
 
 from anomaly_distill import pipeline
 from anomaly_distill.config import EngineConfig, GateConfig
+from anomaly_distill.contract import SeriesContract, TabularContract, contract_json
 from anomaly_distill.data import DataError, Table, frame_digest, read_frame, table_from_frame
-from anomaly_distill.export import export_onnx, save_student
+from anomaly_distill.detector import save_detector, size_bytes
 from anomaly_distill.gate import Verdict, decide
-from anomaly_distill.metrics import detection_metrics, rows_per_second
+from anomaly_distill.metrics import detection_metrics, event_metrics, has_both_classes, rows_per_second
 from anomaly_distill.segments import Segmented, segment_tables
 from tasks import plots, registry, tracking
+from tasks.registry import CONTRACT_FILE, REFERENCE_FILE
 from tasks.validation import ValidationFailed, derive_contract, validate_frame
 
-CONTRACT_FILE = "contract.json"
-REFERENCE_FILE = "reference.parquet"
+ONNX_NAME = {"tabular": "detector.onnx", "timeseries": "detector.onnx", "segmented": "detector"}  # a folder
 REFERENCE_LABEL = "label"  # the true label in the reference snapshot, when training had labels
-
-
 
 
 def _outage(task, task_run, state) -> bool:
@@ -36,13 +36,20 @@ def _outage(task, task_run, state) -> bool:
 IO_RETRIES = {"retries": 2, "retry_delay_seconds": 3, "retry_condition_fn": _outage}
 
 
-def _key(*parts) -> str:
+def digest_of(*parts) -> str:
     return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:24]
 
 
 def _teacher_key(config: EngineConfig, digest: str) -> str:
-    return _key("teacher", digest, config.seed, config.test_fraction, config.contamination,
-                config.student.squash, config.teacher.model_dump_json())
+    return digest_of(
+        "teacher",
+        digest,
+        config.seed,
+        config.test_fraction,
+        config.contamination,
+        config.student.squash,
+        config.teacher.model_dump_json(),
+    )
 
 
 @task(cache_policy=NO_CACHE)
@@ -51,31 +58,45 @@ def load_data(path: str) -> pd.DataFrame:
 
 
 @task(cache_policy=NO_CACHE, **IO_RETRIES)
-def reference_contract(model_name: str) -> dict | None:
+def reference_contract(model_name: str) -> TabularContract | SeriesContract | None:
     """The data contract saved with the current champion, or None on a first run."""
     champion = registry.version_by_alias(model_name, registry.CHAMPION)
-    return None if champion is None else tracking.load_json_artifact(champion.run_id, CONTRACT_FILE)
+    return None if champion is None else registry.load_contract(champion.run_id)
 
 
 @task(cache_policy=NO_CACHE, **IO_RETRIES)
-def validate_data(frame: pd.DataFrame, label_column: str | None, contract: dict | None, run_id: str,
-                  check_ranges: bool = True) -> dict:
+def validate_data(
+    frame: pd.DataFrame,
+    label_column: str | None,
+    contract: TabularContract | None,
+    run_id: str,
+    check_ranges: bool = True,
+    segment_column: str | None = None,
+) -> TabularContract:
     """Great Expectations gate; raises ValidationFailed (listing every failed expectation) before any training.
 
     Returns the contract of the new model: derived from its own training data.
     """
+    if isinstance(contract, SeriesContract):
+        raise ValidationFailed(
+            [
+                f"the champion is a time-series model (columns {contract.input_columns}); "
+                "train a table under another model name"
+            ]
+        )
     report = validate_frame(frame, label_column, contract, check_ranges)
     tracking.log_json(run_id, report.result, "ge_result.json", "validation")
     create_markdown_artifact(report.markdown(), key="data-validation", description="Great Expectations result")
     if not report.success:
         tracking.set_tags(run_id, {"validation": "failed"})
         raise ValidationFailed(report.failures)
-    return derive_contract(frame, label_column)
+    return derive_contract(frame, label_column, segment_column)
 
 
 @task(cache_policy=NO_CACHE, **IO_RETRIES)
-def log_training_data(run_id: str, frame: pd.DataFrame, source: str, label_column: str | None,
-                      segment_column: str | None = None) -> str:
+def log_training_data(
+    run_id: str, frame: pd.DataFrame, source: str, label_column: str | None, segment_column: str | None = None
+) -> str:
     tracking.log_dataset(run_id, frame, source, label_column)
     table = table_from_frame(frame, label_column, segment_column)
     return frame_digest(table.scoring_frame(), table.labels)
@@ -102,7 +123,7 @@ def cluster_map():
     return dask_map
 
 
-@task(cache_key_fn=lambda ctx, p: _key("segment", _teacher_key(p["config"], p["digest"])), persist_result=True)
+@task(cache_key_fn=lambda ctx, p: digest_of("segment", _teacher_key(p["config"], p["digest"])), persist_result=True)
 def train_segment(train: Table, config: EngineConfig, digest: str) -> tuple[pipeline.TrainedTeacher, pipeline.Student]:
     return pipeline.train_segment(train, config, cluster_map())
 
@@ -110,18 +131,27 @@ def train_segment(train: Table, config: EngineConfig, digest: str) -> tuple[pipe
 def train_per_segment(train: Table, config: EngineConfig, min_rows: int) -> tuple[Segmented, Segmented]:
     """One teacher + student per segment, submitted together: they run in parallel on the task runner (Dask)."""
     tables = segment_tables(train, min_rows)
-    futures = {name: train_segment.submit(table, config, frame_digest(table.scoring_frame(), table.labels))
-               for name, table in tables.items()}
+    futures = {
+        name: train_segment.submit(table, config, frame_digest(table.scoring_frame(), table.labels))
+        for name, table in tables.items()
+    }
     results = {name: future.result() for name, future in futures.items()}
     column = train.segments.name
-    return (Segmented(column, {name: pair[0] for name, pair in results.items()}),
-            Segmented(column, {name: pair[1] for name, pair in results.items()}))
+    return (
+        Segmented(column, {name: pair[0] for name, pair in results.items()}),
+        Segmented(column, {name: pair[1] for name, pair in results.items()}),
+    )
 
 
-@task(cache_key_fn=lambda ctx, p: _key(_teacher_key(p["config"], p["digest"]), p["config"].distill.model_dump_json()),
-      persist_result=True)
-def generate_soft_labels(trained: pipeline.TrainedTeacher, train: Table, config: EngineConfig,
-                         digest: str) -> pd.DataFrame:
+@task(
+    cache_key_fn=lambda ctx, p: digest_of(
+        _teacher_key(p["config"], p["digest"]), p["config"].distill.model_dump_json()
+    ),
+    persist_result=True,
+)
+def generate_soft_labels(
+    trained: pipeline.TrainedTeacher, train: Table, config: EngineConfig, digest: str
+) -> pd.DataFrame:
     return pipeline.generate_soft_labels(trained, train, config)
 
 
@@ -141,45 +171,69 @@ def log_soft_labels(run_id: str, soft_labels: pd.DataFrame) -> None:
 
 
 @task(cache_policy=NO_CACHE)
-def distill_student(soft_labels: pd.DataFrame, trained: pipeline.TrainedTeacher, train: Table,
-                    config: EngineConfig) -> pipeline.Student:
+def distill_student(
+    soft_labels: pd.DataFrame, trained: pipeline.TrainedTeacher, train: Table, config: EngineConfig
+) -> pipeline.Student:
     return pipeline.distill_student(soft_labels, trained, train, config)
 
 
 @task(cache_policy=NO_CACHE, **IO_RETRIES)
 def log_student(run_id: str, student: pipeline.Student, config: EngineConfig) -> None:
-    tracking.log_params(run_id, {"student": config.student.model_dump(), "distill": config.distill.model_dump(),
-                                 "contamination": config.contamination, "seed": config.seed})
+    tracking.log_params(
+        run_id,
+        {
+            "student": config.student.model_dump(),
+            "distill": config.distill.model_dump(),
+            "contamination": config.contamination,
+            "seed": config.seed,
+        },
+    )
     tracking.log_history(run_id, student.history)
     tracking.log_metrics(run_id, {"threshold": student.threshold, "epochs_run": len(student.history)})
 
 
 @task(cache_policy=NO_CACHE, **IO_RETRIES)
-def evaluate(student: pipeline.Student, trained: pipeline.TrainedTeacher, test: Table, run_ids: list[str]) -> dict:
-    """Held-out metrics of teacher and student, student size and single-thread speed, plus plots."""
+def evaluate(
+    student: pipeline.Student,
+    trained: pipeline.TrainedTeacher,
+    test: Table,
+    run_ids: list[str],
+    detector=None,
+    test_stamps=None,
+) -> dict:
+    """Held-out metrics of teacher and student (alarm events too, for a series: `test_stamps`), the detector's
+    size and single-thread speed, plus plots. `student` scores the held-out rows; `detector` is what ships."""
     scores = pipeline.held_out_scores(student, trained, test)
     result = pipeline.evaluate(student, trained, test, scores)
-    metrics = {**result["student"], **size_and_speed(student, test.features)}
-    flat = {**metrics, **{f"teacher_{k}": v for k, v in result["teacher"].items()}}
+    metrics = {**result["student"], **size_and_speed(detector or student, test.features)}
+    if test_stamps is not None and has_both_classes(test.labels):
+        metrics.update(event_metrics(test.labels, scores[1], test_stamps, student.threshold))
+    flat = {
+        k: v
+        for k, v in {**metrics, **{f"teacher_{k}": v for k, v in result["teacher"].items()}}.items()
+        if np.isfinite(v)
+    }  # no alarm in a labelled window: no delay to log
     for run_id in run_ids:
         tracking.log_metrics(run_id, flat)
     _log_plots(run_ids[0], *scores, test.labels)
     return metrics
 
 
-def size_and_speed(student, features: pd.DataFrame) -> dict:
-    """Saved size, parameter count and single-thread rows/s (on the held-out rows, tiled to 20k) of a student."""
-    with tempfile.TemporaryDirectory() as tmp:
-        size = save_student(student, Path(tmp) / "student.pt").stat().st_size
+def size_and_speed(detector, features: pd.DataFrame) -> dict:
+    """Saved size and parameter count (every member of a per-segment model) and single-thread rows/s of the
+    network on its own input rows (held-out rows, tiled to 20k)."""
     rows = np.resize(features.to_numpy(dtype=np.float32), (max(len(features), 20_000), features.shape[1]))
-    return {"size_bytes": size, "params": student.model.n_params,
-            "rows_per_second": rows_per_second(student.model.score, rows)}
+    return {
+        "size_bytes": size_bytes(detector),
+        "params": detector.n_params,
+        "rows_per_second": rows_per_second(detector.model.score, rows),
+    }
 
 
 def _log_plots(run_id: str, teacher_scores, student_scores, labels) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         files = [plots.score_plot(teacher_scores, student_scores, labels, Path(tmp))]
-        if labels is not None and len(np.unique(labels)) == 2:
+        if has_both_classes(labels):
             files += plots.curve_plots(labels, teacher_scores, student_scores, Path(tmp))
         for path in files:
             tracking.log_file(run_id, path, "plots")
@@ -197,7 +251,7 @@ def champion_metrics(model_name: str, test: Table) -> tuple[dict | None, str | N
         scores = champion_model.predict(test.scoring_frame())["score"]
     except Exception as error:  # a champion trained on other columns cannot be compared
         return None, f"champion v{champion.version} cannot score these rows ({type(error).__name__}: {error})"
-    if test.labels is None or len(np.unique(test.labels)) < 2:
+    if not has_both_classes(test.labels):
         return {"version": champion.version}, None
     auroc = detection_metrics(test.labels, scores.to_numpy(), float("inf"))["auroc"]
     return {"version": champion.version, "auroc": auroc}, None
@@ -209,8 +263,9 @@ def gate(challenger: dict, model_name: str, test: Table, config: GateConfig) -> 
     verdict = decide(challenger, champion, config)
     if problem:
         verdict.reasons.append(f"note: {problem}; absolute checks only")
-    create_markdown_artifact(verdict.markdown(f"Promotion gate for {model_name}"), key="gate-verdict",
-                             description="Challenger vs champion")
+    create_markdown_artifact(
+        verdict.markdown(f"Promotion gate for {model_name}"), key="gate-verdict", description="Challenger vs champion"
+    )
     return verdict
 
 
@@ -222,8 +277,16 @@ def reference_snapshot(student: pipeline.Student, train: Table, seed: int, max_r
 
 
 @task(cache_policy=NO_CACHE, **IO_RETRIES)
-def register(student, example: pd.DataFrame, reference: pd.DataFrame, model_name: str, run_id: str,
-             verdict: Verdict, contract: dict, training_key: str):
+def register(
+    student,
+    example: pd.DataFrame,
+    reference: pd.DataFrame,
+    model_name: str,
+    run_id: str,
+    verdict: Verdict,
+    contract: dict,
+    training_key: str,
+):
     """Logs the pyfunc (+ ONNX, contract, reference snapshot) in the student run; registers it as `challenger`.
 
     `example` is what the model scores (rows, or a short history for a series model); `reference` the training
@@ -234,19 +297,26 @@ def register(student, example: pd.DataFrame, reference: pd.DataFrame, model_name
         print(f"version {existing.version} was already registered from the same data, parameters and code: reused")
         return existing
     with tempfile.TemporaryDirectory() as tmp:
-        student_file = save_student(student, Path(tmp) / "student.pt")
-        tracking.log_file(run_id, export_onnx(student.model, Path(tmp) / "student.onnx"), "onnx")
-        tracking.log_json(run_id, contract, CONTRACT_FILE)
+        detector_file = save_detector(student, Path(tmp) / "detector.pt")
+        tracking.log_file(run_id, student.export_onnx(Path(tmp) / ONNX_NAME[student.kind]), "onnx")
+        contract_file = Path(tmp) / CONTRACT_FILE
+        contract_file.write_text(contract_json(contract))
+        tracking.log_file(run_id, contract_file)
         reference.to_parquet(Path(tmp) / REFERENCE_FILE)
         tracking.log_file(run_id, Path(tmp) / REFERENCE_FILE)
-        info = tracking.log_student_model(run_id, student_file, example, student.predict(example), student.threshold)
-    tags = {"gate": "passed" if verdict.promote else "failed", "gate_reasons": "\n".join(verdict.reasons),
-            registry.TRAINING_KEY_TAG: training_key}
+        info = tracking.log_detector_model(
+            run_id, detector_file, contract_file, example, student.predict(example), student.threshold
+        )
+    tags = {
+        "gate": "passed" if verdict.promote else "failed",
+        "gate_reasons": "\n".join(verdict.reasons),
+        registry.TRAINING_KEY_TAG: training_key,
+    }
     return registry.register(info.model_uri, info.model_id, model_name, run_id, tags)
 
 
 def training_key(digest: str, params_json: str) -> str:
-    return _key("model", digest, params_json, tracking.git_commit())
+    return digest_of("model", digest, params_json, tracking.git_commit())
 
 
 @task(cache_policy=NO_CACHE, **IO_RETRIES)

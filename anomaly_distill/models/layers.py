@@ -1,4 +1,5 @@
 """Small building blocks shared by teachers and students."""
+
 import torch
 from torch import nn
 

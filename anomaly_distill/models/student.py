@@ -1,4 +1,5 @@
 """The student: a tiny MLP that scores raw rows, preprocessing included, so it exports to ONNX whole."""
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -34,8 +35,9 @@ class StudentNet(nn.Module):
 class ScoringModel(nn.Module):
     """Raw feature rows (the preprocessor's input columns, in order) -> student logit."""
 
-    def __init__(self, input_columns: list[str], keep: list[int], center: np.ndarray, scale: np.ndarray,
-                 net: StudentNet):
+    def __init__(
+        self, input_columns: list[str], keep: list[int], center: np.ndarray, scale: np.ndarray, net: StudentNet
+    ):
         super().__init__()
         self.input_columns = list(input_columns)
         self.register_buffer("keep", torch.as_tensor(keep, dtype=torch.long))

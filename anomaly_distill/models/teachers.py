@@ -3,6 +3,7 @@
 All teachers take robust-scaled float32 rows (see `data.Preprocessor`) and return scores where higher means
 more anomalous. Neural teachers also expose hidden features for the hint loss.
 """
+
 import functools
 
 import numpy as np
@@ -16,7 +17,10 @@ from torch import nn
 
 from anomaly_distill.config import TeacherConfig
 from anomaly_distill.data import DataError
-from anomaly_distill.models.layers import mlp, squash
+from anomaly_distill.metrics import has_both_classes
+from anomaly_distill.models.base import NeuralTeacher, subsample
+from anomaly_distill.models.layers import mlp
+from anomaly_distill.models.sequence import ConvAutoencoderTeacher
 
 
 class EcdfCalibrator:
@@ -107,24 +111,15 @@ def detector_params(detector) -> int:
     raise TypeError(f"unknown detector {type(detector).__name__}")
 
 
-def _subsample(X: np.ndarray, y: np.ndarray | None, max_rows: int, seed: int):
-    if len(X) <= max_rows:
-        return X, y
-    index = np.sort(np.random.default_rng(seed).choice(len(X), max_rows, replace=False))
-    return X[index], None if y is None else y[index]
-
-
 class EnsembleTeacher:
     """Unsupervised PyOD detectors; each score mapped through its own training-score ECDF, then averaged."""
-
-    is_neural = False
 
     def __init__(self, config: TeacherConfig, seed: int = 0):
         self.config, self.seed = config, seed
 
     def fit(self, X: np.ndarray, y: np.ndarray | None = None, map_fn=map) -> "EnsembleTeacher":
         """`map_fn` lets an orchestrator fit the members in parallel (e.g. on a Dask cluster)."""
-        X, _ = _subsample(X, None, self.config.max_fit_rows, self.seed)
+        X, _ = subsample(X, None, self.config.max_fit_rows, self.seed)
         self.detectors = list(map_fn(functools.partial(fit_detector, X=X, seed=self.seed), self.config.detectors))
         self.calibrators = [EcdfCalibrator(d.decision_scores_) for d in self.detectors]
         return self
@@ -143,32 +138,6 @@ class EnsembleTeacher:
         return sum(detector_params(d) for d in self.detectors) + sum(len(c.values) for c in self.calibrators)
 
 
-class _NeuralTeacher:
-    is_neural = True
-
-    def __init__(self, config: TeacherConfig, seed: int = 0, squash_scale: float = 5.0):
-        self.config, self.seed, self.squash_scale = config, seed, squash_scale
-
-    def _train(self, loss_fn, tensors: list[torch.Tensor]) -> None:
-        generator = torch.Generator().manual_seed(self.seed)
-        optimizer = torch.optim.Adam(self.net.parameters(), lr=self.config.lr)
-        n = len(tensors[0])
-        self.net.train()
-        for _ in range(self.config.epochs):
-            for batch in torch.randperm(n, generator=generator).split(256):
-                optimizer.zero_grad()
-                loss_fn(*(t[batch] for t in tensors)).backward()
-                optimizer.step()
-        self.net.eval()
-
-    def _inputs(self, X: np.ndarray) -> torch.Tensor:
-        return squash(torch.as_tensor(X, dtype=torch.float32), self.squash_scale)
-
-    @property
-    def n_params(self) -> int:
-        return sum(p.numel() for p in self.net.parameters())
-
-
 class AutoencoderNet(nn.Module):
     def __init__(self, n_features: int, hidden: list[int], bottleneck: int):
         super().__init__()
@@ -180,12 +149,12 @@ class AutoencoderNet(nn.Module):
         return self.decoder(code), code
 
 
-class AutoencoderTeacher(_NeuralTeacher):
+class AutoencoderTeacher(NeuralTeacher):
     """Deep autoencoder; the anomaly score is the reconstruction error, the hint features its bottleneck."""
 
     def fit(self, X: np.ndarray, y: np.ndarray | None = None, map_fn=map) -> "AutoencoderTeacher":
         torch.manual_seed(self.seed)
-        X, _ = _subsample(X, None, self.config.max_fit_rows, self.seed)
+        X, _ = subsample(X, None, self.config.max_fit_rows, self.seed)
         # A code as wide as the input can learn the identity and reconstruct anomalies too.
         bottleneck = min(self.config.bottleneck, max(1, X.shape[1] // 2))
         self.net = AutoencoderNet(X.shape[1], self.config.hidden, bottleneck)
@@ -202,14 +171,14 @@ class AutoencoderTeacher(_NeuralTeacher):
         return self.net(self._inputs(X))[1].numpy()
 
 
-class SupervisedTeacher(_NeuralTeacher):
+class SupervisedTeacher(NeuralTeacher):
     """MLP classifier on known labels; the score is its logit, the hint features its last hidden layer."""
 
     def fit(self, X: np.ndarray, y: np.ndarray | None = None, map_fn=map) -> "SupervisedTeacher":
-        if y is None or len(np.unique(y)) < 2:
+        if not has_both_classes(y):
             raise DataError("the supervised teacher needs a label column with both normal (0) and anomaly (1) rows")
         torch.manual_seed(self.seed)
-        X, y = _subsample(X, y, self.config.max_fit_rows, self.seed)
+        X, y = subsample(X, y, self.config.max_fit_rows, self.seed)
         self.net = mlp([X.shape[1], *self.config.hidden, 1], final_activation=False)
         pos_weight = torch.tensor((y == 0).sum() / max((y == 1).sum(), 1), dtype=torch.float32)
         loss = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
@@ -232,7 +201,5 @@ def build_teacher(config: TeacherConfig, seed: int = 0, squash_scale: float = 5.
     if config.kind == "autoencoder":
         return AutoencoderTeacher(config, seed, squash_scale)
     if config.kind == "conv_autoencoder":
-        from anomaly_distill.models.sequence import ConvAutoencoderTeacher
-
         return ConvAutoencoderTeacher(config, seed, squash_scale)
     return SupervisedTeacher(config, seed, squash_scale)

@@ -1,5 +1,6 @@
 """Real Prefect (test harness: a temporary local API) and a real MLflow sqlite store in a temp dir; or real
 Prefect + MLflow servers on PostgreSQL (the `servers` fixture, one pair per test module)."""
+
 import shutil
 import socket
 import subprocess
@@ -9,7 +10,7 @@ import pytest
 from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
 from prefect.testing.utilities import prefect_test_harness
 
-from tests.conftest import ADBENCH
+from tests.conftest import DEMO, require
 
 
 @pytest.fixture(scope="session")
@@ -28,18 +29,9 @@ def workspace(tmp_path, monkeypatch, prefect_api):
 
 @pytest.fixture
 def thyroid_csv(tmp_path):
-    """ADBench thyroid from ../shared as a CSV with a label column."""
-    import numpy as np
-    import pandas as pd
-
-    path = ADBENCH / "38_thyroid.npz"
-    if not path.exists():
-        pytest.skip("shared ADBench data not found")
-    arrays = np.load(path)
-    frame = pd.DataFrame(arrays["X"], columns=[f"f{i}" for i in range(arrays["X"].shape[1])])
-    frame["label"] = arrays["y"].astype(int)
+    """The bundled demo set (ADBench thyroid, CSV with a label column), copied into the test's folder."""
     out = tmp_path / "thyroid.csv"
-    frame.to_csv(out, index=False)
+    shutil.copy(DEMO, out)
     return out
 
 
@@ -50,13 +42,14 @@ LIVE_MODEL = "thyroid-live"
 def champion(workspace, thyroid_csv):
     """A registered champion trained on thyroid; returns the held-out rows (with labels) as "live" traffic."""
     from anomaly_distill import pipeline
-    from anomaly_distill.config import EngineConfig
     from anomaly_distill.data import load_table
     from flows.training import TrainingParameters, training_pipeline
 
-    training_pipeline(TrainingParameters(data_path=str(thyroid_csv), label_column="label", model_name=LIVE_MODEL,
-                                         epochs=20))
-    _, test = pipeline.split(load_table(thyroid_csv, "label"), EngineConfig())
+    params = TrainingParameters(
+        data_path=str(thyroid_csv), label_column="label", model_name=LIVE_MODEL, engine={"distill": {"epochs": 20}}
+    )
+    training_pipeline(params)
+    _, test = pipeline.split(load_table(thyroid_csv, "label"), params.engine)
     return test
 
 
@@ -70,12 +63,18 @@ def free_port() -> int:
 def servers(tmp_path_factory):
     from infra import servers as infra
 
-    if shutil.which("psql") is None or subprocess.run(["pg_isready", "-h", "127.0.0.1", "-q"]).returncode != 0:
-        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432 (.ci/run starts it)")
+    require(
+        shutil.which("psql") is not None and subprocess.run(["pg_isready", "-h", "127.0.0.1", "-q"]).returncode == 0,
+        "PostgreSQL is not running on 127.0.0.1:5432 (.ci/run starts it)",
+    )
     suffix = uuid.uuid4().hex[:8]
     settings = infra.Settings.from_env(
-        prefect_db=f"ad_test_prefect_{suffix}", mlflow_db=f"ad_test_mlflow_{suffix}", prefect_port=free_port(),
-        mlflow_port=free_port(), state=tmp_path_factory.mktemp("state"))
+        prefect_db=f"ad_test_prefect_{suffix}",
+        mlflow_db=f"ad_test_mlflow_{suffix}",
+        prefect_port=free_port(),
+        mlflow_port=free_port(),
+        state=tmp_path_factory.mktemp("state"),
+    )
     try:
         infra.start_prefect(settings)
         infra.start_mlflow(settings)

@@ -1,4 +1,5 @@
 """Scoring and drift for real: registered champion, live store on disk, Evidently, MLflow, Prefect."""
+
 import json
 
 import numpy as np
@@ -6,10 +7,9 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from anomaly_distill.live_store import LiveStore
 from flows.cli import main
+from serving.live_store import LiveStore
 from tasks.tracking import tracking_uri
-
 from tests.integration.conftest import LIVE_MODEL as NAME
 
 
@@ -33,8 +33,16 @@ def test_scored_rows_reach_the_output_and_the_live_store(workspace, champion):
     assert (stored["model_version"] == "1").all() and stored["is_anomaly"].mean() < 0.2
 
 
-@pytest.mark.parametrize("case", ["missing column", "nan", "string", "extra column"])
-def test_bad_scoring_input_is_rejected_and_nothing_is_stored(workspace, champion, case, capsys):
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing column", "missing ['f2'], unexpected []"),
+        ("nan", "column 'f0' has 1 missing, infinite or out-of-range values (|x| > 3.4e+38), e.g. row 3: nan"),
+        ("string", "column 'f1' must be numeric; row 4 holds 'high'"),
+        ("extra column", "missing [], unexpected ['merchant']"),
+    ],
+)
+def test_bad_scoring_input_is_rejected_and_nothing_is_stored(workspace, champion, case, message, capsys):
     frame = champion.features.copy()
     if case == "missing column":
         frame = frame.drop(columns=["f2"])
@@ -47,8 +55,19 @@ def test_bad_scoring_input_is_rejected_and_nothing_is_stored(workspace, champion
         frame["merchant"] = 1.0
     frame.to_csv(workspace / "bad.csv", index=False)
     assert score(workspace / "bad.csv", workspace / "store") == 2
-    assert "data validation failed" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
     assert LiveStore(str(workspace / "store")).read().empty
+
+
+def test_integer_columns_are_scored_like_the_same_floats(workspace, champion):
+    """A CSV column that holds only integers must score, not fail MLflow's schema check."""
+    rounded = (champion.features.head(200) * 100).round(0)  # integers beyond 0/1, which MLflow would pass
+    rounded.astype({"f0": "int64", "f3": "int64"}).to_csv(workspace / "ints.csv", index=False)
+    rounded.to_csv(workspace / "floats.csv", index=False)
+    assert score(workspace / "ints.csv", workspace / "a", "--out", str(workspace / "a.csv")) == 0
+    assert score(workspace / "floats.csv", workspace / "b", "--out", str(workspace / "b.csv")) == 0
+    assert pd.read_csv(workspace / "ints.csv")["f0"].dtype == np.int64
+    np.testing.assert_array_equal(pd.read_csv(workspace / "a.csv")["score"], pd.read_csv(workspace / "b.csv")["score"])
 
 
 def test_drift_report_says_no_drift_then_drift_and_retrains(workspace, champion, capsys):
@@ -72,8 +91,10 @@ def test_drift_report_says_no_drift_then_drift_and_retrains(workspace, champion,
     assert score(workspace / "shifted.csv", workspace / "shifted", "--out", str(workspace / "shifted_scored.csv")) == 0
     shifted_ids = pd.read_csv(workspace / "shifted_scored.csv")["row_id"]
     pd.DataFrame({"row_id": shifted_ids, "label": labels}).to_csv(workspace / "shifted_labels.csv", index=False)
-    assert main(["feedback", "--data", str(workspace / "shifted_labels.csv"), "--live-store",
-                 str(workspace / "shifted")]) == 0
+    assert (
+        main(["feedback", "--data", str(workspace / "shifted_labels.csv"), "--live-store", str(workspace / "shifted")])
+        == 0
+    )
     stormy = drift(workspace / "shifted", workspace / "stormy.json", "--retrain-on-drift")
     assert stormy["drift_detected"] is True
     assert {"f1", "f4"} <= set(stormy["drifted_columns"]) and stormy["drift_share"] >= 2 / 6
@@ -102,10 +123,30 @@ def test_retraining_table_is_labelled_only_when_every_row_is():
 @pytest.mark.slow
 def test_batch_scoring_on_a_two_worker_dask_cluster_matches_threads(workspace, champion):
     champion.features.to_csv(workspace / "live.csv", index=False)
-    assert score(workspace / "live.csv", workspace / "threads", "--out", str(workspace / "threads.csv"),
-                 "--chunk-rows", "200") == 0
-    assert score(workspace / "live.csv", workspace / "dask", "--out", str(workspace / "dask.csv"),
-                 "--chunk-rows", "200", "--task-runner", "dask") == 0
+    assert (
+        score(
+            workspace / "live.csv",
+            workspace / "threads",
+            "--out",
+            str(workspace / "threads.csv"),
+            "--chunk-rows",
+            "200",
+        )
+        == 0
+    )
+    assert (
+        score(
+            workspace / "live.csv",
+            workspace / "dask",
+            "--out",
+            str(workspace / "dask.csv"),
+            "--chunk-rows",
+            "200",
+            "--task-runner",
+            "dask",
+        )
+        == 0
+    )
     threads, dask = pd.read_csv(workspace / "threads.csv"), pd.read_csv(workspace / "dask.csv")
     np.testing.assert_allclose(dask["score"], threads["score"], rtol=1e-6)
     assert len(LiveStore(str(workspace / "dask")).read()) == len(champion.features)

@@ -1,4 +1,5 @@
 """Per-segment models: one teacher + student per machine, one registered model that routes rows by segment."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -30,13 +31,28 @@ def machines_csv(thyroid_csv, workspace):
 
 
 def train(data, *extra, runner="threads"):
-    return main(["train", "--data", str(data), "--label-column", "label", "--model-name", NAME,
-                 "--segment-column", "machine", "--task-runner", runner, *extra])
+    return main(
+        [
+            "train",
+            "--data",
+            str(data),
+            "--label-column",
+            "label",
+            "--model-name",
+            NAME,
+            "--segment-column",
+            "machine",
+            "--task-runner",
+            runner,
+            *extra,
+        ]
+    )
 
 
 def train_flow(data):
-    return run_training(TrainingParameters(data_path=str(data), label_column="label", model_name=NAME,
-                                           segment_column="machine"))
+    return run_training(
+        TrainingParameters(data_path=str(data), label_column="label", model_name=NAME, segment_column="machine")
+    )
 
 
 def test_one_student_per_segment_and_unseen_segments_use_the_all_rows_model(workspace, machines_csv):
@@ -44,7 +60,7 @@ def test_one_student_per_segment_and_unseen_segments_use_the_all_rows_model(work
     import mlflow.pyfunc
 
     model = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
-    student = model.unwrap_python_model().student
+    student = model.unwrap_python_model().detector
     assert set(student.members) == {"A", "B", "*all*"}
     rows = pd.read_csv(machines_csv)
     scored = model.predict(rows.drop(columns=["label"]))
@@ -57,9 +73,10 @@ def test_one_student_per_segment_and_unseen_segments_use_the_all_rows_model(work
     rows.drop(columns=["label"]).assign(machine="Z").to_csv(workspace / "new_machine.csv", index=False)
     assert main(["score", "--data", str(workspace / "new_machine.csv"), "--model-name", NAME]) == 0
     rows.drop(columns=["label", "machine"]).to_csv(workspace / "no_machine.csv", index=False)
-    with pytest.raises(DataError, match="segment column 'machine' not found"):
-        run_batch_scoring(ScoringParameters(data_path=str(workspace / "no_machine.csv"),
-                                            model_uri=f"models:/{NAME}@champion"))
+    with pytest.raises(DataError, match=r"exactly the model's columns; missing \['machine'\]"):
+        run_batch_scoring(
+            ScoringParameters(data_path=str(workspace / "no_machine.csv"), model_uri=f"models:/{NAME}@champion")
+        )
 
 
 def test_missing_or_empty_segment_column_is_refused_before_anything_is_registered(workspace, machines_csv):
@@ -79,5 +96,5 @@ def test_segments_train_in_parallel_on_a_two_worker_dask_cluster(workspace, mach
     assert train(machines_csv, runner="dask") == 0
     import mlflow.pyfunc
 
-    student = mlflow.pyfunc.load_model(f"models:/{NAME}@champion").unwrap_python_model().student
+    student = mlflow.pyfunc.load_model(f"models:/{NAME}@champion").unwrap_python_model().detector
     assert set(student.members) == {"A", "B", "*all*"}

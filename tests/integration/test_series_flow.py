@@ -1,5 +1,6 @@
 """Time series through the same training flow: GX series contract, windows, teacher choice, student,
 registered pyfunc that scores a recent history frame; bad series input registers nothing."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,14 +10,16 @@ from anomaly_distill.data import DataError
 from flows.cli import main
 from flows.training import TrainingParameters, run_training
 from tasks.tracking import tracking_uri
-from tests.conftest import SHARED
+from tests.conftest import NAB, require
 
-NAB = SHARED / "nab"
 SERIES = NAB / "realKnownCause" / "rogue_agent_key_hold.csv"
 LABELS = NAB / "labels" / "combined_windows.json"
 NAME = "series-test"
 
-pytestmark = pytest.mark.skipif(not SERIES.exists(), reason="shared NAB data not found")
+
+@pytest.fixture(autouse=True)
+def nab_series():
+    require(SERIES.exists(), f"shared NAB data not found at {NAB}")
 
 
 def client():
@@ -24,11 +27,29 @@ def client():
 
 
 def test_series_trains_through_the_flow_and_the_model_scores_a_history_frame(workspace):
-    assert main(["train", "--modality", "timeseries", "--data", str(SERIES), "--timestamp-column", "timestamp",
-                 "--labels", str(LABELS), "--model-name", NAME]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--modality",
+                "timeseries",
+                "--data",
+                str(SERIES),
+                "--timestamp-column",
+                "timestamp",
+                "--labels",
+                str(LABELS),
+                "--model-name",
+                NAME,
+            ]
+        )
+        == 0
+    )
     version = client().get_model_version(NAME, "1")
     run = client().get_run(version.run_id)
-    assert {"auroc", "auprc", "event_recall", "false_alarms_per_day", "fidelity", "teacher_auroc"} <= set(run.data.metrics)
+    assert {"auroc", "auprc", "event_recall", "false_alarms_per_day", "fidelity", "teacher_auroc"} <= set(
+        run.data.metrics
+    )
     parent = client().get_run(run.data.tags["mlflow.parentRunId"])
     assert parent.data.tags["teacher_kind"] in {"ensemble", "conv_autoencoder"}
     assert "validation AUROC" in parent.data.tags["teacher_choice"]
@@ -54,12 +75,15 @@ def _bad(frame: pd.DataFrame, kind: str) -> pd.DataFrame:
     return frame.head(20)  # too short for one window
 
 
-@pytest.mark.parametrize("kind, message", [
-    ("unsorted", "expect_column_values_to_be_increasing"),
-    ("duplicate", "expect_column_values_to_be_unique"),
-    ("non-numeric", "expect_column_values_to_be_in_type_list(column='value')"),
-    ("too-short", "expect_table_row_count_to_be_between(min_value=32): observed 20"),
-])
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("unsorted", "expect_column_values_to_be_increasing"),
+        ("duplicate", "expect_column_values_to_be_unique"),
+        ("non-numeric", "expect_column_values_to_be_in_type_list(column='value')"),
+        ("too-short", "expect_table_row_count_to_be_between(min_value=32): observed 20"),
+    ],
+)
 def test_bad_series_input_is_refused_and_registers_nothing(workspace, kind, message):
     path = workspace / f"{kind}.csv"
     _bad(pd.read_csv(SERIES), kind).to_csv(path, index=False)
@@ -85,10 +109,23 @@ def test_series_model_in_batch_scoring_the_service_and_drift_monitoring(workspac
     recent = frame.tail(400).reset_index(drop=True)
     recent.to_csv(workspace / "recent.csv", index=False)
     uri = f"models:/{NAME}@champion"
-    whole = run_batch_scoring(ScoringParameters(data_path=str(workspace / "recent.csv"), model_uri=uri,
-                                                out_path=str(workspace / "whole.csv"), live_store=str(workspace / "a")))
-    run_batch_scoring(ScoringParameters(data_path=str(workspace / "recent.csv"), model_uri=uri, chunk_rows=50,
-                                        out_path=str(workspace / "chunked.csv"), live_store=str(workspace / "b")))
+    whole = run_batch_scoring(
+        ScoringParameters(
+            data_path=str(workspace / "recent.csv"),
+            model_uri=uri,
+            out_path=str(workspace / "whole.csv"),
+            live_store=str(workspace / "a"),
+        )
+    )
+    run_batch_scoring(
+        ScoringParameters(
+            data_path=str(workspace / "recent.csv"),
+            model_uri=uri,
+            chunk_rows=50,
+            out_path=str(workspace / "chunked.csv"),
+            live_store=str(workspace / "b"),
+        )
+    )
     assert whole["rows"] == 400 - 31
     one, chunked = pd.read_csv(workspace / "whole.csv"), pd.read_csv(workspace / "chunked.csv")
     assert np.allclose(one["score"], chunked["score"]) and (one["timestamp"] == chunked["timestamp"]).all()
@@ -104,22 +141,30 @@ def test_series_model_in_batch_scoring_the_service_and_drift_monitoring(workspac
     # live traffic like the training period: no drift; the same traffic shifted: the value column drifts
     like_training = frame.iloc[100:600].reset_index(drop=True)
     like_training.to_csv(workspace / "calm.csv", index=False)
-    run_batch_scoring(ScoringParameters(data_path=str(workspace / "calm.csv"), model_uri=uri,
-                                        live_store=str(workspace / "d")))
+    run_batch_scoring(
+        ScoringParameters(data_path=str(workspace / "calm.csv"), model_uri=uri, live_store=str(workspace / "d"))
+    )
     calm = drift_monitoring(DriftParameters(model_name=NAME, live_store=str(workspace / "d")))
     assert calm["drifted_columns"] == [] and "value" in calm["columns"]
     step = pd.Timedelta(pd.to_datetime(frame["timestamp"]).diff().median())
     later = pd.date_range(pd.Timestamp(frame["timestamp"].iloc[-1]) + step, periods=len(like_training), freq=step)
     shifted = like_training.assign(timestamp=later.astype(str), value=like_training["value"] * 5 + 1)
     shifted.to_csv(workspace / "shifted.csv", index=False)
-    run_batch_scoring(ScoringParameters(data_path=str(workspace / "shifted.csv"), model_uri=uri,
-                                        live_store=str(workspace / "c")))
+    run_batch_scoring(
+        ScoringParameters(data_path=str(workspace / "shifted.csv"), model_uri=uri, live_store=str(workspace / "c"))
+    )
     stormy = drift_monitoring(DriftParameters(model_name=NAME, live_store=str(workspace / "c")))
     assert stormy["drift_detected"] and stormy["drifted_columns"] == ["value"]
 
     # retrain on drift: the champion's training period + the live points, in time order, as a new series version
-    retrained = drift_monitoring(DriftParameters(model_name=NAME, live_store=str(workspace / "c"),
-                                                 retrain_on_drift=True, retrain_dir=str(workspace / "retraining")))
+    retrained = drift_monitoring(
+        DriftParameters(
+            model_name=NAME,
+            live_store=str(workspace / "c"),
+            retrain_on_drift=True,
+            retrain_dir=str(workspace / "retraining"),
+        )
+    )
     assert retrained["drift_detected"] and retrained["retrain"]["version"] == "2"
     table = pd.read_parquet(next((workspace / "retraining").glob("*.parquet")))
     stamps = pd.to_datetime(table["timestamp"])

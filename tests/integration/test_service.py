@@ -1,4 +1,5 @@
 """The online service for real: uvicorn on a free localhost port, httpx client, MLflow registry, live store."""
+
 import json
 import socket
 import threading
@@ -9,9 +10,9 @@ import numpy as np
 import pytest
 import uvicorn
 
-from anomaly_distill.live_store import LiveStore
 from flows.cli import main
 from serving.app import create_app
+from serving.live_store import LiveStore
 from tests.integration.conftest import LIVE_MODEL as NAME
 
 
@@ -24,8 +25,14 @@ def free_port() -> int:
 @pytest.fixture
 def service(workspace, champion):
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(NAME, live_store=str(workspace / "store"), poll_seconds=0),
-                                           host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(NAME, live_store=str(workspace / "store"), poll_seconds=0),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.time() + 60
@@ -51,12 +58,15 @@ def test_scores_records_and_logs_them(service):
     assert "/score" in client.get("/openapi.json").json()["paths"]
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda r: {k: v for k, v in r.items() if k != "f2"}, "missing ['f2']"),
-    (lambda r: {**r, "merchant": 1.0}, "unexpected ['merchant']"),
-    (lambda r: {**r, "f0": "high"}, "non-numeric feature columns: ['f0']"),
-    (lambda r: {**r, "f0": None}, "NaN or infinite values in columns ['f0']"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda r: {k: v for k, v in r.items() if k != "f2"}, "missing ['f2']"),
+        (lambda r: {**r, "merchant": 1.0}, "unexpected ['merchant']"),
+        (lambda r: {**r, "f0": "high"}, "column 'f0' must be numeric; row 1 holds 'high'"),
+        (lambda r: {**r, "f0": None}, "column 'f0' has 1 missing, infinite or out-of-range values"),
+    ],
+)
 def test_bad_records_get_a_clear_422_and_are_not_stored(service, mutate, message):
     client, rows, store = service
     records = rows.head(3).to_dict(orient="records")
@@ -86,10 +96,40 @@ def test_traffic_through_the_service_feeds_drift_monitoring(service, workspace):
         return json.loads(out.read_text())
 
     for start in range(0, len(rows), 500):
-        assert client.post("/score", json=rows.iloc[start:start + 500].to_dict(orient="records")).status_code == 200
+        assert client.post("/score", json=rows.iloc[start : start + 500].to_dict(orient="records")).status_code == 200
     assert drift_summary("calm")["drift_detected"] is False
     shifted = rows.assign(f1=rows["f1"] * 3 + 0.05, f4=rows["f4"] + 0.3)
     for start in range(0, len(shifted), 500):
-        assert client.post("/score", json=shifted.iloc[start:start + 500].to_dict(orient="records")).status_code == 200
+        assert (
+            client.post("/score", json=shifted.iloc[start : start + 500].to_dict(orient="records")).status_code == 200
+        )
     stormy = drift_summary("stormy")
     assert stormy["drift_detected"] is True and {"f1", "f4"} <= set(stormy["drifted_columns"])
+
+
+def test_integer_json_values_are_scored_like_the_same_floats(service):
+    client, rows, store = service
+    as_floats = (rows.head(5) * 100).round(0).to_dict(orient="records")
+    as_ints = [{k: int(v) for k, v in record.items()} for record in as_floats]
+    assert all(isinstance(v, int) for v in as_ints[0].values())
+    ints, floats = client.post("/score", json=as_ints), client.post("/score", json=as_floats)
+    assert ints.status_code == 200 and ints.json()["scores"] == floats.json()["scores"]
+    assert len(store.read()) == 10
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ({"nested": 1}, "column 'f0' must be numeric; row 1 holds {'nested': 1}"),
+        (True, "column 'f0' must be numeric; row 1 holds True"),
+        (1e308, "column 'f0' has 1 missing, infinite or out-of-range values"),
+        (2**60, "column 'f0': integer 1152921504606846976 in row 1 has no exact float value"),
+    ],
+)
+def test_values_the_model_cannot_take_get_a_422_naming_column_and_row(service, value, message):
+    client, rows, store = service
+    records = rows.head(3).to_dict(orient="records")
+    records[1]["f0"] = value
+    response = client.post("/score", json=records)
+    assert response.status_code == 422 and message in response.json()["detail"]
+    assert store.read().empty

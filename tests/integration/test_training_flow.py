@@ -1,4 +1,5 @@
 """The training pipeline for real: Prefect flow, Great Expectations, MLflow tracking and registry."""
+
 import json
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from flows.training import TrainingParameters, training_pipeline
 from tasks.tracking import tracking_uri
 
 NAME = "thyroid-test"
-FAST = {"epochs": 20, "model_name": NAME, "label_column": "label"}
+FAST = {"engine": {"distill": {"epochs": 20}}, "model_name": NAME, "label_column": "label"}
 
 
 def train(data, **overrides):
@@ -45,8 +46,10 @@ def test_first_run_promotes_with_everything_tracked_then_second_run_is_gated(wor
     assert parent.data.params["data_path"] == str(thyroid_csv) and parent.data.params["gate.min_auroc"] == "0.7"
     assert parent.data.metrics["auroc"] > 0.9 and parent.data.metrics["fidelity"] > 0.9
     assert parent.inputs.dataset_inputs[0].dataset.digest
-    children = {r.info.run_name: r for r in client.search_runs(
-        [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{first['run_id']}'")}
+    children = {
+        r.info.run_name: r
+        for r in client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{first['run_id']}'")
+    }
     assert set(children) == {"teacher", "student"}
     student_run = children["student"].info.run_id
     assert len(client.get_metric_history(student_run, "val_total")) > 5
@@ -60,11 +63,30 @@ def test_first_run_promotes_with_everything_tracked_then_second_run_is_gated(wor
     version = client.get_model_version(NAME, "1")
     assert version.tags["gate"] == "passed" and version.run_id == student_run
 
-    second = train(thyroid_csv, epochs=21)  # other student parameters: a new model, same (cached) teacher
-    assert second["version"] == "2" and second["teacher_from_cache"]
-    assert any("champion" in reason for reason in second["reasons"])
-    assert str(mlflow_client().get_model_version_by_alias(NAME, "challenger").version) == "2"
-    assert champion() == ("2" if second["promoted"] else "1")
+    # other student parameters: a new model, same (cached) teacher, gated against version 1 on the same rows
+    second = train(thyroid_csv, engine={"distill": {"epochs": 21}}, gate=GateConfig(auroc_tolerance=1.0))
+    assert second["version"] == "2" and second["teacher_from_cache"] and second["promoted"]
+    assert any(reason.startswith("pass: AUROC") and "champion" in reason for reason in second["reasons"])
+    assert str(mlflow_client().get_model_version_by_alias(NAME, "challenger").version) == "2" and champion() == "2"
+
+
+def test_an_engine_only_knob_set_through_train_config_changes_the_model(workspace, thyroid_csv):
+    (workspace / "iforest.yaml").write_text("engine:\n  teacher: {detectors: [iforest]}\n  distill: {epochs: 20}\n")
+    assert main(["train", "--data", str(thyroid_csv), "--model-name", NAME, "--config", "iforest.yaml"]) == 0
+    default = train(thyroid_csv)
+    client = mlflow_client()
+    teachers = {}
+    for version in ("1", "2"):
+        parent = client.get_model_version(NAME, version).run_id
+        parent = client.get_run(parent).data.tags["mlflow.parentRunId"]
+        teacher = client.search_runs(
+            [client.get_run(parent).info.experiment_id],
+            f"tags.mlflow.parentRunId = '{parent}' and tags.mlflow.runName = 'teacher'",
+        )[0]
+        teachers[version] = teacher.data
+    assert teachers["1"].params["teacher.detectors"] == '["iforest"]'
+    assert teachers["2"].params["teacher.detectors"] == '["iforest", "ecod", "knn"]' and default["version"] == "2"
+    assert teachers["1"].metrics["params"] != teachers["2"].metrics["params"]
 
 
 def test_failed_gate_keeps_champion(workspace, thyroid_csv):
@@ -88,7 +110,9 @@ def test_rerun_after_a_crash_past_registration_reuses_the_version(workspace, thy
     rerun = train(thyroid_csv)
     assert rerun["version"] == "1" and rerun["reused_version"] and rerun["promoted"] and champion() == "1"
     assert versions() == [1]
-    assert train(thyroid_csv, seed=1)["version"] == "2"  # other inputs: a new version
+    assert (
+        train(thyroid_csv, engine={"seed": 1, "distill": {"epochs": 20}})["version"] == "2"
+    )  # other inputs: a new version
 
 
 def _bad_files(good: pd.DataFrame, folder) -> dict:
@@ -143,7 +167,7 @@ def test_promote_and_rollback(workspace, thyroid_csv, capsys):
 def test_champion_pyfunc_in_a_fresh_process_matches_the_engine(workspace, thyroid_csv):
     params = TrainingParameters(data_path=str(thyroid_csv), **FAST)
     training_pipeline(params)
-    config = params.engine_config()
+    config = params.engine
     train_rows, test = pipeline.split(load_table(thyroid_csv, "label"), config)
     trained = pipeline.train_teacher(train_rows, config)
     soft = pipeline.generate_soft_labels(trained, train_rows, config)
@@ -155,7 +179,8 @@ def test_champion_pyfunc_in_a_fresh_process_matches_the_engine(workspace, thyroi
         "out = model.predict(pd.read_csv('rows.csv'))\n"
         "strict = model.predict(pd.read_csv('rows.csv'), params={'threshold': -1e9})\n"
         "json.dump({'score': out['score'].tolist(), 'flag': out['is_anomaly'].tolist(),"
-        " 'all': bool(strict['is_anomaly'].all())}, sys.stdout)\n")
+        " 'all': bool(strict['is_anomaly'].all())}, sys.stdout)\n"
+    )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=workspace, check=True)
     served = json.loads(done.stdout.strip().splitlines()[-1])
     expected = engine.predict(test.features)
@@ -170,8 +195,25 @@ def test_mlflow_project_train_entry_point(workspace, thyroid_csv):
 
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     project = Path(__file__).resolve().parents[2] / "mlflow_project"
-    subprocess.run(["mlflow", "run", str(project), "-e", "train", "--env-manager", "local", "-P", f"data={thyroid_csv}",
-                    "-P", f"model_name={NAME}"], check=True, cwd=workspace, env=env, capture_output=True)
+    subprocess.run(
+        [
+            "mlflow",
+            "run",
+            str(project),
+            "-e",
+            "train",
+            "--env-manager",
+            "local",
+            "-P",
+            f"data={thyroid_csv}",
+            "-P",
+            f"model_name={NAME}",
+        ],
+        check=True,
+        cwd=workspace,
+        env=env,
+        capture_output=True,
+    )
     assert champion() == "1"
     project_run = mlflow_client().get_model_version(NAME, "1").run_id
     parent = mlflow_client().get_run(project_run).data.tags["mlflow.parentRunId"]
@@ -202,8 +244,8 @@ def test_teacher_members_on_a_two_worker_dask_cluster_match_local_training(works
     params = TrainingParameters(data_path=str(shuffled), task_runner="dask", **FAST)
     on_dask = run_training(params)
     assert not on_dask["teacher_from_cache"]
-    train_rows, test = pipeline.split(load_table(shuffled, "label"), params.engine_config())
-    local = pipeline.train_teacher(train_rows, params.engine_config())
+    train_rows, test = pipeline.split(load_table(shuffled, "label"), params.engine)
+    local = pipeline.train_teacher(train_rows, params.engine)
     logged = mlflow_client().get_run(on_dask["run_id"]).data.metrics["teacher_auroc"]
     assert logged == pytest.approx(roc_auc_score(test.labels, local.score(test.features)))
 

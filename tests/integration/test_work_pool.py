@@ -1,5 +1,6 @@
 """infra/prefect.yaml for real: `prefect deploy` to a process work pool on a real Prefect server, a
 `prefect worker` picks up a UI-style run and the pipeline registers a model on the real MLflow server."""
+
 import asyncio
 import os
 import subprocess
@@ -15,8 +16,9 @@ BIN = Path(sys.executable).parent
 
 
 def prefect_cli(args: list[str], env: dict, cwd: Path, timeout: float = 300) -> str:
-    done = subprocess.run([str(BIN / "prefect"), "--no-prompt", *args], env=env, cwd=cwd, timeout=timeout,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [str(BIN / "prefect"), "--no-prompt", *args], env=env, cwd=cwd, timeout=timeout, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done.stdout + done.stderr
 
@@ -28,15 +30,22 @@ def test_prefect_yaml_deploys_to_a_process_pool_and_a_worker_runs_it(servers, th
     from flows.training import TrainingParameters
     from tasks import registry
 
-    env = {**os.environ, "PREFECT_API_URL": servers.prefect_api, "MLFLOW_TRACKING_URI": servers.mlflow_uri,
-           "ANOMALY_DISTILL_HOME": str(REPO), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": servers.prefect_api,
+        "MLFLOW_TRACKING_URI": servers.mlflow_uri,
+        "ANOMALY_DISTILL_HOME": str(REPO),
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+    }
     prefect_cli(["work-pool", "create", "anomaly-distill", "--type", "process"], env, REPO)
     deployed = prefect_cli(["deploy", "--all", "--prefect-file", "infra/prefect.yaml"], env, REPO)
     for name in ("nightly-retrain", "drift-check", "batch-score", "promote-model"):
         assert name in deployed
     prefect_cli(["deployment", "schedule", "pause", "--all"], env, REPO)  # only the run started below is due
 
-    params = TrainingParameters(data_path=str(thyroid_csv), model_name="pool-test", epochs=20).model_dump()
+    params = TrainingParameters(
+        data_path=str(thyroid_csv), model_name="pool-test", engine={"distill": {"epochs": 20}}
+    ).model_dump()
     with temporary_settings({PREFECT_API_URL: servers.prefect_api}):
         flow_run = run_deployment("training-pipeline/nightly-retrain", parameters={"params": params}, timeout=0)
         prefect_cli(["worker", "start", "--pool", "anomaly-distill", "--run-once"], env, tmp_path, timeout=600)

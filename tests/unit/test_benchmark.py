@@ -2,25 +2,41 @@ import json
 
 from anomaly_distill.benchmark import METHODS
 from flows.cli import main
+from tests.conftest import DEMO
 
-KEYS = {"dataset", "method", "auroc", "auprc", "precision", "recall", "f1", "recall_at_1pct_fpr", "fidelity",
-        "params", "size_bytes", "fit_seconds", "score_rows_per_second"}
+KEYS = {
+    "dataset",
+    "method",
+    "auroc",
+    "auprc",
+    "precision",
+    "recall",
+    "f1",
+    "recall_at_1pct_fpr",
+    "fidelity",
+    "params",
+    "size_bytes",
+    "fit_seconds",
+    "score_rows_per_second",
+}
 
 
-def test_benchmark_command_on_glass(adbench, tmp_path, capsys):
-    out = tmp_path / "glass.json"
-    assert main(["benchmark", str(adbench / "14_glass.npz"), "--json", str(out), "--throughput-rows", "5000"]) == 0
+def test_benchmark_command_on_the_demo_set(tmp_path, capsys):
+    out = tmp_path / "thyroid.json"
+    assert (
+        main(["benchmark", str(DEMO), "--label-column", "label", "--json", str(out), "--throughput-rows", "5000"]) == 0
+    )
     records = json.loads(out.read_text())
     assert [r["method"] for r in records] == list(METHODS)
     for r in records:
-        assert KEYS <= set(r) and r["dataset"] == "14_glass"
+        assert KEYS <= set(r) and r["dataset"] == "thyroid"
         assert 0.5 < r["auroc"] <= 1 and r["score_rows_per_second"] > 0 and r["params"] > 0
     by = {r["method"]: r for r in records}
-    assert by["teacher"]["fidelity"] == 1.0
-    assert by["student"]["fidelity"] > 0.9
+    # the student ranks rows like its teacher, more closely than the baselines it is compared with do
+    assert by["student"]["fidelity"] > max(by["iforest"]["fidelity"], by["ecod"]["fidelity"])
     assert by["student"]["params"] < by["teacher"]["params"]
     printed = capsys.readouterr().out
-    assert "| 14_glass | student |" in printed and "fidelity" in printed
+    assert "| thyroid | student |" in printed and "fidelity" in printed
 
 
 def test_benchmark_reports_bad_input(tmp_path, capsys):
@@ -32,8 +48,19 @@ def test_benchmark_reports_bad_input(tmp_path, capsys):
 def test_bad_settings_file_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "settings.yaml").write_text("distill: {alpha: 3}\n")
     (tmp_path / "d.csv").write_text("a,b,label\n1,2,0\n2,3,1\n")
-    assert main(["benchmark", str(tmp_path / "d.csv"), "--label-column", "label",
-                 "--config", str(tmp_path / "settings.yaml")]) == 2
+    assert (
+        main(
+            [
+                "benchmark",
+                str(tmp_path / "d.csv"),
+                "--label-column",
+                "label",
+                "--config",
+                str(tmp_path / "settings.yaml"),
+            ]
+        )
+        == 2
+    )
     assert "alpha" in capsys.readouterr().err
 
 
@@ -62,9 +89,29 @@ def test_series_benchmark_command_has_the_tabular_keys_plus_event_metrics(tmp_pa
     (tmp_path / "fast.yaml").write_text("teacher: {epochs: 5}\ndistill: {epochs: 60}\n")
     (tmp_path / "series.yaml").write_text("teacher: ensemble\ndistill_rows: 5000\n")
     out = tmp_path / "series.json"
-    assert main(["benchmark", "--modality", "timeseries", str(path), "--labels", str(tmp_path / "labels.json"),
-                 "--window", "16", "--config", str(tmp_path / "fast.yaml"), "--json", str(out),
-                 "--series-config", str(tmp_path / "series.yaml"), "--throughput-rows", "5000"]) == 0
+    assert (
+        main(
+            [
+                "benchmark",
+                "--modality",
+                "timeseries",
+                str(path),
+                "--labels",
+                str(tmp_path / "labels.json"),
+                "--window",
+                "16",
+                "--config",
+                str(tmp_path / "fast.yaml"),
+                "--json",
+                str(out),
+                "--series-config",
+                str(tmp_path / "series.yaml"),
+                "--throughput-rows",
+                "5000",
+            ]
+        )
+        == 0
+    )
     records = json.loads(out.read_text())
     assert [r["method"] for r in records] == list(SERIES_METHODS)
     assert {(r["teacher_kind"], r["teacher_choice"]) for r in records} == {("ensemble", "the only candidate")}
@@ -100,10 +147,31 @@ def test_series_benchmark_skips_series_it_cannot_evaluate_and_says_why(tmp_path,
     (tmp_path / "fast.yaml").write_text("teacher: {epochs: 5}\ndistill: {epochs: 30}\n")
     (tmp_path / "series.yaml").write_text("teacher: ensemble\ndistill_rows: 3000\n")
     out = tmp_path / "out.json"
-    assert main(["benchmark", "--modality", "timeseries", str(path), str(tmp_path / "plant" / "short.csv"),
-                 str(tmp_path / "plant" / "early.csv"), "--labels", str(tmp_path / "labels.json"), "--window", "16",
-                 "--config", str(tmp_path / "fast.yaml"), "--series-config", str(tmp_path / "series.yaml"),
-                 "--throughput-rows", "2000", "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "benchmark",
+                "--modality",
+                "timeseries",
+                str(path),
+                str(tmp_path / "plant" / "short.csv"),
+                str(tmp_path / "plant" / "early.csv"),
+                "--labels",
+                str(tmp_path / "labels.json"),
+                "--window",
+                "16",
+                "--config",
+                str(tmp_path / "fast.yaml"),
+                "--series-config",
+                str(tmp_path / "series.yaml"),
+                "--throughput-rows",
+                "2000",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert {r["dataset"] for r in json.loads(out.read_text())} == {"sensor"}
     printed = capsys.readouterr().out
     assert "- short.csv: " in printed and "fewer than the 200 needed" in printed
@@ -113,8 +181,21 @@ def test_series_benchmark_skips_series_it_cannot_evaluate_and_says_why(tmp_path,
 def test_series_benchmark_refuses_bad_series_settings(tmp_path, capsys):
     path = synthetic_series(tmp_path)
     (tmp_path / "series.yaml").write_text("window: 2\n")
-    assert main(["benchmark", "--modality", "timeseries", str(path), "--labels", str(tmp_path / "labels.json"),
-                 "--series-config", str(tmp_path / "series.yaml")]) == 2
+    assert (
+        main(
+            [
+                "benchmark",
+                "--modality",
+                "timeseries",
+                str(path),
+                "--labels",
+                str(tmp_path / "labels.json"),
+                "--series-config",
+                str(tmp_path / "series.yaml"),
+            ]
+        )
+        == 2
+    )
     assert "window" in capsys.readouterr().err
 
 
@@ -127,9 +208,22 @@ def test_series_benchmark_keeps_a_repeated_hour_in_file_order_unless_told_strict
     frame.to_csv(path, index=False)
     (tmp_path / "fast.yaml").write_text("teacher: {epochs: 5}\ndistill: {epochs: 30}\n")
     (tmp_path / "series.yaml").write_text("teacher: ensemble\ndistill_rows: 3000\n")
-    common = ["benchmark", "--modality", "timeseries", str(path), "--labels", str(tmp_path / "labels.json"),
-              "--window", "16", "--config", str(tmp_path / "fast.yaml"), "--series-config",
-              str(tmp_path / "series.yaml"), "--throughput-rows", "2000"]
+    common = [
+        "benchmark",
+        "--modality",
+        "timeseries",
+        str(path),
+        "--labels",
+        str(tmp_path / "labels.json"),
+        "--window",
+        "16",
+        "--config",
+        str(tmp_path / "fast.yaml"),
+        "--series-config",
+        str(tmp_path / "series.yaml"),
+        "--throughput-rows",
+        "2000",
+    ]
     assert main(common) == 0
     assert main(common + ["--timestamp-policy", "strict"]) == 2
     assert "1 duplicate timestamps, e.g. row 500" in capsys.readouterr().err

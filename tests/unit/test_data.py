@@ -28,17 +28,32 @@ def test_label_column_is_optional(tmp_path, small_frame):
     assert table.labels is None and table.features.shape == (400, 4)
 
 
-@pytest.mark.parametrize("name, frame_edit, label, message", [
-    ("nan", lambda f: f.assign(b=f["b"].where(f.index != 3)), "label", "NaN or infinite values in columns ['b']"),
-    ("inf", lambda f: f.assign(c=f["c"].replace(f["c"].iloc[5], np.inf)), "label", "NaN or infinite values in columns ['c']"),
-    ("string", lambda f: f.assign(city="Paris"), "label", "non-numeric feature columns: ['city']"),
-    ("labels", lambda f: f.assign(label=f["label"].replace(1, 2)), "label", "must hold 0 (normal) or 1 (anomaly); found ['2']"),
-    ("no label", lambda f: f, "target", "label column 'target' not found"),
-    ("single row", lambda f: f.head(1), "label", "single row"),
-    ("empty", lambda f: f.head(0), "label", "the table is empty"),
-])
+@pytest.mark.parametrize(
+    "name, frame_edit, label, message",
+    [
+        ("nan", lambda f: f.assign(b=f["b"].where(f.index != 3)), "label", "NaN or infinite values in columns ['b']"),
+        (
+            "inf",
+            lambda f: f.assign(c=f["c"].replace(f["c"].iloc[5], np.inf)),
+            "label",
+            "NaN or infinite values in columns ['c']",
+        ),
+        ("string", lambda f: f.assign(city="Paris"), "label", "non-numeric feature columns: ['city']"),
+        (
+            "labels",
+            lambda f: f.assign(label=f["label"].replace(1, 2)),
+            "label",
+            "must hold 0 (normal) or 1 (anomaly); found ['2']",
+        ),
+        ("no label", lambda f: f, "target", "label column 'target' not found"),
+        ("single row", lambda f: f.head(1), "label", "single row"),
+        ("empty", lambda f: f.head(0), "label", "the table is empty"),
+    ],
+)
 def test_bad_input_is_named(tmp_path, small_frame, name, frame_edit, label, message):
-    with pytest.raises(DataError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(
+        DataError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(").replace(")", r"\)")
+    ):
         load_table(write_csv(tmp_path, frame_edit(small_frame)), label)
 
 

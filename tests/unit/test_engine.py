@@ -1,11 +1,12 @@
 """The training steps end to end on small data: soft labels, distillation, determinism, ONNX parity."""
+
 import numpy as np
 import pytest
 
 from anomaly_distill import pipeline
 from anomaly_distill.config import DistillConfig, EngineConfig, TeacherConfig
-from anomaly_distill.data import load_table, table_from_frame
-from anomaly_distill.export import OnnxScorer, export_onnx
+from anomaly_distill.data import table_from_frame
+from anomaly_distill.export import OnnxScorer
 from anomaly_distill.soft_labels import FEATURE_PREFIX, META_COLUMNS
 
 FAST = EngineConfig(distill=DistillConfig(epochs=15, min_rows=3000), teacher=TeacherConfig(epochs=10))
@@ -16,15 +17,6 @@ def train_all(table, config=FAST):
     trained = pipeline.train_teacher(train, config)
     soft = pipeline.generate_soft_labels(trained, train, config)
     return train, test, trained, soft, pipeline.distill_student(soft, trained, train, config)
-
-
-@pytest.fixture(scope="module")
-def thyroid():
-    from tests.conftest import ADBENCH
-    path = ADBENCH / "38_thyroid.npz"
-    if not path.exists():
-        pytest.skip("shared ADBench data not found")
-    return load_table(path)
 
 
 def test_soft_label_table(small_frame):
@@ -74,7 +66,7 @@ def test_threshold_is_stored_and_overridable(small_frame):
 
 def test_onnx_matches_torch_on_random_and_real_rows(tmp_path, thyroid):
     _, test, _, _, student = train_all(thyroid)
-    scorer = OnnxScorer(export_onnx(student.model, tmp_path / "student.onnx"))
+    scorer = OnnxScorer(student.export_onnx(tmp_path / "student.onnx"))
     real = test.features.to_numpy(dtype=np.float32)
     rng = np.random.default_rng(0)
     random = (rng.normal(size=(500, real.shape[1])) * real.std(axis=0) * 3 + real.mean(axis=0)).astype(np.float32)

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pandas as pd
 
-from anomaly_distill.live_store import ROW_ID, TIMESTAMP, LiveStore
+from serving.live_store import ROW_ID, TIMESTAMP, LiveStore
 
 
 def rows(n: int, seed: int = 0) -> pd.DataFrame:
@@ -59,9 +59,13 @@ def test_killed_writer_leaves_complete_files_only(tmp_path):
     LiveStore(url).append(rows(10))
     writer = multiprocessing.get_context("spawn").Process(target=_endless_writer, args=(url,))
     writer.start()
-    time.sleep(4)
+    deadline = time.time() + 120
+    while len(LiveStore(url).read()) == 10:  # kill only after at least one append is complete
+        assert time.time() < deadline, "the writer completed no append in 120 s"
+        time.sleep(0.2)
+    time.sleep(0.3)  # most likely in the middle of the next append
     os.kill(writer.pid, signal.SIGKILL)
     writer.join()
     stored = LiveStore(url).read()
-    assert (len(stored) - 10) % 300_000 == 0  # whole appends only
+    assert len(stored) > 10 and (len(stored) - 10) % 300_000 == 0  # whole appends only
     assert stored[ROW_ID].is_unique and stored["a"].notna().all()

@@ -1,4 +1,5 @@
 """Golden values computed by hand (binary cross-entropy = -[p·log q + (1-p)·log(1-q)])."""
+
 import math
 
 import pytest
@@ -45,8 +46,16 @@ def test_hint_loss_golden_value():
 def test_total_loss_weights_the_terms():
     student, teacher, labels = torch.tensor([0.0, 2.0]), torch.tensor([2.0, -2.0]), torch.tensor([1, 0])
     projected, features = torch.tensor([[1.0]]), torch.tensor([[3.0]])
-    terms = distillation_loss(student, teacher, labels, temperature=2.0, alpha=0.7, beta=0.5,
-                              projected_hidden=projected, teacher_features=features)
+    terms = distillation_loss(
+        student,
+        teacher,
+        labels,
+        temperature=2.0,
+        alpha=0.7,
+        beta=0.5,
+        projected_hidden=projected,
+        teacher_features=features,
+    )
     expected = 0.7 * terms["soft"] + 0.3 * terms["hard"] + 0.5 * 4.0
     assert terms["total"].item() == pytest.approx(expected.item(), rel=1e-6)
     assert terms["hint"].item() == pytest.approx(4.0)

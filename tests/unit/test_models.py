@@ -5,8 +5,14 @@ import torch
 from anomaly_distill.config import EngineConfig, StudentConfig, TeacherConfig
 from anomaly_distill.data import DataError
 from anomaly_distill.models.student import StudentNet
-from anomaly_distill.models.teachers import (AutoencoderTeacher, EcdfCalibrator, EnsembleTeacher, InductiveECOD,
-                                             SupervisedTeacher, build_teacher)
+from anomaly_distill.models.teachers import (
+    AutoencoderTeacher,
+    EcdfCalibrator,
+    EnsembleTeacher,
+    InductiveECOD,
+    SupervisedTeacher,
+    build_teacher,
+)
 
 
 @pytest.fixture
@@ -20,8 +26,7 @@ def rows():
 
 def test_ecdf_calibrator_by_hand():
     calibrate = EcdfCalibrator(np.array([1.0, 2.0, 2.0, 4.0]))
-    np.testing.assert_allclose(calibrate(np.array([0.0, 1.0, 2.0, 3.0, 4.0, 9.0])),
-                               [0.0, 0.25, 0.75, 0.875, 1.0, 1.0])
+    np.testing.assert_allclose(calibrate(np.array([0.0, 1.0, 2.0, 3.0, 4.0, 9.0])), [0.0, 0.25, 0.75, 0.875, 1.0, 1.0])
 
 
 def test_inductive_ecod_scores_a_row_the_same_in_any_batch(rows):
@@ -34,6 +39,7 @@ def test_inductive_ecod_scores_a_row_the_same_in_any_batch(rows):
 def test_inductive_ecod_ranks_like_pyod_on_training_rows(rows):
     from pyod.models.ecod import ECOD
     from scipy.stats import spearmanr
+
     ours = InductiveECOD().fit(rows).decision_scores_
     assert spearmanr(ours, ECOD().fit(rows).decision_scores_).statistic > 0.99
 

@@ -1,4 +1,5 @@
 """Time series: windows, chronological splits, labels, event metrics, the sequence teacher, bad series input."""
+
 import json
 
 import numpy as np
@@ -8,8 +9,7 @@ import pytest
 from anomaly_distill.config import EngineConfig, SeriesConfig
 from anomaly_distill.data import DataError
 from anomaly_distill.metrics import event_metrics
-from anomaly_distill.timeseries import (label_windows, point_labels, series_from_frame, window_features,
-                                        windowed)
+from anomaly_distill.timeseries import label_windows, point_labels, series_from_frame, window_features, windowed
 
 
 def make_frame(n=600, seed=0, freq="5min"):
@@ -41,15 +41,33 @@ def test_split_is_chronological_and_normalisation_sees_only_the_training_period(
     assert np.allclose(again.table.features[again.train], data.table.features[data.train])
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda f: f.iloc[[0, 2, 1, *range(3, len(f))]], "timestamps are not sorted: row 2 (2024-01-01 00:05:00) is earlier than row 1"),
-    (lambda f: f.assign(timestamp=f["timestamp"].where(f.index != 5, f["timestamp"][4])), "duplicate timestamps, e.g. row 5"),
-    (lambda f: f.assign(value=f["value"].astype(object).where(f.index != 7, "n/a")), "non-numeric or non-finite values, e.g. row 7: 'n/a'"),
-    (lambda f: f.assign(value=f["value"].where(f.index != 3, np.inf)), "non-numeric or non-finite values, e.g. row 3"),
-    (lambda f: f.head(5), "the series has 5 points; one window needs 8"),
-    (lambda f: f.assign(timestamp=f["timestamp"].where(f.index != 9, "yesterday-ish")), "1 timestamps do not parse, e.g. row 9"),
-    (lambda f: f.rename(columns={"timestamp": "time"}), "timestamp column 'timestamp' not found"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            lambda f: f.iloc[[0, 2, 1, *range(3, len(f))]],
+            "timestamps are not sorted: row 2 (2024-01-01 00:05:00) is earlier than row 1",
+        ),
+        (
+            lambda f: f.assign(timestamp=f["timestamp"].where(f.index != 5, f["timestamp"][4])),
+            "duplicate timestamps, e.g. row 5",
+        ),
+        (
+            lambda f: f.assign(value=f["value"].astype(object).where(f.index != 7, "n/a")),
+            "non-numeric or non-finite values, e.g. row 7: 'n/a'",
+        ),
+        (
+            lambda f: f.assign(value=f["value"].where(f.index != 3, np.inf)),
+            "non-numeric or non-finite values, e.g. row 3",
+        ),
+        (lambda f: f.head(5), "the series has 5 points; one window needs 8"),
+        (
+            lambda f: f.assign(timestamp=f["timestamp"].where(f.index != 9, "yesterday-ish")),
+            "1 timestamps do not parse, e.g. row 9",
+        ),
+        (lambda f: f.rename(columns={"timestamp": "time"}), "timestamp column 'timestamp' not found"),
+    ],
+)
 def test_bad_series_input_is_refused_with_the_row_at_fault(change, message):
     with pytest.raises(DataError, match=message.replace("(", r"\(").replace(")", r"\)")):
         series_from_frame(change(make_frame()).reset_index(drop=True), "timestamp", 8)
@@ -114,10 +132,13 @@ def test_sequence_teacher_scores_a_broken_window_higher_and_the_student_is_a_ten
     broken[:, 15] += 3.0  # the newest point jumps
     pre = trained.preprocessor
     assert np.median(trained.teacher.score(pre.transform_array(broken))) > 2 * np.median(
-        trained.teacher.score(pre.transform_array(rows)))
+        trained.teacher.score(pre.transform_array(rows))
+    )
     from anomaly_distill.models.student import StudentNet
 
-    student_params = sum(p.numel() for p in StudentNet(train.features.shape[1], config.student_hidden, 5.0).parameters())
+    student_params = sum(
+        p.numel() for p in StudentNet(train.features.shape[1], config.student_hidden, 5.0).parameters()
+    )
     assert student_params * 10 <= trained.teacher.n_params
 
 
@@ -153,22 +174,40 @@ def test_teacher_choice_uses_validation_auroc_only_when_the_period_has_both_clas
 def test_merged_history_is_in_time_order_and_newer_rows_win_repeated_timestamps():
     from anomaly_distill.timeseries import merged_history
 
-    older = pd.DataFrame({"timestamp": ["2024-01-01 00:00", "2024-01-01 00:05", "2024-01-01 00:10"],
-                          "value": [1.0, 2.0, 3.0], "score": [0.1, 0.2, 0.3]})
-    newer = pd.DataFrame({"timestamp": ["2024-01-01 02:00", "2024-01-01 00:10", "2024-01-01 02:05", "2024-01-01 02:00"],
-                          "value": [10.0, 30.0, 11.0, 12.0], "model_name": "m"})
+    older = pd.DataFrame(
+        {
+            "timestamp": ["2024-01-01 00:00", "2024-01-01 00:05", "2024-01-01 00:10"],
+            "value": [1.0, 2.0, 3.0],
+            "score": [0.1, 0.2, 0.3],
+        }
+    )
+    newer = pd.DataFrame(
+        {
+            "timestamp": ["2024-01-01 02:00", "2024-01-01 00:10", "2024-01-01 02:05", "2024-01-01 02:00"],
+            "value": [10.0, 30.0, 11.0, 12.0],
+            "model_name": "m",
+        }
+    )
     merged = merged_history(older, newer, "timestamp", ["value"])
     assert list(merged.columns) == ["timestamp", "value"]
-    assert merged["timestamp"].tolist() == ["2024-01-01 00:00", "2024-01-01 00:05", "2024-01-01 00:10",
-                                            "2024-01-01 02:00", "2024-01-01 02:05"]
+    assert merged["timestamp"].tolist() == [
+        "2024-01-01 00:00",
+        "2024-01-01 00:05",
+        "2024-01-01 00:10",
+        "2024-01-01 02:00",
+        "2024-01-01 02:05",
+    ]
     assert merged["value"].tolist() == [1.0, 2.0, 30.0, 12.0, 11.0]  # the latest row of a repeated point wins
     series_from_frame(merged, "timestamp", 2)  # a valid series (the two-hour gap is reported, not refused)
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda f: f.drop(columns="timestamp"), "lack columns ['timestamp']"),
-    (lambda f: f.assign(timestamp=["soon", "2024-01-01 00:05"]), "timestamps do not parse, e.g. 'soon'"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda f: f.drop(columns="timestamp"), "lack columns ['timestamp']"),
+        (lambda f: f.assign(timestamp=["soon", "2024-01-01 00:05"]), "timestamps do not parse, e.g. 'soon'"),
+    ],
+)
 def test_merged_history_refuses_rows_it_cannot_place_in_time(change, message):
     from anomaly_distill.timeseries import merged_history
 

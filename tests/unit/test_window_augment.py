@@ -1,4 +1,5 @@
 """Window augmentations for series distillation: what each one changes, and that rows stay real windows."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -62,21 +63,24 @@ def test_synthetic_windows_are_seeded_and_mix_all_augmentations():
 def test_series_distillation_rows_are_real_windows_with_their_stats_recomputed():
     from anomaly_distill import pipeline
     from anomaly_distill.data import Table
-    from anomaly_distill.series_pipeline import engine_for, window_synthesizer
+    from anomaly_distill.series_pipeline import engine_for
 
     rng = np.random.default_rng(0)
     n = 1200
-    frame = pd.DataFrame({"timestamp": pd.date_range("2024-01-01", periods=n, freq="5min").astype(str),
-                          "value": np.sin(np.arange(n) / 20) + rng.normal(0, 0.05, n)})
+    frame = pd.DataFrame(
+        {
+            "timestamp": pd.date_range("2024-01-01", periods=n, freq="5min").astype(str),
+            "value": np.sin(np.arange(n) / 20) + rng.normal(0, 0.05, n),
+        }
+    )
     config = SeriesConfig(window=16, distill_rows=3000)
     series = series_from_frame(frame, "timestamp", 16)
     data = windowed(series, config)
     train = Table(data.part(data.train).features)
-    engine = engine_for(series, config, EngineConfig(teacher=TeacherConfig(detectors=["iforest", "ecod"])),
-                        "ensemble")
+    engine = engine_for(series, config, EngineConfig(teacher=TeacherConfig(detectors=["iforest", "ecod"])), "ensemble")
+    assert engine.distill.synthetic == "windows" and engine.teacher.sequence == (1, 16)
     trained = pipeline.train_teacher(train, engine)
-    synthesize = window_synthesizer(trained.preprocessor, 1, 16)
-    soft = pipeline.generate_soft_labels(trained, train, engine, synthesize)
+    soft = pipeline.generate_soft_labels(trained, train, engine)
     assert len(soft) == 3000 and set(soft.source) == {"train", "augmented"}
     augmented = soft[soft.source == "augmented"][list(train.features.columns)].to_numpy()
     recomputed = window_rows(augmented[:, :16].reshape(-1, 1, 16))

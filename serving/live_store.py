@@ -3,6 +3,8 @@
 Every append writes a new uniquely named file under a temporary name and renames it into place, so readers
 never see half a file, a killed writer leaves only an ignored temp file, and concurrent writers cannot collide.
 """
+
+import os
 import uuid
 from datetime import datetime, timezone
 
@@ -10,6 +12,11 @@ import fsspec
 import pandas as pd
 
 TIMESTAMP, ROW_ID = "scored_at", "row_id"  # scored_at: not "timestamp", which series data often uses
+LIVE_STORE_ENV = "ANOMALY_DISTILL_LIVE_STORE"
+
+
+def live_store_url(url: str | None = None) -> str:
+    return url or os.environ.get(LIVE_STORE_ENV) or "live-store"
 
 
 class LiveStore:
@@ -33,8 +40,7 @@ class LiveStore:
         return stamped
 
     def read(self, since: datetime | None = None, until: datetime | None = None) -> pd.DataFrame:
-        files = sorted(f for f in self.fs.glob(f"{self.root}/date=*/part-*.parquet")
-                       if _in_window(f, since, until))
+        files = sorted(f for f in self.fs.glob(f"{self.root}/date=*/part-*.parquet") if _in_window(f, since, until))
         if not files:
             return pd.DataFrame()
         frames = []
@@ -52,3 +58,12 @@ class LiveStore:
 def _in_window(path: str, since: datetime | None, until: datetime | None) -> bool:
     day = path.rsplit("date=", 1)[1].split("/", 1)[0]
     return (since is None or day >= since.date().isoformat()) and (until is None or day <= until.date().isoformat())
+
+
+def scored_rows(features: pd.DataFrame, scored: pd.DataFrame, model_name: str, version: str) -> pd.DataFrame:
+    """Input rows beside their scores and the version that scored them; a series model scores only the points
+    with a full window behind them (the last len(scored) rows)."""
+    features = features.iloc[len(features) - len(scored) :].reset_index(drop=True)
+    scored = scored.drop(columns=[c for c in scored.columns if c in features.columns])
+    rows = pd.concat([features, scored.reset_index(drop=True)], axis=1)
+    return rows.assign(model_name=model_name, model_version=version)

@@ -1,0 +1,178 @@
+"""The data contract saved with every model version, and the one check every scoring input goes through.
+
+A contract is typed (tabular | timeseries, told apart by `kind`) and versioned (`schema_version`). Training derives
+it from the training data; Great Expectations validates new training data against it; batch scoring, the HTTP
+service, drift monitoring and the pyfunc call `check_input` on whatever arrives, which returns float64 features in
+the model's column order or raises a DataError naming the column and the row.
+"""
+
+import json
+from typing import Annotated, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import Field, TypeAdapter
+
+from anomaly_distill.config import SeriesConfig, StrictModel
+from anomaly_distill.data import DataError, check_segments
+from anomaly_distill.timeseries import series_from_frame
+
+SCHEMA_VERSION = 1
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # the student computes in float32: larger values become inf
+MAX_EXACT_INTEGER = 2**53  # beyond this an integer has no exact float64 value
+
+
+class TabularContract(StrictModel):
+    kind: Literal["tabular"] = "tabular"
+    schema_version: int = SCHEMA_VERSION
+    features: list[str]
+    label_column: str | None = None
+    segment_column: str | None = None
+    ranges: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    mostly: float = 0.99
+    min_rows: int = 10
+    reference_rows: int = 0
+
+    @property
+    def input_columns(self) -> list[str]:
+        return self.features + ([self.segment_column] if self.segment_column else [])
+
+
+class SeriesContract(StrictModel):
+    kind: Literal["timeseries"] = "timeseries"
+    schema_version: int = SCHEMA_VERSION
+    timestamp_column: str
+    value_columns: list[str]
+    series: SeriesConfig
+    gaps: int = 0
+    digest: str = ""
+
+    @property
+    def features(self) -> list[str]:
+        """What drift monitoring compares (with the score)."""
+        return self.value_columns
+
+    @property
+    def input_columns(self) -> list[str]:
+        return [self.timestamp_column, *self.value_columns]
+
+    @property
+    def window(self) -> int:
+        return self.series.window
+
+
+Contract = Annotated[TabularContract | SeriesContract, Field(discriminator="kind")]
+_ADAPTER = TypeAdapter(Contract)
+
+
+def contract_from_dict(payload: dict) -> TabularContract | SeriesContract:
+    """Parses a saved contract; contracts saved before the schema was versioned are upgraded first."""
+    payload = dict(payload)
+    if "schema_version" not in payload:
+        payload = _upgrade_unversioned(payload)
+    return _ADAPTER.validate_python(payload)
+
+
+def _upgrade_unversioned(payload: dict) -> dict:
+    kind = payload.pop("modality", None) or "tabular"
+    if kind == "timeseries":
+        return {
+            "kind": kind,
+            "timestamp_column": payload["timestamp_column"],
+            "value_columns": payload["value_columns"],
+            "series": payload["series"],
+            "gaps": payload.get("gaps", 0),
+            "digest": payload.get("digest", ""),
+        }
+    known = set(TabularContract.model_fields)
+    return {"kind": kind, **{k: v for k, v in payload.items() if k in known}}
+
+
+def contract_json(contract: TabularContract | SeriesContract) -> str:
+    return contract.model_dump_json(indent=2)
+
+
+def contract_to_dict(contract: TabularContract | SeriesContract) -> dict:
+    return json.loads(contract.model_dump_json())
+
+
+def check_input(contract: TabularContract | SeriesContract, frame: pd.DataFrame) -> pd.DataFrame:
+    """What a model scores, checked: exactly its columns, numeric, finite, within float32; integers are cast to
+    float64 where that is lossless. A training label column, if present, is ignored."""
+    if isinstance(contract, SeriesContract):
+        return _check_series(contract, frame)
+    return _check_table(contract, frame)
+
+
+def _check_table(contract: TabularContract, frame: pd.DataFrame) -> pd.DataFrame:
+    if len(frame) == 0:
+        raise DataError("no rows to score")
+    frame = frame.drop(columns=[contract.label_column], errors="ignore") if contract.label_column else frame
+    _check_column_names(frame, contract.input_columns)
+    features = pd.DataFrame({column: _float_column(frame[column], column) for column in contract.features})
+    if contract.segment_column:
+        features[contract.segment_column] = check_segments(frame, contract.segment_column).to_numpy()
+    return features
+
+
+def _check_column_names(frame: pd.DataFrame, expected: list[str]) -> None:
+    names = [str(c) for c in frame.columns]
+    duplicated = sorted({c for c in names if names.count(c) > 1})
+    if duplicated:
+        raise DataError(f"duplicate columns {duplicated}: each column may appear once")
+    missing = [c for c in expected if c not in names]
+    unexpected = [c for c in names if c not in expected]
+    if missing or unexpected:
+        raise DataError(f"the rows must have exactly the model's columns; missing {missing}, unexpected {unexpected}")
+
+
+def _float_column(values: pd.Series, column: str) -> np.ndarray:
+    """float64 values of one column, or a DataError naming the column and the first bad row."""
+    numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+    if not numeric:
+        bad = np.array([not _is_number(v) for v in values])
+        if bad.any():
+            # text read from a CSV: name the value that is not a number at all, not the first numeric-looking one
+            unparseable = bad & pd.to_numeric(values.astype(str), errors="coerce").isna().to_numpy()
+            row = int(np.flatnonzero(unparseable if unparseable.any() else bad)[0])
+            raise DataError(f"column {column!r} must be numeric; row {row} holds {_shown(values.iloc[row])!r}")
+        values = pd.to_numeric(values)  # an object column of ints and floats (JSON mixing 1 and 1.5)
+    as_float = values.to_numpy(dtype=np.float64, na_value=np.nan)
+    if pd.api.types.is_integer_dtype(values):
+        inexact = np.abs(as_float) > MAX_EXACT_INTEGER
+        if inexact.any():
+            row = int(np.flatnonzero(inexact)[0])
+            raise DataError(f"column {column!r}: integer {values.iloc[row]} in row {row} has no exact float value")
+    bad = ~np.isfinite(as_float) | (np.abs(as_float) > FLOAT32_MAX)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"column {column!r} has {int(bad.sum())} missing, infinite or out-of-range values "
+            f"(|x| > {FLOAT32_MAX:.3g}), e.g. row {row}: {_shown(values.iloc[row])!r}"
+        )
+    return as_float
+
+
+def _shown(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _is_number(value) -> bool:
+    return (
+        value is None
+        or isinstance(value, (int, float, np.integer, np.floating))
+        and not isinstance(value, (bool, np.bool_))
+    )
+
+
+def _check_series(contract: SeriesContract, frame: pd.DataFrame) -> pd.DataFrame:
+    """A history frame: the timestamp and value columns the model was trained on, at least one window long."""
+    missing = [c for c in contract.input_columns if c not in frame.columns]
+    if missing:
+        raise DataError(f"the series needs columns {contract.input_columns}; missing {missing}")
+    rows = frame[contract.input_columns].reset_index(drop=True)
+    values = {c: _float_column(rows[c], c) for c in contract.value_columns}
+    series_from_frame(
+        rows, contract.timestamp_column, contract.window, contract.value_columns, contract.series.timestamp_policy
+    )
+    return rows.assign(**values)

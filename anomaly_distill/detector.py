@@ -1,0 +1,72 @@
+"""The one contract every shippable detector keeps (tabular student, series student, per-segment model).
+
+A detector scores a frame of raw input (rows, or a history for a series), flags rows above a threshold, knows its
+size, saves its state (tensors and plain values only: loading runs no pickled code) and exports itself to ONNX so
+that the exported graph scores exactly what `score` does. What cannot be exported is refused, never exported in
+part.
+"""
+
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import pandas as pd
+import torch
+
+
+class ExportError(ValueError):
+    """A detector (or a member of one) that has no ONNX form, with the reason."""
+
+
+@runtime_checkable
+class Detector(Protocol):
+    kind: str  # "tabular" | "timeseries" | "segmented"
+    threshold: float
+
+    def score(self, frame: pd.DataFrame) -> np.ndarray: ...
+
+    def predict(self, frame: pd.DataFrame, threshold: float | None = None) -> pd.DataFrame: ...
+
+    @property
+    def n_params(self) -> int: ...
+
+    def state(self) -> dict: ...
+
+    def export_onnx(self, path: str | Path) -> Path: ...
+
+
+def save_detector(detector: Detector, path: str | Path) -> Path:
+    torch.save({"kind": detector.kind, **detector.state()}, path)
+    return Path(path)
+
+
+def size_bytes(detector: Detector) -> int:
+    """Bytes of the saved state file (`detector.pt`): what the registry stores and a device must hold."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return save_detector(detector, Path(tmp) / "detector.pt").stat().st_size
+
+
+def load_detector(path: str | Path) -> Detector:
+    saved = torch.load(path, weights_only=True)
+    kind = saved.get("kind") or _legacy_kind(saved)
+    return detector_from_state(kind, saved)
+
+
+def detector_from_state(kind: str, saved: dict) -> Detector:
+    from anomaly_distill.pipeline import Student
+    from anomaly_distill.segments import Segmented
+    from anomaly_distill.series_pipeline import SeriesStudent
+
+    loaders = {"tabular": Student.from_state, "timeseries": SeriesStudent.from_state, "segmented": Segmented.from_state}
+    if kind not in loaders:
+        raise ValueError(f"unknown detector kind {kind!r} in saved state")
+    return loaders[kind](saved)
+
+
+def _legacy_kind(saved: dict) -> str:
+    """Versions saved before detectors carried their kind."""
+    if "series" in saved:
+        return "timeseries"
+    return "segmented" if "segments" in saved else "tabular"

@@ -1,0 +1,75 @@
+"""One strict settings tree: an unknown key at any level is an error naming the key and the nearest valid one."""
+
+import pytest
+import yaml
+
+from anomaly_distill.config import EngineConfig, SeriesConfig, SettingsError, parse_settings
+from flows.cli import main
+from flows.training import TrainingParameters
+from tests.conftest import DEMO
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"gate": {"min_aurok": 0.99}}, "gate.min_aurok: unknown key; did you mean min_auroc?"),
+        ({"engine": {"distill": {"epochz": 5}}}, "engine.distill.epochz: unknown key; did you mean epochs?"),
+        ({"engine": {"teacher": {"detectors": ["iforest", "lof"]}}}, "engine.teacher.detectors.1: Input should be"),
+        ({"series": {"windw": 16}}, "series.windw: unknown key; did you mean window?"),
+        ({"epochs": 5}, "epochs: unknown key; it is set as engine.distill.epochs now"),
+        ({"modle_name": "x"}, "modle_name: unknown key; did you mean model_name?"),
+    ],
+)
+def test_training_parameters_name_the_bad_key(settings, message):
+    with pytest.raises(SettingsError) as error:
+        parse_settings(TrainingParameters, settings)
+    assert message in str(error.value)
+
+
+def test_every_engine_knob_is_a_training_parameter():
+    params = parse_settings(
+        TrainingParameters,
+        {"engine": {"teacher": {"detectors": ["iforest"], "max_fit_rows": 500}, "distill": {"noise_scale": 0.5}}},
+    )
+    assert params.engine.teacher.detectors == ["iforest"] and params.engine.teacher.max_fit_rows == 500
+    assert params.engine.distill.noise_scale == 0.5
+
+
+def test_flow_parameters_refuse_unknown_keys():
+    """What a deployment run from the UI or the API goes through before the flow starts."""
+    from prefect.exceptions import ParameterTypeError
+
+    from flows.training import training_pipeline
+
+    with pytest.raises(ParameterTypeError, match="min_aurok"):
+        training_pipeline.validate_parameters({"params": {"gate": {"min_aurok": 0.9}}})
+    assert training_pipeline.validate_parameters({"params": {"gate": {"min_auroc": 0.9}}})
+
+
+def test_series_and_engine_configs_are_strict():
+    with pytest.raises(SettingsError, match="distil: unknown key; did you mean distill"):
+        parse_settings(EngineConfig, {"distil": {"epochs": 3}})
+    with pytest.raises(SettingsError, match="strid: unknown key; did you mean stride"):
+        parse_settings(SeriesConfig, {"strid": 2})
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ({"gate": {"min_aurok": 0.99}}, "gate.min_aurok: unknown key; did you mean min_auroc?"),
+        ({"engine": {"distill": {"epochz": 5}}}, "engine.distill.epochz: unknown key; did you mean epochs?"),
+        (["not", "a", "mapping"], "must hold a mapping of settings"),
+    ],
+)
+def test_train_with_a_typo_in_config_exits_2_and_runs_nothing(tmp_path, monkeypatch, capsys, config, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "settings.yaml").write_text(yaml.safe_dump(config))
+    assert main(["train", "--data", str(DEMO), "--config", str(tmp_path / "settings.yaml")]) == 2
+    assert message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == [tmp_path / "settings.yaml"]  # no store, no run
+
+
+def test_benchmark_with_a_typo_in_config_exits_2(tmp_path, capsys):
+    (tmp_path / "bench.yaml").write_text("distill: {epochs: 5}\nteacher: {detector: [iforest]}\n")
+    assert main(["benchmark", "x.npz", "--config", str(tmp_path / "bench.yaml")]) == 2
+    assert "teacher.detector: unknown key; did you mean detectors?" in capsys.readouterr().err
