@@ -101,12 +101,7 @@ class EngineConfig(StrictModel):
 class SeriesConfig(StrictModel):
     """How a time series becomes window rows, and how it is split in time."""
 
-    window: int = Field(
-        32,
-        ge=4,
-        description="Points per window; a point's score uses the window ending at it. "
-        "A multiple of 4 for the convolutional teacher.",
-    )
+    window: int = Field(32, ge=4, description="Points per window ending at each point (conv teacher: a multiple of 4).")
     stride: int = Field(1, ge=1, description="Step between training windows (scoring always scores every point).")
     train_fraction: float = Field(0.4, gt=0, lt=1, description="First share of the series: training period.")
     validation_fraction: float = Field(0.1, ge=0, lt=1, description="Next share: picks the teacher (when labelled).")
@@ -124,12 +119,7 @@ class SeriesConfig(StrictModel):
         description="Synthetic distillation rows from window augmentations (off: the tabular engine's "
         "Gaussian and uniform perturbations of the window rows).",
     )
-    distill_rows: int = Field(
-        60_000,
-        ge=0,
-        description="Distillation rows: the training windows topped up with augmented windows "
-        "(random walk, time warp, amplitude, level shift).",
-    )
+    distill_rows: int = Field(60_000, ge=0, description="Training windows topped up with augmented ones to this many.")
     temperature: float = Field(2.0, gt=0, description="Distillation temperature for series students.")
     hint_weight: float = Field(
         1.0, ge=0, description="Weight of the hint loss: the conv teacher's code or each ensemble member's score."

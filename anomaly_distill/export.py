@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from anomaly_distill.models.student import ScoringModel
+from anomaly_distill.timeseries import window_rows
 
 INPUT_NAME, SERIES_INPUT_NAME, OUTPUT_NAME = "features", "values", "score"
 MANIFEST = "manifest.json"  # of a per-segment export (anomaly_distill.segments writes it)
@@ -55,7 +56,7 @@ def export_table_graph(model: ScoringModel, threshold: float, path: str | Path) 
 class SeriesScoringGraph(nn.Module):
     """Raw values (n, channels) -> normalised -> windows ending at each point -> window rows -> student logit.
 
-    The same arithmetic as `timeseries.window_rows`, in float64 up to the student (which runs in float32)."""
+    The window statistics are `timeseries.window_rows` itself, in float64 up to the student (float32)."""
 
     def __init__(self, center: np.ndarray, scale: np.ndarray, window: int, model: ScoringModel):
         super().__init__()
@@ -68,20 +69,7 @@ class SeriesScoringGraph(nn.Module):
         normalised = (values - self.center) / self.scale
         starts = torch.arange(normalised.shape[0] - self.window + 1).unsqueeze(1)
         windows = normalised[starts + torch.arange(self.window).unsqueeze(0)].permute(0, 2, 1)  # (m, k, window)
-        mean, std = windows.mean(dim=2), windows.std(dim=2, correction=0)
-        last = windows[:, :, -1]
-        steps = windows[:, :, 1:] - windows[:, :, :-1]
-        stats = [
-            mean,
-            std,
-            windows.amin(dim=2),
-            windows.amax(dim=2),
-            (last - mean) / (std + 1e-6),
-            steps.abs().mean(dim=2),
-            steps[:, :, -1],
-        ]
-        rows = torch.cat([windows.reshape(windows.shape[0], -1), *stats], dim=1)
-        return self.model(rows.to(torch.float32))
+        return self.model(window_rows(windows).to(torch.float32))
 
 
 def export_series_graph(student, path: str | Path) -> Path:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
 from anomaly_distill.config import SeriesConfig
@@ -130,21 +131,26 @@ def window_features(values: np.ndarray, window: int) -> np.ndarray:
     return window_rows(sliding_window_view(values, window, axis=0))
 
 
-def window_rows(windows: np.ndarray) -> np.ndarray:
-    """(n, k, window) windows -> (n, k*window + k*len(STATS)) rows: the windows flattened, then their stats."""
-    mean, std = windows.mean(axis=2), windows.std(axis=2)
-    last = windows[:, :, -1]
-    steps = np.diff(windows, axis=2)
+def window_rows(windows: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+    """(n, k, window) windows -> (n, k*window + k*len(STATS)) rows: the windows flattened, then their stats.
+
+    Computed in torch, float64: the exported ONNX graph of a series model runs this same function, so the rows
+    it builds are the rows training and the pyfunc build. A numpy array in gives a numpy array out."""
+    given_tensor = torch.is_tensor(windows)
+    windows = windows if given_tensor else torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float64))
+    mean, std = windows.mean(dim=2), windows.std(dim=2, correction=0)
+    steps = windows[:, :, 1:] - windows[:, :, :-1]
     stats = [
         mean,
         std,
-        windows.min(axis=2),
-        windows.max(axis=2),
-        (last - mean) / (std + 1e-6),
-        np.abs(steps).mean(axis=2),
+        windows.amin(dim=2),
+        windows.amax(dim=2),
+        (windows[:, :, -1] - mean) / (std + 1e-6),
+        steps.abs().mean(dim=2),
         steps[:, :, -1],
     ]
-    return np.hstack([windows.reshape(len(windows), -1)] + stats)
+    rows = torch.cat([windows.reshape(windows.shape[0], -1), *stats], dim=1)
+    return rows if given_tensor else rows.numpy()
 
 
 @dataclass

@@ -31,22 +31,8 @@ def machines_csv(thyroid_csv, workspace):
 
 
 def train(data, *extra, runner="threads"):
-    return main(
-        [
-            "train",
-            "--data",
-            str(data),
-            "--label-column",
-            "label",
-            "--model-name",
-            NAME,
-            "--segment-column",
-            "machine",
-            "--task-runner",
-            runner,
-            *extra,
-        ]
-    )
+    argv = f"train --data {data} --label-column label --model-name {NAME} --segment-column machine".split()
+    return main([*argv, "--task-runner", runner, *extra])
 
 
 def train_flow(data):

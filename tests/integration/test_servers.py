@@ -190,21 +190,9 @@ def _train_in_background(servers, data, model: str, workdir) -> subprocess.Popen
         "PREFECT_CLIENT_MAX_RETRIES": "2",
     }
     (workdir / "train.yaml").write_text(f"experiment: {model}\n")
+    argv = f"train --data {data} --label-column label --model-name {model} --config train.yaml".split()
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "flows.cli",
-            "train",
-            "--data",
-            str(data),
-            "--label-column",
-            "label",
-            "--model-name",
-            model,
-            "--config",
-            "train.yaml",
-        ],
+        [sys.executable, "-m", "flows.cli", *argv],
         cwd=workdir,
         env=env,
         stdout=subprocess.PIPE,

@@ -82,6 +82,16 @@ def synthetic_series(folder, n=2000, seed=0):
     return path
 
 
+def series_benchmark_args(tmp_path, paths, out, throughput_rows: int) -> list[str]:
+    """The series benchmark at window 16 with the fast.yaml and series.yaml in tmp_path."""
+    files = " ".join(map(str, paths))
+    return (
+        f"benchmark --modality timeseries {files} --labels {tmp_path / 'labels.json'} --window 16 "
+        f"--config {tmp_path / 'fast.yaml'} --series-config {tmp_path / 'series.yaml'} "
+        f"--throughput-rows {throughput_rows} --json {out}"
+    ).split()
+
+
 def test_series_benchmark_command_has_the_tabular_keys_plus_event_metrics(tmp_path, capsys):
     from anomaly_distill.series_benchmark import METHODS as SERIES_METHODS
 
@@ -89,29 +99,7 @@ def test_series_benchmark_command_has_the_tabular_keys_plus_event_metrics(tmp_pa
     (tmp_path / "fast.yaml").write_text("teacher: {epochs: 5}\ndistill: {epochs: 60}\n")
     (tmp_path / "series.yaml").write_text("teacher: ensemble\ndistill_rows: 5000\n")
     out = tmp_path / "series.json"
-    assert (
-        main(
-            [
-                "benchmark",
-                "--modality",
-                "timeseries",
-                str(path),
-                "--labels",
-                str(tmp_path / "labels.json"),
-                "--window",
-                "16",
-                "--config",
-                str(tmp_path / "fast.yaml"),
-                "--json",
-                str(out),
-                "--series-config",
-                str(tmp_path / "series.yaml"),
-                "--throughput-rows",
-                "5000",
-            ]
-        )
-        == 0
-    )
+    assert main(series_benchmark_args(tmp_path, [path], out, throughput_rows=5000)) == 0
     records = json.loads(out.read_text())
     assert [r["method"] for r in records] == list(SERIES_METHODS)
     assert {(r["teacher_kind"], r["teacher_choice"]) for r in records} == {("ensemble", "the only candidate")}
@@ -147,31 +135,8 @@ def test_series_benchmark_skips_series_it_cannot_evaluate_and_says_why(tmp_path,
     (tmp_path / "fast.yaml").write_text("teacher: {epochs: 5}\ndistill: {epochs: 30}\n")
     (tmp_path / "series.yaml").write_text("teacher: ensemble\ndistill_rows: 3000\n")
     out = tmp_path / "out.json"
-    assert (
-        main(
-            [
-                "benchmark",
-                "--modality",
-                "timeseries",
-                str(path),
-                str(tmp_path / "plant" / "short.csv"),
-                str(tmp_path / "plant" / "early.csv"),
-                "--labels",
-                str(tmp_path / "labels.json"),
-                "--window",
-                "16",
-                "--config",
-                str(tmp_path / "fast.yaml"),
-                "--series-config",
-                str(tmp_path / "series.yaml"),
-                "--throughput-rows",
-                "2000",
-                "--json",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    paths = [path, tmp_path / "plant" / "short.csv", tmp_path / "plant" / "early.csv"]
+    assert main(series_benchmark_args(tmp_path, paths, out, throughput_rows=2000)) == 0
     assert {r["dataset"] for r in json.loads(out.read_text())} == {"sensor"}
     printed = capsys.readouterr().out
     assert "- short.csv: " in printed and "fewer than the 200 needed" in printed
@@ -181,21 +146,8 @@ def test_series_benchmark_skips_series_it_cannot_evaluate_and_says_why(tmp_path,
 def test_series_benchmark_refuses_bad_series_settings(tmp_path, capsys):
     path = synthetic_series(tmp_path)
     (tmp_path / "series.yaml").write_text("window: 2\n")
-    assert (
-        main(
-            [
-                "benchmark",
-                "--modality",
-                "timeseries",
-                str(path),
-                "--labels",
-                str(tmp_path / "labels.json"),
-                "--series-config",
-                str(tmp_path / "series.yaml"),
-            ]
-        )
-        == 2
-    )
+    labels, series = tmp_path / "labels.json", tmp_path / "series.yaml"
+    assert main(f"benchmark --modality timeseries {path} --labels {labels} --series-config {series}".split()) == 2
     assert "window" in capsys.readouterr().err
 
 
