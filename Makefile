@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 ADBENCH ?= ../shared/data/adbench
 DEMO := data/demo/thyroid.csv
 
-.PHONY: run demo-benchmark test test-fast lint bench bench-live bench-series bench-series-ablation clean
+.PHONY: run demo-benchmark test test-fast lint soak bench bench-live bench-series bench-series-ablation clean
 
 $(BIN)/anomaly-distill: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ NAB ?= ../shared/data/nab
 bench-series: $(BIN)/anomaly-distill
 	$(BIN)/anomaly-distill benchmark --modality timeseries $(NAB)/realKnownCause/*.csv \
 		--labels $(NAB)/labels/combined_windows.json --timestamp-policy file_order --json benchmarks/nab.json
+
+# The whole loop for 30 simulated nights against real servers, with faults; figures in BENCHMARKS.md (Reliability).
+soak: $(BIN)/anomaly-distill
+	$(BIN)/python benchmarks/soak.py --cycles 30 --json benchmarks/soak.json
 
 clean:
 	rm -rf $(VENV) outputs mlruns mlflow.db mlartifacts live-store retraining

@@ -1,5 +1,6 @@
 """Loading, checking, splitting and scaling tabular data."""
 
+import csv
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,24 +40,52 @@ class Table:
 
 
 def read_frame(path: str | Path) -> pd.DataFrame:
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"data file not found: {path}")
+    """A CSV/Parquet/.npz file as a frame; whatever cannot be read is a DataError that says why."""
+    path = _readable(path)
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
+            _check_header(column_names(path), path)
             return pd.read_csv(path)
         if suffix in (".parquet", ".pq"):
+            _check_header(column_names(path), path)
             return pd.read_parquet(path)
         if suffix == ".npz":
             return _npz_frame(path)
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{path}: the file is empty") from None
+    except DataError:
+        raise
+    except Exception as error:  # the readers' own errors: say which file and what, not where in pandas
+        raise DataError(f"{path}: cannot be read as {suffix[1:]} ({_reader_error(error)})") from None
     raise DataError(f"{path}: unsupported file type {suffix!r} (use .csv, .parquet or .npz)")
 
 
+def _readable(path: str | Path) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path} is a directory; give the data file itself (.csv, .parquet or .npz)")
+    if not path.is_file():
+        raise DataError(f"data file not found: {path}")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty (0 bytes)")
+    return path
+
+
+def _reader_error(error: Exception) -> str:
+    if isinstance(error, UnicodeDecodeError):
+        return f"it is not UTF-8 text: byte {error.object[error.start]:#04x} at offset {error.start}; save it as UTF-8"
+    if isinstance(error, pd.errors.EmptyDataError):
+        return "no columns: the file has no header line"
+    return f"{type(error).__name__}: {str(error)[:200]}"
+
+
+def _check_header(columns: list[str], path: Path) -> None:
+    duplicated = sorted({c for c in columns if columns.count(c) > 1})
+    if duplicated:
+        raise DataError(f"{path}: columns {duplicated} appear more than once; each column needs its own name")
+
+
 def _npz_frame(path: Path) -> pd.DataFrame:
-    arrays = np.load(path)
+    arrays = np.load(path, allow_pickle=False)
     if "X" not in arrays:
         raise DataError(f"{path}: an .npz needs an array 'X' (and optionally 'y')")
     X = np.asarray(arrays["X"])
@@ -69,15 +98,19 @@ def _npz_frame(path: Path) -> pd.DataFrame:
 
 
 def column_names(path: str | Path) -> list[str]:
-    """The columns a file would load with, read from its header/schema only."""
-    path = Path(path)
+    """The columns of a file as written in its header/schema (duplicates kept: pandas would rename them)."""
+    path = _readable(path)
     suffix = path.suffix.lower()
-    if suffix == ".csv" and path.is_file():
-        return [str(c) for c in pd.read_csv(path, nrows=0).columns]
-    if suffix in (".parquet", ".pq") and path.is_file():
-        import pyarrow.parquet as pq
+    try:
+        if suffix == ".csv":
+            with path.open(newline="", encoding="utf-8-sig") as handle:
+                return next(csv.reader(handle), [])
+        if suffix in (".parquet", ".pq"):
+            import pyarrow.parquet as pq
 
-        return list(pq.read_schema(path).names)
+            return list(pq.read_schema(path).names)
+    except Exception as error:
+        raise DataError(f"{path}: cannot be read as {suffix[1:]} ({_reader_error(error)})") from None
     return [str(c) for c in read_frame(path).columns]
 
 

@@ -9,6 +9,11 @@ from anomaly_distill.config import GateConfig
 class Verdict:
     promote: bool
     reasons: list[str] = field(default_factory=list)
+    champion_version: str | None = None  # the champion the challenger was compared with (None: there was none)
+
+    def refused(self, reason: str) -> "Verdict":
+        """The same checks, overruled: the challenger does not become champion, and this says why."""
+        return Verdict(False, [*self.reasons, f"NOT PROMOTED: {reason}"], self.champion_version)
 
     def markdown(self, title: str) -> str:
         lines = [f"# {title}", "", f"**Verdict: {'PROMOTE' if self.promote else 'KEEP CHAMPION'}**", ""]

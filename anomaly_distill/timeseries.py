@@ -239,7 +239,10 @@ def series_windows(series: Series, normaliser: Normaliser, window: int) -> pd.Da
 def label_windows(path: str | Path, series_path: str | Path) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
     """NAB-style label JSON: keys are paths ending in `<folder>/<file>.csv`, values [start, end] pairs."""
     key = "/".join(Path(series_path).parts[-2:])
-    windows = json.loads(Path(path).read_text())
+    try:
+        windows = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as error:
+        raise DataError(f"label windows {path} cannot be read ({type(error).__name__}: {error})") from None
     if key not in windows:
         raise DataError(f"{path} has no label windows for {key}")
     return [(pd.Timestamp(start), pd.Timestamp(end)) for start, end in windows[key]]

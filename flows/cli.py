@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -12,6 +13,8 @@ from pydantic import ValidationError
 
 from anomaly_distill.config import EngineConfig, SettingsError, parse_settings
 from anomaly_distill.data import NPZ_LABEL, DataError, column_names
+
+EXPECTED_ERRORS = (DataError, LookupError, ValidationError, SettingsError)  # bad data/settings, unknown model
 
 
 def read_settings(path: str | None) -> dict:
@@ -64,6 +67,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from flows.training import TrainingParameters, run_training
+
+    quiet_expected_failures()
 
     settings = read_settings(args.config)
     settings.update(
@@ -141,6 +146,8 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     from flows.scoring import ScoringParameters, run_batch_scoring
 
+    quiet_expected_failures()
+
     uri = args.model_uri or f"models:/{args.model_name}@champion"
     result = run_batch_scoring(
         ScoringParameters(
@@ -164,6 +171,8 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def cmd_drift(args: argparse.Namespace) -> int:
     from flows.drift import DriftParameters, drift_monitoring
+
+    quiet_expected_failures()
 
     summary = drift_monitoring(
         DriftParameters(
@@ -329,11 +338,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class ExpectedFailureFilter(logging.Filter):
+    """Bad input or settings are an expected outcome: Prefect's log keeps the reason, without the stack trace."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, EXPECTED_ERRORS):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def quiet_expected_failures() -> None:
+    """On the handlers Prefect sets up (console, API): installed once Prefect is imported."""
+    for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs"):
+        for handler in logging.getLogger(name).handlers:
+            if not any(isinstance(f, ExpectedFailureFilter) for f in handler.filters):
+                handler.addFilter(ExpectedFailureFilter())
+
+
 def main(argv: list[str] | None = None) -> int:
     import os
 
     # The embedded Prefect API can take longer than Prefect's 20 s to start on a busy 2-core machine.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no calls home from the embedded API
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

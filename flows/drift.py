@@ -41,8 +41,9 @@ def drift_monitoring(params: DriftParameters) -> dict:
     features = contract.features
     reference = d.load_reference(model)
     live_url = live_store_url(params.live_store)
-    current = d.load_window(live_url, model.name, params.window)
+    current, compared = d.load_window(live_url, model, contract, params.window)
     summary, html = d.detect_drift(reference, current, features, params.drift_share_threshold, live_url)
+    summary["compared"] = compared
     summary["mlflow_run_id"] = d.log_drift(model, summary, html, params.experiment, params.window)
     summary["model_version"] = model.version
     d.publish_drift(model, summary)

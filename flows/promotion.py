@@ -17,9 +17,16 @@ class PromotionParameters(StrictModel):
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
-def apply(params: PromotionParameters) -> dict:
+def current_champion(model_name: str) -> str | None:
+    champion = registry.version_by_alias(model_name, registry.CHAMPION)
+    return None if champion is None else str(champion.version)
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+def apply(params: PromotionParameters, champion_before: str | None) -> dict:
+    """Retried on a server hiccup; a rollback retried after it went through does not roll back twice."""
     if params.action == "rollback":
-        old, new = registry.rollback(params.model_name)
+        old, new = registry.rollback(params.model_name, expected_from=champion_before)
         return {"model_name": params.model_name, "champion": new, "previous": old}
     if params.version is None:
         raise registry.RegistryError("promote needs a version")
@@ -29,6 +36,6 @@ def apply(params: PromotionParameters) -> dict:
 
 @flow(name="promote-model", log_prints=True)
 def promote_model(params: PromotionParameters) -> dict:
-    result = apply(params)
+    result = apply(params, current_champion(params.model_name))
     print(f"{result['model_name']}: champion is now v{result['champion']} (was v{result['previous']})")
     return result

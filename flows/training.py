@@ -4,6 +4,7 @@ import time
 from collections.abc import Callable
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from typing import Literal
 
 import pandas as pd
@@ -82,6 +83,7 @@ class TrainingOutcome:
 def training_pipeline(params: TrainingParameters = TrainingParameters()) -> dict:
     tags = {"git_commit": tracking.git_commit(), "seed": params.engine.seed, "model_name": params.model_name}
     clock = Stopwatch()
+    started_at = datetime.now(timezone.utc)  # a person's later decision outranks this run's
     run_id = tracking.start_run(params.experiment, f"train-{params.model_name}", tags=tags)
     runs = [run_id]
     try:
@@ -93,7 +95,9 @@ def training_pipeline(params: TrainingParameters = TrainingParameters()) -> dict
         done = _distill(params, prepared, run_id, runs, clock)
         verdict = t.gate(done.metrics, params.model_name, prepared.gate_rows, params.gate)
         key = t.training_key(
-            prepared.digest, params.model_dump_json(exclude={"task_runner", "dask_address", "data_path"})
+            prepared.digest,
+            params.model_dump_json(exclude={"task_runner", "dask_address", "data_path", "labels_path"}),
+            params.labels_path,
         )
         version = t.register(
             done.student,
@@ -107,7 +111,9 @@ def training_pipeline(params: TrainingParameters = TrainingParameters()) -> dict
         )
         reused = version.run_id != done.student_run
         version = str(version.version)
-        previous = t.promote(params.model_name, version, verdict)
+        previous, verdict = t.promote(
+            params.model_name, version, verdict, done.metrics, prepared.gate_rows, params.gate, started_at
+        )
         tracking.set_tags(run_id, {"model_version": version, "gate": "passed" if verdict.promote else "failed"})
         tracking.log_metrics(run_id, {f"seconds_{stage}": s for stage, s in clock.items()})
     except BaseException:
@@ -146,7 +152,7 @@ class Prepared:
     test: Table
     candidates: dict[str, EngineConfig]  # teacher kind -> the engine settings it is trained with
     wrap: Callable[[pipeline.Student], object]  # student over rows -> the shippable detector
-    gate_rows: Table  # held-out input (with labels) the champion is scored on too
+    gate_rows: object  # held-out input (with labels) the champion is scored on too (Table, or SeriesGateRows)
     example: Callable[[object], pd.DataFrame]  # input example of the logged model
     reference: Callable[[object], pd.DataFrame]  # drift reference: training rows as the detector scores them
     validation: Table | None = None  # picks the teacher when there are several candidates
@@ -202,7 +208,7 @@ def _prepare_series(params: TrainingParameters, frame: pd.DataFrame, run_id: str
         test,
         candidates,
         wrap=lambda student: series_pipeline.SeriesStudent(student, data.normaliser, config.window, ts_column, values),
-        gate_rows=ts.champion_rows(frame, data, config.window),
+        gate_rows=ts.gate_rows(frame, data, ts_column),
         validation=data.part(data.validation),
         example=lambda _: ts.history(frame, data, config.window, data.test).head(config.window + 4)[
             [ts_column, *values]

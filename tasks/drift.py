@@ -10,10 +10,13 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
+from anomaly_distill.contract import SeriesContract, check_input
+from anomaly_distill.data import DataError
 from anomaly_distill.metrics import detection_metrics, has_both_classes
 from serving.live_store import ROW_ID, LiveStore
 from tasks import tracking
 from tasks.registry import REFERENCE_FILE, ModelRef
+from tasks.scoring import load_pyfunc
 
 DRIFT_EVENT = "anomaly_distill.drift.detected"
 LABEL = "label"
@@ -105,10 +108,25 @@ def load_reference(model: ModelRef) -> pd.DataFrame:
 
 
 @task(cache_policy=NO_CACHE)
-def load_window(live_url: str, model_name: str, window: str) -> pd.DataFrame:
+def load_window(live_url: str, model: ModelRef, contract, window: str) -> tuple[pd.DataFrame, dict]:
+    """The window's live rows of this model, every score and flag from the monitored version: rows another
+    version scored (e.g. before a promotion) are re-scored by it from their stored features, so that the score
+    compared with this version's reference is this version's. A series model's points cannot be re-scored one by
+    one (each needs its history): for it, the other versions' rows are left out."""
     since = datetime.now(timezone.utc) - pd.Timedelta(window)
     rows = LiveStore(live_url).read(since=since)
-    return rows[rows["model_name"] == model_name].reset_index(drop=True) if len(rows) else rows
+    rows = rows[rows["model_name"] == model.name].reset_index(drop=True) if len(rows) else rows
+    other = (rows["model_version"].astype(str) != str(model.version)).to_numpy() if len(rows) else []
+    compared = {"version": model.version, "rows": len(rows), "rescored_rows": 0, "left_out_rows": 0}
+    if not any(other):
+        return rows, compared
+    if isinstance(contract, SeriesContract):
+        compared.update(rows=int((~other).sum()), left_out_rows=int(other.sum()))
+        return rows[~other].reset_index(drop=True), compared
+    rescored = load_pyfunc(model.uri).predict(check_input(contract, rows.loc[other, contract.input_columns]))
+    rows.loc[other, ["score", "is_anomaly"]] = rescored[["score", "is_anomaly"]].to_numpy()
+    compared["rescored_rows"] = int(other.sum())
+    return rows, compared
 
 
 @task(cache_policy=NO_CACHE)
@@ -116,7 +134,7 @@ def detect_drift(
     reference: pd.DataFrame, current: pd.DataFrame, features: list[str], share_threshold: float, live_url: str
 ):
     if current.empty:
-        raise ValueError("no live rows for this model in the window: nothing to compare")
+        raise DataError("no live rows of this model in the window: nothing to compare")
     summary, html = drift_summary(reference, current, features, share_threshold)
     summary["live_metrics"] = live_quality(current, feedback_store(live_url).read())
     return summary, html
@@ -148,7 +166,9 @@ def publish_drift(model: ModelRef, summary: dict) -> None:
         f"- score drift ({summary['score_drift_method']}): {summary['score_drift']:.4g}"
         f"{' (drifted)' if summary['score_drifted'] else ''}\n"
         f"- anomaly rate {summary['anomaly_rate']:.2%} live vs {summary['reference_anomaly_rate']:.2%} in training\n"
-        f"- {summary['rows']:,} live rows vs {summary['reference_rows']:,} reference rows\n"
+        f"- {summary['rows']:,} live rows vs {summary['reference_rows']:,} reference rows; every score from "
+        f"v{model.version} ({summary['compared']['rescored_rows']:,} rows scored by other versions re-scored, "
+        f"{summary['compared']['left_out_rows']:,} left out)\n"
         f"- live quality on rows with delayed labels: {summary['live_metrics'] or 'no labels yet'}",
         key="drift-summary",
         description="Evidently data drift",

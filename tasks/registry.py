@@ -3,6 +3,7 @@
 import json
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from mlflow.exceptions import MlflowException
 
@@ -83,6 +84,9 @@ def register(model_uri: str, model_id: str, name: str, run_id: str, tags: dict[s
 
 
 LOCK_PREFIX = "anomaly-distill-champion-"
+PERSON, PIPELINE = "person", "pipeline"  # who moved the champion
+MOVED_BY_TAG, MOVED_AT_TAG = "champion_moved_by", "champion_moved_at"  # registered-model tags
+DEMOTED_TAG = "demoted"  # version tag: a person rolled it back; only a person brings it back
 
 
 @contextmanager
@@ -106,17 +110,25 @@ def champion_lock(name: str, timeout_seconds: float = 300):
         yield
 
 
+def set_version_tags(name: str, version: str, tags: dict[str, str]) -> None:
+    for key, value in tags.items():
+        client().set_model_version_tag(name, str(version), key, value)
+
+
 def champion_history(name: str) -> list[str]:
     return json.loads(client().get_registered_model(name).tags.get(HISTORY_TAG, "[]"))
 
 
-def promote(name: str, version: str | int, reason: str) -> str | None:
-    """Point `champion` at `version`; returns the previous champion's version (kept in the history tag)."""
+def promote(name: str, version: str | int, reason: str, by: str = PERSON) -> str | None:
+    """Point `champion` at `version`; returns the previous champion's version (kept in the history tag).
+
+    A person (`by=PERSON`: the CLI, the promote-model flow) may bring back a version a person demoted."""
     with champion_lock(name):
-        return _promote(name, version, reason)
+        return move_champion(name, version, reason, by)
 
 
-def _promote(name: str, version: str | int, reason: str) -> str | None:
+def move_champion(name: str, version: str | int, reason: str, by: str) -> str | None:
+    """The move itself; the caller holds `champion_lock(name)`."""
     target = get_version(name, version)
     previous = version_by_alias(name, CHAMPION)
     mlflow_client = client()
@@ -128,25 +140,48 @@ def _promote(name: str, version: str | int, reason: str) -> str | None:
             name, HISTORY_TAG, json.dumps(champion_history(name) + [previous_version])
         )
     mlflow_client.set_registered_model_alias(name, CHAMPION, str(target.version))
+    _record_move(name, by)
     mlflow_client.set_model_version_tag(name, str(target.version), "promotion", reason)
+    if by == PERSON and DEMOTED_TAG in target.tags:
+        mlflow_client.delete_model_version_tag(name, str(target.version), DEMOTED_TAG)
     return previous_version
 
 
-def rollback(name: str) -> tuple[str, str]:
-    """Move `champion` back to the previous champion; returns (from_version, to_version)."""
+def _record_move(name: str, by: str) -> None:
+    mlflow_client = client()
+    mlflow_client.set_registered_model_tag(name, MOVED_BY_TAG, by)
+    mlflow_client.set_registered_model_tag(name, MOVED_AT_TAG, datetime.now(timezone.utc).isoformat())
+
+
+def last_move(name: str) -> tuple[str | None, datetime | None]:
+    """Who moved the champion last (PERSON or PIPELINE) and when; (None, None) before the first recorded move."""
+    tags = client().get_registered_model(name).tags
+    when = tags.get(MOVED_AT_TAG)
+    return tags.get(MOVED_BY_TAG), None if when is None else datetime.fromisoformat(when)
+
+
+def rollback(name: str, expected_from: str | None = None) -> tuple[str, str]:
+    """Move `champion` back to the previous champion; returns (from_version, to_version).
+
+    Idempotent with `expected_from`: when the champion is no longer that version, the rollback was done already
+    (e.g. a retried task) and nothing moves again."""
     with champion_lock(name):
-        return _rollback(name)
+        return _rollback(name, expected_from)
 
 
-def _rollback(name: str) -> tuple[str, str]:
+def _rollback(name: str, expected_from: str | None) -> tuple[str, str]:
     history = champion_history(name)
     current = version_by_alias(name, CHAMPION)
+    if current is not None and expected_from is not None and str(current.version) != str(expected_from):
+        return str(expected_from), str(current.version)
     if not history or current is None:
         raise RegistryError(f"model {name!r} has no previous champion to roll back to")
     target = history.pop()
     mlflow_client = client()
     mlflow_client.set_registered_model_alias(name, CHAMPION, target)
     mlflow_client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
-    mlflow_client.set_model_version_tag(name, current.version, "rolled_back", f"champion moved back to v{target}")
+    _record_move(name, PERSON)
+    stamp = datetime.now(timezone.utc).isoformat()
+    mlflow_client.set_model_version_tag(name, current.version, DEMOTED_TAG, f"rolled back by a person at {stamp}")
     mlflow_client.set_model_version_tag(name, target, "promotion", f"rollback from v{current.version}")
     return str(current.version), target

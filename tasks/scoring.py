@@ -30,7 +30,7 @@ def validate_input(frame: pd.DataFrame, contract: TabularContract | SeriesContra
 
 
 @functools.lru_cache(maxsize=4)
-def _pyfunc(model_uri: str):
+def load_pyfunc(model_uri: str):
     """One load per process (a Dask worker scores many chunks with it)."""
     import mlflow.pyfunc
 
@@ -39,7 +39,7 @@ def _pyfunc(model_uri: str):
 
 @task(cache_policy=NO_CACHE)
 def score_chunk(model_uri: str, chunk: pd.DataFrame, threshold: float | None) -> pd.DataFrame:
-    return _pyfunc(model_uri).predict(chunk, params=None if threshold is None else {"threshold": threshold})
+    return load_pyfunc(model_uri).predict(chunk, params=None if threshold is None else {"threshold": threshold})
 
 
 def score_in_chunks(

@@ -1,6 +1,8 @@
 """The time-series first steps of the training pipeline: the series contract, labels, and the series as window
 rows for the shared teacher → soft labels → student → evaluate tasks; plus what the registry keeps of it."""
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 from prefect import task
@@ -9,7 +11,7 @@ from prefect.cache_policies import NO_CACHE
 
 from anomaly_distill.config import SeriesConfig
 from anomaly_distill.contract import SeriesContract
-from anomaly_distill.data import Table, frame_digest
+from anomaly_distill.data import DataError, frame_digest
 from anomaly_distill.timeseries import Windowed, gaps, label_windows, point_labels, series_from_frame, windowed
 from tasks import tracking
 from tasks.training import IO_RETRIES, digest_of
@@ -94,9 +96,35 @@ def history(frame: pd.DataFrame, data: Windowed, window: int, mask: np.ndarray) 
     return frame.iloc[ends[0] - window + 1 : ends[-1] + 1].reset_index(drop=True)
 
 
-def champion_rows(frame: pd.DataFrame, data: Windowed, window: int) -> Table:
-    """Test-period history for the champion's pyfunc (it windows the rows itself) and the labels of its points."""
-    return Table(history(frame, data, window, data.test), data.part(data.test).labels)
+@dataclass
+class SeriesGateRows:
+    """The test period, for scoring the champion on the same test points as the challenger: the champion gets
+    its own window of history before the first test point (its window may differ), and its scores are matched
+    to the test points by timestamp."""
+
+    frame: pd.DataFrame  # the raw series, up to the last test point
+    first_test: int  # row of the first test point
+    timestamp_column: str
+    labels: np.ndarray | None  # per test point
+
+    def champion_scores(self, model, contract) -> tuple[np.ndarray, np.ndarray | None]:
+        n_test = len(self.frame) - self.first_test
+        scored = model.predict(self.frame.iloc[max(0, self.first_test - contract.window + 1) :])
+        if len(scored) < n_test:
+            raise DataError(
+                f"the champion's window ({contract.window}) needs more history than the {self.first_test} points "
+                "before the test period"
+            )
+        wanted = pd.to_datetime(self.frame[self.timestamp_column].iloc[self.first_test :], format="mixed")
+        got = pd.to_datetime(scored[contract.timestamp_column].iloc[-n_test:], format="mixed")
+        if not (wanted.to_numpy() == got.to_numpy()).all():
+            raise DataError("the champion scored other timestamps than the test points")
+        return scored["score"].to_numpy()[-n_test:], self.labels
+
+
+def gate_rows(frame: pd.DataFrame, data: Windowed, timestamp_column: str) -> SeriesGateRows:
+    ends = data.end[data.test]
+    return SeriesGateRows(frame.iloc[: ends[-1] + 1], int(ends[0]), timestamp_column, data.part(data.test).labels)
 
 
 def reference(frame: pd.DataFrame, data: Windowed, detector) -> pd.DataFrame:

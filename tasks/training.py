@@ -3,6 +3,8 @@
 import hashlib
 import pickle
 import tempfile
+import time
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -239,34 +241,120 @@ def _log_plots(run_id: str, teacher_scores, student_scores, labels) -> None:
             tracking.log_file(run_id, path, "plots")
 
 
-def champion_metrics(model_name: str, test: Table) -> tuple[dict | None, str | None]:
-    """The champion's AUROC on the same held-out rows, or (None, why not)."""
-    import mlflow.pyfunc
+CHAMPION_ATTEMPTS = 3  # loading/scoring the champion: transient artifact-store errors get two more tries
 
+
+class ChampionUnavailable(RuntimeError):
+    """The champion could not be loaded or scored: the gate cannot compare, so it does not promote."""
+
+
+def champion_metrics(model_name: str, rows) -> dict | None:
+    """The current champion's AUROC on the gate rows (None: no champion yet); raises ChampionUnavailable."""
     champion = registry.version_by_alias(model_name, registry.CHAMPION)
     if champion is None:
-        return None, None
+        return None
+    for attempt in range(1, CHAMPION_ATTEMPTS + 1):
+        try:
+            scores, labels = _champion_scores(model_name, champion, rows)
+            break
+        except Exception as error:
+            if attempt == CHAMPION_ATTEMPTS or isinstance(error, DataError):  # refused rows: a retry cannot help
+                raise ChampionUnavailable(
+                    f"champion v{champion.version} could not be loaded or scored on the gate rows "
+                    f"({'after ' + str(attempt) + ' attempts, ' if attempt > 1 else ''}{type(error).__name__}: "
+                    f"{str(error)[:300]})"
+                ) from error
+            time.sleep(2 * attempt)
+    if not has_both_classes(labels):
+        return {"version": str(champion.version)}
+    return {"version": str(champion.version), "auroc": detection_metrics(labels, scores, float("inf"))["auroc"]}
+
+
+def _champion_scores(model_name: str, champion, rows) -> tuple[np.ndarray, np.ndarray | None]:
+    import mlflow.pyfunc
+
+    model = mlflow.pyfunc.load_model(f"models:/{model_name}/{champion.version}")  # not the alias: it may move
+    if hasattr(rows, "champion_scores"):  # a series: scored by timestamp with the champion's own window
+        return rows.champion_scores(model, registry.load_contract(champion.run_id))
+    return model.predict(rows.scoring_frame())["score"].to_numpy(), rows.labels
+
+
+def gate_verdict(challenger: dict, model_name: str, rows, config: GateConfig) -> Verdict:
+    """Fails closed: a champion that cannot be scored means no promotion, and the verdict says why."""
     try:
-        champion_model = mlflow.pyfunc.load_model(f"models:/{model_name}@{registry.CHAMPION}")
-        scores = champion_model.predict(test.scoring_frame())["score"]
-    except Exception as error:  # a champion trained on other columns cannot be compared
-        return None, f"champion v{champion.version} cannot score these rows ({type(error).__name__}: {error})"
-    if not has_both_classes(test.labels):
-        return {"version": champion.version}, None
-    auroc = detection_metrics(test.labels, scores.to_numpy(), float("inf"))["auroc"]
-    return {"version": champion.version, "auroc": auroc}, None
+        champion = champion_metrics(model_name, rows)
+    except ChampionUnavailable as error:
+        current = registry.version_by_alias(model_name, registry.CHAMPION)
+        checks = decide(challenger, None, config).reasons[:-1]  # without "no champion yet"
+        return Verdict(
+            False,
+            [*checks, f"FAIL: {error}; not promoting without the comparison"],
+            None if current is None else str(current.version),
+        )
+    verdict = decide(challenger, champion, config)
+    verdict.champion_version = None if champion is None else champion["version"]
+    return verdict
 
 
 @task(cache_policy=NO_CACHE, **IO_RETRIES)
-def gate(challenger: dict, model_name: str, test: Table, config: GateConfig) -> Verdict:
-    champion, problem = champion_metrics(model_name, test)
-    verdict = decide(challenger, champion, config)
-    if problem:
-        verdict.reasons.append(f"note: {problem}; absolute checks only")
-    create_markdown_artifact(
-        verdict.markdown(f"Promotion gate for {model_name}"), key="gate-verdict", description="Challenger vs champion"
+def gate(challenger: dict, model_name: str, rows, config: GateConfig) -> Verdict:
+    return gate_verdict(challenger, model_name, rows, config)
+
+
+def person_decision(model_name: str, version: str, started_at: datetime) -> str | None:
+    """Why a person's decision forbids this run's promotion, or None."""
+    demoted = registry.get_version(model_name, version).tags.get(registry.DEMOTED_TAG)
+    if demoted:
+        return f"v{version} was {demoted}; it becomes champion again only by a person (anomaly-distill promote)"
+    by, when = registry.last_move(model_name)
+    if by == registry.PERSON and when is not None and when > started_at:
+        return (
+            f"a person moved the champion at {when:%Y-%m-%d %H:%M:%S} UTC, after this run started "
+            f"({started_at:%H:%M:%S} UTC); a run does not overturn a later decision of a person"
+        )
+    return None
+
+
+@task(cache_policy=NO_CACHE, **IO_RETRIES)
+def promote(
+    model_name: str, version: str, verdict: Verdict, challenger: dict, rows, config: GateConfig, started_at: datetime
+) -> tuple[str | None, Verdict]:
+    """Gate-then-promote, atomic with respect to the champion: under the champion lock, a champion that moved
+    since the gate is gated against again, and a person's decision (a demotion, a later promotion) stands.
+    Returns (previous champion if it moved, the final verdict), which is published and tagged on the version."""
+    previous = None
+    if verdict.promote:
+        with registry.champion_lock(model_name):
+            verdict, previous = _promote_locked(model_name, version, verdict, challenger, rows, config, started_at)
+    publish_verdict(model_name, version, verdict)
+    return previous, verdict
+
+
+def _promote_locked(model_name, version, verdict, challenger, rows, config, started_at):
+    refusal = person_decision(model_name, version, started_at)
+    if refusal:
+        return verdict.refused(refusal), None
+    current = registry.version_by_alias(model_name, registry.CHAMPION)
+    current = None if current is None else str(current.version)
+    if current != verdict.champion_version:
+        moved = f"note: the champion moved from v{verdict.champion_version} to v{current} during this run; gated again"
+        verdict = gate_verdict(challenger, model_name, rows, config)
+        verdict.reasons.append(moved)
+        if not verdict.promote:
+            return verdict, None
+    reason = "gate passed: " + "; ".join(verdict.reasons)
+    return verdict, registry.move_champion(model_name, version, reason, registry.PIPELINE)
+
+
+def publish_verdict(model_name: str, version: str, verdict: Verdict) -> None:
+    """The final verdict: Prefect artifact and the version's tags (a reused version gets this run's verdict)."""
+    title = f"Promotion gate for {model_name} v{version}"
+    create_markdown_artifact(verdict.markdown(title), key="gate-verdict", description="Challenger vs champion")
+    registry.set_version_tags(
+        model_name,
+        version,
+        {"gate": "passed" if verdict.promote else "failed", "gate_reasons": "\n".join(verdict.reasons)},
     )
-    return verdict
 
 
 def reference_snapshot(student: pipeline.Student, train: Table, seed: int, max_rows: int = 20_000) -> pd.DataFrame:
@@ -315,12 +403,32 @@ def register(
     return registry.register(info.model_uri, info.model_id, model_name, run_id, tags)
 
 
-def training_key(digest: str, params_json: str) -> str:
-    return digest_of("model", digest, params_json, tracking.git_commit())
+MODEL_LIBRARIES = ("torch", "numpy", "pandas", "scipy", "scikit-learn", "pyod")  # their versions shape a model
+SOURCE_PACKAGES = ("anomaly_distill", "tasks", "flows")
 
 
-@task(cache_policy=NO_CACHE, **IO_RETRIES)
-def promote(model_name: str, version: str, verdict: Verdict) -> str | None:
-    if not verdict.promote:
-        return None
-    return registry.promote(model_name, version, "gate passed: " + "; ".join(verdict.reasons))
+def training_key(digest: str, params_json: str, labels_path: str | None = None) -> str:
+    """Same key, same model: data, parameters, the label file's content, the code as it is (committed or not,
+    in a checkout or installed) and the versions of the libraries that compute the model."""
+    labels = file_digest(labels_path) if labels_path else None
+    return digest_of("model", digest, params_json, labels, code_digest(), library_versions())
+
+
+def code_digest(root: Path | None = None) -> str:
+    root = root or Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for package in SOURCE_PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            digest.update(path.relative_to(root).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def library_versions() -> str:
+    from importlib.metadata import version
+
+    return ",".join(f"{name}=={version(name)}" for name in MODEL_LIBRARIES)
+
+
+def file_digest(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]

@@ -133,3 +133,29 @@ def test_values_the_model_cannot_take_get_a_422_naming_column_and_row(service, v
     response = client.post("/score", json=records)
     assert response.status_code == 422 and message in response.json()["detail"]
     assert store.read().empty
+
+
+def registry_down(uri):
+    raise ConnectionError("registry down")
+
+
+def test_the_service_keeps_serving_the_last_good_model_while_the_registry_is_away(workspace, champion):
+    from fastapi.testclient import TestClient
+
+    from tasks import registry
+
+    records = champion.features.head(3).to_dict(orient="records")
+    with TestClient(create_app(NAME, live_store=str(workspace / "store"), poll_seconds=0.2)) as http:
+        assert http.get("/health").json()["status"] == "ok"
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(
+                registry, "resolve_model", lambda uri: (_ for _ in ()).throw(ConnectionError("registry down"))
+            )
+            time.sleep(1.0)
+            health = http.get("/health").json()
+            assert health["status"] == "stale" and "registry down" in health["last_refresh_error"]
+            assert health["version"] == "1" and http.post("/score", json=records).status_code == 200
+            assert http.post("/reload").status_code == 503
+        time.sleep(0.6)  # the registry is back: the next check succeeds
+        health = http.get("/health").json()
+        assert health["status"] == "ok" and health["last_refresh_error"] is None

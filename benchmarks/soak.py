@@ -1,0 +1,277 @@
+"""Soak of the whole loop against real servers (Prefect + MLflow on PostgreSQL): simulated nightly cycles with
+faults, and after every cycle the invariants a team relies on to leave retraining unattended.
+
+    .venv/bin/python benchmarks/soak.py --cycles 30 --json benchmarks/soak.json      (make soak)
+
+Each cycle: live traffic is scored into the live store; the nightly run trains on that night's data (a fresh
+sample of the pool, or last night's file unchanged); drift is checked with retraining on drift. Faults, each in
+its own cycles: drift injected (shifted traffic), the MLflow server SIGKILLed while a run trains (then restarted
+and the same command re-run), a person's rollback, two runs triggered at the same moment, the champion's model
+artifacts made unloadable for one nightly run.
+
+Invariants, checked after every cycle against a fixed labelled audit set the runs never train on: exactly one
+champion; its audit AUROC never below the best earlier champion's minus the gate tolerance (a person's choice,
+e.g. a rollback, sets a new baseline); a version a person demoted never champion again without a person; no two
+versions with the same training key; every scored live row still in the store.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import train_test_split
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "data" / "demo" / "thyroid.csv"
+NAME = "soak"
+TOLERANCE = 0.01  # the gate's auroc_tolerance (default)
+FAULTS = {
+    3: "drift",
+    5: "kill_mlflow",
+    8: "rollback",
+    11: "simultaneous",
+    14: "unloadable_champion",
+    17: "drift",
+    20: "rollback",
+    23: "simultaneous",
+    26: "drift",
+    29: "kill_mlflow",
+}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Soak:
+    def __init__(self, workdir: Path):
+        from infra import servers
+
+        self.servers, self.workdir = servers, workdir
+        suffix = uuid.uuid4().hex[:8]
+        self.settings = servers.Settings.from_env(
+            prefect_db=f"ad_soak_prefect_{suffix}",
+            mlflow_db=f"ad_soak_mlflow_{suffix}",
+            prefect_port=free_port(),
+            mlflow_port=free_port(),
+            state=workdir / "state",
+        )
+        frame = pd.read_csv(DEMO)
+        self.pool, self.audit = train_test_split(frame, test_size=0.3, stratify=frame["label"], random_state=99)
+        self.env = {
+            **os.environ,
+            "PREFECT_API_URL": self.settings.prefect_api,
+            "MLFLOW_TRACKING_URI": self.settings.mlflow_uri,
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+        }
+        self.store = workdir / "live-store"
+        self.scored_rows, self.faults, self.violations, self.log = 0, {}, [], []
+        self.best_auroc, self.demoted = 0.0, set()
+        (workdir / "nightly.yaml").write_text("engine: {distill: {epochs: 20}}\n")
+
+    def start(self) -> None:
+        self.servers.start_prefect(self.settings)
+        self.servers.start_mlflow(self.settings)
+        os.environ.update(PREFECT_API_URL=self.settings.prefect_api, MLFLOW_TRACKING_URI=self.settings.mlflow_uri)
+
+    def stop(self) -> None:
+        for name in ("prefect", "mlflow"):
+            self.servers.stop(self.settings, name)
+        for database in (self.settings.prefect_db, self.settings.mlflow_db):
+            self.servers.drop_database(self.settings, database)
+
+    def cli(self, *args: str, wait: bool = True):
+        command = [sys.executable, "-m", "flows.cli", *args]
+        process = subprocess.Popen(
+            command, cwd=self.workdir, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        if not wait:
+            return process
+        out, _ = process.communicate(timeout=900)
+        return process.returncode, out
+
+    def nightly_data(self, cycle: int) -> Path:
+        """A fresh sample of the pool most nights; every third night last night's file, unchanged."""
+        path = self.workdir / f"night-{cycle}.csv"
+        if cycle % 3 == 2 and (self.workdir / f"night-{cycle - 1}.csv").exists():
+            shutil.copy(self.workdir / f"night-{cycle - 1}.csv", path)
+        else:
+            self.pool.sample(frac=0.8, random_state=cycle).to_csv(path, index=False)
+        return path
+
+    def train(self, data: Path, *extra: str, wait: bool = True):
+        args = [
+            "train",
+            "--data",
+            str(data),
+            "--label-column",
+            "label",
+            "--model-name",
+            NAME,
+            "--config",
+            "nightly.yaml",
+            *extra,
+        ]
+        return self.cli(*args, wait=wait)
+
+    def traffic(self, cycle: int, shifted: bool) -> None:
+        rows = self.pool.drop(columns=["label"]).sample(300, random_state=1000 + cycle)
+        if shifted:
+            rows = rows.assign(f1=rows["f1"] * 3 + 0.05, f4=rows["f4"] + 0.3)
+        path = self.workdir / f"traffic-{cycle}.csv"
+        rows.to_csv(path, index=False)
+        code, out = self.cli("score", "--data", str(path), "--model-name", NAME, "--live-store", str(self.store))
+        if code == 0:
+            self.scored_rows += len(rows)
+
+    def cycle(self, cycle: int) -> None:
+        fault = FAULTS.get(cycle)
+        started = time.perf_counter()
+        if cycle > 0:
+            self.traffic(cycle, shifted=fault == "drift")
+        data = self.nightly_data(cycle)
+        if fault == "kill_mlflow":
+            process = self.train(data, wait=False)
+            time.sleep(12)
+            self.kill("mlflow")
+            process.communicate(timeout=900)
+            self.servers.start_mlflow(self.settings)
+            code, out = self.train(data)
+        elif fault == "simultaneous":
+            other = self.workdir / f"night-{cycle}-b.csv"
+            self.pool.sample(frac=0.8, random_state=500 + cycle).to_csv(other, index=False)
+            first, second = self.train(data, wait=False), self.train(other, wait=False)
+            code = max(first.wait(900), second.wait(900))
+        elif fault == "unloadable_champion":
+            hidden = self.hide_champion_artifacts()
+            code, out = self.train(data)
+            hidden()
+        else:
+            code, out = self.train(data)
+        if fault == "rollback":
+            rolled, _ = self.cli("rollback", "--model-name", NAME)
+            if rolled == 0:
+                self.demoted.add(self.last_rolled_back())
+        if fault == "drift":
+            self.cli("drift", "--model-name", NAME, "--live-store", str(self.store), "--retrain-on-drift")
+        if fault:
+            self.faults[fault] = self.faults.get(fault, 0) + 1
+        self.check(cycle, fault, time.perf_counter() - started)
+
+    def kill(self, name: str) -> None:
+        pid_file = self.settings.state / f"{name}.pid"
+        os.killpg(int(pid_file.read_text()), signal.SIGKILL)
+        pid_file.unlink()
+
+    def hide_champion_artifacts(self):
+        """Moves the champion's logged model away (an artifact store losing files); returns how to undo it."""
+        from tasks import registry
+
+        champion = registry.version_by_alias(NAME, registry.CHAMPION)
+        folders = [p for p in (self.settings.state / "mlflow-artifacts").rglob(champion.model_id) if p.is_dir()]
+        moved = [(folder, folder.with_name(folder.name + ".hidden")) for folder in folders]
+        for folder, aside in moved:
+            folder.rename(aside)
+        return lambda: [aside.rename(folder) for folder, aside in moved]
+
+    def last_rolled_back(self) -> str:
+        from tasks import registry
+        from tasks.tracking import client
+
+        versions = client().search_model_versions(f"name='{NAME}'")
+        return max((v for v in versions if registry.DEMOTED_TAG in v.tags), key=lambda v: int(v.version)).version
+
+    def audit_auroc(self, version: str) -> float:
+        import mlflow.pyfunc
+
+        model = mlflow.pyfunc.load_model(f"models:/{NAME}/{version}")
+        scores = model.predict(self.audit.drop(columns=["label"]))["score"]
+        return float(roc_auc_score(self.audit["label"], scores))
+
+    def check(self, cycle: int, fault: str | None, seconds: float) -> None:
+        from tasks import registry
+        from tasks.tracking import client
+
+        versions = client().search_model_versions(f"name='{NAME}'")
+        holders = [v.version for v in versions if "champion" in (v.aliases or [])]
+        champion = registry.version_by_alias(NAME, registry.CHAMPION)
+        problems = []
+        if champion is None or len(holders) != 1:
+            problems.append(f"champions: {holders}")
+        by_person = registry.last_move(NAME)[0] == registry.PERSON
+        auroc = self.audit_auroc(champion.version) if champion else float("nan")
+        if champion and not by_person and auroc < self.best_auroc - TOLERANCE:
+            problems.append(f"audit AUROC {auroc:.4f} < best earlier {self.best_auroc:.4f} - {TOLERANCE}")
+        if champion and not by_person and str(champion.version) in self.demoted:
+            problems.append(f"demoted v{champion.version} is champion again without a person")
+        keys = [v.tags.get(registry.TRAINING_KEY_TAG) for v in versions]
+        if len(keys) != len(set(keys)):
+            problems.append("two versions share a training key")
+        stored = len(pd.concat([pd.read_parquet(p) for p in self.store.rglob("part-*.parquet")])) if cycle else 0
+        if stored != self.scored_rows:
+            problems.append(f"live store holds {stored} rows, {self.scored_rows} were scored")
+        if champion:  # a person's choice is the new baseline; the pipeline's may only raise it
+            self.best_auroc = auroc if by_person else max(self.best_auroc, auroc)
+        self.violations += [f"cycle {cycle}: {p}" for p in problems]
+        self.log.append(
+            {
+                "cycle": cycle,
+                "fault": fault,
+                "champion": champion and champion.version,
+                "versions": len(versions),
+                "audit_auroc": auroc,
+                "seconds": round(seconds, 1),
+                "violations": problems,
+            }
+        )
+        print(
+            f"cycle {cycle:2d} {fault or '':20s} champion v{champion and champion.version} of {len(versions)} "
+            f"versions, audit AUROC {auroc:.4f}, {seconds:.0f} s {'OK' if not problems else problems}",
+            flush=True,
+        )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cycles", type=int, default=30)
+    parser.add_argument("--json", help="write the cycle log and the summary here")
+    args = parser.parse_args()
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        soak = Soak(Path(tmp))
+        soak.start()
+        try:
+            for cycle in range(args.cycles):
+                soak.cycle(cycle)
+        finally:
+            soak.stop()
+    summary = {
+        "cycles": args.cycles,
+        "faults": soak.faults,
+        "violations": soak.violations,
+        "wall_seconds": round(time.perf_counter() - start),
+        "live_rows_scored": soak.scored_rows,
+        "log": soak.log,
+    }
+    print(json.dumps({k: v for k, v in summary.items() if k != "log"}, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=2, default=str))
+    return 1 if soak.violations else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

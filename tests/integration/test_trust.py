@@ -1,0 +1,186 @@
+"""The automated loop never moves backwards: the gate fails closed, a person's decision sticks, versions are not
+mixed, promotions do not race, the training key is the model, bad files stop cleanly. Each test is named after
+the failure it guards against (all failed on the code before these fixes)."""
+
+import threading
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from anomaly_distill.config import GateConfig
+from flows.cli import main
+from flows.training import TrainingParameters, training_pipeline
+from tasks import registry
+from tasks.tracking import tracking_uri
+
+NAME = "trust-test"
+FAST = {"engine": {"distill": {"epochs": 20}}, "model_name": NAME, "label_column": "label"}
+LENIENT = GateConfig(auroc_tolerance=1.0)  # any challenger passes: the promotion logic is what is under test
+
+
+def train(data, seed=0, **overrides):
+    engine = {"seed": seed, "distill": {"epochs": 20}}
+    return training_pipeline(TrainingParameters(data_path=str(data), **{**FAST, "engine": engine, **overrides}))
+
+
+def client():
+    return MlflowClient(tracking_uri(), tracking_uri())
+
+
+def champion():
+    return str(client().get_model_version_by_alias(NAME, "champion").version)
+
+
+def test_gate_fails_closed_when_the_champion_cannot_be_loaded(workspace, thyroid_csv, monkeypatch):
+    assert train(thyroid_csv)["promoted"]
+    load = mlflow.pyfunc.load_model
+    attempts = []
+
+    def artifact_store_down(uri, *args, **kwargs):
+        if uri == f"models:/{NAME}/1":
+            attempts.append(uri)
+            raise OSError("artifact store unreachable")
+        return load(uri, *args, **kwargs)
+
+    monkeypatch.setattr(mlflow.pyfunc, "load_model", artifact_store_down)
+    second = train(thyroid_csv, seed=1, gate=LENIENT)
+    assert not second["promoted"] and champion() == "1" and len(attempts) == 3
+    assert any("champion v1 could not be loaded or scored" in r and "not promoting" in r for r in second["reasons"])
+    assert client().get_model_version(NAME, "2").tags["gate"] == "failed"
+
+
+def test_a_rollback_by_a_person_is_not_undone_by_the_nightly_run(workspace, thyroid_csv, capsys):
+    train(thyroid_csv)
+    assert train(thyroid_csv, seed=1, gate=LENIENT)["promoted"] and champion() == "2"
+    assert main(["rollback", "--model-name", NAME]) == 0 and champion() == "1"
+    nightly = train(thyroid_csv, seed=1, gate=LENIENT)  # unchanged data and settings: reuses version 2
+    assert nightly["reused_version"] and nightly["version"] == "2"
+    assert not nightly["promoted"] and champion() == "1"
+    assert any(r.startswith("NOT PROMOTED: v2 was rolled back by a person") for r in nightly["reasons"])
+    assert main(["promote", "--model-name", NAME, "--version", "2"]) == 0 and champion() == "2"  # a person may
+    assert registry.DEMOTED_TAG not in client().get_model_version(NAME, "2").tags
+
+
+def test_a_persons_promotion_during_a_run_is_not_overturned(workspace, thyroid_csv, monkeypatch):
+    from tasks import training as t
+
+    train(thyroid_csv)
+    assert train(thyroid_csv, seed=1, gate=LENIENT)["promoted"] and champion() == "2"
+    gate = t.gate_verdict
+
+    def person_promotes_meanwhile(*args, **kwargs):
+        verdict = gate(*args, **kwargs)
+        registry.promote(NAME, "1", "a person, while the run was gating")
+        return verdict
+
+    monkeypatch.setattr(t, "gate_verdict", person_promotes_meanwhile)
+    late = train(thyroid_csv, seed=2, gate=LENIENT)
+    assert not late["promoted"] and champion() == "1"
+    assert any("after this run started" in r for r in late["reasons"])
+
+
+def test_gate_and_promote_re_gate_when_the_champion_moved_in_between(workspace, thyroid_csv, monkeypatch):
+    from tasks import training as t
+
+    train(thyroid_csv)
+    train(thyroid_csv, seed=1, gate=GateConfig(min_auroc=0.99999))  # version 2, not promoted
+    gate = t.gate_verdict
+    calls = []
+
+    def pipeline_moves_champion_meanwhile(*args, **kwargs):
+        verdict = gate(*args, **kwargs)
+        if not calls:
+            registry.move_champion(NAME, "2", "another run", registry.PIPELINE)
+        calls.append(verdict)
+        return verdict
+
+    monkeypatch.setattr(t, "gate_verdict", pipeline_moves_champion_meanwhile)
+    third = train(thyroid_csv, seed=2, gate=LENIENT)
+    assert len(calls) == 2 and calls[0].champion_version == "1" and calls[1].champion_version == "2"
+    assert any("champion moved from v1 to v2 during this run; gated again" in r for r in third["reasons"])
+    assert third["promoted"] and champion() == "3"
+    assert registry.champion_history(NAME) == ["1", "2"]
+
+
+def test_promotions_at_the_same_moment_are_serialised_and_a_retried_rollback_pops_once(workspace, thyroid_csv):
+    for seed in range(3):
+        train(thyroid_csv, seed=seed, gate=GateConfig(min_auroc=0.99999) if seed else GateConfig())
+    assert champion() == "1"
+    barrier = threading.Barrier(2)
+
+    def promote(version):
+        barrier.wait()
+        registry.promote(NAME, version, "concurrent test")
+
+    threads = [threading.Thread(target=promote, args=(v,)) for v in ("2", "3")]
+    [thread.start() for thread in threads]
+    [thread.join(120) for thread in threads]
+    final = champion()
+    other = ({"2", "3"} - {final}).pop()
+    assert registry.champion_history(NAME) == ["1", other]
+    assert registry.rollback(NAME, expected_from=final) == (final, other)
+    assert registry.rollback(NAME, expected_from=final) == (final, other)  # the retry: nothing moves again
+    assert champion() == other and registry.champion_history(NAME) == ["1"]
+
+
+def test_drift_compares_scores_of_the_serving_version_only(workspace, thyroid_csv):
+    from flows.drift import DriftParameters, drift_monitoring
+
+    train(thyroid_csv)
+    rows = pd.read_csv(thyroid_csv).drop(columns=["label"]).sample(1500, random_state=0)
+    rows.to_csv(workspace / "live.csv", index=False)
+    store = str(workspace / "store")
+    assert main(["score", "--data", str(workspace / "live.csv"), "--model-name", NAME, "--live-store", store]) == 0
+    other_teacher = {"seed": 1, "teacher": {"kind": "autoencoder", "epochs": 5}, "distill": {"epochs": 20}}
+    train(thyroid_csv, engine=other_teacher)
+    assert main(["promote", "--model-name", NAME, "--version", "2"]) == 0
+    summary = drift_monitoring(DriftParameters(model_name=NAME, live_store=store))
+    assert summary["model_version"] == "2" and summary["compared"]["rescored_rows"] == 1500
+    by_v2 = mlflow.pyfunc.load_model(f"models:/{NAME}/2").predict(rows)
+    assert summary["anomaly_rate"] == pytest.approx(by_v2["is_anomaly"].mean())
+
+
+def test_training_key_follows_code_library_versions_and_label_content(tmp_path, monkeypatch):
+    from tasks import training as t
+
+    (tmp_path / "anomaly_distill").mkdir()
+    (tmp_path / "anomaly_distill" / "engine.py").write_text("X = 1\n")
+    before = t.code_digest(tmp_path)
+    (tmp_path / "anomaly_distill" / "engine.py").write_text("X = 2\n")  # an uncommitted edit
+    assert t.code_digest(tmp_path) != before
+    labels = tmp_path / "labels.json"
+    labels.write_text('{"a/b.csv": []}')
+    key = t.training_key("data", "{}", str(labels))
+    labels.write_text('{"a/b.csv": [["2024-01-01", "2024-01-02"]]}')  # same path, other content
+    assert t.training_key("data", "{}", str(labels)) != key
+    key = t.training_key("data", "{}")
+    monkeypatch.setattr(t, "library_versions", lambda: "torch==9.9")  # another installed torch
+    assert t.training_key("data", "{}") != key
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("empty.csv", b"", "the file is empty (0 bytes)"),
+        ("latin1.csv", "f0,f1,label\n1,caf\xe9,0\n".encode("latin-1"), "it is not UTF-8 text: byte 0xe9"),
+        ("truncated.parquet", None, "cannot be read as parquet"),
+        ("twice.csv", b"f0,f0,label\n1,2,0\n3,4,1\n", "columns ['f0'] appear more than once"),
+        ("folder.csv", "dir", "is a directory"),
+    ],
+)
+def test_bad_files_stop_with_the_reason_and_no_traceback(workspace, capfd, name, content, message):
+    path = workspace / name
+    if content == "dir":
+        path.mkdir()
+    elif content is None:
+        pd.DataFrame({"f0": np.arange(2000.0), "f1": np.arange(2000.0)}).to_parquet(workspace / "whole.parquet")
+        path.write_bytes((workspace / "whole.parquet").read_bytes()[:400])
+    else:
+        path.write_bytes(content)
+    assert main(["train", "--data", str(path), "--model-name", NAME]) == 2
+    out, err = capfd.readouterr()
+    assert message in err and "Traceback" not in out + err
+    assert client().search_registered_models() == []
