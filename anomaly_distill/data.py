@@ -181,12 +181,19 @@ def check_labels(labels: pd.Series) -> np.ndarray:
     return values.to_numpy(dtype=np.int64)
 
 
-def split_table(table: Table, test_fraction: float, seed: int) -> tuple[Table, Table]:
-    """Deterministic split, stratified on the labels when there are labels of both classes."""
-    index = np.arange(len(table))
-    stratify = table.labels if has_both_classes(table.labels) else None
-    train, test = train_test_split(index, test_size=test_fraction, random_state=seed, stratify=stratify)
-    return table.take(np.sort(train)), table.take(np.sort(test))
+def split_table(
+    table: Table, test_fraction: float, seed: int, candidates: np.ndarray | None = None
+) -> tuple[Table, Table]:
+    """Deterministic split, stratified on the labels when there are labels of both classes. With `candidates`
+    (a boolean mask), the held-out rows are drawn from those rows only; every other row trains."""
+    pool = np.arange(len(table)) if candidates is None else np.flatnonzero(candidates)
+    if len(pool) < 2:
+        raise DataError(f"{len(pool)} rows may be held out for evaluation; at least 2 are needed")
+    labels = None if table.labels is None else table.labels[pool]
+    stratify = labels if has_both_classes(labels) and np.bincount(labels).min() >= 2 else None
+    _, test = train_test_split(pool, test_size=test_fraction, random_state=seed, stratify=stratify)
+    train = np.setdiff1d(np.arange(len(table)), test)
+    return table.take(train), table.take(np.sort(test))
 
 
 class Preprocessor:

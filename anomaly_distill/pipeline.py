@@ -69,8 +69,8 @@ class TrainedTeacher:
         return self.teacher.score(self.preprocessor.transform(features))
 
 
-def split(table: Table, config: EngineConfig) -> tuple[Table, Table]:
-    return split_table(table, config.test_fraction, config.seed)
+def split(table: Table, config: EngineConfig, candidates: np.ndarray | None = None) -> tuple[Table, Table]:
+    return split_table(table, config.test_fraction, config.seed, candidates)
 
 
 def train_teacher(train: Table, config: EngineConfig, map_fn=map) -> TrainedTeacher:

@@ -207,7 +207,8 @@ class Soak:
         from tasks.tracking import client
 
         versions = client().search_model_versions(f"name='{NAME}'")
-        holders = [v.version for v in versions if "champion" in (v.aliases or [])]
+        # search results carry no aliases: ask each version (an alias missing or on two versions is the failure)
+        holders = [v.version for v in versions if "champion" in client().get_model_version(NAME, v.version).aliases]
         champion = registry.version_by_alias(NAME, registry.CHAMPION)
         problems = []
         if champion is None or len(holders) != 1:
@@ -250,6 +251,7 @@ def main() -> int:
     parser.add_argument("--cycles", type=int, default=30)
     parser.add_argument("--json", help="write the cycle log and the summary here")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stopped from outside: still stop the servers
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         soak = Soak(Path(tmp))

@@ -3,6 +3,7 @@
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from prefect import flow
 from pydantic import Field
@@ -14,6 +15,8 @@ from serving.live_store import live_store_url
 from tasks import drift as d
 from tasks import scoring as s
 from tasks.registry import resolve_model
+
+LIVE_ROW = "_live_row"  # in a retraining table: 1 for rows from the live window, 0 for the champion's reference
 
 
 class DriftParameters(StrictModel):
@@ -70,6 +73,7 @@ def retraining_table(
     table = pd.concat([reference[features], live[features]], ignore_index=True)
     if d.LABEL in reference and live_labels.notna().all():
         table[d.LABEL] = pd.concat([reference[d.LABEL], live_labels], ignore_index=True).astype(int).to_numpy()
+    table[LIVE_ROW] = np.repeat([0, 1], [len(reference), len(live)])  # only live rows are held out for the gate
     return table
 
 
@@ -98,6 +102,7 @@ def retrain(params: DriftParameters, table: pd.DataFrame, settings: dict | None 
             model_name=params.model_name,
             experiment=params.experiment,
             check_ranges=False,
+            holdout_column=LIVE_ROW if LIVE_ROW in table else None,
             **(settings or {}),
         )
     )

@@ -14,7 +14,7 @@ from pydantic import Field
 from anomaly_distill import pipeline, series_pipeline
 from anomaly_distill.config import EngineConfig, GateConfig, SeriesConfig, StrictModel
 from anomaly_distill.contract import SeriesContract, TabularContract
-from anomaly_distill.data import Table, table_from_frame
+from anomaly_distill.data import DataError, Table, table_from_frame
 from flows.runners import RunnerKind, with_runner
 from tasks import series as ts
 from tasks import tracking
@@ -52,6 +52,11 @@ class TrainingParameters(StrictModel):
         None, description="Time-series only: NAB-style label-window JSON (evaluation and teacher choice)."
     )
     series: SeriesConfig = Field(default_factory=SeriesConfig, description="Time-series windows and splits.")
+    holdout_column: str | None = Field(
+        None,
+        description="Rows with 1 in this column are the only candidates for the held-out rows (the rest always "
+        "train). Drift retraining marks the live rows: the gate never scores the champion on its training rows.",
+    )
     check_ranges: bool = Field(
         True, description="Check value ranges against the champion's data contract (drift retraining turns it off)."
     )
@@ -170,13 +175,19 @@ class Distilled:
 
 
 def _prepare_table(params: TrainingParameters, frame: pd.DataFrame, run_id: str) -> Prepared:
+    candidates = None
+    if params.holdout_column:
+        if params.holdout_column not in frame.columns:
+            raise DataError(f"holdout column {params.holdout_column!r} not found; columns are {list(frame.columns)}")
+        candidates = frame[params.holdout_column].to_numpy() == 1
+        frame = frame.drop(columns=[params.holdout_column])
     segment = params.segment_column
     features = frame.drop(columns=[segment], errors="ignore") if segment else frame
     contract = t.validate_data(
         features, params.label_column, t.reference_contract(params.model_name), run_id, params.check_ranges, segment
     )
     digest = t.log_training_data(run_id, frame, params.data_path, params.label_column, segment)
-    train, test = pipeline.split(table_from_frame(frame, params.label_column, segment), params.engine)
+    train, test = pipeline.split(table_from_frame(frame, params.label_column, segment), params.engine, candidates)
     return Prepared(
         contract,
         digest,

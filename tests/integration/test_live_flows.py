@@ -110,14 +110,15 @@ def test_drift_report_says_no_drift_then_drift_and_retrains(workspace, champion,
 
 
 def test_retraining_table_is_labelled_only_when_every_row_is():
-    from flows.drift import retraining_table
+    from flows.drift import LIVE_ROW, retraining_table
 
     reference = pd.DataFrame({"a": [1.0, 2.0], "label": [0, 1], "score": [0.1, 0.9]})
     live = pd.DataFrame({"a": [3.0, 4.0], "row_id": ["x", "y"]})
     labelled = retraining_table(reference, live, ["a"], pd.Series([1.0, 0.0]))
-    assert labelled["label"].tolist() == [0, 1, 1, 0] and list(labelled.columns) == ["a", "label"]
+    assert labelled["label"].tolist() == [0, 1, 1, 0] and list(labelled.columns) == ["a", "label", LIVE_ROW]
     partial = retraining_table(reference, live, ["a"], pd.Series([1.0, float("nan")]))
-    assert list(partial.columns) == ["a"] and len(partial) == 4
+    assert list(partial.columns) == ["a", LIVE_ROW] and len(partial) == 4
+    assert partial[LIVE_ROW].tolist() == [0, 0, 1, 1]  # only live rows may be held out for the gate
 
 
 @pytest.mark.slow

@@ -184,3 +184,27 @@ def test_bad_files_stop_with_the_reason_and_no_traceback(workspace, capfd, name,
     out, err = capfd.readouterr()
     assert message in err and "Traceback" not in out + err
     assert client().search_registered_models() == []
+
+
+def test_series_gate_scores_both_models_on_the_same_points_when_windows_differ(workspace):
+    """The champion (window 32) and the challenger (window 16) score the same test points, matched by timestamp;
+    before, the champion's fewer scores met the challenger's labels and sklearn raised."""
+    from tests.unit.test_benchmark import synthetic_series
+
+    path = synthetic_series(workspace)
+    fast = {"teacher": "ensemble", "distill_rows": 3000}
+    common = {
+        "data_path": str(path),
+        "modality": "timeseries",
+        "model_name": NAME,
+        "label_column": None,
+        "labels_path": str(workspace / "labels.json"),
+        "engine": {"distill": {"epochs": 20}},
+    }
+    any_model = GateConfig(min_auroc=0.0, min_fidelity=-1.0, auroc_tolerance=1.0, min_rows_per_second=0)
+    first = training_pipeline(TrainingParameters(**common, series={**fast, "window": 32}, gate=any_model))
+    second = training_pipeline(TrainingParameters(**common, series={**fast, "window": 16}, gate=any_model))
+    assert first["promoted"] and second["version"] == "2", first["reasons"]
+    compared = [r for r in second["reasons"] if "champion" in r and "AUROC" in r]
+    assert compared and compared[0].startswith("pass")
+    assert second["promoted"] and champion() == "2"

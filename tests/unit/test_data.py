@@ -110,3 +110,17 @@ def test_column_names_reads_headers_only(tmp_path, small_frame):
     np.savez(tmp_path / "d.npz", X=small_frame[["a", "b"]].to_numpy(), y=small_frame["label"].to_numpy())
     assert column_names(tmp_path / "d.csv") == column_names(tmp_path / "d.parquet") == ["a", "b", "c", "d", "label"]
     assert column_names(tmp_path / "d.npz") == ["f0", "f1", "label"]
+
+
+def test_held_out_rows_come_only_from_the_candidates_when_given():
+    """Drift retraining: only live rows may be held out, so the gate never scores a champion on its training rows."""
+    from anomaly_distill.data import Table, split_table
+
+    labels = np.r_[np.zeros(180, int), np.ones(20, int)]
+    table = Table(pd.DataFrame({"a": np.arange(200.0)}), labels)
+    live = np.arange(200) % 2 == 1
+    train, test = split_table(table, 0.3, 0, live)
+    assert len(test) == 30 and (test.features["a"] % 2 == 1).all() and test.labels.sum() == 3
+    assert len(train) == 170 and set(train.features["a"]) | set(test.features["a"]) == set(range(200))
+    whole_train, whole_test = split_table(table, 0.3, 0)  # without candidates: as before
+    assert len(whole_test) == 60 and whole_test.labels.sum() == 6
