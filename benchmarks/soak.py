@@ -80,7 +80,7 @@ class Soak:
         }
         self.store = workdir / "live-store"
         self.scored_rows, self.faults, self.violations, self.log = 0, {}, [], []
-        self.best_auroc, self.demoted = 0.0, set()
+        self.best_auroc, self.demoted, self.exit_codes = 0.0, set(), []
         (workdir / "nightly.yaml").write_text("engine: {distill: {epochs: 20}}\n")
 
     def start(self) -> None:
@@ -162,6 +162,7 @@ class Soak:
             hidden()
         else:
             code, out = self.train(data)
+        self.exit_codes.append(code)
         if fault == "rollback":
             rolled, _ = self.cli("rollback", "--model-name", NAME)
             if rolled == 0:
@@ -182,8 +183,12 @@ class Soak:
         from tasks import registry
 
         champion = registry.version_by_alias(NAME, registry.CHAMPION)
-        folders = [p for p in (self.settings.state / "mlflow-artifacts").rglob(champion.model_id) if p.is_dir()]
-        moved = [(folder, folder.with_name(folder.name + ".hidden")) for folder in folders]
+        model_id = champion.source.rsplit("/", 1)[-1]  # models:/m-…: the logged model's folder name
+        root = self.settings.state / "mlflow-artifacts"
+        folders = [p for p in root.rglob("*") if p.is_dir() and p.name == model_id]
+        if not folders:
+            raise RuntimeError(f"no artifact folder {model_id} under {root}")
+        moved = [(folder, folder.with_name(folder.name + ".hidden")) for folder in folders[:1]]
         for folder, aside in moved:
             folder.rename(aside)
         return lambda: [aside.rename(folder) for folder, aside in moved]
