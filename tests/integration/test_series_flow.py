@@ -128,7 +128,9 @@ def test_series_model_in_batch_scoring_the_service_and_drift_monitoring(workspac
     )
     assert whole["rows"] == 400 - 31
     one, chunked = pd.read_csv(workspace / "whole.csv"), pd.read_csv(workspace / "chunked.csv")
-    assert np.allclose(one["score"], chunked["score"]) and (one["timestamp"] == chunked["timestamp"]).all()
+    # the same scores: float32 matrix products over batches of other sizes may round differently, hence 1e-4
+    np.testing.assert_allclose(one["score"], chunked["score"], rtol=1e-4, atol=1e-6)
+    assert (one["timestamp"] == chunked["timestamp"]).all()
 
     with TestClient(create_app(NAME, live_store=str(workspace / "service"), poll_seconds=0)) as http:
         answer = http.post("/score", json=recent.tail(40).to_dict(orient="records")).json()
