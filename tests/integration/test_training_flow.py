@@ -104,7 +104,7 @@ def test_rerun_after_a_crash_past_registration_reuses_the_version(workspace, thy
         raise ConnectionError("tracking server went away")
 
     with monkeypatch.context() as patch, pytest.raises(ConnectionError):
-        patch.setattr(registry, "promote", server_gone)  # the crash comes after the version was created
+        patch.setattr(registry, "move_champion", server_gone)  # the crash comes after the version was created
         train(thyroid_csv)
     assert versions() == [1]
     rerun = train(thyroid_csv)
