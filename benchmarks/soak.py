@@ -115,15 +115,7 @@ class Soak:
 
     def train(self, data: Path, *extra: str, wait: bool = True):
         args = [
-            "train",
-            "--data",
-            str(data),
-            "--label-column",
-            "label",
-            "--model-name",
-            NAME,
-            "--config",
-            "nightly.yaml",
+            *f"train --data {data} --label-column label --model-name {NAME} --config nightly.yaml".split(),
             *extra,
         ]
         return self.cli(*args, wait=wait)
@@ -147,7 +139,7 @@ class Soak:
         if fault == "kill_mlflow":
             process = self.train(data, wait=False)
             time.sleep(12)
-            self.kill("mlflow")
+            self.servers.kill(self.settings, "mlflow")
             process.communicate(timeout=900)
             self.servers.start_mlflow(self.settings)
             code, out = self.train(data)
@@ -172,11 +164,6 @@ class Soak:
         if fault:
             self.faults[fault] = self.faults.get(fault, 0) + 1
         self.check(cycle, fault, time.perf_counter() - started)
-
-    def kill(self, name: str) -> None:
-        pid_file = self.settings.state / f"{name}.pid"
-        os.killpg(int(pid_file.read_text()), signal.SIGKILL)
-        pid_file.unlink()
 
     def hide_champion_artifacts(self):
         """Moves the champion's logged model away (an artifact store losing files); returns how to undo it."""

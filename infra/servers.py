@@ -160,6 +160,13 @@ def start_mlflow(settings: Settings) -> None:
     wait_healthy(f"{settings.mlflow_uri}/health", process=process)
 
 
+def kill(settings: Settings, name: str) -> None:
+    """SIGKILL, not a clean stop: the server vanishes mid-request (outage tests and the soak)."""
+    pid_file = settings.state / f"{name}.pid"
+    os.killpg(int(pid_file.read_text()), signal.SIGKILL)
+    pid_file.unlink()
+
+
 def stop(settings: Settings, name: str) -> None:
     pid_file = settings.state / f"{name}.pid"
     if not pid_file.exists():

@@ -35,20 +35,8 @@ def deployed(servers, tmp_path_factory):
         "PREFECT_RUNNER_POLL_FREQUENCY": "1",
     }
     runner = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "flows.cli",
-            "deploy",
-            "--data",
-            str(data),
-            "--label-column",
-            "label",
-            "--model-name",
-            NAME,
-            "--drift-interval",
-            "86400",
-        ],
+        [sys.executable, "-m", "flows.cli", *f"deploy --data {data} --label-column label --model-name {NAME}".split()]
+        + ["--drift-interval", "86400"],
         cwd=workdir,
         env=env,
         stdout=open(workdir / "deploy.log", "wb"),
@@ -175,15 +163,6 @@ def test_simultaneous_promotions_are_serialised(deployed):
     assert registry.champion_history(NAME) == before + [str(first.version), other]
 
 
-def _kill(settings, name: str) -> None:
-    """SIGKILL, not a clean stop: the server vanishes mid-request."""
-    import signal
-
-    pid_file = settings.state / f"{name}.pid"
-    os.killpg(int(pid_file.read_text()), signal.SIGKILL)
-    pid_file.unlink()
-
-
 def _train_in_background(servers, data, model: str, workdir) -> subprocess.Popen:
     env = {
         **os.environ,
@@ -224,7 +203,8 @@ def test_server_killed_mid_run_fails_clearly_and_rerun_makes_one_version(servers
     model = f"kill-{server}"
     training = _train_in_background(servers, deployed, model, tmp_path)
     _wait_for_run("student", model)  # teacher trained, student distilling
-    _kill(servers, server)
+
+    infra.kill(servers, server)
     try:
         output, _ = training.communicate(timeout=300)
     finally:
