@@ -86,6 +86,7 @@ def register(model_uri: str, model_id: str, name: str, run_id: str, tags: dict[s
 LOCK_PREFIX = "anomaly-distill-champion-"
 PERSON, PIPELINE = "person", "pipeline"  # who moved the champion
 MOVED_BY_TAG, MOVED_AT_TAG = "champion_moved_by", "champion_moved_at"  # registered-model tags
+MOVED_TO_TAG = "champion_recorded"  # the version this project last pointed `champion` at
 DEMOTED_TAG = "demoted"  # version tag: a person rolled it back; only a person brings it back
 
 
@@ -115,6 +116,10 @@ def set_version_tags(name: str, version: str, tags: dict[str, str]) -> None:
         client().set_model_version_tag(name, str(version), key, value)
 
 
+def describe_version(name: str, version: str, description: str) -> None:
+    client().update_model_version(name, str(version), description=description)
+
+
 def champion_history(name: str) -> list[str]:
     return json.loads(client().get_registered_model(name).tags.get(HISTORY_TAG, "[]"))
 
@@ -127,8 +132,27 @@ def promote(name: str, version: str | int, reason: str, by: str = PERSON) -> str
         return move_champion(name, version, reason, by)
 
 
+def notice_outside_moves(name: str) -> bool:
+    """A champion moved outside this project (the MLflow UI's alias editor, the REST API) is a person's decision:
+    its predecessor goes on the history, so `rollback` returns to it, and the move is recorded as a person's.
+    MLflow keeps no time for an alias change, so the move is dated when it is noticed. The caller holds
+    `champion_lock(name)`. Returns True when such a move was found."""
+    current = version_by_alias(name, CHAMPION)
+    tags = client().get_registered_model(name).tags
+    recorded = tags.get(MOVED_TO_TAG)
+    if current is None or recorded is None or recorded == str(current.version):
+        return False
+    mlflow_client = client()
+    history = champion_history(name) + [recorded]
+    mlflow_client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
+    _record_move(name, PERSON, str(current.version))
+    _tag_promotion(name, str(current.version), f"moved from v{recorded} outside anomaly-distill (noticed)")
+    return True
+
+
 def move_champion(name: str, version: str | int, reason: str, by: str) -> str | None:
     """The move itself; the caller holds `champion_lock(name)`."""
+    notice_outside_moves(name)
     target = get_version(name, version)
     previous = version_by_alias(name, CHAMPION)
     mlflow_client = client()
@@ -140,17 +164,18 @@ def move_champion(name: str, version: str | int, reason: str, by: str) -> str | 
             name, HISTORY_TAG, json.dumps(champion_history(name) + [previous_version])
         )
     mlflow_client.set_registered_model_alias(name, CHAMPION, str(target.version))
-    _record_move(name, by)
-    mlflow_client.set_model_version_tag(name, str(target.version), "promotion", reason)
+    _record_move(name, by, str(target.version))
+    _tag_promotion(name, str(target.version), reason)
     if by == PERSON and DEMOTED_TAG in target.tags:
         mlflow_client.delete_model_version_tag(name, str(target.version), DEMOTED_TAG)
     return previous_version
 
 
-def _record_move(name: str, by: str) -> None:
+def _record_move(name: str, by: str, version: str) -> None:
     mlflow_client = client()
     mlflow_client.set_registered_model_tag(name, MOVED_BY_TAG, by)
     mlflow_client.set_registered_model_tag(name, MOVED_AT_TAG, datetime.now(timezone.utc).isoformat())
+    mlflow_client.set_registered_model_tag(name, MOVED_TO_TAG, version)
 
 
 def last_move(name: str) -> tuple[str | None, datetime | None]:
@@ -170,6 +195,7 @@ def rollback(name: str, expected_from: str | None = None) -> tuple[str, str]:
 
 
 def _rollback(name: str, expected_from: str | None) -> tuple[str, str]:
+    notice_outside_moves(name)
     history = champion_history(name)
     current = version_by_alias(name, CHAMPION)
     if current is not None and expected_from is not None and str(current.version) != str(expected_from):
@@ -180,8 +206,51 @@ def _rollback(name: str, expected_from: str | None) -> tuple[str, str]:
     mlflow_client = client()
     mlflow_client.set_registered_model_alias(name, CHAMPION, target)
     mlflow_client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
-    _record_move(name, PERSON)
+    _record_move(name, PERSON, target)
     stamp = datetime.now(timezone.utc).isoformat()
     mlflow_client.set_model_version_tag(name, current.version, DEMOTED_TAG, f"rolled back by a person at {stamp}")
-    mlflow_client.set_model_version_tag(name, target, "promotion", f"rollback from v{current.version}")
+    _tag_promotion(name, target, f"rollback from v{current.version}")
     return str(current.version), target
+
+
+def _tag_promotion(name: str, version: str, reason: str) -> None:
+    """Why and when the version last became champion (dated: a later run's gate tags may say otherwise)."""
+    stamp = f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC"
+    client().set_model_version_tag(name, version, "promotion", f"champion since {stamp}: {reason}")
+
+
+PROMOTE_DEPLOYMENT = "promote-model/promote-model"
+
+
+def version_choices(name: str) -> list[str]:
+    """The promote form's choices: empty (a rollback needs none), then every version, newest first."""
+    try:
+        versions = client().search_model_versions(f"name='{name}'")
+    except MlflowException:
+        versions = []
+    return [""] + sorted((str(v.version) for v in versions), key=int, reverse=True)
+
+
+def with_version_choices(schema: dict, name: str) -> dict:
+    schema["definitions"]["PromotionParameters"]["properties"]["version"]["enum"] = version_choices(name)
+    return schema
+
+
+def refresh_version_choices(name: str) -> bool:
+    """Puts the registered versions into the promote-model deployment's form (a dropdown, not free text), when a
+    Prefect server serves that deployment for this model. Returns whether it did."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as prefect:
+        try:
+            deployment = prefect.read_deployment_by_name(PROMOTE_DEPLOYMENT)
+        except ObjectNotFound:
+            return False
+        if deployment.parameters.get("params", {}).get("model_name") != name:
+            return False
+        schema = with_version_choices(deployment.parameter_openapi_schema, name)
+        prefect.request(
+            "PATCH", "/deployments/{id}", path_params={"id": deployment.id}, json={"parameter_openapi_schema": schema}
+        )
+    return True

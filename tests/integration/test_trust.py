@@ -82,6 +82,34 @@ def test_a_persons_promotion_during_a_run_is_not_overturned(workspace, thyroid_c
     assert any("after this run started" in r for r in late["reasons"])
 
 
+def test_a_run_never_brings_back_a_replaced_champion(workspace, thyroid_csv):
+    """The drift-event bug: a retrain with an old version's inputs reused it and made it champion again."""
+    assert train(thyroid_csv, gate=LENIENT)["promoted"]
+    assert train(thyroid_csv, seed=1, gate=LENIENT)["promoted"] and champion() == "2"
+    again = train(thyroid_csv, gate=LENIENT)  # version 1's data, settings and code: reused
+    assert again["reused_version"] and again["version"] == "1"
+    assert not again["promoted"] and champion() == "2"
+    assert any("v1 was champion before and was replaced" in r for r in again["reasons"])
+    assert any(r.startswith("note: v1 reused") for r in again["reasons"])
+    assert registry.champion_history(NAME) == ["1"]
+
+
+def test_a_champion_moved_in_the_mlflow_ui_is_a_persons_move_and_rollback_returns_to_where_it_was(
+    workspace, thyroid_csv
+):
+    for seed in range(3):
+        assert train(thyroid_csv, seed=seed, gate=LENIENT)["promoted"]
+    assert champion() == "3" and registry.champion_history(NAME) == ["1", "2"]
+    client().set_registered_model_alias(NAME, "champion", "2")  # what the MLflow UI's alias editor does
+    nightly = train(thyroid_csv, seed=3, gate=LENIENT)
+    assert not nightly["promoted"] and champion() == "2"  # a person's move, noticed: the run defers to it
+    assert any("a person moved the champion" in r for r in nightly["reasons"])
+    assert registry.last_move(NAME)[0] == registry.PERSON
+    assert main(["rollback", "--model-name", NAME]) == 0
+    assert champion() == "3"  # back to where the person moved it from, not to v1
+    assert registry.DEMOTED_TAG in client().get_model_version(NAME, "2").tags
+
+
 def test_gate_and_promote_re_gate_when_the_champion_moved_in_between(workspace, thyroid_csv, monkeypatch):
     from tasks import training as t
 
