@@ -8,7 +8,7 @@ import pandas as pd
 from prefect import flow
 from pydantic import Field
 
-from anomaly_distill.config import StrictModel
+from anomaly_distill.config import OptionalText, StrictModel
 from anomaly_distill.contract import SeriesContract
 from anomaly_distill.timeseries import merged_history
 from serving.live_store import live_store_url
@@ -22,7 +22,7 @@ LIVE_ROW = "_live_row"  # in a retraining table: 1 for rows from the live window
 class DriftParameters(StrictModel):
     model_name: str = Field("anomaly-detector", description="Registered model whose champion is monitored.")
     window: str = Field("1d", description="Live rows from this far back (pandas Timedelta: 1d, 12h, 30min).")
-    live_store: str | None = Field(
+    live_store: OptionalText = Field(
         None, description="Live store URL (default: $ANOMALY_DISTILL_LIVE_STORE or ./live-store)."
     )
     drift_share_threshold: float = Field(
@@ -51,12 +51,11 @@ def drift_monitoring(params: DriftParameters) -> dict:
     summary["model_version"] = model.version
     d.publish_drift(model, summary)
     if summary["drift_detected"]:
-        d.announce_drift(model, summary, params.window)
-        if params.retrain_on_drift and isinstance(contract, SeriesContract):
-            summary["retrain"] = retrain(params, *series_retraining(reference, current, contract))
-        elif params.retrain_on_drift:
-            labels = d.feedback_labels(current, d.feedback_store(live_url).read())
-            summary["retrain"] = retrain(params, retraining_table(reference, current, features, labels))
+        retraining = retraining_parameters(params, contract, reference, current, live_url)
+        summary["retrain_parameters"] = retraining.model_dump(mode="json")
+        d.announce_drift(model, summary, params.window)  # the nightly-retrain deployment's trigger runs these
+        if params.retrain_on_drift:
+            summary["retrain"] = retrain(retraining)
     print(
         f"{model.name} v{model.version}: {'DRIFT' if summary['drift_detected'] else 'no drift'} "
         f"(share {summary['drift_share']:.2f}, columns {summary['drifted_columns']}, "
@@ -84,25 +83,42 @@ def series_retraining(
     history = merged_history(
         reference, live, contract.timestamp_column, contract.value_columns, names=("champion's drift reference", "live")
     )
-    return history, {"modality": "timeseries", "timestamp_column": contract.timestamp_column, "series": contract.series}
+    modality = {"kind": "timeseries", "timestamp_column": contract.timestamp_column, "series": contract.series}
+    return history, {"modality": modality}
 
 
-def retrain(params: DriftParameters, table: pd.DataFrame, settings: dict | None = None) -> dict:
-    """The training pipeline, with its gate, on the retraining table (range checks off: drift is the point)."""
-    from flows.training import TrainingParameters, training_pipeline
+def retraining_parameters(
+    params: DriftParameters, contract, reference: pd.DataFrame, current: pd.DataFrame, live_url: str
+):
+    """The training run a drift calls for: the champion's reference + the live window, written to a file.
 
-    folder = Path(params.retrain_dir)
+    The same parameters go into the drift event, so the deployment it triggers trains on the live rows too (a
+    retrain with the nightly run's fixed parameters would train on the old file and could only reuse an old
+    version)."""
+    from flows.training import TrainingParameters
+
+    if isinstance(contract, SeriesContract):
+        table, settings = series_retraining(reference, current, contract)
+    else:
+        labels = d.feedback_labels(current, d.feedback_store(live_url).read())
+        table, settings = retraining_table(reference, current, contract.features, labels), {}
+    folder = Path(params.retrain_dir).resolve()
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{params.model_name}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}.parquet"
+    path = folder / f"{params.model_name}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}.parquet"
     table.to_parquet(path, index=False)
-    return training_pipeline(
-        TrainingParameters(
-            data_path=str(path),
-            label_column=d.LABEL if d.LABEL in table else None,
-            model_name=params.model_name,
-            experiment=params.experiment,
-            check_ranges=False,
-            holdout_column=LIVE_ROW if LIVE_ROW in table else None,
-            **(settings or {}),
-        )
+    return TrainingParameters(
+        data_path=str(path),
+        label_column=d.LABEL if d.LABEL in table else None,
+        model_name=params.model_name,
+        experiment=params.experiment,
+        check_ranges=False,  # range checks off: drift is the point
+        holdout_column=LIVE_ROW if LIVE_ROW in table else None,
+        **settings,
     )
+
+
+def retrain(retraining) -> dict:
+    """The training pipeline, with its gate, on the retraining table."""
+    from flows.training import training_pipeline
+
+    return training_pipeline(retraining)

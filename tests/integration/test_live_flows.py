@@ -1,6 +1,8 @@
 """Scoring and drift for real: registered champion, live store on disk, Evidently, MLflow, Prefect."""
 
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -107,6 +109,30 @@ def test_drift_report_says_no_drift_then_drift_and_retrains(workspace, champion,
     run = client.get_run(stormy["mlflow_run_id"])
     assert run.data.tags["model_version"] == "1" and run.data.metrics["drift_detected"] == 1.0
     assert {"drift_report.html", "drift_summary.json"} <= {f.path for f in client.list_artifacts(run.info.run_id)}
+    for summary in (calm, stormy):
+        html = client.download_artifacts(summary["mlflow_run_id"], "drift_report.html", str(workspace))
+        assert headlines(Path(html).read_text()) == {summary["drift_detected"]}
+
+
+def headlines(html: str) -> set[bool]:
+    """The verdicts the report's headline states (one, if the report agrees with itself)."""
+    return {match == "" for match in re.findall(r"Dataset Drift is (NOT )?detected", html)}
+
+
+def test_the_report_headline_states_the_projects_verdict_when_only_the_score_drifted():
+    """Evidently alone said "NOT detected" (share of columns below its threshold) while the project said DRIFT."""
+    from tasks.drift import drift_summary
+
+    rng = np.random.default_rng(0)
+    reference = pd.DataFrame(rng.normal(size=(800, 4)), columns=["a", "b", "c", "d"])
+    current = pd.DataFrame(rng.normal(size=(800, 4)), columns=["a", "b", "c", "d"])
+    reference["score"], current["score"] = rng.normal(size=800), rng.normal(loc=3, size=800)
+    reference["is_anomaly"], current["is_anomaly"] = 0, 0
+    summary, html = drift_summary(reference, current, ["a", "b", "c", "d"], drift_share_threshold=0.3)
+    assert summary["drift_detected"] and summary["score_drifted"] and summary["drift_share"] < 0.3
+    assert headlines(html) == {True}
+    assert "drift when at least 30% of the features drifted or the anomaly score drifted" in html
+    assert f"here {len(summary['drifted_columns'])} of 4 features, and the score drifted" in html
 
 
 def test_retraining_table_is_labelled_only_when_every_row_is():

@@ -50,7 +50,7 @@ def test_series_trains_through_the_flow_and_the_model_scores_a_history_frame(wor
     assert {"auroc", "auprc", "event_recall", "false_alarms_per_day", "fidelity", "teacher_auroc"} <= set(
         run.data.metrics
     )
-    parent = client().get_run(run.data.tags["mlflow.parentRunId"])
+    parent = run  # the model hangs on the parent run
     assert parent.data.tags["teacher_kind"] in {"ensemble", "conv_autoencoder"}
     assert "validation AUROC" in parent.data.tags["teacher_choice"]
 
@@ -168,7 +168,7 @@ def test_series_model_in_batch_scoring_the_service_and_drift_monitoring(workspac
         )
     )
     assert retrained["drift_detected"] and retrained["retrain"]["version"] == "2"
-    table = pd.read_parquet(next((workspace / "retraining").glob("*.parquet")))
+    table = pd.read_parquet(sorted((workspace / "retraining").glob("*.parquet"))[-1])
     stamps = pd.to_datetime(table["timestamp"])
     assert list(table.columns) == ["timestamp", "value"] and stamps.is_monotonic_increasing and stamps.is_unique
     live_points = shifted.iloc[31:]  # the first window-1 points have no score and are not stored
