@@ -5,17 +5,35 @@ Pydantic models so the same objects validate CLI/YAML input and render as forms 
 
 import difflib
 import typing
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, WithJsonSchema
 
 DetectorName = Literal["iforest", "ecod", "knn", "copod", "hbos"]
+
+
+def _form_fields(schema: dict) -> None:
+    """Form order = declaration order: the Prefect UI sorts fields by `position`, and without one a server on
+    PostgreSQL shows them in its JSONB key order (by key length). An unset OptionalText shows as empty."""
+    for position, field in enumerate(schema.get("properties", {}).values()):
+        field["position"] = position
+        if field.get("type") == "string" and "default" in field and field["default"] is None:
+            field["default"] = ""
 
 
 class StrictModel(BaseModel):
     """Every settings model: an unknown key is an error (a typo must not silently fall back to a default)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_form_fields)
+
+
+# Text that may be left empty (= not set): a plain text box in a form, not a "None" toggle. None in Python.
+OptionalText = Annotated[
+    str | None,
+    BeforeValidator(lambda value: None if value == "" else value),
+    PlainSerializer(lambda value: value or "", return_type=str),
+    WithJsonSchema({"type": "string"}),
+]
 
 
 class TeacherConfig(StrictModel):
@@ -158,42 +176,80 @@ MOVED_KEYS = {
 }
 
 
-def _nested_model(annotation) -> type[BaseModel] | None:
+def _nested_models(annotation) -> dict[str, type[BaseModel]]:
+    """The settings models a field may hold, by class name (several for a union such as `modality`)."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in typing.get_args(annotation):
-        found = _nested_model(arg)
-        if found is not None:
-            return found
-    return None
+        return {annotation.__name__: annotation}
+    return {name: m for arg in typing.get_args(annotation) for name, m in _nested_models(arg).items()}
+
+
+def _walk(model: type[BaseModel], location: tuple) -> tuple[type[BaseModel], list[str]]:
+    """The model the last key of `location` belongs to, and the location without union branch names."""
+    path, parts = [], list(location)
+    while parts:
+        part = parts.pop(0)
+        path.append(str(part))
+        field = model.model_fields.get(part) if isinstance(part, str) and parts else None
+        inner = _nested_models(field.annotation) if field is not None else {}
+        if len(inner) > 1 and parts and parts[0] in inner:  # pydantic names the union branch it tried
+            inner = {parts[0]: inner[parts.pop(0)]}
+        if len(inner) != 1:
+            return model, path + [str(p) for p in parts]
+        model = next(iter(inner.values()))
+    return model, path
 
 
 def _unknown_key_message(model: type[BaseModel], location: tuple) -> str:
     """`gate.min_aurok: unknown key; did you mean min_auroc?` (walks nested models along the error location)."""
-    for part in location[:-1]:
-        field = model.model_fields.get(part) if isinstance(part, str) else None
-        inner = _nested_model(field.annotation) if field is not None else None
-        if inner is None:
-            break
-        model = inner
+    owner, path = _walk(model, location)
     key = str(location[-1])
-    path = ".".join(map(str, location))
-    if len(location) == 1 and key in MOVED_KEYS and key not in model.model_fields:
-        return f"{path}: unknown key; it is set as {MOVED_KEYS[key]} now"
-    close = difflib.get_close_matches(key, list(model.model_fields), n=1, cutoff=0.6)
-    hint = f"did you mean {close[0]}?" if close else f"valid keys: {', '.join(model.model_fields)}"
-    return f"{path}: unknown key; {hint}"
+    if len(location) == 1 and key in MOVED_KEYS and key not in owner.model_fields:
+        return f"{key}: unknown key; it is set as {MOVED_KEYS[key]} now"
+    close = difflib.get_close_matches(key, list(owner.model_fields), n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]}?" if close else f"valid keys: {', '.join(owner.model_fields)}"
+    return f"{'.'.join(path)}: unknown key; {hint}"
+
+
+def _other_branches(problems: list[dict]) -> set[tuple]:
+    """Union branches whose `kind` does not match the input: their errors say nothing about the input."""
+    return {tuple(p["loc"][:-1]) for p in problems if p["type"] == "literal_error" and p["loc"][-1] == "kind"}
+
+
+def _grouped(branches: set[tuple]) -> list[list[tuple]]:
+    """Branch locations grouped by the union field they belong to."""
+    groups: dict[tuple, list[tuple]] = {}
+    for branch in branches:
+        groups.setdefault(branch[:-1], []).append(branch)
+    return list(groups.values())
+
+
+def _all_skipped(problems: list[dict], branches: list[tuple]) -> bool:
+    parent = branches[0][:-1]
+    tried = {tuple(p["loc"][: len(parent) + 1]) for p in problems if tuple(p["loc"][: len(parent)]) == parent}
+    return tried <= set(branches)
+
+
+def _no_branch_matches(model: type[BaseModel], branches: list[tuple]) -> str:
+    owner, path = _walk(model, branches[0][:-1] + ("kind",))
+    kinds = ", ".join(
+        repr(m.model_fields["kind"].default) for m in _nested_models(owner.model_fields[path[-2]].annotation).values()
+    )
+    return f"{'.'.join(path[:-1])}.kind: must be one of {kinds}"
 
 
 def settings_error(model: type[BaseModel], error: ValidationError) -> str:
     """A validation error as one line per problem, naming the key (and the nearest valid one for a typo)."""
-    lines = []
-    for problem in error.errors():
+    problems = error.errors()
+    skip = _other_branches(problems)
+    lines = [_no_branch_matches(model, branches) for branches in _grouped(skip) if _all_skipped(problems, branches)]
+    for problem in problems:
         location = tuple(problem["loc"])
+        if any(location[: len(branch)] == branch for branch in skip):
+            continue
         if problem["type"] == "extra_forbidden":
             lines.append(_unknown_key_message(model, location))
         else:
-            lines.append(f"{'.'.join(map(str, location)) or '(top level)'}: {problem['msg']}")
+            lines.append(f"{'.'.join(_walk(model, location)[1]) or '(top level)'}: {problem['msg']}")
     return "invalid settings:\n" + "\n".join(f"  - {line}" for line in lines)
 
 

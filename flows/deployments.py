@@ -1,6 +1,7 @@
 """The deployments users run from the Prefect UI: nightly retraining, hourly drift checks, scoring, promotion."""
 
 from prefect import serve
+from prefect.deployments.runner import EntrypointType
 from prefect.events import DeploymentEventTrigger
 from prefect.schedules import Cron
 
@@ -8,6 +9,7 @@ from flows.drift import DriftParameters, drift_monitoring
 from flows.promotion import PromotionParameters, promote_model
 from flows.scoring import ScoringParameters, batch_scoring
 from flows.training import TrainingParameters, training_pipeline
+from tasks import registry
 from tasks.drift import DRIFT_EVENT
 
 
@@ -25,37 +27,53 @@ def build(
         name="retrain-on-drift",
         expect={DRIFT_EVENT},
         match={"prefect.resource.id": f"anomaly-distill.model.{model_name}"},
-        parameters={"params": training.model_dump()},
+        # the drift run's own retraining parameters (reference + live window), not the nightly file
+        parameters={"params": "{{ event.payload.training_parameters }}"},
     )
+    common = {"tags": ["anomaly-distill"], "entrypoint_type": EntrypointType.MODULE_PATH}  # not a cwd-relative path
     return [
         training_pipeline.to_deployment(
             name="nightly-retrain",
+            description=f"Retrains {model_name} on {data_path} at '{cron}' ({timezone}), and on a drift event "
+            "with the drift run's table (reference + live window). Gate, registry and promotion included.",
             parameters={"params": training.model_dump()},
             schedules=[Cron(cron, timezone=timezone)],
             triggers=[retrain_on_drift],
-            tags=["anomaly-distill"],
+            **common,
         ),
         drift_monitoring.to_deployment(
             name="drift-check",
+            description=f"Every {drift_interval_seconds} s: the champion of {model_name} against its live window "
+            "(Evidently); on drift, an event that starts nightly-retrain on the live rows.",
             parameters={"params": DriftParameters(model_name=model_name).model_dump()},
             interval=drift_interval_seconds,
-            tags=["anomaly-distill"],
+            **common,
         ),
         batch_scoring.to_deployment(
             name="batch-score",
-            tags=["anomaly-distill"],
+            description=f"Scores a file with the champion of {model_name}; rows go to the output and the live store.",
             parameters={
                 "params": ScoringParameters(
                     data_path=score_path or data_path, model_uri=f"models:/{model_name}@champion"
                 ).model_dump()
             },
+            **common,
         ),
-        promote_model.to_deployment(
-            name="promote-model",
-            tags=["anomaly-distill"],
-            parameters={"params": PromotionParameters(model_name=model_name).model_dump()},
-        ),
+        promotion_deployment(model_name, common),
     ]
+
+
+def promotion_deployment(model_name: str, common: dict):
+    deployment = promote_model.to_deployment(
+        name="promote-model",
+        description=f"A person's lever: make a version of {model_name} champion, or roll back to the previous "
+        "champion. The version list is refreshed at every registration.",
+        parameters={"params": PromotionParameters(model_name=model_name).model_dump()},
+        **common,
+    )
+    schema = deployment._parameter_openapi_schema  # the version field as a choice of the registered versions
+    registry.with_version_choices({"definitions": schema.definitions}, model_name)
+    return deployment
 
 
 def serve_all(**kwargs) -> None:

@@ -6,14 +6,14 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 
-from anomaly_distill.config import StrictModel
+from anomaly_distill.config import OptionalText, StrictModel
 from tasks import registry
 
 
 class PromotionParameters(StrictModel):
     model_name: str = Field("anomaly-detector", description="Registered model name.")
     action: Literal["promote", "rollback"] = Field("promote", description="promote a version, or roll back.")
-    version: str | None = Field(None, description="Version to promote (ignored for rollback).")
+    version: OptionalText = Field(None, description="Version to promote (ignored for rollback).")
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)

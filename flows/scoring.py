@@ -3,7 +3,7 @@
 from prefect import flow
 from pydantic import Field
 
-from anomaly_distill.config import StrictModel
+from anomaly_distill.config import OptionalText, StrictModel
 from flows.runners import RunnerKind, with_runner
 from serving.live_store import live_store_url
 from tasks import scoring as s
@@ -17,8 +17,8 @@ class ScoringParameters(StrictModel):
         "models:/anomaly-detector@champion",
         description="Registered model to use: models:/NAME@alias or models:/NAME/VERSION.",
     )
-    out_path: str | None = Field(None, description="Write rows with score and is_anomaly here (.csv or .parquet).")
-    live_store: str | None = Field(
+    out_path: OptionalText = Field(None, description="Write rows with score and is_anomaly here (.csv or .parquet).")
+    live_store: OptionalText = Field(
         None, description="Live store URL (default: $ANOMALY_DISTILL_LIVE_STORE or ./live-store)."
     )
     chunk_rows: int = Field(50_000, ge=1, description="Rows per scoring call.")
@@ -26,7 +26,7 @@ class ScoringParameters(StrictModel):
     task_runner: RunnerKind = Field(
         "threads", description="Where chunks are scored: local threads, or a Dask cluster (see dask_address)."
     )
-    dask_address: str | None = Field(
+    dask_address: OptionalText = Field(
         None, description="Scheduler of an existing Dask cluster (tcp://host:8786); empty: a local cluster."
     )
 

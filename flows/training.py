@@ -9,10 +9,10 @@ from typing import Literal
 
 import pandas as pd
 from prefect import flow
-from pydantic import Field
+from pydantic import ConfigDict, Field, model_validator
 
 from anomaly_distill import pipeline, series_pipeline
-from anomaly_distill.config import EngineConfig, GateConfig, SeriesConfig, StrictModel
+from anomaly_distill.config import EngineConfig, GateConfig, OptionalText, SeriesConfig, StrictModel
 from anomaly_distill.contract import SeriesContract, TabularContract
 from anomaly_distill.data import DataError, Table, table_from_frame
 from flows.runners import RunnerKind, with_runner
@@ -21,9 +21,31 @@ from tasks import tracking
 from tasks import training as t
 
 
+class TabularInput(StrictModel):
+    model_config = ConfigDict(title="Tabular")
+
+    kind: Literal["tabular"] = Field("tabular", description="One row per event; every column but the label a feature.")
+
+
+class SeriesInput(StrictModel):
+    model_config = ConfigDict(title="Time series")
+
+    kind: Literal["timeseries"] = Field("timeseries", description="A timestamp column plus value columns.")
+    timestamp_column: str = Field("timestamp", description="The timestamp column.")
+    labels_path: OptionalText = Field(
+        None, description="NAB-style label-window JSON (evaluation and teacher choice); empty: none."
+    )
+    series: SeriesConfig = Field(default_factory=SeriesConfig, description="Windows and splits.")
+
+
+# Where the files are or how the run is spread does not change the model (the label file's content does, apart)
+KEY_EXCLUDES = {"task_runner": True, "dask_address": True, "data_path": True, "modality": {"labels_path"}}
+SERIES_KEYS = ("timestamp_column", "labels_path", "series")  # top-level keys before they moved under `modality`
+
+
 class TrainingParameters(StrictModel):
     data_path: str = Field("data/demo/thyroid.csv", description="CSV, Parquet or .npz file with the training table.")
-    label_column: str | None = Field(
+    label_column: OptionalText = Field(
         "label", description="Column with 1 = anomaly, 0 = normal. Leave empty for unlabelled data."
     )
     model_name: str = Field("anomaly-detector", description="Registered model name in the MLflow registry.")
@@ -37,22 +59,19 @@ class TrainingParameters(StrictModel):
     task_runner: RunnerKind = Field(
         "threads", description="threads: this machine; dask: teacher ensemble members spread over a Dask cluster."
     )
-    dask_address: str | None = Field(None, description="Dask scheduler (tcp://host:8786); empty: a local cluster.")
-    segment_column: str | None = Field(
+    dask_address: OptionalText = Field(None, description="Dask scheduler (tcp://host:8786); empty: a local cluster.")
+    segment_column: OptionalText = Field(
         None, description="Train one student per value of this column (merchant, machine, …); empty: one model."
     )
     min_segment_rows: int = Field(
         500, ge=20, description="Segments with fewer training rows are scored by the model trained on all rows."
     )
-    modality: Literal["tabular", "timeseries"] = Field(
-        "tabular", description="timeseries: a timestamp column plus value columns, scored by sliding windows."
+    modality: TabularInput | SeriesInput = Field(
+        default_factory=TabularInput,
+        description="Tabular rows, or a time series (a timestamp column plus value columns, scored by sliding "
+        "windows) with its settings.",
     )
-    timestamp_column: str = Field("timestamp", description="Time-series only: the timestamp column.")
-    labels_path: str | None = Field(
-        None, description="Time-series only: NAB-style label-window JSON (evaluation and teacher choice)."
-    )
-    series: SeriesConfig = Field(default_factory=SeriesConfig, description="Time-series windows and splits.")
-    holdout_column: str | None = Field(
+    holdout_column: OptionalText = Field(
         None,
         description="Rows with 1 in this column are the only candidates for the held-out rows (the rest always "
         "train). Drift retraining marks the live rows: the gate never scores the champion on its training rows.",
@@ -60,6 +79,23 @@ class TrainingParameters(StrictModel):
     check_ranges: bool = Field(
         True, description="Check value ranges against the champion's data contract (drift retraining turns it off)."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_modality(cls, data):
+        """Still accepted: `modality: timeseries` with `timestamp_column`, `labels_path`, `series` beside it."""
+        if not isinstance(data, dict) or not (isinstance(data.get("modality"), str) or set(SERIES_KEYS) & set(data)):
+            return data
+        flat = {key: data[key] for key in SERIES_KEYS if key in data}
+        kind = data.get("modality", "tabular")
+        if not isinstance(kind, str) or (kind == "tabular" and flat):
+            raise ValueError(f"{', '.join(flat)}: time-series settings; they need `modality: timeseries`")
+        rest = {key: value for key, value in data.items() if key not in SERIES_KEYS}
+        return {**rest, "modality": {"kind": kind, **flat}}
+
+    @property
+    def series_input(self) -> "SeriesInput | None":
+        return self.modality if isinstance(self.modality, SeriesInput) else None
 
 
 class Stopwatch(dict):
@@ -95,31 +131,34 @@ def training_pipeline(params: TrainingParameters = TrainingParameters()) -> dict
         tracking.log_params(run_id, params.model_dump())
         tracking.log_json(run_id, params.model_dump(), "config.json")
         frame = t.load_data(params.data_path)
-        prepare = _prepare_series if params.modality == "timeseries" else _prepare_table
+        prepare = _prepare_series if params.series_input else _prepare_table
         prepared = prepare(params, frame, run_id)
         done = _distill(params, prepared, run_id, runs, clock)
         verdict = t.gate(done.metrics, params.model_name, prepared.gate_rows, params.gate)
         key = t.training_key(
             prepared.digest,
-            params.model_dump_json(exclude={"task_runner", "dask_address", "data_path", "labels_path"}),
-            params.labels_path,
+            params.model_dump_json(exclude=KEY_EXCLUDES),
+            params.series_input and params.series_input.labels_path,
         )
         version = t.register(
             done.student,
             prepared.example(done.student),
             prepared.reference(done.student),
             params.model_name,
-            done.student_run,
+            run_id,
             verdict,
             prepared.contract,
             key,
         )
-        reused = version.run_id != done.student_run
+        reused = version.run_id != run_id
+        if reused:
+            verdict.reasons.insert(0, t.reuse_note(version))
         version = str(version.version)
+        t.refresh_promote_form(params.model_name)
         previous, verdict = t.promote(
             params.model_name, version, verdict, done.metrics, prepared.gate_rows, params.gate, started_at
         )
-        tracking.set_tags(run_id, {"model_version": version, "gate": "passed" if verdict.promote else "failed"})
+        t.link_runs(params.model_name, version, run_id, verdict, done.metrics, reused)
         tracking.log_metrics(run_id, {f"seconds_{stage}": s for stage, s in clock.items()})
     except BaseException:
         for run in runs:
@@ -203,11 +242,11 @@ def _prepare_table(params: TrainingParameters, frame: pd.DataFrame, run_id: str)
 
 def _prepare_series(params: TrainingParameters, frame: pd.DataFrame, run_id: str) -> Prepared:
     """The series as window rows; teachers are picked on the validation period, evaluated on the test period."""
-    ts_column, config = params.timestamp_column, params.series
+    ts_column, config = params.series_input.timestamp_column, params.series_input.series
     label_column = params.label_column if params.label_column in frame.columns else None
     values = [c for c in frame.columns if c not in (ts_column, label_column)]
     contract = ts.validate_series(frame, config, ts_column, values, run_id)
-    labels = ts.series_labels(frame, ts_column, label_column, params.labels_path, params.data_path)
+    labels = ts.series_labels(frame, ts_column, label_column, params.series_input.labels_path, params.data_path)
     data = ts.window_rows(frame, config, ts_column, values, labels)
     kinds = ["ensemble", "conv_autoencoder"] if config.teacher == "auto" else [config.teacher]
     candidates = {kind: series_pipeline.engine_for(data.series, config, params.engine, kind) for kind in kinds}

@@ -15,7 +15,17 @@ from tests.conftest import DEMO
         ({"gate": {"min_aurok": 0.99}}, "gate.min_aurok: unknown key; did you mean min_auroc?"),
         ({"engine": {"distill": {"epochz": 5}}}, "engine.distill.epochz: unknown key; did you mean epochs?"),
         ({"engine": {"teacher": {"detectors": ["iforest", "lof"]}}}, "engine.teacher.detectors.1: Input should be"),
-        ({"series": {"windw": 16}}, "series.windw: unknown key; did you mean window?"),
+        ({"series": {"window": 16}}, "series: time-series settings; they need `modality: timeseries`"),
+        (
+            {"modality": {"kind": "timeseries", "series": {"windw": 16}}},
+            "modality.series.windw: unknown key; did you mean window?",
+        ),
+        (
+            {"modality": "timeseries", "series": {"windw": 16}},
+            "modality.series.windw: unknown key; did you mean window?",
+        ),
+        ({"modality": {"kind": "tabular", "window": 16}}, "modality.window: unknown key"),
+        ({"modality": {"kind": "images"}}, "modality.kind: must be one of 'tabular', 'timeseries'"),
         ({"epochs": 5}, "epochs: unknown key; it is set as engine.distill.epochs now"),
         ({"modle_name": "x"}, "modle_name: unknown key; did you mean model_name?"),
     ],
