@@ -31,21 +31,56 @@ def client() -> MlflowClient:
     return MlflowClient(uri, uri)
 
 
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # the UI opens on runs, not GenAI traces
+
+
 def experiment_id(name: str) -> str:
     mlflow_client = client()
     existing = mlflow_client.get_experiment_by_name(name)
     if existing is not None:
+        if existing.tags.get("mlflow.experimentKind") is None:
+            mlflow_client.set_experiment_tag(existing.experiment_id, *next(iter(EXPERIMENT_KIND.items())))
         return existing.experiment_id
     location = None
     uri = tracking_uri()
     if uri.startswith("sqlite:///"):  # keep artifacts beside the database, not in whatever cwd a worker has
         location = (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").as_uri()
-    return mlflow_client.create_experiment(name, artifact_location=location)
+    return mlflow_client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
+
+
+def prefect_tags() -> dict[str, str]:
+    """The Prefect flow run this MLflow run belongs to (id, and its page when the UI's address is known)."""
+    from prefect.context import FlowRunContext
+    from prefect.settings import PREFECT_UI_URL
+
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
+        return {}
+    flow_run_id = str(context.flow_run.id)
+    tags = {"prefect.flow_run_id": flow_run_id, "prefect.flow_run_name": context.flow_run.name}
+    if PREFECT_UI_URL.value():
+        tags["prefect.flow_run_url"] = f"{PREFECT_UI_URL.value()}/runs/flow-run/{flow_run_id}"
+    return tags
+
+
+def ui_url(run_id: str | None = None, model: tuple[str, str] | None = None) -> str | None:
+    """The MLflow UI page of a run or of a model version, when tracking is a server (a sqlite file has no UI)."""
+    uri = tracking_uri()
+    if not uri.startswith(("http://", "https://")):
+        return None
+    if model is not None:
+        return f"{uri.rstrip('/')}/#/models/{model[0]}/versions/{model[1]}"
+    experiment = client().get_run(run_id).info.experiment_id
+    return f"{uri.rstrip('/')}/#/experiments/{experiment}/runs/{run_id}"
+
+
+def rename_run(run_id: str, name: str) -> None:
+    client().update_run(run_id, name=name)
 
 
 def start_run(experiment: str, name: str, tags: dict | None = None) -> str:
     """A new top-level run, or the run `mlflow run` (MLflow Projects) created for us, named by MLFLOW_RUN_ID."""
-    tags = {key: str(value) for key, value in (tags or {}).items()}  # a tracking server accepts strings only
+    tags = {key: str(value) for key, value in {**prefect_tags(), **(tags or {})}.items()}  # a server takes strings
     project_run = os.environ.get("MLFLOW_RUN_ID")
     if project_run:
         set_tags(project_run, tags)
@@ -56,7 +91,8 @@ def start_run(experiment: str, name: str, tags: dict | None = None) -> str:
 def start_child_run(parent_id: str, name: str) -> str:
     mlflow_client = client()
     experiment = mlflow_client.get_run(parent_id).info.experiment_id
-    return mlflow_client.create_run(experiment, run_name=name, tags={MLFLOW_PARENT_RUN_ID: parent_id}).info.run_id
+    tags = {MLFLOW_PARENT_RUN_ID: parent_id, **prefect_tags()}
+    return mlflow_client.create_run(experiment, run_name=name, tags=tags).info.run_id
 
 
 def end_run(run_id: str, status: str = "FINISHED") -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from prefect import task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from anomaly_distill import pipeline
@@ -159,9 +159,20 @@ def generate_soft_labels(
 
 @task(cache_policy=NO_CACHE, **IO_RETRIES)
 def log_teacher(run_id: str, trained: pipeline.TrainedTeacher, config: EngineConfig, cached: bool) -> None:
+    size = len(pickle.dumps(trained))
     tracking.log_params(run_id, {"teacher": config.teacher.model_dump(), "seed": config.seed})
-    tracking.log_metrics(run_id, {"params": trained.teacher.n_params, "size_bytes": len(pickle.dumps(trained))})
+    tracking.log_metrics(run_id, {"params": trained.teacher.n_params, "size_bytes": size})
     tracking.set_tags(run_id, {"from_cache": cached})
+    summary = {
+        "kind": config.teacher.kind,
+        "class": type(trained.teacher).__name__,
+        "parameters": trained.teacher.n_params,
+        "pickled_bytes": size,
+        "threshold": trained.threshold,
+        "from_cache": cached,
+        "settings": config.teacher.model_dump(),
+    }
+    tracking.log_json(run_id, summary, "teacher.json")
 
 
 @task(cache_policy=NO_CACHE, **IO_RETRIES)
@@ -302,10 +313,17 @@ def gate(challenger: dict, model_name: str, rows, config: GateConfig) -> Verdict
 
 
 def person_decision(model_name: str, version: str, started_at: datetime) -> str | None:
-    """Why a person's decision forbids this run's promotion, or None."""
+    """Why a person's decision (or an earlier replacement) forbids this run's promotion, or None."""
     demoted = registry.get_version(model_name, version).tags.get(registry.DEMOTED_TAG)
     if demoted:
         return f"v{version} was {demoted}; it becomes champion again only by a person (anomaly-distill promote)"
+    champion = registry.version_by_alias(model_name, registry.CHAMPION)
+    is_champion = champion is not None and str(champion.version) == version
+    if not is_champion and version in registry.champion_history(model_name):
+        return (
+            f"v{version} was champion before and was replaced; a run never brings back an earlier champion "
+            "(a person can: anomaly-distill promote)"
+        )
     by, when = registry.last_move(model_name)
     if by == registry.PERSON and when is not None and when > started_at:
         return (
@@ -331,6 +349,7 @@ def promote(
 
 
 def _promote_locked(model_name, version, verdict, challenger, rows, config, started_at):
+    registry.notice_outside_moves(model_name)
     refusal = person_decision(model_name, version, started_at)
     if refusal:
         return verdict.refused(refusal), None
@@ -344,6 +363,48 @@ def _promote_locked(model_name, version, verdict, challenger, rows, config, star
             return verdict, None
     reason = "gate passed: " + "; ".join(verdict.reasons)
     return verdict, registry.move_champion(model_name, version, reason, registry.PIPELINE)
+
+
+def reuse_note(version) -> str:
+    return (
+        f"note: v{version.version} reused — run {version.run_id} registered it from the same data, parameters and "
+        "code; no new version was made"
+    )
+
+
+@task(cache_policy=NO_CACHE, **IO_RETRIES)
+def link_runs(model_name: str, version: str, run_id: str, verdict: Verdict, metrics: dict, reused: bool) -> None:
+    """Each side names the other: the MLflow run and version name the Prefect run (tags); the Prefect run gets
+    links to the MLflow run and version; the version's description says what it is and what the gate said."""
+    gate = "passed" if verdict.promote else "failed"
+    tracking.set_tags(run_id, {"model_version": version, "gate": gate, "reused_version": reused})
+    tracking.rename_run(run_id, f"train-{model_name}-v{version}{' (reused)' if reused else ''}")
+    description = version_description(model_name, version, verdict, metrics)
+    registry.describe_version(model_name, version, description)
+    tracking.set_tags(run_id, {"mlflow.note.content": description})  # the run page's description
+    registry.set_version_tags(model_name, version, tracking.prefect_tags())
+    run_url, version_url = tracking.ui_url(run_id), tracking.ui_url(model=(model_name, version))
+    lines = [
+        f"# {model_name} v{version}: gate {gate}{', reused version' if reused else ''}",
+        f"- MLflow run: {f'[{run_id}]({run_url})' if run_url else run_id} (tracking: {tracking.tracking_uri()})",
+        f"- model version: {f'[v{version}]({version_url})' if version_url else f'models:/{model_name}/{version}'}",
+        f"- AUROC {metrics.get('auroc', float('nan')):.4f}, fidelity {metrics['fidelity']:.4f}",
+        *(f"- {reason}" for reason in verdict.reasons),
+    ]
+    create_markdown_artifact("\n".join(lines), key="training-summary", description="Links to MLflow")
+    if run_url:
+        create_link_artifact(run_url, link_text=f"MLflow run {run_id[:8]}", key="mlflow-run")
+        create_link_artifact(version_url, link_text=f"{model_name} v{version}", key="model-version")
+
+
+def version_description(model_name: str, version: str, verdict: Verdict, metrics: dict) -> str:
+    keys = ("auroc", "auprc", "fidelity", "params", "rows_per_second")
+    shown = ", ".join(f"{k} {metrics[k]:.4g}" for k in keys if k in metrics)
+    reasons = "\n".join(f"- {reason}" for reason in verdict.reasons)
+    return (
+        f"Distilled anomaly-detection student ({model_name} v{version}).\n\n"
+        f"Held-out metrics: {shown}.\n\nLast gate: {'PROMOTE' if verdict.promote else 'KEEP CHAMPION'}\n{reasons}"
+    )
 
 
 def publish_verdict(model_name: str, version: str, verdict: Verdict) -> None:
@@ -401,6 +462,15 @@ def register(
         registry.TRAINING_KEY_TAG: training_key,
     }
     return registry.register(info.model_uri, info.model_id, model_name, run_id, tags)
+
+
+@task(cache_policy=NO_CACHE)
+def refresh_promote_form(model_name: str) -> None:
+    """Cosmetic (the promote form's version list): a failure is logged, never fails the run."""
+    try:
+        registry.refresh_version_choices(model_name)
+    except Exception as error:  # noqa: BLE001 - any failure here must not undo a registered, gated version
+        print(f"warning: the promote form's version list was not refreshed: {error}")
 
 
 MODEL_LIBRARIES = ("torch", "numpy", "pandas", "scipy", "scikit-learn", "pyod")  # their versions shape a model

@@ -8,7 +8,7 @@ Two layers of expectations:
 import json
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -44,11 +44,17 @@ class ValidationReport:
     success: bool
     failures: list[str]
     result: dict
+    checks: list[tuple[str, bool]] = field(default_factory=list)  # every expectation, and whether it held
 
     def markdown(self) -> str:
+        held = sum(ok for _, ok in self.checks)
+        head = f"{held} of {len(self.checks)} expectations met"
+        rows = "\n".join(f"| {'pass' if ok else 'FAIL'} | `{check}` |" for check, ok in self.checks)
+        table = f"\n\n| result | expectation |\n|---|---|\n{rows}"
         if self.success:
-            return "# Data validation passed\n\nAll expectations met."
-        return "# Data validation FAILED\n\n" + "\n".join(f"- {f}" for f in self.failures)
+            return f"# Data validation passed\n\n{head}." + table
+        failed = "\n".join(f"- {f}" for f in self.failures)
+        return f"# Data validation FAILED\n\n{head}:\n\n{failed}" + table
 
 
 def derive_contract(
@@ -195,4 +201,12 @@ def _run_suite(frame: pd.DataFrame, expectations: list) -> ValidationReport:
         suite.add_expectation(expectation)
     result = batch.validate(suite)
     failures = [_describe(r, frame) for r in result.results if not r.success]
-    return ValidationReport(result.success, failures, json.loads(json.dumps(result.to_json_dict(), default=str)))
+    checks = [(_name(r.expectation_config), r.success) for r in result.results]
+    return ValidationReport(
+        result.success, failures, json.loads(json.dumps(result.to_json_dict(), default=str)), checks
+    )
+
+
+def _name(config) -> str:
+    args = {k: v for k, v in config.kwargs.items() if k not in ("batch_id", "type_list") and v is not None}
+    return f"{config.type}({', '.join(f'{k}={v!r}' for k, v in args.items())})"

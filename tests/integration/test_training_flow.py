@@ -58,10 +58,21 @@ def test_first_run_promotes_with_everything_tracked_then_second_run_is_gated(wor
     assert client.list_artifacts(first["run_id"], "validation")[0].path == "validation/ge_result.json"
     assert "config.json" in {f.path for f in client.list_artifacts(first["run_id"])}
     assert set(first["seconds"]) == {"train_teacher", "generate_soft_labels", "distill_student", "evaluate"}
-    student_files = {f.path for f in client.list_artifacts(student_run)}
-    assert {"soft_labels.parquet", "contract.json", "onnx", "reference.parquet"} <= student_files
+    assert "soft_labels.parquet" in {f.path for f in client.list_artifacts(student_run)}
+    parent_files = {f.path for f in client.list_artifacts(first["run_id"])}
+    assert {"contract.json", "onnx", "reference.parquet"} <= parent_files  # the model hangs on the parent run
+    teacher_run = children["teacher"].info.run_id
+    assert "teacher.json" in {f.path for f in client.list_artifacts(teacher_run)}
     version = client.get_model_version(NAME, "1")
-    assert version.tags["gate"] == "passed" and version.run_id == student_run
+    assert version.tags["gate"] == "passed" and version.run_id == first["run_id"]
+    assert version.description.startswith("Distilled anomaly-detection student (" + NAME + " v1)")
+    assert "Last gate: PROMOTE" in version.description and "pass: AUROC" in version.description
+    assert client.get_run(first["run_id"]).info.run_name == f"train-{NAME}-v1"
+    experiment = client.get_experiment(parent.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # not the GenAI view
+    flow_run_id = parent.data.tags["prefect.flow_run_id"]
+    assert children["student"].data.tags["prefect.flow_run_id"] == flow_run_id
+    assert version.tags["prefect.flow_run_id"] == flow_run_id
 
     # other student parameters: a new model, same (cached) teacher, gated against version 1 on the same rows
     second = train(thyroid_csv, engine={"distill": {"epochs": 21}}, gate=GateConfig(auroc_tolerance=1.0))
@@ -78,7 +89,6 @@ def test_an_engine_only_knob_set_through_train_config_changes_the_model(workspac
     teachers = {}
     for version in ("1", "2"):
         parent = client.get_model_version(NAME, version).run_id
-        parent = client.get_run(parent).data.tags["mlflow.parentRunId"]
         teacher = client.search_runs(
             [client.get_run(parent).info.experiment_id],
             f"tags.mlflow.parentRunId = '{parent}' and tags.mlflow.runName = 'teacher'",
@@ -215,9 +225,8 @@ def test_mlflow_project_train_entry_point(workspace, thyroid_csv):
         capture_output=True,
     )
     assert champion() == "1"
-    project_run = mlflow_client().get_model_version(NAME, "1").run_id
-    parent = mlflow_client().get_run(project_run).data.tags["mlflow.parentRunId"]
-    assert mlflow_client().get_run(parent).data.tags.get("mlflow.project.entryPoint") == "train"
+    project_run = mlflow_client().get_model_version(NAME, "1").run_id  # the model hangs on the project's run
+    assert mlflow_client().get_run(project_run).data.tags.get("mlflow.project.entryPoint") == "train"
 
 
 def test_unlabelled_table_trains_and_gate_says_auroc_was_skipped(workspace, thyroid_csv, capsys):
@@ -261,3 +270,14 @@ def test_cluster_map_fans_out_on_a_dask_worker_and_is_plain_map_elsewhere():
         squares = client.submit(lambda: list(cluster_map()(lambda x: x * x, [1, 2, 3])), pure=False).result(120)
         on_worker = client.submit(lambda: cluster_map() is not map, pure=False).result(120)
     assert squares == [1, 4, 9] and on_worker
+
+
+def test_the_validation_report_lists_every_check_not_just_a_verdict(thyroid_csv):
+    from tasks.validation import validate_frame
+
+    frame = pd.read_csv(thyroid_csv)
+    passed = validate_frame(frame, "label", None).markdown()
+    assert "expectations met" in passed and "| pass | `expect_column_values_to_not_be_null(column='f0')` |" in passed
+    broken = frame.assign(f0=frame["f0"].where(frame.index != 3))
+    failed = validate_frame(broken, "label", None).markdown()
+    assert failed.startswith("# Data validation FAILED") and "| FAIL | `expect_column_values_to_not_be_null" in failed
