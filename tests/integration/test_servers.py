@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -73,7 +73,8 @@ def _wait_for_deployments(timeout: float = 120) -> None:
 def run(deployment: str, params: dict):
     from prefect.deployments import run_deployment
 
-    flow_run = run_deployment(deployment, parameters={"params": params}, timeout=600)
+    # _sync: Playwright's sync API runs an event loop in this thread, which would make this return a coroutine
+    flow_run = run_deployment(deployment, parameters={"params": params}, timeout=600, _sync=True)
     assert flow_run.state.is_completed(), flow_run.state
     return flow_run
 
@@ -82,18 +83,6 @@ def champion() -> str:
     from tasks import registry
 
     return str(registry.version_by_alias(NAME, registry.CHAMPION).version)
-
-
-def retrain_runs() -> int:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import DeploymentFilter
-
-    async def count():
-        async with get_client() as client:
-            deployment = await client.read_deployment_by_name("training-pipeline/nightly-retrain")
-            return len(await client.read_flow_runs(deployment_filter=DeploymentFilter(id={"any_": [deployment.id]})))
-
-    return asyncio.run(count())
 
 
 def test_ui_style_runs_train_promote_and_roll_back(deployed):
@@ -113,25 +102,96 @@ def test_ui_style_runs_train_promote_and_roll_back(deployed):
     assert champion() == "2"
 
 
-def test_drift_event_triggers_a_retrain_run(servers, deployed):
-    before = retrain_runs()
-    # Emitted from a fresh process: this one's event worker may still be bound to another test's temporary API.
-    script = (
-        "from prefect.events import emit_event\nfrom prefect.events.worker import EventsWorker\n"
-        "emit_event(event='anomaly_distill.drift.detected', "
-        f"resource={{'prefect.resource.id': 'anomaly-distill.model.{NAME}'}}, payload={{'drift_share': 0.5}})\n"
-        "EventsWorker.drain_all()\n"
-    )
-    subprocess.run(
-        [sys.executable, "-c", script],
-        env={**os.environ, "PREFECT_API_URL": servers.prefect_api},
-        check=True,
-        timeout=120,
-    )
+def test_deployments_say_what_they_do_and_do_not_depend_on_where_deploy_ran(deployed):
+    from prefect.client.orchestration import get_client
+
+    async def read(name):
+        async with get_client() as client:
+            return await client.read_deployment_by_name(name)
+
+    nightly = asyncio.run(read("training-pipeline/nightly-retrain"))
+    assert nightly.entrypoint == "flows.training.training_pipeline"
+    assert "'0 2 * * *' (UTC)" in nightly.description and "drift event" in nightly.description
+    for name in ("drift-monitoring/drift-check", "batch-scoring/batch-score", "promote-model/promote-model"):
+        deployment = asyncio.run(read(name))
+        assert deployment.description and deployment.description != "None"
+        assert not deployment.entrypoint.endswith(".py") and ":" not in deployment.entrypoint
+
+
+def retrain_runs_on(folder: Path) -> list:
+    """nightly-retrain runs whose training table is a drift run's table in `folder`."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter
+
+    async def read():
+        async with get_client() as client:
+            deployment = await client.read_deployment_by_name("training-pipeline/nightly-retrain")
+            runs = await client.read_flow_runs(deployment_filter=DeploymentFilter(id={"any_": [deployment.id]}))
+            return [r for r in runs if str(r.parameters["params"].get("data_path", "")).startswith(str(folder))]
+
+    return asyncio.run(read())
+
+
+def test_drift_run_triggers_a_retrain_on_the_live_rows_that_never_revives_an_old_champion(deployed, tmp_path):
+    """The bug: the event ran nightly-retrain with its fixed parameters (the old file, no live rows), which reused
+    version 1 and made it champion again. Now the drift run's own retraining table travels in the event."""
+    import pandas as pd
+    from prefect.settings import PREFECT_API_URL
+
+    from tasks import registry
+    from tasks.tracking import tracking_uri as tracking
+
+    if registry.version_by_alias(NAME, registry.CHAMPION) is None:
+        run("training-pipeline/nightly-retrain", {"data_path": str(deployed), "model_name": NAME})
+    champion_before = champion()
+    rows = pd.read_csv(deployed).drop(columns=["label"]).sample(1500, random_state=1)
+    rows.assign(f1=rows["f1"] * 3 + 0.05, f4=rows["f4"] + 0.3).to_csv(tmp_path / "shifted.csv", index=False)
+    store = str(tmp_path / "store")
+    score = f"score --data {tmp_path / 'shifted.csv'} --model-name {NAME} --live-store {store}".split()
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "MLFLOW_TRACKING_URI": tracking()}
+    subprocess.run([sys.executable, "-m", "flows.cli", *score], env=env, check=True, timeout=300)
+
+    drift_params = {"model_name": NAME, "live_store": store, "retrain_dir": str(tmp_path / "retraining")}
+    run("drift-monitoring/drift-check", drift_params)
     deadline = time.time() + 60
-    while retrain_runs() == before:
-        assert time.time() < deadline, "the drift event created no nightly-retrain run"
+    while not (triggered := retrain_runs_on(tmp_path / "retraining")):
+        assert time.time() < deadline, "the drift event created no nightly-retrain run on the live rows"
         time.sleep(1)
+    assert len(triggered) == 1
+    params = triggered[0].parameters["params"]
+    assert params["holdout_column"] == "_live_row" and params["check_ranges"] is False
+    assert pd.read_parquet(params["data_path"])["_live_row"].sum() == len(rows)
+    deadline = time.time() + 300
+    while not (state := _flow_run_state(triggered[0].id)).is_final():
+        assert time.time() < deadline, "the triggered retrain did not finish"
+        time.sleep(2)
+    assert state.is_completed(), state
+    versions = [v.version for v in registry.client().search_model_versions(f"name='{NAME}'")]
+    newest = str(max(map(int, versions)))
+    assert champion() in {champion_before, newest}  # the new model, or the champion kept; never an older one
+    assert registry.get_version(NAME, newest).tags[registry.TRAINING_KEY_TAG]  # a new version, not a reused one
+    assert registry.get_version(NAME, newest).run_id != registry.get_version(NAME, champion_before).run_id
+
+    drift_run = registry.client().search_runs(
+        [registry.client().get_experiment_by_name("anomaly-distill").experiment_id],
+        f"tags.kind = 'drift' and tags.model_name = '{NAME}'",
+    )[0]
+    report = registry.client().download_artifacts(drift_run.info.run_id, "drift_report.html", str(tmp_path))
+    with browser() as page:
+        page.goto(Path(report).as_uri())
+        headline = page.get_by_text("Dataset Drift is detected (anomaly-distill rule", exact=False).first
+        expect(headline).to_be_visible(timeout=30_000)  # the project's verdict, in the report a user opens
+        page.screenshot(path=str(SCREENSHOTS / "drift-report-headline.png"))
+
+
+def _flow_run_state(flow_run_id):
+    from prefect.client.orchestration import get_client
+
+    async def read():
+        async with get_client() as client:
+            return (await client.read_flow_run(flow_run_id)).state
+
+    return asyncio.run(read())
 
 
 def test_simultaneous_promotions_are_serialised(deployed):
@@ -235,15 +295,15 @@ CHROMIUM_FLAGS = [
 ]  # no calls home: this machine has no way out
 
 
-def wait_for_browser_run(model_name: str, seconds: float = 60) -> str:
-    """Id of the nightly-retrain run whose parameters name `model_name` (created from the browser form)."""
+def wait_for_browser_run(model_name: str, flow: str = "training-pipeline", seconds: float = 60) -> str:
+    """Id of the run of `flow` whose parameters name `model_name` (created from the browser form)."""
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter
 
     def find():  # the sync client: Playwright's sync API already runs an event loop in this thread
         with get_client(sync_client=True) as prefect:
-            return [
-                r for r in prefect.read_flow_runs() if r.parameters.get("params", {}).get("model_name") == model_name
-            ]
+            runs = prefect.read_flow_runs(flow_filter=FlowFilter(name={"any_": [flow]}))
+            return [r for r in runs if r.parameters.get("params", {}).get("model_name") == model_name]
 
     deadline = time.time() + seconds
     while not (runs := find()):
@@ -253,59 +313,156 @@ def wait_for_browser_run(model_name: str, seconds: float = 60) -> str:
     return str(runs[0].id)
 
 
-def test_browser_fills_the_deployment_form_and_the_run_completes(servers, deployed):
+@pytest.fixture
+def page():
+    with browser() as opened:
+        yield opened
+
+
+@contextmanager
+def browser():
+    """A Chromium page. Playwright's sync API runs an event loop in this thread while it is open: asyncio.run
+    and Prefect's sync-or-async helpers fail or return coroutines then (hence _sync=True in `run`)."""
     require(os.path.exists(CHROMIUM), f"Chromium not installed at {CHROMIUM} (apt-get install chromium; .ci/run does)")
     require(importlib.util.find_spec("playwright") is not None, "playwright not installed (pip install playwright)")
     import playwright.sync_api as playwright
-    from prefect.client.orchestration import get_client
 
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with playwright.sync_playwright() as driver:
+        chromium = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield chromium.new_page(viewport={"width": 1400, "height": 1000})
+        chromium.close()
+
+
+def expect(locator):
+    import playwright.sync_api as playwright
+
+    return playwright.expect(locator)
+
+
+def open_custom_run(page, servers, deployment: str) -> None:
+    page.goto(f"{servers.prefect_api.removesuffix('/api')}/deployments")
+    page.get_by_role("link", name=deployment).first.click()
+    page.get_by_role("button", name="Run", exact=True).click()
+    page.get_by_text("Custom run").click()
+
+
+def form_field(scope, label: str):
+    """The form property labelled `label` inside `scope` (a page or a section of the form)."""
+    page = getattr(scope, "page", scope)  # a `has=` locator is matched inside each candidate: built from the page
+    return scope.locator(".schema-form-property", has=page.get_by_text(f"{label} (Optional)", exact=True)).last
+
+
+def field_labels(scope) -> list[str]:
+    return [
+        text.removesuffix(" (Optional)") for text in scope.locator(".schema-form-property__label").all_inner_texts()
+    ]
+
+
+def wait_until_completed(page, servers, flow_run_id: str) -> None:
+    page.goto(f"{servers.prefect_api.removesuffix('/api')}/runs/flow-run/{flow_run_id}")
+    run_state = page.locator(".page-heading-flow-run__meta .state-badge")  # the run's own badge, not a task's
+    expect(run_state).to_have_text("Completed", timeout=240_000)
+
+
+def test_browser_custom_run_form_is_in_order_modality_specific_and_the_run_links_to_mlflow(servers, deployed, page):
+    from flows.training import TrainingParameters
     from tasks.tracking import client
 
-    with playwright.sync_playwright() as browser_driver:
-        browser = browser_driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(f"{servers.prefect_api.removesuffix('/api')}/deployments")
-        page.get_by_role("link", name="nightly-retrain").first.click()
-        page.get_by_role("button", name="Run", exact=True).click()
-        page.get_by_text("Custom run").click()
+    open_custom_run(page, servers, "nightly-retrain")
+    expect(page.get_by_text("Data Path (Optional)", exact=True)).to_be_visible()
+    page.screenshot(path=str(SCREENSHOTS / "custom-run-form.png"), full_page=True)
+    expect(page.get_by_text("Promotion gate thresholds.").first).to_be_visible()  # nested sections keep their help
+    expect(page.get_by_text("Weight of the soft (teacher) loss", exact=False).first).to_be_visible()
+    titles = [name.replace("_", " ").title() for name in TrainingParameters.model_fields]
+    shown = [label for label in field_labels(page) if label in titles]
+    assert shown[: len(titles)] == titles  # declaration order, although PostgreSQL reorders the schema's keys
 
-        def form_field(label: str):
-            prop = page.locator(".schema-form-property", has=page.get_by_text(label, exact=True)).last
-            return prop.locator("input, textarea").first
+    modality = form_field(page, "Modality")
+    assert field_labels(modality)[1:] == ["Kind"]  # tabular: no time-series field
+    modality.get_by_role("button", name="Time series").click()
+    expect(form_field(modality, "Window")).to_be_visible()
+    assert {"Timestamp Column", "Labels Path", "Window", "Stride"} <= set(field_labels(modality))
+    modality.screenshot(path=str(SCREENSHOTS / "modality-time-series.png"))
+    modality.get_by_role("button", name="Tabular").click()
+    expect(form_field(modality, "Window")).to_have_count(0)
 
-        form_field("Model Name (Optional)").fill("srv-browser")
-        distill = page.locator(".schema-form-property", has=page.get_by_text("Distill (Optional)", exact=True)).last
-        distill.locator(".schema-form-property", has=page.get_by_text("Epochs (Optional)", exact=True)).last.locator(
-            "input"
-        ).first.fill("22")
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOTS / "custom-run-form.png"), full_page=True)
-        # the nested engine section keeps its descriptions and its dropdowns
-        playwright.expect(page.get_by_text("Promotion gate thresholds.").first).to_be_visible()
-        playwright.expect(page.get_by_text("Weight of the soft (teacher) loss", exact=False).first).to_be_visible()
-        kind = page.locator(".schema-form-property", has=page.get_by_text("Kind (Optional)", exact=True)).last
-        (SCREENSHOTS / "kind-field.html").write_text(kind.inner_html())
-        assert (
-            kind.locator(".p-select").count() == 1
-            and kind.locator(".p-select-button__value").inner_text() == "ensemble"
+    for label in ("Label Column", "Dask Address", "Segment Column", "Holdout Column"):  # empty = not set
+        field = form_field(page, label)
+        assert field.locator(".p-button-group").count() == 0, f"{label} has a type toggle"
+        assert field.locator("input, textarea").count() == 1
+    assert form_field(page, "Dask Address").locator("textarea, input").first.input_value() == ""
+
+    form_field(page, "Model Name").locator("input, textarea").first.fill("srv-browser")
+    distill = form_field(page, "Distill")
+    form_field(distill, "Epochs").locator("input").first.fill("22")
+    kind = form_field(form_field(page, "Teacher"), "Kind")  # a dropdown with its default
+    assert kind.locator(".p-select").count() == 1 and kind.locator(".p-select-button__value").inner_text() == "ensemble"
+    page.get_by_role("button", name="Submit").click()
+    expect(page.get_by_text("scheduled to start now").first).to_be_visible()
+    flow_run_id = wait_for_browser_run("srv-browser")
+    wait_until_completed(page, servers, flow_run_id)
+
+    page.get_by_role("tab", name="Artifacts").or_(page.get_by_text("Artifacts", exact=True)).first.click()
+    expect(page.get_by_text("mlflow-run").first).to_be_visible()
+    page.screenshot(path=str(SCREENSHOTS / "training-run-links.png"), full_page=True)
+    version = client().get_model_version_by_alias("srv-browser", "champion")
+    run = client().get_run(version.run_id)
+    assert run.data.tags["prefect.flow_run_id"] == flow_run_id and run.info.run_name == "train-srv-browser-v1"
+    assert run.data.params["engine.distill.epochs"] == "22" and run.data.params["dask_address"] == ""
+
+    page.goto(f"{servers.mlflow_uri}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}")
+    expect(page.get_by_text("train-srv-browser-v1").first).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("srv-browser").nth(1)).to_be_visible()
+    page.screenshot(path=str(SCREENSHOTS / "mlflow-parent-run.png"), full_page=True)
+    page.goto(f"{servers.mlflow_uri}/#/models/srv-browser/versions/1")
+    expect(page.get_by_text("Distilled anomaly-detection student (srv-browser v1)")).to_be_visible(timeout=30_000)
+    page.screenshot(path=str(SCREENSHOTS / "model-version.png"), full_page=True)
+
+
+def test_browser_promote_form_offers_the_versions_and_a_champion_moved_in_mlflow_is_rolled_back(
+    servers, deployed, page, tmp_path
+):
+    from tasks import registry
+
+    while len(versions := registry.version_choices(NAME)) < 3:  # "", then at least two versions
+        run(
+            "training-pipeline/nightly-retrain",
+            {"data_path": str(deployed), "model_name": NAME, "engine": {"seed": len(versions)}},
         )
-        page.get_by_role("button", name="Submit").click()
-        playwright.expect(page.get_by_text("scheduled to start now").first).to_be_visible()
-        # Open the run the form created (found through the API: the run list refreshes on a timer, slow under load)
-        flow_run_id = wait_for_browser_run("srv-browser")
-        page.goto(f"{servers.prefect_api.removesuffix('/api')}/runs/flow-run/{flow_run_id}")
-        run_state = page.locator(".page-heading-flow-run__meta .state-badge")  # the run's own badge, not a task's
-        playwright.expect(run_state).to_have_text("Completed", timeout=240_000)
-        browser.close()
+    newest, older = versions[1], versions[2]
+    open_custom_run(page, servers, "promote-model")
+    version_field = form_field(page, "Version")
+    expect(version_field.locator(".p-select")).to_have_count(1)  # a choice, not free text
+    version_field.locator("button.p-select-button__control").focus()
+    for key in ("Enter", "ArrowDown", "ArrowDown", "Enter"):  # open, "" (empty), the newest version, choose
+        page.keyboard.press(key)
+        page.wait_for_timeout(300)
+    expect(version_field.locator(".p-select-button__value")).to_have_text(newest)
+    page.screenshot(path=str(SCREENSHOTS / "promote-form.png"), full_page=True)
+    page.get_by_role("button", name="Submit").click()
+    wait_until_completed(page, servers, wait_for_browser_run(NAME, "promote-model"))
+    assert champion() == newest
 
-    async def read_run():
-        async with get_client() as prefect:
-            return await prefect.read_flow_run(uuid.UUID(flow_run_id))
+    page.goto(f"{servers.mlflow_uri}/#/models/{NAME}/versions/{older}")  # a person moves the alias in MLflow's UI
+    expect(page.get_by_text(f"Version {older}").first).to_be_visible(timeout=30_000)
+    aliases = page.get_by_role("button", name="Add")
+    (aliases.first if aliases.count() else page.get_by_role("button", name="Edit aliases").first).click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_role("combobox").first.fill(registry.CHAMPION)
+    page.keyboard.press("Enter")
+    dialog.get_by_role("button", name="Save aliases").click()
+    expect(dialog).to_have_count(0)
+    page.screenshot(path=str(SCREENSHOTS / "mlflow-alias-moved.png"), full_page=True)
+    assert champion() == older
 
-    flow_run = asyncio.run(read_run())
-    assert flow_run.state.is_completed()
-    assert (
-        flow_run.parameters["params"]["engine"]["distill"]["epochs"] == 22
-        and flow_run.parameters["params"]["model_name"] == "srv-browser"
+    env = {**os.environ, "PREFECT_API_URL": servers.prefect_api, "MLFLOW_TRACKING_URI": servers.mlflow_uri}
+    rollback = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "rollback", "--model-name", NAME],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
-    assert str(client().get_model_version_by_alias("srv-browser", "champion").version) == "1"
+    assert rollback.returncode == 0, rollback.stdout + rollback.stderr
+    assert champion() == newest  # back to where the person moved it from
