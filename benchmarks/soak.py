@@ -35,17 +35,17 @@ ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "data" / "demo" / "thyroid.csv"
 NAME = "soak"
 TOLERANCE = 0.01  # the gate's auroc_tolerance (default)
-FAULTS = {
+FAULTS = {  # never on an unchanged-data night (cycle % 3 == 2): there a fault would only meet a reused version
     3: "drift",
-    5: "kill_mlflow",
-    8: "rollback",
-    11: "simultaneous",
-    14: "unloadable_champion",
-    17: "drift",
-    20: "rollback",
-    23: "simultaneous",
-    26: "drift",
-    29: "kill_mlflow",
+    4: "kill_mlflow",
+    7: "rollback",
+    10: "simultaneous",
+    12: "unloadable_champion",
+    16: "drift",
+    19: "rollback",
+    22: "simultaneous",
+    25: "unloadable_champion",
+    28: "kill_mlflow",
 }
 
 
@@ -136,13 +136,20 @@ class Soak:
         if cycle > 0:
             self.traffic(cycle, shifted=fault == "drift")
         data = self.nightly_data(cycle)
+        self.expect = []  # this night's own checks, beside the invariants
+        versions_before, champion_before = self.versions_and_champion()
         if fault == "kill_mlflow":
             process = self.train(data, wait=False)
             time.sleep(12)
             self.servers.kill(self.settings, "mlflow")
-            process.communicate(timeout=900)
+            killed_out, _ = process.communicate(timeout=900)
             self.servers.start_mlflow(self.settings)
             code, out = self.train(data)
+            self.expect += [
+                (process.returncode == 3, f"the killed run exited {process.returncode}, not 3"),
+                ("re-run the same command" in killed_out, "the killed run did not say to re-run the same command"),
+                (self.versions_and_champion()[0] == versions_before + 1, "the re-run did not make exactly one version"),
+            ]
         elif fault == "simultaneous":
             other = self.workdir / f"night-{cycle}-b.csv"
             self.pool.sample(frac=0.8, random_state=500 + cycle).to_csv(other, index=False)
@@ -152,6 +159,11 @@ class Soak:
             hidden = self.hide_champion_artifacts()
             code, out = self.train(data)
             hidden()
+            versions, champion = self.versions_and_champion()
+            self.expect += [
+                (versions == versions_before + 1, "no new version was registered"),
+                (champion == champion_before, "a champion that could not be scored was replaced (not fail-closed)"),
+            ]
         else:
             code, out = self.train(data)
         self.exit_codes.append(code)
@@ -164,6 +176,17 @@ class Soak:
         if fault:
             self.faults[fault] = self.faults.get(fault, 0) + 1
         self.check(cycle, fault, time.perf_counter() - started)
+
+    def versions_and_champion(self) -> tuple[int, str | None]:
+        from tasks import registry
+        from tasks.tracking import client
+
+        try:
+            versions = client().search_model_versions(f"name='{NAME}'")
+        except Exception:  # noqa: BLE001 - no registered model before the first night
+            return 0, None
+        champion = registry.version_by_alias(NAME, registry.CHAMPION)
+        return len(versions), champion and str(champion.version)
 
     def hide_champion_artifacts(self):
         """Moves the champion's logged model away (an artifact store losing files); returns how to undo it."""
@@ -202,7 +225,7 @@ class Soak:
         # search results carry no aliases: ask each version (an alias missing or on two versions is the failure)
         holders = [v.version for v in versions if "champion" in client().get_model_version(NAME, v.version).aliases]
         champion = registry.version_by_alias(NAME, registry.CHAMPION)
-        problems = []
+        problems = [text for ok, text in self.expect if not ok]
         if champion is None or len(holders) != 1:
             problems.append(f"champions: {holders}")
         by_person = registry.last_move(NAME)[0] == registry.PERSON
