@@ -139,8 +139,9 @@ class Soak:
         self.expect = []  # this night's own checks, beside the invariants
         versions_before, champion_before = self.versions_and_champion()
         if fault == "kill_mlflow":
+            since_ms = int(time.time() * 1000)
             process = self.train(data, wait=False)
-            time.sleep(12)
+            self.wait_for_student_run(since_ms)  # teacher trained, student distilling: the run is mid-way
             self.servers.kill(self.settings, "mlflow")
             killed_out, _ = process.communicate(timeout=900)
             self.servers.start_mlflow(self.settings)
@@ -176,6 +177,19 @@ class Soak:
         if fault:
             self.faults[fault] = self.faults.get(fault, 0) + 1
         self.check(cycle, fault, time.perf_counter() - started)
+
+    def wait_for_student_run(self, since_ms: int, timeout: float = 300) -> None:
+        from tasks.tracking import client
+
+        deadline = time.time() + timeout
+        query = f"attributes.run_name = 'student' and attributes.start_time >= {since_ms}"
+        while True:
+            experiment = client().get_experiment_by_name("anomaly-distill")
+            if experiment and client().search_runs([experiment.experiment_id], query):
+                return
+            if time.time() > deadline:
+                raise RuntimeError("the run to be killed never reached its student step")
+            time.sleep(0.2)
 
     def versions_and_champion(self) -> tuple[int, str | None]:
         from tasks import registry
