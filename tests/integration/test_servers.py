@@ -223,66 +223,6 @@ def test_simultaneous_promotions_are_serialised(deployed):
     assert registry.champion_history(NAME) == before + [str(first.version), other]
 
 
-def _train_in_background(servers, data, model: str, workdir) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "PREFECT_API_URL": servers.prefect_api,
-        "MLFLOW_TRACKING_URI": servers.mlflow_uri,
-        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",  # the pipeline's own task retries are what is under test
-        "PREFECT_CLIENT_MAX_RETRIES": "2",
-    }
-    (workdir / "train.yaml").write_text(f"experiment: {model}\n")
-    argv = f"train --data {data} --label-column label --model-name {model} --config train.yaml".split()
-    return subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", *argv],
-        cwd=workdir,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-def _wait_for_run(name: str, experiment: str, timeout: float = 180) -> None:
-    from tasks.tracking import client
-
-    deadline = time.time() + timeout
-    while True:
-        found = client().get_experiment_by_name(experiment)
-        if found and client().search_runs([found.experiment_id], f"attributes.run_name = '{name}'"):
-            return
-        assert time.time() < deadline, f"no {name!r} run appeared"
-        time.sleep(0.2)
-
-
-@pytest.mark.parametrize("server", ["mlflow", "prefect"])
-def test_server_killed_mid_run_fails_clearly_and_rerun_makes_one_version(servers, deployed, tmp_path, server):
-    from infra import servers as infra
-    from tasks.tracking import client
-
-    model = f"kill-{server}"
-    training = _train_in_background(servers, deployed, model, tmp_path)
-    _wait_for_run("student", model)  # teacher trained, student distilling
-
-    infra.kill(servers, server)
-    try:
-        output, _ = training.communicate(timeout=300)
-    finally:
-        (infra.start_mlflow if server == "mlflow" else infra.start_prefect)(servers)
-    print(output[-3000:])
-    assert training.returncode == 3, output[-3000:]
-    expected = "MLflow tracking server" if server == "mlflow" else "Prefect API"
-    assert f"error: the {expected}" in output and "re-run the same command" in output
-    if server == "mlflow":
-        assert "Retry 1/2" in output  # the tracking task was retried before the run gave up
-
-    rerun = _train_in_background(servers, deployed, model, tmp_path)
-    output, _ = rerun.communicate(timeout=300)
-    assert rerun.returncode == 0, output[-3000:]
-    assert [v.version for v in client().search_model_versions(f"name='{model}'")] == ["1"]
-    assert str(client().get_model_version_by_alias(model, "champion").version) == "1"
-
-
 CHROMIUM = "/usr/bin/chromium"  # Debian's package; .ci/run installs it
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "outputs" / "browser"  # the test's output folder (gitignored)
 CHROMIUM_FLAGS = [
@@ -420,17 +360,30 @@ def test_browser_custom_run_form_is_in_order_modality_specific_and_the_run_links
     page.screenshot(path=str(SCREENSHOTS / "model-version.png"), full_page=True)
 
 
+def promote_form_choices() -> list[str]:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as prefect:
+        schema = prefect.read_deployment_by_name("promote-model/promote-model").parameter_openapi_schema
+    return schema["definitions"]["PromotionParameters"]["properties"]["version"]["enum"]
+
+
 def test_browser_promote_form_offers_the_versions_and_a_champion_moved_in_mlflow_is_rolled_back(
     servers, deployed, page, tmp_path
 ):
     from tasks import registry
 
-    while len(versions := registry.version_choices(NAME)) < 3:  # "", then at least two versions
+    while len(registry.version_choices(NAME)) < 3:  # "", then at least two versions
+        seed = len(registry.version_choices(NAME))
         run(
             "training-pipeline/nightly-retrain",
-            {"data_path": str(deployed), "model_name": NAME, "engine": {"seed": len(versions)}},
+            {"data_path": str(deployed), "model_name": NAME, "engine": {"seed": seed}},
         )
-    newest, older = versions[1], versions[2]
+    # the form's choices as refreshed at the last registration by a run (copies made straight through MLflow's
+    # API, as another test does, appear at the next one)
+    choices = promote_form_choices()
+    assert choices[0] == "" and set(choices[1:]) <= set(registry.version_choices(NAME))
+    newest, older = choices[1], choices[2]
     open_custom_run(page, servers, "promote-model")
     version_field = form_field(page, "Version")
     expect(version_field.locator(".p-select")).to_have_count(1)  # a choice, not free text
@@ -466,3 +419,65 @@ def test_browser_promote_form_offers_the_versions_and_a_champion_moved_in_mlflow
     )
     assert rollback.returncode == 0, rollback.stdout + rollback.stderr
     assert champion() == newest  # back to where the person moved it from
+
+
+def _train_in_background(servers, data, model: str, workdir) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": servers.prefect_api,
+        "MLFLOW_TRACKING_URI": servers.mlflow_uri,
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",  # the pipeline's own task retries are what is under test
+        "PREFECT_CLIENT_MAX_RETRIES": "2",
+    }
+    (workdir / "train.yaml").write_text(f"experiment: {model}\n")
+    argv = f"train --data {data} --label-column label --model-name {model} --config train.yaml".split()
+    return subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", *argv],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _wait_for_run(name: str, experiment: str, timeout: float = 180) -> None:
+    from tasks.tracking import client
+
+    deadline = time.time() + timeout
+    while True:
+        found = client().get_experiment_by_name(experiment)
+        if found and client().search_runs([found.experiment_id], f"attributes.run_name = '{name}'"):
+            return
+        assert time.time() < deadline, f"no {name!r} run appeared"
+        time.sleep(0.2)
+
+
+# Last in the module: killing the Prefect server also ends the `deploy` runner (its poller gives up after three
+# failed polls and pauses the deployments), so no deployment runs after this test.
+@pytest.mark.parametrize("server", ["mlflow", "prefect"])
+def test_server_killed_mid_run_fails_clearly_and_rerun_makes_one_version(servers, deployed, tmp_path, server):
+    from infra import servers as infra
+    from tasks.tracking import client
+
+    model = f"kill-{server}"
+    training = _train_in_background(servers, deployed, model, tmp_path)
+    _wait_for_run("student", model)  # teacher trained, student distilling
+
+    infra.kill(servers, server)
+    try:
+        output, _ = training.communicate(timeout=300)
+    finally:
+        (infra.start_mlflow if server == "mlflow" else infra.start_prefect)(servers)
+    print(output[-3000:])
+    assert training.returncode == 3, output[-3000:]
+    expected = "MLflow tracking server" if server == "mlflow" else "Prefect API"
+    assert f"error: the {expected}" in output and "re-run the same command" in output
+    if server == "mlflow":
+        assert "Retry 1/2" in output  # the tracking task was retried before the run gave up
+
+    rerun = _train_in_background(servers, deployed, model, tmp_path)
+    output, _ = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, output[-3000:]
+    assert [v.version for v in client().search_model_versions(f"name='{model}'")] == ["1"]
+    assert str(client().get_model_version_by_alias(model, "champion").version) == "1"
