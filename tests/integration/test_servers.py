@@ -235,22 +235,24 @@ CHROMIUM_FLAGS = [
 ]  # no calls home: this machine has no way out
 
 
-def wait_for_browser_run(model_name: str, flow: str = "training-pipeline", seconds: float = 60) -> str:
-    """Id of the run of `flow` whose parameters name `model_name` (created from the browser form)."""
+def flow_run_ids(model_name: str, flow: str) -> set[str]:
+    """Runs of `flow` whose parameters name `model_name`."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowFilter
 
-    def find():  # the sync client: Playwright's sync API already runs an event loop in this thread
-        with get_client(sync_client=True) as prefect:
-            runs = prefect.read_flow_runs(flow_filter=FlowFilter(name={"any_": [flow]}))
-            return [r for r in runs if r.parameters.get("params", {}).get("model_name") == model_name]
+    with get_client(sync_client=True) as prefect:  # sync: Playwright's sync API runs an event loop in this thread
+        runs = prefect.read_flow_runs(flow_filter=FlowFilter(name={"any_": [flow]}))
+        return {str(r.id) for r in runs if r.parameters.get("params", {}).get("model_name") == model_name}
 
+
+def wait_for_browser_run(model_name: str, flow: str = "training-pipeline", before=frozenset(), seconds=60) -> str:
+    """Id of the one run of `flow` for `model_name` the browser form created (runs in `before` existed already)."""
     deadline = time.time() + seconds
-    while not (runs := find()):
+    while not (runs := flow_run_ids(model_name, flow) - set(before)):
         assert time.time() < deadline, f"no flow run with model_name={model_name} after the form was submitted"
         time.sleep(1)
     assert len(runs) == 1, f"the form created {len(runs)} runs"
-    return str(runs[0].id)
+    return runs.pop()
 
 
 @pytest.fixture
@@ -393,8 +395,9 @@ def test_browser_promote_form_offers_the_versions_and_a_champion_moved_in_mlflow
         page.wait_for_timeout(300)
     expect(version_field.locator(".p-select-button__value")).to_have_text(newest)
     page.screenshot(path=str(SCREENSHOTS / "promote-form.png"), full_page=True)
+    earlier_runs = flow_run_ids(NAME, "promote-model")  # the ui-style test's runs, when it ran before
     page.get_by_role("button", name="Submit").click()
-    wait_until_completed(page, servers, wait_for_browser_run(NAME, "promote-model"))
+    wait_until_completed(page, servers, wait_for_browser_run(NAME, "promote-model", earlier_runs))
     assert champion() == newest
 
     page.goto(f"{servers.mlflow_uri}/#/models/{NAME}/versions/{older}")  # a person moves the alias in MLflow's UI
