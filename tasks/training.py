@@ -377,11 +377,11 @@ def link_runs(model_name: str, version: str, run_id: str, verdict: Verdict, metr
     """Each side names the other: the MLflow run and version name the Prefect run (tags); the Prefect run gets
     links to the MLflow run and version; the version's description says what it is and what the gate said."""
     gate = "passed" if verdict.promote else "failed"
-    tracking.set_tags(run_id, {"model_version": version, "gate": gate, "reused_version": reused})
-    tracking.rename_run(run_id, f"train-{model_name}-v{version}{' (reused)' if reused else ''}")
     description = version_description(model_name, version, verdict, metrics)
+    run_tags = {"model_version": version, "gate": gate, "reused_version": reused}
+    tracking.set_tags(run_id, run_tags | {"mlflow.note.content": description})  # note: the run page's description
+    tracking.rename_run(run_id, f"train-{model_name}-v{version}{' (reused)' if reused else ''}")
     registry.describe_version(model_name, version, description)
-    tracking.set_tags(run_id, {"mlflow.note.content": description})  # the run page's description
     registry.set_version_tags(model_name, version, tracking.prefect_tags())
     run_url, version_url = tracking.ui_url(run_id), tracking.ui_url(model=(model_name, version))
     lines = [

@@ -125,9 +125,6 @@ def _describe(result, frame: pd.DataFrame) -> str:
             f"{config.type}(column={column!r}): dtype {values.dtype} is not numeric; "
             f"{len(bad)} non-numeric values, e.g. {bad.head(5).tolist()}"
         )
-    args = {
-        k: v for k, v in config.kwargs.items() if k not in ("batch_id", "type_list", "column_set") and v is not None
-    }
     detail = result.result or {}
     if "partial_unexpected_list" in detail:
         examples = [
@@ -140,7 +137,7 @@ def _describe(result, frame: pd.DataFrame) -> str:
         observed = f"observed {detail['observed_value']!r}"
     else:
         observed = "could not be evaluated"
-    return f"{config.type}({', '.join(f'{k}={v!r}' for k, v in args.items())}): {observed}"
+    return f"{_name(config, skip=('batch_id', 'type_list', 'column_set'))}: {observed}"
 
 
 def validate_frame(
@@ -207,6 +204,7 @@ def _run_suite(frame: pd.DataFrame, expectations: list) -> ValidationReport:
     )
 
 
-def _name(config) -> str:
-    args = {k: v for k, v in config.kwargs.items() if k not in ("batch_id", "type_list") and v is not None}
+def _name(config, skip: tuple[str, ...] = ("batch_id", "type_list")) -> str:
+    """The expectation as a call, `type(column='f0', …)`, without the keyword arguments in `skip` or unset ones."""
+    args = {k: v for k, v in config.kwargs.items() if k not in skip and v is not None}
     return f"{config.type}({', '.join(f'{k}={v!r}' for k, v in args.items())})"
