@@ -10,6 +10,9 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, WithJsonSchema
 
 DetectorName = Literal["iforest", "ecod", "knn", "copod", "hbos"]
+# What a user would pick instead of the student; the benchmark compares against these (PyOD defaults).
+BaselineName = Literal["iforest", "ecod", "copod", "hbos", "knn", "lof"]
+BASELINES: tuple[str, ...] = typing.get_args(BaselineName)
 
 
 def _form_fields(schema: dict) -> None:
@@ -50,6 +53,13 @@ class TeacherConfig(StrictModel):
     )
     detectors: list[DetectorName] = Field(
         ["iforest", "ecod", "knn"], description="PyOD detectors in the ensemble teacher."
+    )
+    combine: Literal["mean", "median", "max", "fisher", "agreement", "most_agreeing"] = Field(
+        "mean",
+        description="ensemble: how members' calibrated scores become one. mean; median; max; fisher (mean of "
+        "-log tail probability: a confident member dominates); agreement (weighted by each member's rank "
+        "agreement with the others on training rows); most_agreeing (that member alone). Chosen across 30 sets: "
+        "see BENCHMARKS.md.",
     )
     member_hints: bool = Field(
         False, description="ensemble: give the student each member's calibrated score as hint targets."

@@ -11,7 +11,7 @@ import pandas as pd
 import yaml
 from pydantic import ValidationError
 
-from anomaly_distill.config import EngineConfig, SettingsError, parse_settings
+from anomaly_distill.config import BASELINES, EngineConfig, SettingsError, parse_settings
 from anomaly_distill.data import NPZ_LABEL, DataError, column_names
 
 EXPECTED_ERRORS = (DataError, LookupError, ValidationError, SettingsError)  # bad data/settings, unknown model
@@ -38,31 +38,66 @@ def load_config(path: str | None) -> EngineConfig:
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
-    skipped = []
-    if args.modality == "timeseries":
-        from anomaly_distill.config import SeriesConfig
-        from anomaly_distill.series_benchmark import format_table, run_series_benchmark
-
-        if not args.labels:
-            raise DataError("the time-series benchmark needs --labels (a NAB-style label-window JSON)")
-        chosen = read_settings(args.series_config)
-        series = parse_settings(
-            SeriesConfig, {"window": args.window, "timestamp_policy": args.timestamp_policy, **chosen}
-        )
-        records, skipped = run_series_benchmark(
-            args.paths, args.labels, series, load_config(args.config), args.timestamp_column, args.throughput_rows
-        )
-    else:
-        from anomaly_distill.benchmark import format_table, run_benchmark
-
-        records = run_benchmark(args.paths, load_config(args.config), args.label_column, args.throughput_rows)
-    print(format_table(records))
+    if args.throughput_rows is None:
+        args.throughput_rows = 20_000 if args.seeds else 50_000
+    run = _series_benchmark if args.modality == "timeseries" else _table_benchmark
+    records, skipped, text = run(args)
+    print(text)
     if skipped:
         print("\nSkipped (cannot be evaluated):\n" + "\n".join(f"- {reason}" for reason in skipped))
     if args.json:
-        Path(args.json).write_text(json.dumps(records, indent=2))
+        _write_records(args.json, records)
         print(f"\nwrote {len(records)} records to {args.json}")
     return 0
+
+
+def _series_benchmark(args: argparse.Namespace) -> tuple[list[dict], list[str], str]:
+    from anomaly_distill.config import SeriesConfig
+    from anomaly_distill.series_benchmark import format_seeds, format_table, run_series_benchmark
+
+    if not args.labels:
+        raise DataError("the time-series benchmark needs --labels (a NAB-style label-window JSON)")
+    chosen = read_settings(args.series_config)
+    series = parse_settings(SeriesConfig, {"window": args.window, "timestamp_policy": args.timestamp_policy, **chosen})
+    records, skipped, nab = run_series_benchmark(
+        args.paths,
+        args.labels,
+        series,
+        load_config(args.config),
+        args.timestamp_column,
+        args.throughput_rows,
+        args.protocol,
+        args.seeds,
+        args.workers,
+        args.nab_results,
+    )
+    text = format_seeds(records, nab) if args.seeds or nab else format_table(records)
+    return records, skipped, text
+
+
+def _table_benchmark(args: argparse.Namespace) -> tuple[list[dict], list[str], str]:
+    from anomaly_distill import benchmark
+
+    config = load_config(args.config)
+    if not args.seeds:
+        records = benchmark.run_benchmark(args.paths, config, args.label_column, args.throughput_rows)
+        return records, [], benchmark.format_table(records)
+    records = benchmark.run_seeds(
+        args.paths,
+        args.seeds,
+        config,
+        args.label_column,
+        args.throughput_rows,
+        tuple(args.baselines),
+        args.workers,
+        on_progress=lambda so_far: _write_records(args.json, so_far),
+    )
+    return records, [], benchmark.format_seeds(records)
+
+
+def _write_records(path: str | None, records: list[dict]) -> None:
+    if path:
+        Path(path).write_text(json.dumps(records, indent=2))
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -245,10 +280,38 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--throughput-rows",
         type=int,
-        default=50_000,
-        help="rows scored per throughput measurement (held-out rows, tiled if fewer)",
+        help="rows scored per throughput measurement (held-out rows, tiled if fewer; default 50,000, "
+        "20,000 with --seeds)",
     )
     bench.add_argument("--modality", choices=["tabular", "timeseries"], default="tabular")
+    bench.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        help="run every set once per seed (its own split and initialisation) and summarise across sets: "
+        "mean±std over seeds, average rank, win/tie/loss and Wilcoxon p (throughput default then 20,000 rows)",
+    )
+    bench.add_argument("--workers", type=int, default=1, help="with --seeds: (set, seed) jobs run at a time")
+    bench.add_argument(
+        "--protocol",
+        choices=["split", "nab"],
+        default="split",
+        help="timeseries: split = train/validation/test periods of SeriesConfig; nab = NAB's rule, fit on each "
+        "file's probationary period (first 15%%, at most 750 points), score every point after it, and report "
+        "the NAB score (standard, reward-low-FP, reward-low-FN)",
+    )
+    bench.add_argument(
+        "--nab-results",
+        help="timeseries: write per-point scores in [0, 1] in NAB's results layout under this folder "
+        "(<detector>/<folder>/<detector>_<file>.csv; the first seed's)",
+    )
+    bench.add_argument(
+        "--baselines",
+        nargs="+",
+        choices=list(BASELINES),
+        default=list(BASELINES),
+        help="with --seeds (tabular): the PyOD baselines (default: all six)",
+    )
     bench.add_argument("--labels", help="timeseries: NAB-style label-window JSON (keys end in <folder>/<file>.csv)")
     bench.add_argument("--timestamp-column", default="timestamp", help="timeseries: the timestamp column")
     bench.add_argument("--window", type=int, default=32, help="timeseries: points per window")

@@ -13,6 +13,7 @@ from pyod.models.ecod import ECOD
 from pyod.models.hbos import HBOS
 from pyod.models.iforest import IForest
 from pyod.models.knn import KNN
+from scipy.stats import rankdata
 from torch import nn
 
 from anomaly_distill.config import TeacherConfig
@@ -108,7 +109,43 @@ def detector_params(detector) -> int:
         return int(np.asarray(tree.data).size)
     if hasattr(detector, "hist_"):
         return int(np.asarray(detector.hist_).size + np.asarray(detector.bin_edges_).size)
+    if hasattr(getattr(detector, "detector_", None), "n_samples_fit_"):  # LOF keeps rows and their reach distances
+        inner = detector.detector_
+        return int(inner.n_samples_fit_ * (inner.n_features_in_ + 1))
     raise TypeError(f"unknown detector {type(detector).__name__}")
+
+
+TAIL_FLOOR = 1e-4  # smallest tail probability the fisher rule tells apart (ECDF values of 1 are clipped to it)
+
+
+def agreement_weights(reference: np.ndarray, rule: str) -> np.ndarray:
+    """Label-free member weights from training rows: each member's Spearman correlation with the mean of the
+    others (a member that ranks rows like nobody else is more likely to be wrong than to be alone right).
+    `most_agreeing` keeps only the member that agrees best."""
+    ranks = np.apply_along_axis(rankdata, 0, reference)
+    m = ranks.shape[1]
+    agreement = np.array([np.corrcoef(ranks[:, j], np.delete(ranks, j, axis=1).mean(axis=1))[0, 1] for j in range(m)])
+    agreement = np.nan_to_num(agreement, nan=0.0).clip(min=0)
+    if rule == "most_agreeing":
+        return np.eye(m)[int(np.argmax(agreement))]
+    return agreement / agreement.sum() if agreement.sum() > 0 else np.full(m, 1 / m)
+
+
+AGREEMENT_RULES = ("agreement", "most_agreeing")
+
+
+def combine_members(scores: np.ndarray, reference: np.ndarray | None, rule: str) -> np.ndarray:
+    """Calibrated member scores (rows x members) -> one score per row; `reference` (training rows' member
+    scores) sets the weights of the agreement rules."""
+    if scores.shape[1] == 1 or rule == "mean":
+        return scores.mean(axis=1)
+    if rule == "median":
+        return np.median(scores, axis=1)
+    if rule == "max":
+        return scores.max(axis=1)
+    if rule == "fisher":  # Fisher's combination of the members' tail probabilities: confident members dominate
+        return -np.log1p(-scores.clip(max=1 - TAIL_FLOOR)).mean(axis=1)
+    return scores @ agreement_weights(reference, rule)
 
 
 class EnsembleTeacher:
@@ -122,13 +159,23 @@ class EnsembleTeacher:
         X, _ = subsample(X, None, self.config.max_fit_rows, self.seed)
         self.detectors = list(map_fn(functools.partial(fit_detector, X=X, seed=self.seed), self.config.detectors))
         self.calibrators = [EcdfCalibrator(d.decision_scores_) for d in self.detectors]
+        reference = np.column_stack([cal(d.decision_scores_) for d, cal in zip(self.detectors, self.calibrators)])
+        self.weights = (
+            agreement_weights(reference, self.config.combine)
+            if self.config.combine in AGREEMENT_RULES and len(self.detectors) > 1
+            else None
+        )
         return self
 
     def member_scores(self, X: np.ndarray) -> np.ndarray:
         return np.column_stack([cal(d.decision_function(X)) for d, cal in zip(self.detectors, self.calibrators)])
 
     def score(self, X: np.ndarray) -> np.ndarray:
-        return self.member_scores(X).mean(axis=1)
+        members = self.member_scores(X)
+        # getattr: a teacher pickled before `combine` existed has neither attribute and averaged its members
+        if getattr(self, "weights", None) is not None:
+            return members @ self.weights
+        return combine_members(members, None, getattr(self.config, "combine", "mean"))
 
     def features(self, X: np.ndarray) -> np.ndarray | None:
         return self.member_scores(X) if self.config.member_hints else None

@@ -179,3 +179,42 @@ def test_series_benchmark_keeps_a_repeated_hour_in_file_order_unless_told_strict
     assert main(common) == 0
     assert main(common + ["--timestamp-policy", "strict"]) == 2
     assert "1 duplicate timestamps, e.g. row 500" in capsys.readouterr().err
+
+
+def test_nab_protocol_fits_on_the_probationary_period_and_writes_nab_results(tmp_path, capsys):
+    import pandas as pd
+
+    path = synthetic_series(tmp_path)  # 2,000 points: probation = 300 points, both faults after it
+    (tmp_path / "fast.yaml").write_text("teacher: {epochs: 5}\ndistill: {epochs: 30}\n")
+    (tmp_path / "series.yaml").write_text("distill_rows: 3000\n")
+    out, results = tmp_path / "nab.json", tmp_path / "results"
+    args = series_benchmark_args(tmp_path, [path], out, throughput_rows=2000)
+    assert main([*args, "--protocol", "nab", "--nab-results", str(results), "--seeds", "0", "1"]) == 0
+    records = json.loads(out.read_text())
+    assert {(r["seed"], r["protocol"]) for r in records} == {(0, "nab"), (1, "nab")}
+    # fit on the first 300 points only ("auto" means the label-free ensemble), scored on the other 1,700
+    assert {r["n_train"] for r in records} == {300 - 16 + 1} and {r["n_test"] for r in records} == {1700}
+    assert {r["teacher_kind"] for r in records} == {"ensemble"}
+    student = pd.read_csv(results / "student" / "plant" / "student_sensor.csv")
+    assert list(student.columns) == ["timestamp", "value", "anomaly_score", "label"] and len(student) == 2000
+    assert student["anomaly_score"].between(0, 1).all() and (student["anomaly_score"][:300] == 0).all()
+    assert student["label"].sum() == (1330 - 1295 + 1) + (1760 - 1695 + 1)
+    printed = capsys.readouterr().out
+    assert "| student |" in printed and "reward_low_FP_rate" in printed and "NAB standard score" in printed
+
+
+def test_seeds_run_every_set_per_seed_against_the_chosen_baselines(tmp_path, capsys):
+    (tmp_path / "fast.yaml").write_text("distill: {epochs: 10, min_rows: 2000}\n")
+    out = tmp_path / "full.json"
+    args = f"benchmark {DEMO} --label-column label --config {tmp_path / 'fast.yaml'} --seeds 0 1 --json {out}"
+    assert main([*args.split(), "--baselines", "iforest", "ecod", "hbos", "--throughput-rows", "2000"]) == 0
+    records = json.loads(out.read_text())
+    assert {(r["seed"], r["method"]) for r in records} == {
+        (s, m) for s in (0, 1) for m in ("teacher", "student", "iforest", "ecod", "hbos")
+    }
+    # the two seeds split differently; only the methods the speed targets compare are timed
+    by = {(r["seed"], r["method"]): r for r in records}
+    assert by[0, "student"]["auroc"] != by[1, "student"]["auroc"]
+    assert by[0, "hbos"]["score_rows_per_second"] is None and by[0, "iforest"]["score_rows_per_second"] > 0
+    printed = capsys.readouterr().out
+    assert "| student win/tie/loss |" in printed and "| thyroid | " in printed and "fidelity >= 0.97 on" in printed

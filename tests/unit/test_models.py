@@ -106,3 +106,34 @@ def test_segmented_routes_rows_to_their_segment_and_unknown_ones_to_the_global_m
     assert model.score(rows).tolist() == [1.0, 2.0, 0.0, 1.0, 0.0]
     assert model.predict(rows)["is_anomaly"].tolist() == [True, False, False, True, False]
     assert model.predict(rows, threshold=1.5)["is_anomaly"].tolist() == [False, True, False, False, False]
+
+
+def test_ensemble_combination_rules():
+    from anomaly_distill.models.teachers import agreement_weights, combine_members
+
+    scores = np.array([[0.1, 0.9, 0.5], [0.99, 0.2, 0.6]])
+    assert combine_members(scores, None, "mean") == pytest.approx([0.5, 0.59666667])
+    assert combine_members(scores, None, "median") == pytest.approx([0.5, 0.6])
+    assert combine_members(scores, None, "max") == pytest.approx([0.9, 0.99])
+    # fisher: mean of -log(1 - p); a member at p = 1 is clipped to the tail floor instead of infinity
+    assert combine_members(scores, None, "fisher")[0] == pytest.approx(-np.log([0.9, 0.1, 0.5]).mean())
+    assert np.isfinite(combine_members(np.array([[1.0, 0.0]]), None, "fisher")).all()
+    # three members that rank training rows alike and one that ranks them backwards: the odd one gets no weight
+    rows = np.arange(20, dtype=float)
+    reference = np.column_stack([rows, rows + 3 * np.sin(rows), rows**2, -rows])
+    weights = agreement_weights(reference, "agreement")
+    assert weights[3] == 0 and weights.sum() == pytest.approx(1) and (weights[:3] > 0).all()
+    most = agreement_weights(reference, "most_agreeing")
+    assert sorted(most.tolist()) == [0, 0, 0, 1] and most[3] == 0
+
+
+@pytest.mark.parametrize("rule", ["mean", "max", "agreement"])
+def test_ensemble_teacher_combines_by_its_rule(rule):
+    from anomaly_distill.config import TeacherConfig
+    from anomaly_distill.models.teachers import EnsembleTeacher, combine_members
+
+    X = np.random.default_rng(0).normal(size=(300, 4))
+    teacher = EnsembleTeacher(TeacherConfig(combine=rule), seed=0).fit(X)
+    members = teacher.member_scores(X[:10])
+    expected = members @ teacher.weights if rule == "agreement" else combine_members(members, None, rule)
+    assert teacher.score(X[:10]) == pytest.approx(expected)

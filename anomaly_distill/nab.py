@@ -1,0 +1,165 @@
+"""The Numenta Anomaly Benchmark's score, as NAB's own scorer computes it (Lavin & Ahmad 2015; NAB's sweeper.py).
+
+Per file, the first `min(floor(0.15·n), 750)` points are probationary and not scored. A point is a detection
+when its anomaly score (in [0, 1]) is at least the threshold. In each label window only the earliest detection
+counts, rewarded by a scaled sigmoid of its position (1·tp_weight at the window's left edge, 0 at its right
+edge); a window without a detection costs fn_weight. Every detection outside a window costs fp_weight times a
+sigmoid of its distance past the previous window (a full fp_weight when no window precedes it). One threshold is
+chosen for the whole corpus, the one with the highest summed raw score; the score is then normalised so that a
+detector that never fires scores 0 and one that fires exactly at every window's start scores 100.
+"""
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+PROFILES = {
+    "standard": {"tp": 1.0, "fp": 0.11, "fn": 1.0},
+    "reward_low_FP_rate": {"tp": 1.0, "fp": 0.22, "fn": 1.0},
+    "reward_low_FN_rate": {"tp": 1.0, "fp": 0.11, "fn": 2.0},
+}
+PROBATION_PERCENT = 0.15
+OUTSIDE, PROBATION = -1, -2  # window ids of points outside every window / in the probationary period
+
+
+def probation_length(n_points: int) -> int:
+    return int(min(math.floor(PROBATION_PERCENT * n_points), PROBATION_PERCENT * 5000))
+
+
+def scaled_sigmoid(position: np.ndarray) -> np.ndarray:
+    """NAB's reward: 2·sigmoid(−5·position) − 1, and −1 for positions more than 3 window widths past."""
+    position = np.asarray(position, dtype=float)
+    return np.where(position > 3.0, -1.0, 2 / (1 + np.exp(5 * position)) - 1)
+
+
+def window_bounds(timestamps: pd.Series, windows: list[tuple]) -> list[tuple[int, int]]:
+    """[first, last] point index of each label window (NAB matches window edges to the file's timestamps)."""
+    stamps = pd.to_datetime(pd.Series(timestamps)).to_numpy()
+    bounds = []
+    for start, end in windows:
+        inside = np.flatnonzero(
+            (stamps >= np.datetime64(pd.Timestamp(start))) & (stamps <= np.datetime64(pd.Timestamp(end)))
+        )
+        if len(inside):
+            bounds.append((int(inside[0]), int(inside[-1])))
+    return bounds
+
+
+def unit_scores(reference: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Scores as NAB wants them, in [0, 1]: the share of `reference` (training-period) scores below each one,
+    and above the reference maximum an exponential tail (scale: the reference's interquartile range) instead of
+    a flat 1, so that the corpus-wide threshold can still tell a far outlier from a near one."""
+    reference = np.sort(np.asarray(reference, dtype=float))
+    n = len(reference)
+    fractions = np.searchsorted(reference, scores, side="right") / (n + 1)
+    q25, q75 = np.quantile(reference, [0.25, 0.75])
+    spread = max(q75 - q25, 1e-12)
+    beyond = scores > reference[-1]
+    tail = 1 - (1 - n / (n + 1)) * np.exp(-(scores[beyond] - reference[-1]) / spread)
+    fractions[beyond] = tail
+    return fractions
+
+
+@dataclass
+class ScoredFile:
+    """One file's anomaly scores with its label windows as [first, last] point indices."""
+
+    name: str
+    scores: np.ndarray
+    windows: list[tuple[int, int]]
+
+
+def point_rewards(n_points: int, windows: list[tuple[int, int]], profile: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Each point's window id (OUTSIDE, PROBATION or the window's index) and what detecting it is worth."""
+    window_id = np.full(n_points, OUTSIDE)
+    reward = np.full(n_points, -profile["fp"])  # a false positive with no window before it
+    index = np.arange(n_points)
+    max_tp = float(scaled_sigmoid(-1.0))
+    for k, (left, right) in enumerate(windows):
+        width = right - left + 1
+        window_id[left : right + 1] = k
+        reward[left : right + 1] = (
+            scaled_sigmoid(-(right - index[left : right + 1] + 1) / width) * profile["tp"] / max_tp
+        )
+        following = (index > right) & (index < (windows[k + 1][0] if k + 1 < len(windows) else n_points))
+        past = np.abs(right - index[following]) / max(width - 1, 1)
+        reward[following] = scaled_sigmoid(past) * profile["fp"]
+    window_id[: probation_length(n_points)] = PROBATION
+    return window_id, reward
+
+
+def corpus_sweep(files: list[ScoredFile], profile: dict) -> tuple[float, float, dict[str, float]]:
+    """The threshold with the highest summed raw score over all files, that score and each file's part of it."""
+    scores, window_keys, rewards, owners = [], [], [], []
+    n_windows = 0
+    for f, file in enumerate(files):
+        ids, reward = point_rewards(len(file.scores), file.windows, profile)
+        keep = ids != PROBATION
+        scored_windows = sorted(set(ids[keep & (ids >= 0)]))
+        renumber = {w: n_windows + i for i, w in enumerate(scored_windows)}
+        n_windows += len(scored_windows)
+        scores.append(np.asarray(file.scores, dtype=float)[keep])
+        window_keys.append(np.array([renumber.get(w, OUTSIDE) for w in ids[keep]]))
+        rewards.append(reward[keep])
+        owners.append(np.full(keep.sum(), f))
+    scores, window_keys, rewards, owners = map(np.concatenate, (scores, window_keys, rewards, owners))
+    best_in_window = np.full(n_windows, -profile["fn"])
+    window_owner = np.zeros(n_windows, dtype=int)
+    window_owner[window_keys[window_keys >= 0]] = owners[window_keys >= 0]
+    per_file = np.zeros(len(files))
+    np.add.at(per_file, window_owner, -profile["fn"])
+    total, best_total, best_threshold, best_per_file = -profile["fn"] * n_windows, None, 1.1, None
+    order = np.argsort(-scores, kind="stable")
+    for position, i in enumerate(order):
+        key = window_keys[i]
+        if key < 0:
+            total += rewards[i]
+            per_file[owners[i]] += rewards[i]
+        elif rewards[i] > best_in_window[key]:
+            total += rewards[i] - best_in_window[key]
+            per_file[owners[i]] += rewards[i] - best_in_window[key]
+            best_in_window[key] = rewards[i]
+        last_of_tie = position + 1 == len(order) or scores[order[position + 1]] != scores[i]
+        if last_of_tie and (best_total is None or total > best_total):
+            best_total, best_threshold, best_per_file = total, float(scores[i]), per_file.copy()
+    if best_total is None or best_total < -profile["fn"] * n_windows:  # firing nowhere beats every threshold
+        best_total, best_threshold = -profile["fn"] * n_windows, 1.1
+        best_per_file = np.zeros(len(files))
+        np.add.at(best_per_file, window_owner, -profile["fn"])
+    return best_threshold, float(best_total), {file.name: float(v) for file, v in zip(files, best_per_file)}
+
+
+def count_scored_windows(files: list[ScoredFile]) -> int:
+    return sum(
+        len({w for w in ids if w >= 0})
+        for ids in (point_rewards(len(f.scores), f.windows, PROFILES["standard"])[0] for f in files)
+    )
+
+
+def nab_scores(files: list[ScoredFile]) -> dict[str, dict]:
+    """Normalised NAB score (null detector 0, perfect 100) per profile, with the corpus threshold and raw score."""
+    n_windows = count_scored_windows(files)
+    result = {}
+    for name, profile in PROFILES.items():
+        threshold, raw, per_file = corpus_sweep(files, profile)
+        null, perfect = -profile["fn"] * n_windows, profile["tp"] * n_windows
+        result[name] = {
+            "score": 100 * (raw - null) / (perfect - null) if n_windows else float("nan"),
+            "threshold": threshold,
+            "raw": raw,
+            "per_file": per_file,
+        }
+    return result
+
+
+def write_result_file(directory: str | Path, detector: str, relative_name: str, frame: pd.DataFrame) -> Path:
+    """NAB's results layout: <dir>/<detector>/<folder>/<detector>_<file>.csv with columns
+    timestamp,value,anomaly_score,label (label 1 inside a label window)."""
+    folder, file = Path(relative_name).parent, Path(relative_name).name
+    target = Path(directory) / detector / folder / f"{detector}_{file}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    frame[["timestamp", "value", "anomaly_score", "label"]].to_csv(target, index=False)
+    return target
