@@ -127,6 +127,7 @@ def benchmark_series(
             labels=labels,
             windows=window_bounds(series.timestamps, windows),
             scores=_unit_scores(methods, data, train_rows, test_rows),
+            raw=_raw_scores(methods, data),
         )
     records = score_methods(
         Path(path).stem,
@@ -151,6 +152,17 @@ def _unit_scores(methods: dict, data, train_rows: np.ndarray, test_rows: np.ndar
     for method, (_, score, _, _) in methods.items():
         full = np.zeros(len(data.series))
         full[data.end[data.test]] = unit_scores(score(train_rows), score(test_rows))
+        scored[method] = full
+    return scored
+
+
+def _raw_scores(methods: dict, data) -> dict[str, np.ndarray]:
+    """Each method's own score for every point that ends a window, training period included (NaN before)."""
+    rows = data.table.features.to_numpy(dtype=np.float64)
+    scored = {}
+    for method, (_, score, _, _) in methods.items():
+        full = np.full(len(data.series), np.nan)
+        full[data.end] = score(rows)
         scored[method] = full
     return scored
 
@@ -203,7 +215,7 @@ def run_series_benchmark(
     scored = sorted((points for _, _, points in results if points), key=lambda p: (p["seed"], p["name"]))
     nab = nab_by_seed(scored) if protocol == "nab" else {}
     if nab_results:
-        write_nab_results(nab_results, [p for p in scored if p["seed"] == seeds[0]])
+        write_nab_results(nab_results, scored, first_seed=seeds[0])
     order = {Path(p).stem: i for i, p in enumerate(paths)}
     return sorted(records, key=lambda r: (order[r["dataset"]], r["seed"])), skipped, nab
 
@@ -219,10 +231,12 @@ def nab_by_seed(scored: list[dict]) -> dict[str, dict[int, dict]]:
     return result
 
 
-def write_nab_results(directory: str, scored: list[dict]) -> None:
-    """Per-point scores in NAB's results layout, one detector folder per method (NAB's scorer reads them)."""
+def write_nab_results(directory: str, scored: list[dict], first_seed: int) -> None:
+    """Per-point scores in NAB's results layout, one detector folder per method (NAB's scorer reads them); the
+    first seed's as `<method>`, other seeds' as `<method>-seed<N>`."""
     for points in scored:
         series = points["series"]
+        suffix = "" if points["seed"] == first_seed else f"-seed{points['seed']}"
         for method, scores in points["scores"].items():
             frame = pd.DataFrame(
                 {
@@ -232,7 +246,9 @@ def write_nab_results(directory: str, scored: list[dict]) -> None:
                     "label": points["labels"],
                 }
             )
-            write_result_file(directory, method, points["name"], frame)
+            write_result_file(directory, method + suffix, points["name"], frame)
+            raw = frame.assign(anomaly_score=points["raw"][method])  # the method's own scale, for post-processing
+            write_result_file(Path(directory) / "raw", method + suffix, points["name"], raw)
 
 
 def acceptance(records: list[dict]) -> list[tuple[str, bool]]:

@@ -303,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--nab-results",
         help="timeseries: write per-point scores in [0, 1] in NAB's results layout under this folder "
-        "(<detector>/<folder>/<detector>_<file>.csv; the first seed's)",
+        "(<detector>/<folder>/<detector>_<file>.csv; other seeds than the first as <detector>-seed<N>)",
     )
     bench.add_argument(
         "--baselines",

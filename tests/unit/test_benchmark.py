@@ -195,6 +195,7 @@ def test_nab_protocol_fits_on_the_probationary_period_and_writes_nab_results(tmp
     # fit on the first 300 points only ("auto" means the label-free ensemble), scored on the other 1,700
     assert {r["n_train"] for r in records} == {300 - 16 + 1} and {r["n_test"] for r in records} == {1700}
     assert {r["teacher_kind"] for r in records} == {"ensemble"}
+    assert (results / "student-seed1" / "plant" / "student-seed1_sensor.csv").is_file()
     student = pd.read_csv(results / "student" / "plant" / "student_sensor.csv")
     assert list(student.columns) == ["timestamp", "value", "anomaly_score", "label"] and len(student) == 2000
     assert student["anomaly_score"].between(0, 1).all() and (student["anomaly_score"][:300] == 0).all()
