@@ -6,7 +6,7 @@ ADBENCH ?= ../shared/data/adbench
 DEMO := data/demo/thyroid.csv
 
 .PHONY: run demo-benchmark test test-fast lint soak bench bench-full bench-live bench-series bench-series-full \
-	bench-series-ablation select-teacher clean
+	bench-series-ablation select-teacher select-alarm-score clean
 
 $(BIN)/anomaly-distill: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -69,6 +69,12 @@ bench-series-full: $(BIN)/anomaly-distill
 	$(BIN)/anomaly-distill benchmark --modality timeseries $(NAB)/*/*.csv --labels $(NAB)/labels/combined_windows.json \
 		--timestamp-policy file_order --protocol nab --seeds $(SEEDS) --workers 2 --nab-results outputs/nab-results \
 		--json benchmarks/nab_full.json | tee benchmarks/nab_full.md
+
+# How raw series scores become NAB's anomaly_score, chosen leave-one-folder-out on bench-series-full's raw scores.
+DETECTORS := $(foreach m,student teacher iforest zscore,$(m) $(m)-seed1 $(m)-seed2)
+select-alarm-score: $(BIN)/anomaly-distill
+	$(BIN)/python benchmarks/selection/choose_alarm_score.py outputs/nab-results $(NAB)/labels/combined_windows.json \
+		$(DETECTORS) --json benchmarks/selection/alarm_score_choice.json | tee benchmarks/selection/alarm_score_choice.md
 
 # The whole loop for 30 simulated nights against real servers, with faults; figures in BENCHMARKS.md (Reliability).
 soak: $(BIN)/anomaly-distill

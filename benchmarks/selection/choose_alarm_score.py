@@ -60,24 +60,46 @@ def score(series, choose) -> float:
     return nab_scores(files)["standard"]["score"]
 
 
+def choose(series) -> tuple[dict[str, float], dict[str, str], float]:
+    """Every candidate's NAB standard score on all series, the candidate chosen without each folder, and the
+    cross-validated score (each series scored with the candidate chosen without its folder)."""
+    folders = sorted({name.split("/")[0] for name, _, _ in series})
+    by_candidate = {c: score(series, lambda _, c=c: c) for c in CANDIDATES}
+    chosen = {}
+    for folder in folders:
+        others = [s for s in series if not s[0].startswith(folder + "/")]
+        chosen[folder] = max(CANDIDATES, key=lambda c: score(others, lambda _, c=c: c))
+    return by_candidate, chosen, score(series, lambda name: chosen[name.split("/")[0]])
+
+
 def main(argv: list[str]) -> None:
     results, labels = Path(argv[0]), json.loads(Path(argv[1]).read_text())
     detectors = [a for a in argv[2:] if not a.startswith("--") and not a.endswith(".json")] or ["student"]
     report = {}
     for detector in detectors:
         series = load(results, labels, detector)
-        folders = sorted({name.split("/")[0] for name, _, _ in series})
-        by_candidate = {c: score(series, lambda _, c=c: c) for c in CANDIDATES}
-        chosen = {}
-        for folder in folders:
-            others = [s for s in series if not s[0].startswith(folder + "/")]
-            chosen[folder] = max(CANDIDATES, key=lambda c: score(others, lambda _, c=c: c))
-        cross_validated = score(series, lambda name: chosen[name.split("/")[0]])
-        report[detector] = {"candidates": by_candidate, "chosen_without_folder": chosen, "cv_score": cross_validated}
-        print(f"\n{detector}: {len(series)} series\n\n| post-processing | NAB standard (all series) |\n|---|---|")
-        for c, v in sorted(by_candidate.items(), key=lambda kv: -kv[1]):
-            print(f"| {c} | {v:.1f} |")
-        print(f"\nleave-one-folder-out NAB standard score: {cross_validated:.1f}; choices: {chosen}")
+        by_candidate, chosen, cross_validated = choose(series)
+        report[detector] = {
+            "series": len(series),
+            "candidates": by_candidate,
+            "chosen_without_folder": chosen,
+            "cv_score": cross_validated,
+        }
+    methods = list(dict.fromkeys(d.split("-seed")[0] for d in detectors))
+    runs = {m: [d for d in detectors if d.split("-seed")[0] == m] for m in methods}
+
+    def cell(m, value_of) -> str:
+        values = np.array([value_of(report[d]) for d in runs[m]])
+        return f"{values.mean():.1f}±{values.std():.1f}"
+
+    print(f"NAB standard score, mean±std over {len(runs[methods[0]])} run(s) of each method\n")
+    print("| post-processing | " + " | ".join(methods) + " |\n|---|" + "---|" * len(methods))
+    for c in CANDIDATES:
+        print(f"| {c} | " + " | ".join(cell(m, lambda r, c=c: r["candidates"][c]) for m in methods) + " |")
+    print("| **leave-one-folder-out choice** | " + " | ".join(cell(m, lambda r: r["cv_score"]) for m in methods) + " |")
+    print("\nchoices without each folder:")
+    for d in detectors:
+        print(f"- {d}: " + "; ".join(f"{f}: {c}" for f, c in report[d]["chosen_without_folder"].items()))
     if "--json" in argv:
         Path(argv[argv.index("--json") + 1]).write_text(json.dumps(report, indent=1))
 
