@@ -106,30 +106,33 @@ def corpus_sweep(files: list[ScoredFile], profile: dict) -> tuple[float, float, 
         rewards.append(reward[keep])
         owners.append(np.full(keep.sum(), f))
     scores, window_keys, rewards, owners = map(np.concatenate, (scores, window_keys, rewards, owners))
-    best_in_window = np.full(n_windows, -profile["fn"])
     window_owner = np.zeros(n_windows, dtype=int)
     window_owner[window_keys[window_keys >= 0]] = owners[window_keys >= 0]
-    per_file = np.zeros(len(files))
-    np.add.at(per_file, window_owner, -profile["fn"])
-    total, best_total, best_threshold, best_per_file = -profile["fn"] * n_windows, None, 1.1, None
-    order = np.argsort(-scores, kind="stable")
-    for position, i in enumerate(order):
-        key = window_keys[i]
-        if key < 0:
-            total += rewards[i]
-            per_file[owners[i]] += rewards[i]
-        elif rewards[i] > best_in_window[key]:
-            total += rewards[i] - best_in_window[key]
-            per_file[owners[i]] += rewards[i] - best_in_window[key]
-            best_in_window[key] = rewards[i]
-        last_of_tie = position + 1 == len(order) or scores[order[position + 1]] != scores[i]
-        if last_of_tie and (best_total is None or total > best_total):
-            best_total, best_threshold, best_per_file = total, float(scores[i]), per_file.copy()
-    if best_total is None or best_total < -profile["fn"] * n_windows:  # firing nowhere beats every threshold
-        best_total, best_threshold = -profile["fn"] * n_windows, 1.1
-        best_per_file = np.zeros(len(files))
-        np.add.at(best_per_file, window_owner, -profile["fn"])
-    return best_threshold, float(best_total), {file.name: float(v) for file, v in zip(files, best_per_file)}
+    missed = -profile["fn"] * np.bincount(window_owner, minlength=len(files)).astype(float)  # no detection at all
+    order = np.argsort(-scores, kind="stable")  # lowering the threshold detects the points in this order
+    score, key, reward, owner = scores[order], window_keys[order], rewards[order], owners[order]
+    gain = _gains(key, reward, profile["fn"])
+    totals = missed.sum() + np.cumsum(gain)
+    last_of_tie = np.r_[score[1:] != score[:-1], True]  # a threshold detects every point with this score
+    candidates = np.flatnonzero(last_of_tie)
+    best = candidates[int(np.argmax(totals[candidates]))] if len(candidates) else None
+    if best is None or totals[best] < missed.sum():  # firing nowhere beats every threshold
+        return 1.1, float(missed.sum()), {file.name: float(v) for file, v in zip(files, missed)}
+    per_file = missed + np.bincount(owner[: best + 1], weights=gain[: best + 1], minlength=len(files))
+    return float(score[best]), float(totals[best]), {file.name: float(v) for file, v in zip(files, per_file)}
+
+
+def _gains(key: np.ndarray, reward: np.ndarray, fn_weight: float) -> np.ndarray:
+    """What detecting each point (in detection order) adds: its (negative) reward outside windows; inside a
+    window, how much it raises the window's best reward so far (a missed window counts −fn_weight)."""
+    gain = np.where(key < 0, reward, 0.0)
+    inside = key >= 0
+    if inside.any():
+        frame = pd.DataFrame({"key": key[inside], "reward": reward[inside]})
+        best = frame.groupby("key")["reward"].cummax()
+        before = best.groupby(frame["key"]).shift(1).fillna(-fn_weight)
+        gain[inside] = np.maximum(best, -fn_weight).to_numpy() - np.maximum(before, -fn_weight).to_numpy()
+    return gain
 
 
 def count_scored_windows(files: list[ScoredFile]) -> int:
@@ -139,11 +142,12 @@ def count_scored_windows(files: list[ScoredFile]) -> int:
     )
 
 
-def nab_scores(files: list[ScoredFile]) -> dict[str, dict]:
+def nab_scores(files: list[ScoredFile], profiles: tuple[str, ...] = tuple(PROFILES)) -> dict[str, dict]:
     """Normalised NAB score (null detector 0, perfect 100) per profile, with the corpus threshold and raw score."""
     n_windows = count_scored_windows(files)
     result = {}
-    for name, profile in PROFILES.items():
+    for name in profiles:
+        profile = PROFILES[name]
         threshold, raw, per_file = corpus_sweep(files, profile)
         null, perfect = -profile["fn"] * n_windows, profile["tp"] * n_windows
         result[name] = {

@@ -57,7 +57,7 @@ def load(results: Path, labels: dict, detector: str) -> list[tuple[str, np.ndarr
 
 def score(series, choose) -> float:
     files = [ScoredFile(name, CANDIDATES[choose(name)](raw), windows) for name, raw, windows in series]
-    return nab_scores(files)["standard"]["score"]
+    return nab_scores(files, ("standard",))["standard"]["score"]
 
 
 def choose(series) -> tuple[dict[str, float], dict[str, str], float]:
