@@ -91,21 +91,29 @@ def point_rewards(n_points: int, windows: list[tuple[int, int]], profile: dict) 
     return window_id, reward
 
 
-def corpus_sweep(files: list[ScoredFile], profile: dict) -> tuple[float, float, dict[str, float]]:
-    """The threshold with the highest summed raw score over all files, that score and each file's part of it."""
+def _scorable_points(files: list[ScoredFile], profile: dict) -> tuple[np.ndarray, ...]:
+    """Every point after its file's probationary period: score, corpus-wide window number (OUTSIDE when in
+    none), reward if detected, and the index of its file; plus how many windows are scored."""
     scores, window_keys, rewards, owners = [], [], [], []
     n_windows = 0
     for f, file in enumerate(files):
         ids, reward = point_rewards(len(file.scores), file.windows, profile)
         keep = ids != PROBATION
-        scored_windows = sorted(set(ids[keep & (ids >= 0)]))
-        renumber = {w: n_windows + i for i, w in enumerate(scored_windows)}
+        kept_ids = ids[keep]
+        scored_windows = np.unique(kept_ids[kept_ids >= 0])
+        keys = np.full(len(kept_ids), OUTSIDE)
+        keys[kept_ids >= 0] = n_windows + np.searchsorted(scored_windows, kept_ids[kept_ids >= 0])
         n_windows += len(scored_windows)
         scores.append(np.asarray(file.scores, dtype=float)[keep])
-        window_keys.append(np.array([renumber.get(w, OUTSIDE) for w in ids[keep]]))
+        window_keys.append(keys)
         rewards.append(reward[keep])
         owners.append(np.full(keep.sum(), f))
-    scores, window_keys, rewards, owners = map(np.concatenate, (scores, window_keys, rewards, owners))
+    return (*map(np.concatenate, (scores, window_keys, rewards, owners)), n_windows)
+
+
+def corpus_sweep(files: list[ScoredFile], profile: dict) -> tuple[float, float, dict[str, float]]:
+    """The threshold with the highest summed raw score over all files, that score and each file's part of it."""
+    scores, window_keys, rewards, owners, n_windows = _scorable_points(files, profile)
     window_owner = np.zeros(n_windows, dtype=int)
     window_owner[window_keys[window_keys >= 0]] = owners[window_keys >= 0]
     missed = -profile["fn"] * np.bincount(window_owner, minlength=len(files)).astype(float)  # no detection at all
