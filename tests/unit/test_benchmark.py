@@ -219,3 +219,10 @@ def test_seeds_run_every_set_per_seed_against_the_chosen_baselines(tmp_path, cap
     assert by[0, "hbos"]["score_rows_per_second"] is None and by[0, "iforest"]["score_rows_per_second"] > 0
     printed = capsys.readouterr().out
     assert "| student win/tie/loss |" in printed and "| thyroid | " in printed and "fidelity >= 0.97 on" in printed
+
+
+def test_seeds_summary_with_one_baseline(tmp_path, capsys):
+    (tmp_path / "fast.yaml").write_text("distill: {epochs: 5, min_rows: 1000}\n")
+    args = f"benchmark {DEMO} --label-column label --config {tmp_path / 'fast.yaml'} --seeds 0"
+    assert main([*args.split(), "--baselines", "hbos", "--throughput-rows", "1000"]) == 0
+    assert "per-set better of  nan" not in (printed := capsys.readouterr().out) and "| hbos |" in printed
