@@ -63,6 +63,14 @@ def unit_scores(reference: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return fractions
 
 
+def unit_point_scores(raw: np.ndarray, reference: np.ndarray, scored: np.ndarray) -> np.ndarray:
+    """One anomaly_score per point: the `scored` points' raw scores mapped into [0, 1] by the raw scores of the
+    `reference` points (index arrays or masks), 0 at every other point."""
+    out = np.zeros(len(raw))
+    out[scored] = unit_scores(raw[reference], raw[scored])
+    return out
+
+
 @dataclass
 class ScoredFile:
     """One file's anomaly scores with its label windows as [first, last] point indices."""
@@ -143,16 +151,9 @@ def _gains(key: np.ndarray, reward: np.ndarray, fn_weight: float) -> np.ndarray:
     return gain
 
 
-def count_scored_windows(files: list[ScoredFile]) -> int:
-    return sum(
-        len({w for w in ids if w >= 0})
-        for ids in (point_rewards(len(f.scores), f.windows, PROFILES["standard"])[0] for f in files)
-    )
-
-
 def nab_scores(files: list[ScoredFile], profiles: tuple[str, ...] = tuple(PROFILES)) -> dict[str, dict]:
     """Normalised NAB score (null detector 0, perfect 100) per profile, with the corpus threshold and raw score."""
-    n_windows = count_scored_windows(files)
+    n_windows = _scorable_points(files, PROFILES["standard"])[-1]  # which windows count is the same in every profile
     result = {}
     for name in profiles:
         profile = PROFILES[name]

@@ -31,7 +31,7 @@ from anomaly_distill.nab import (
     ScoredFile,
     nab_scores,
     probation_length,
-    unit_scores,
+    unit_point_scores,
     window_bounds,
     write_result_file,
 )
@@ -126,8 +126,9 @@ def benchmark_series(
             series=series,
             labels=labels,
             windows=window_bounds(series.timestamps, windows),
-            scores=_unit_scores(methods, data, train_rows, test_rows),
-            raw=_raw_scores(methods, data),
+            raw=(raw := _raw_scores(methods, data)),
+            # the training windows are the reference, as for the thresholds; not scored again
+            scores={m: unit_point_scores(r, data.end[data.train], data.end[data.test]) for m, r in raw.items()},
         )
     records = score_methods(
         Path(path).stem,
@@ -144,16 +145,6 @@ def benchmark_series(
         {**r, "teacher_kind": fit.teacher_kind, "teacher_choice": fit.choice, "seed": engine.seed, "protocol": protocol}
         for r in records
     ]
-
-
-def _unit_scores(methods: dict, data, train_rows: np.ndarray, test_rows: np.ndarray) -> dict[str, np.ndarray]:
-    """Each method's test-period scores mapped into [0, 1] by its training-period scores, one per series point."""
-    scored = {}
-    for method, (_, score, _, _) in methods.items():
-        full = np.zeros(len(data.series))
-        full[data.end[data.test]] = unit_scores(score(train_rows), score(test_rows))
-        scored[method] = full
-    return scored
 
 
 def _raw_scores(methods: dict, data) -> dict[str, np.ndarray]:

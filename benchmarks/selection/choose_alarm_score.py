@@ -16,16 +16,14 @@ import numpy as np
 import pandas as pd
 
 from anomaly_distill.alarm_scores import likelihood, onset
-from anomaly_distill.nab import ScoredFile, nab_scores, probation_length, unit_scores, window_bounds
+from anomaly_distill.nab import ScoredFile, nab_scores, probation_length, unit_point_scores, window_bounds
 
 
 def unit(raw: np.ndarray) -> np.ndarray:
     """The benchmark's default: each score's place among the probationary period's scores (tail beyond)."""
     valid = ~np.isnan(raw)
-    reference = raw[valid][: max(probation_length(len(raw)) - int((~valid).sum()), 1)]
-    out = np.zeros(len(raw))
-    out[valid] = unit_scores(reference, raw[valid])
-    return out
+    reference = np.flatnonzero(valid)[: max(probation_length(len(raw)) - int((~valid).sum()), 1)]
+    return unit_point_scores(raw, reference, valid)
 
 
 CANDIDATES = {

@@ -35,7 +35,7 @@ def candidates():
 
 def aurocs(caches: list[Path]) -> tuple[list[str], dict[str, np.ndarray]]:
     """AUROC of every candidate and member on every (set, selection seed), in set order then seed order."""
-    pairs = [(c, p.stem) for p0 in sorted(caches[0].glob("*.npz")) for c in caches for p in [p0]]
+    pairs = [(c, p.stem) for p in sorted(caches[0].glob("*.npz")) for c in caches]
     sets = [s for _, s in pairs]
     table = {name: [] for name, _, _ in candidates()}
     table.update({m: [] for m in MEMBERS})
