@@ -3,6 +3,7 @@
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -228,10 +229,37 @@ def cmd_drift(args: argparse.Namespace) -> int:
 def cmd_serve_api(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from serving.app import create_app
+    from serving.app import API_KEY_ENV, SERVE_ENV, is_loopback
 
-    app = create_app(args.model_name, args.alias, args.live_store, args.poll_seconds)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    api_key = os.environ.get(API_KEY_ENV) or None
+    if api_key is None and not is_loopback(args.host):
+        print(
+            f"error: --host {args.host} lets other machines in; set {API_KEY_ENV} to an API key first "
+            "(clients then send 'Authorization: Bearer <key>')",
+            file=sys.stderr,
+        )
+        return 2
+    if args.workers < 1 or args.max_body_bytes < 1:
+        print("error: --workers and --max-body-bytes must be at least 1", file=sys.stderr)
+        return 2
+    settings = {
+        "model_name": args.model_name,
+        "alias": args.alias,
+        "live_store": args.live_store,
+        "poll_seconds": args.poll_seconds,
+        "max_body_bytes": args.max_body_bytes,
+        "wal_dir": args.wal_dir,
+    }
+    os.environ[SERVE_ENV] = json.dumps(settings)  # each worker process builds its app from these
+    uvicorn.run(
+        "serving.app:app_from_environment",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level="info",
+        access_log=False,  # a log line per request costs more than scoring one row
+    )
     return 0
 
 
@@ -374,6 +402,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8008)
     serve.add_argument("--live-store", help="live store URL (default $ANOMALY_DISTILL_LIVE_STORE or ./live-store)")
     serve.add_argument("--poll-seconds", type=float, default=30.0, help="how often to check whether the alias moved")
+    serve.add_argument("--workers", type=int, default=2, help="worker processes on the one port (default 2)")
+    serve.add_argument(
+        "--max-body-bytes", type=int, default=32 << 20, help="larger request bodies get 413 (default 32 MiB)"
+    )
+    serve.add_argument(
+        "--wal-dir",
+        help="write-ahead log folder, on local disk (default <live store>/_wal; ./live-wal for a remote store)",
+    )
     serve.set_defaults(func=cmd_serve_api)
 
     feedback = commands.add_parser("feedback", help="attach delayed true labels to scored live rows by row_id")

@@ -1,19 +1,83 @@
-"""Online scoring: FastAPI app serving the registry's champion, logging every scored row to the live store."""
+"""Online scoring: FastAPI app serving the registry's champion, logging every scored row to the live store.
+
+A request is answered once its rows are in the write-ahead log (`serving/wal.py`). Rows of a plain tabular model
+go JSON → float array → student → log line without a DataFrame; anything else (series, segments, a record the
+fast path does not take) goes through the model's pyfunc and data contract, which also name every problem.
+"""
 
 import asyncio
+import hmac
+import ipaddress
 import json
+import os
 import threading
+import time
+import uuid
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 
+import numpy as np
+import orjson
 import pandas as pd
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from anomaly_distill.contract import MAX_EXACT_INTEGER, check_input
+from anomaly_distill.contract import FLOAT32_MAX, MAX_EXACT_INTEGER, TabularContract, check_input
 from anomaly_distill.data import DataError
-from serving.live_store import LiveStore, live_store_url, scored_rows
+from serving.live_store import ROW_ID, TIMESTAMP, LiveStore, live_store_url, scored_rows
+from serving.wal import WriteAheadLog, encode_columns, frame_columns
 from tasks import registry
+
+API_KEY_ENV = "ANOMALY_DISTILL_API_KEY"
+SERVE_ENV = "ANOMALY_DISTILL_SERVE"  # the service's settings, for worker processes started by uvicorn
+DEFAULT_MAX_BODY_BYTES = 32 << 20
+INLINE_ROWS = 256  # fast-path requests up to this size are scored on the event loop (no thread hand-off)
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """One registered version, swapped in whole so a request never mixes two versions."""
+
+    model: object
+    ref: object
+    contract: object
+    student: object | None  # the bare scoring model when the fast path applies
+
+
+def fast_path_student(model, contract):
+    """The student's scoring model for a plain tabular model (no segments); None otherwise."""
+    python_model = getattr(model, "unwrap_python_model", lambda: None)()
+    detector = getattr(python_model, "detector", None)
+    plain = isinstance(contract, TabularContract) and not contract.segment_column
+    scoring = getattr(detector, "model", None)
+    if not plain or getattr(detector, "kind", None) != "tabular" or not hasattr(scoring, "score"):
+        return None
+    return detector if list(scoring.input_columns) == list(contract.input_columns) else None
+
+
+def records_matrix(records: list, columns: list[str]) -> np.ndarray | None:
+    """The records as a float64 matrix when every record is exactly the columns with finite numbers in range;
+    None for anything else (the contract's check then says what is wrong)."""
+    if not isinstance(records, list) or not records:
+        return None
+    try:
+        rows = [[record[c] for c in columns] for record in records]
+    except (KeyError, TypeError):
+        return None
+    width = len(columns)
+    for record, row in zip(records, rows):
+        if len(record) != width:
+            return None
+        for value in row:
+            kind = type(value)
+            if kind is not float and (kind is not int or abs(value) > MAX_EXACT_INTEGER):
+                return None
+    matrix = np.array(rows, dtype=np.float64)
+    if not np.isfinite(matrix).all() or np.abs(matrix).max() > FLOAT32_MAX:
+        return None
+    return matrix
 
 
 class ServedModel:
@@ -21,10 +85,18 @@ class ServedModel:
 
     def __init__(self, model_name: str, alias: str):
         self.model_name, self.alias = model_name, alias
-        self.ref = None
-        self.lock = threading.Lock()
+        self.loaded: Loaded | None = None
+        self.refresh_lock = threading.Lock()
         self.checked_at: datetime | None = None  # last time the alias was read successfully
         self.refresh_error: str | None = None  # why the last check failed (the last good model keeps serving)
+
+    @property
+    def ref(self):
+        return self.loaded.ref
+
+    @property
+    def contract(self):
+        return self.loaded.contract
 
     def poll_once(self) -> None:
         """One check of the alias for the polling loop: an error is recorded, never raised."""
@@ -50,24 +122,22 @@ class ServedModel:
         """Loads the alias's version if it changed; True when a new version was loaded."""
         import mlflow.pyfunc
 
-        ref = registry.resolve_model(f"models:/{self.model_name}@{self.alias}")
-        if self.ref is None or ref.version != self.ref.version:
-            model = mlflow.pyfunc.load_model(ref.uri)
-            contract = registry.load_contract(ref.run_id)
-            with self.lock:
-                self.model, self.ref, self.contract = model, ref, contract
-            changed = True
-        else:
-            changed = False
-        self.checked_at, self.refresh_error = datetime.now(timezone.utc), None
+        with self.refresh_lock:
+            ref = registry.resolve_model(f"models:/{self.model_name}@{self.alias}")
+            changed = self.loaded is None or ref.version != self.loaded.ref.version
+            if changed:
+                model = mlflow.pyfunc.load_model(ref.uri)
+                contract = registry.load_contract(ref.run_id)
+                self.loaded = Loaded(model, ref, contract, fast_path_student(model, contract))
+            self.checked_at, self.refresh_error = datetime.now(timezone.utc), None
         return changed
 
-    def check(self, records: list) -> pd.DataFrame:
+    def check(self, records: list, contract) -> pd.DataFrame:
         """The records as the model's input rows (a series model: a recent history, oldest first)."""
         if not records:
             raise DataError("no records: send a JSON list of objects, one per row")
-        expected = set(self.contract.input_columns)
-        ignored = {getattr(self.contract, "label_column", None)}  # a training label sent along is ignored
+        expected = set(contract.input_columns)
+        ignored = {getattr(contract, "label_column", None)}  # a training label sent along is ignored
         for i, record in enumerate(records):
             if not isinstance(record, dict):
                 raise DataError(f"record {i} must be a JSON object of column: value, got {type(record).__name__}")
@@ -80,7 +150,7 @@ class ServedModel:
             for column, value in record.items():  # checked here: a column mixing ints and floats becomes float64
                 if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_EXACT_INTEGER:
                     raise DataError(f"column {column!r}: integer {value} in row {i} has no exact float value")
-        return check_input(self.contract, pd.DataFrame.from_records(records))
+        return check_input(contract, pd.DataFrame.from_records(records))
 
 
 SCORE_BODY = {
@@ -119,11 +189,103 @@ def _no_repeated_keys(pairs: list[tuple[str, object]]) -> dict:
     return dict(pairs)
 
 
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_api_key(request: Request, api_key: str | None) -> None:
+    if api_key is None:
+        return
+    given = request.headers.get("authorization", "")
+    if not hmac.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
+        raise HTTPException(
+            status_code=401,
+            detail="missing or wrong API key: send the header 'Authorization: Bearer <key>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 past `limit` bytes (declared or streamed)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(status_code=413, detail=f"the body is {int(declared):,} bytes; the limit is {limit:,}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(status_code=413, detail=f"the body is over the limit of {limit:,} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@dataclass
+class Scored:
+    answer: dict
+    log_line: bytes
+
+
+def score_fast(loaded: Loaded, matrix: np.ndarray, threshold: float | None) -> Scored:
+    student, ref = loaded.student, loaded.ref
+    scores = student.model.score(matrix.astype(np.float32)).astype(np.float64)
+    flags = scores > (student.threshold if threshold is None else threshold)
+    row_ids = [uuid.uuid4().hex for _ in range(len(scores))]
+    columns = dict(zip(student.model.input_columns, np.ascontiguousarray(matrix.T)))
+    n = len(scores)
+    columns |= {
+        "score": scores,
+        "is_anomaly": flags,
+        "model_name": [ref.name] * n,
+        "model_version": [ref.version] * n,
+        ROW_ID: row_ids,
+    }
+    answer = {"model_name": ref.name, "model_version": ref.version, "scores": scores, "is_anomaly": flags}
+    return Scored(answer | {"row_ids": row_ids}, encode_columns(columns, time.time_ns()))
+
+
+def score_checked(served: ServedModel, loaded: Loaded, records: list, threshold: float | None) -> Scored:
+    """Any model and any records, through the data contract and the pyfunc (which name what is wrong)."""
+    features = served.check(records, loaded.contract)
+    scored = loaded.model.predict(features, params=None if threshold is None else {"threshold": threshold})
+    rows = scored_rows(features, scored, loaded.ref.name, loaded.ref.version)
+    rows[ROW_ID] = [uuid.uuid4().hex for _ in range(len(rows))]
+    answer = {
+        "model_name": loaded.ref.name,
+        "model_version": loaded.ref.version,
+        "scores": scored["score"].to_numpy(dtype=np.float64),
+        "is_anomaly": scored["is_anomaly"].to_numpy(dtype=bool),
+        "row_ids": rows[ROW_ID].tolist(),
+    }
+    if len(scored) < len(features):
+        answer["scored_from_record"] = len(features) - len(scored)  # earlier records only give history
+    return Scored(
+        answer, encode_columns(frame_columns(rows.drop(columns=[TIMESTAMP], errors="ignore")), time.time_ns())
+    )
+
+
 def create_app(
-    model_name: str, alias: str = "champion", live_store: str | None = None, poll_seconds: float = 30.0
+    model_name: str,
+    alias: str = "champion",
+    live_store: str | None = None,
+    poll_seconds: float = 30.0,
+    api_key: str | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    wal_dir: str | None = None,
+    wal_sync: bool = True,
+    seal_seconds: float = 60.0,
 ) -> FastAPI:
+    """`api_key`: when given, /score and /reload need `Authorization: Bearer <api_key>`."""
     served = ServedModel(model_name, alias)
-    store = LiveStore(live_store_url(live_store))
+    store = LiveStore(live_store_url(live_store), wal_dir or None)
+    wal_directory = store.wal_dir or Path("live-wal")
+    store.wal_dir = wal_directory
+    reload_token = wal_directory / ".reload"
+    state = {}
 
     async def poll():
         """Runs for the service's life: a failed check is reported in /health and tried again next time."""
@@ -131,13 +293,28 @@ def create_app(
             await asyncio.sleep(poll_seconds)
             await asyncio.to_thread(served.poll_once)
 
+    async def follow_reloads():
+        """A /reload answered by a sibling worker touches the token; every worker then reloads."""
+        seen = _mtime(reload_token)
+        while True:
+            await asyncio.sleep(1.0)
+            now = _mtime(reload_token)
+            if now != seen:
+                seen = now
+                await asyncio.to_thread(served.poll_once)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         served.refresh()
-        poller = asyncio.create_task(poll()) if poll_seconds > 0 else None
+        await asyncio.to_thread(store.compact)  # what a killed predecessor left in the log
+        state["wal"] = WriteAheadLog(wal_directory, store.compact_segment, wal_sync, seal_seconds=seal_seconds)
+        tasks = [asyncio.create_task(follow_reloads())]
+        if poll_seconds > 0:
+            tasks.append(asyncio.create_task(poll()))
         yield
-        if poller:
-            poller.cancel()
+        for task in tasks:
+            task.cancel()
+        await asyncio.to_thread(state["wal"].close)
 
     app = FastAPI(
         title="anomaly-distill scoring",
@@ -152,36 +329,51 @@ def create_app(
 
     @app.post("/score", openapi_extra=SCORE_BODY)
     async def score(request: Request, threshold: float | None = None):
-        """A JSON list of records (objects of column: value); a series model takes a recent history."""
-        body = await request.body()
-        return await run_in_threadpool(score_records, body, threshold)
-
-    def score_records(body: bytes, threshold: float | None) -> dict:
-        with served.lock:
-            model, ref = served.model, served.ref
+        """A JSON list of records (objects of column: value); a series model takes a recent history.
+        The answer holds each scored row's `row_ids` (for `anomaly-distill feedback`)."""
+        check_api_key(request, api_key)
+        body = await read_body(request, max_body_bytes)
+        loaded = served.loaded
         try:
-            features = served.check(parse_records(body))
-            scored = model.predict(features, params=None if threshold is None else {"threshold": threshold})
+            records = parse_records(body)
+            matrix = records_matrix(records, loaded.contract.input_columns) if loaded.student else None
+            if matrix is not None and len(matrix) <= INLINE_ROWS:
+                scored = score_fast(loaded, matrix, threshold)
+            elif matrix is not None:
+                scored = await run_in_threadpool(score_fast, loaded, matrix, threshold)
+            else:
+                scored = await run_in_threadpool(score_checked, served, loaded, records, threshold)
         except DataError as error:
             raise HTTPException(status_code=422, detail=str(error)) from None
-        store.append(scored_rows(features, scored, ref.name, ref.version))
-        answer = {
-            "model_name": ref.name,
-            "model_version": ref.version,
-            "scores": scored["score"].astype(float).tolist(),
-            "is_anomaly": scored["is_anomaly"].astype(bool).tolist(),
-        }
-        if len(scored) < len(features):
-            answer["scored_from_record"] = len(features) - len(scored)  # earlier records only give history
-        return answer
+        await asyncio.wrap_future(state["wal"].submit(scored.log_line))
+        return Response(orjson.dumps(scored.answer, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
 
     @app.post("/reload")
-    def reload() -> dict:
+    def reload(request: Request) -> dict:
+        check_api_key(request, api_key)
         try:
             changed = served.refresh()
         except Exception as error:  # the registry is away: keep serving what is loaded, and say so
             detail = f"the registry could not be read ({type(error).__name__}); still serving v{served.ref.version}"
             raise HTTPException(status_code=503, detail=detail) from None
+        reload_token.touch()
         return {"reloaded": changed, "version": served.ref.version}
 
     return app
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return None
+
+
+def app_from_environment() -> FastAPI:
+    """The app a uvicorn worker process builds (`serve-api --workers N`): settings from $ANOMALY_DISTILL_SERVE,
+    the key from $ANOMALY_DISTILL_API_KEY."""
+    import torch
+
+    torch.set_num_threads(1)
+    settings = json.loads(os.environ[SERVE_ENV])
+    return create_app(**settings, api_key=os.environ.get(API_KEY_ENV) or None)

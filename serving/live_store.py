@@ -2,14 +2,20 @@
 
 Every append writes a new uniquely named file under a temporary name and renames it into place, so readers
 never see half a file, a killed writer leaves only an ignored temp file, and concurrent writers cannot collide.
+The online service writes through a write-ahead log (`serving/wal.py`) instead; `read` returns the rows of log
+segments not yet compacted as well, so an acknowledged row is visible at once.
 """
 
 import os
 import uuid
 from datetime import datetime, timezone
+from pathlib import Path
 
 import fsspec
 import pandas as pd
+from fsspec.implementations.local import LocalFileSystem
+
+from serving.wal import SEGMENT_SUFFIX, decode_segment, segment_id, try_lock
 
 TIMESTAMP, ROW_ID = "scored_at", "row_id"  # scored_at: not "timestamp", which series data often uses
 LIVE_STORE_ENV = "ANOMALY_DISTILL_LIVE_STORE"
@@ -20,9 +26,10 @@ def live_store_url(url: str | None = None) -> str:
 
 
 class LiveStore:
-    def __init__(self, url: str):
+    def __init__(self, url: str, wal_dir: str | None = None):
         self.url = url
         self.fs, self.root = fsspec.core.url_to_fs(url)
+        self.wal_dir = Path(wal_dir) if wal_dir else default_wal_dir(self.fs, self.root)
 
     def append(self, frame: pd.DataFrame, when: datetime | None = None) -> pd.DataFrame:
         """Stamps the rows (time, and a new id unless they have one) and writes them atomically."""
@@ -40,19 +47,74 @@ class LiveStore:
         return stamped
 
     def read(self, since: datetime | None = None, until: datetime | None = None) -> pd.DataFrame:
-        files = sorted(f for f in self.fs.glob(f"{self.root}/date=*/part-*.parquet") if _in_window(f, since, until))
-        if not files:
-            return pd.DataFrame()
-        frames = []
+        logged, segments = self._read_segments()  # before the parts: a segment compacted meanwhile left its parts
+        files = sorted(
+            f
+            for f in self.fs.glob(f"{self.root}/date=*/part-*.parquet")
+            if _in_window(f, since, until) and _wal_segment_of(f) not in segments
+        )
+        frames = [logged] if len(logged) else []
         for path in files:
             with self.fs.open(path, "rb") as handle:
                 frames.append(pd.read_parquet(handle))
-        rows = pd.concat(frames, ignore_index=True)
+        if not frames:
+            return pd.DataFrame()
+        frames = [f.assign(**{TIMESTAMP: pd.to_datetime(f[TIMESTAMP], utc=True).dt.as_unit("ns")}) for f in frames]
+        rows = pd.concat(frames, ignore_index=True).sort_values(TIMESTAMP, kind="stable", ignore_index=True)
         if since is not None:
             rows = rows[rows[TIMESTAMP] >= pd.Timestamp(since)]
         if until is not None:
             rows = rows[rows[TIMESTAMP] < pd.Timestamp(until)]
         return rows.reset_index(drop=True)
+
+    def _segment_paths(self) -> list[str]:
+        return sorted(str(p) for p in self.wal_dir.glob(f"*{SEGMENT_SUFFIX}")) if self.wal_dir else []
+
+    def _read_segments(self) -> tuple[pd.DataFrame, set[str]]:
+        frames, read = [], set()
+        for path in self._segment_paths():
+            try:
+                data = Path(path).read_bytes()
+            except FileNotFoundError:  # compacted since listed: its parts are complete
+                continue
+            frames.append(decode_segment(data, TIMESTAMP))
+            read.add(segment_id(path))
+        frames = [f for f in frames if len(f)]
+        return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()), read
+
+    def compact_segment(self, path: str) -> bool:
+        """Moves a sealed or orphaned log segment into the Parquet store; False when another process holds it."""
+        handle = try_lock(path)
+        if handle is None:
+            return False
+        try:
+            rows = decode_segment(handle.read(), TIMESTAMP)
+            for day, part in rows.groupby(rows[TIMESTAMP].dt.date) if len(rows) else ():
+                folder = f"{self.root}/date={day.isoformat()}"
+                self.fs.makedirs(folder, exist_ok=True)
+                name = f"part-wal-{segment_id(path)}.parquet"
+                temporary = f"{folder}/.{name}.tmp"
+                with self.fs.open(temporary, "wb") as out:
+                    part.to_parquet(out, index=False)
+                self.fs.mv(temporary, f"{folder}/{name}")
+            Path(path).unlink(missing_ok=True)  # only now: until here the segment is the truth
+        finally:
+            handle.close()
+        return True
+
+    def compact(self) -> int:
+        """Compacts every segment no live writer holds (what a killed service left); the number compacted."""
+        return sum(self.compact_segment(path) for path in self._segment_paths())
+
+
+def default_wal_dir(fs, root: str) -> Path | None:
+    """`<store>/_wal` for a local store; a remote store's service logs to ./live-wal (see `serve-api --wal-dir`)."""
+    return Path(root) / "_wal" if isinstance(fs, LocalFileSystem) else None
+
+
+def _wal_segment_of(path: str) -> str | None:
+    name = path.rsplit("/", 1)[-1]
+    return name[len("part-wal-") : -len(".parquet")] if name.startswith("part-wal-") else None
 
 
 def _in_window(path: str, since: datetime | None, until: datetime | None) -> bool:

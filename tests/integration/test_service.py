@@ -12,7 +12,7 @@ import uvicorn
 
 from flows.cli import main
 from serving.app import create_app
-from serving.live_store import LiveStore
+from serving.live_store import ROW_ID, LiveStore
 from tests.integration.conftest import LIVE_MODEL as NAME
 
 
@@ -159,3 +159,46 @@ def test_the_service_keeps_serving_the_last_good_model_while_the_registry_is_awa
         time.sleep(0.6)  # the registry is back: the next check succeeds
         health = http.get("/health").json()
         assert health["status"] == "ok" and health["last_refresh_error"] is None
+
+
+def test_the_api_key_guards_score_and_reload_and_a_refused_request_stores_nothing(workspace, champion):
+    from fastapi.testclient import TestClient
+
+    records = champion.features.head(2).to_dict(orient="records")
+    store = LiveStore(str(workspace / "store"))
+    with TestClient(create_app(NAME, live_store=store.url, poll_seconds=0, api_key="s3cret")) as http:
+        assert http.get("/health").status_code == 200
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
+            refused = http.post("/score", json=records, headers=headers)
+            assert refused.status_code == 401 and "Authorization: Bearer" in refused.json()["detail"]
+            assert refused.headers["www-authenticate"] == "Bearer"
+            assert http.post("/reload", headers=headers).status_code == 401
+        assert store.read().empty
+        accepted = http.post("/score", json=records, headers={"Authorization": "Bearer s3cret"})
+        assert accepted.status_code == 200 and len(accepted.json()["row_ids"]) == 2
+        assert store.read()[ROW_ID].tolist() == accepted.json()["row_ids"]
+
+
+def test_a_body_over_the_limit_gets_413_and_stores_nothing(workspace, champion):
+    from fastapi.testclient import TestClient
+
+    store = LiveStore(str(workspace / "store"))
+    records = champion.features.head(200).to_dict(orient="records")
+    with TestClient(create_app(NAME, live_store=store.url, poll_seconds=0, max_body_bytes=4096)) as http:
+        response = http.post("/score", json=records)
+        assert response.status_code == 413 and "the limit is 4,096" in response.json()["detail"]
+
+        def chunked():  # no Content-Length: the limit holds while the body streams in
+            body = json.dumps(records).encode()
+            for start in range(0, len(body), 1000):
+                yield body[start : start + 1000]
+
+        assert http.post("/score", content=chunked()).status_code == 413
+        assert http.post("/score", json=records[:3]).status_code == 200
+        assert len(store.read()) == 3
+
+
+def test_serving_beyond_this_machine_needs_an_api_key(workspace, monkeypatch, capsys):
+    monkeypatch.delenv("ANOMALY_DISTILL_API_KEY", raising=False)
+    assert main(["serve-api", "--model-name", NAME, "--host", "0.0.0.0", "--port", str(free_port())]) == 2
+    assert "set ANOMALY_DISTILL_API_KEY" in capsys.readouterr().err
