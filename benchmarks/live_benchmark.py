@@ -16,15 +16,12 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import orjson
 import pandas as pd
+from http_load import closed_loop, post_request  # beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "bench-live"
-
-
-def percentiles(seconds: list[float]) -> str:
-    ms = np.array(seconds) * 1000
-    return f"p50 {np.percentile(ms, 50):.2f} ms, p99 {np.percentile(ms, 99):.2f} ms"
 
 
 def live_rows(features: pd.DataFrame, n: int) -> pd.DataFrame:
@@ -52,12 +49,32 @@ def throughput(data: Path, features: pd.DataFrame) -> list[str]:
     ]
 
 
-def service(workdir: Path, features: pd.DataFrame) -> list[str]:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = subprocess.Popen(
-        [
+        return sock.getsockname()[1]
+
+
+def started(command: list[str], port: int, health: str, workdir: Path) -> subprocess.Popen:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # its uvicorn
+    log = open(workdir / f"server-{port}.log", "wb")
+    server = subprocess.Popen(command, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, env=env)
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}{health}", timeout=2).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    server.kill()
+    tail = (workdir / f"server-{port}.log").read_text()[-2000:]
+    raise RuntimeError(f"{command[:5]} did not start:\n{tail}")
+
+
+SERVERS = {
+    # name: (command after the port is known, health path, scoring path, body of a list of records)
+    "anomaly-distill serve-api": (
+        lambda port, store: [
             sys.executable,
             "-m",
             "flows.cli",
@@ -66,40 +83,82 @@ def service(workdir: Path, features: pd.DataFrame) -> list[str]:
             NAME,
             "--port",
             str(port),
+            "--workers",
+            str(WORKERS),
             "--live-store",
-            str(workdir / "service-store"),
+            str(store),
         ],
-        cwd=workdir,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    lines = []
+        "/health",
+        "/score",
+        lambda records: orjson.dumps(records),
+    ),
+    "mlflow models serve": (
+        lambda port, store: [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            f"models:/{NAME}@champion",
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-w",
+            str(WORKERS),
+        ],
+        "/ping",
+        "/invocations",
+        lambda records: orjson.dumps({"dataframe_records": records}),
+    ),
+}
+WORKERS = 2
+
+
+def measure_server(name: str, workdir: Path, features: pd.DataFrame) -> dict:
+    command, health, path, body = SERVERS[name]
+    port = free_port()
+    server = started(command(port, workdir / "service-store"), port, health, workdir)
+    one = body(live_rows(features, 1).to_dict(orient="records"))
+    thousand = body(live_rows(features, 1000).to_dict(orient="records"))
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            deadline = time.time() + 120
-            while time.time() < deadline:
-                try:
-                    client.get("/health").raise_for_status()
-                    break
-                except httpx.HTTPError:
-                    time.sleep(0.5)
-            for size, count in ((1, 500), (1000, 100)):
-                body = live_rows(features, size).to_dict(orient="records")
-                client.post("/score", json=body).raise_for_status()  # warm-up
-                latencies = []
-                start = time.perf_counter()
-                for _ in range(count):
-                    t0 = time.perf_counter()
-                    client.post("/score", json=body).raise_for_status()
-                    latencies.append(time.perf_counter() - t0)
-                rate = count / (time.perf_counter() - start)
-                lines.append(
-                    f"| service, {size:,}-record requests ({count} sequential) | {percentiles(latencies)} "
-                    f"| {rate:,.1f} requests/s | {rate * size:,.0f} rows/s |"
-                )
+        return {
+            "sequential": closed_loop(port, post_request(path, one), connections=1, seconds=10, limit=3000),
+            "concurrent": closed_loop(port, post_request(path, one), connections=CLIENTS, seconds=10),
+            "batch": closed_loop(port, post_request(path, thousand), connections=1, seconds=10, limit=200),
+        }
     finally:
         server.terminate()
-        server.wait(30)
+        server.wait(60)
+
+
+CLIENTS = 16
+
+
+def service(workdir: Path, features: pd.DataFrame) -> list[str]:
+    results = {name: measure_server(name, workdir, features) for name in SERVERS}
+    lines = [
+        "",
+        f"| server ({WORKERS} workers) | 1 record, sequential: p50 / p99 | requests/s | {CLIENTS} concurrent clients: "
+        "requests/s | p50 / p99 | 1,000 records, sequential: p50 | rows/s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        seq, con, batch = r["sequential"], r["concurrent"], r["batch"]
+        lines.append(
+            f"| {name} | {seq['p50_ms']:.2f} / {seq['p99_ms']:.2f} ms | {seq['requests_per_s']:,.0f} "
+            f"| {con['requests_per_s']:,.0f} | {con['p50_ms']:.2f} / {con['p99_ms']:.2f} ms "
+            f"| {batch['p50_ms']:.1f} ms | {batch['requests_per_s'] * 1000:,.0f} |"
+        )
+    ours, theirs = (results[name] for name in SERVERS)
+    ratios = {kind: ours[kind]["requests_per_s"] / theirs[kind]["requests_per_s"] for kind in ours}
+    lines.append(
+        f"| ratio serve-api / mlflow | | {ratios['sequential']:.1f}x | {ratios['concurrent']:.1f}x | | | "
+        f"{ratios['batch']:.1f}x |"
+    )
     return lines
 
 
@@ -149,7 +208,7 @@ def main() -> None:
             capture_output=True,
         )
         lines = ["| what | measurement | | |", "|---|---|---|---|"]
-        lines += throughput(Path(args.data), features) + service(workdir, features) + drift(workdir, features)
+        lines += throughput(Path(args.data), features) + drift(workdir, features) + service(workdir, features)
     print("\n".join(lines))
 
 

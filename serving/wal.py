@@ -41,12 +41,18 @@ def _column_values(values: pd.Series):
 
 def decode_segment(data: bytes, timestamp_column: str) -> pd.DataFrame:
     """The rows of every complete line; a torn last line (a writer killed mid-write) was never acknowledged."""
-    lines = data.split(b"\n")[:-1]  # the part after the last newline is incomplete
-    frames = []
-    for line in lines:
+    groups: dict[tuple, dict[str, list]] = {}  # lines with the same columns (one per model version's schema)
+    for line in data.split(b"\n")[:-1]:  # the part after the last newline is incomplete
         entry = orjson.loads(line)
-        frame = pd.DataFrame(entry["columns"])
-        frame[timestamp_column] = pd.Timestamp(entry["scored_at"], tz="UTC")
+        columns = entry["columns"]
+        collected = groups.setdefault(tuple(columns), {name: [] for name in [*columns, timestamp_column]})
+        for name, values in columns.items():
+            collected[name].extend(values)
+        collected[timestamp_column].extend([entry["scored_at"]] * len(next(iter(columns.values()))))
+    frames = []
+    for collected in groups.values():
+        frame = pd.DataFrame(collected)
+        frame[timestamp_column] = pd.to_datetime(frame[timestamp_column], unit="ns", utc=True)
         frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
@@ -69,8 +75,11 @@ class WriteAheadLog:
         self.pending: queue.Queue = queue.Queue()
         self.segment = None
         self.closed = False
+        self.sealed: queue.Queue = queue.Queue()  # compacted by their own thread: appends never wait for it
         self.writer = threading.Thread(target=self._write_loop, name="wal-writer", daemon=True)
+        self.compactor = threading.Thread(target=self._compact_loop, name="wal-compactor", daemon=True)
         self.writer.start()
+        self.compactor.start()
 
     def submit(self, line: bytes) -> Future:
         done: Future = Future()
@@ -88,6 +97,8 @@ class WriteAheadLog:
         self.closed = True
         self.pending.put(None)
         self.writer.join(60)
+        self.sealed.put(None)
+        self.compactor.join(120)
 
     def _write_loop(self) -> None:
         while True:
@@ -150,10 +161,14 @@ class WriteAheadLog:
         path = self.segment.name
         self.segment.close()  # releases the lock: the segment may now be compacted
         self.segment = None
-        try:
-            self.compact(path)
-        except Exception:  # the segment stays; the next compaction (or any reader) still has its rows
-            pass
+        self.sealed.put(path)
+
+    def _compact_loop(self) -> None:
+        while (path := self.sealed.get()) is not None:
+            try:
+                self.compact(path)
+            except Exception:  # the segment stays; the next compaction (or any reader) still has its rows
+                pass
 
 
 def try_lock(path: str):
