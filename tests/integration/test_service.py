@@ -76,11 +76,22 @@ def test_bad_records_get_a_clear_422_and_are_not_stored(service, mutate, message
     assert store.read().empty
 
 
-def test_reload_follows_the_champion_alias(service, thyroid_csv):
+def test_reload_follows_the_champion_alias_in_every_worker(service, thyroid_csv, workspace):
+    from fastapi.testclient import TestClient
+
     client, rows, _ = service
     assert main(["train", "--data", str(thyroid_csv), "--label-column", "label", "--model-name", NAME]) == 0
     assert main(["promote", "--model-name", NAME, "--version", "2"]) == 0
-    assert client.post("/reload").json() == {"reloaded": True, "version": "2"}
+    with TestClient(create_app(NAME, live_store=str(workspace / "store"), poll_seconds=0)) as sibling:
+        assert sibling.get("/health").json()["version"] == "2"  # loaded at start; now make it lag behind
+        assert main(["promote", "--model-name", NAME, "--version", "1"]) == 0
+        assert sibling.post("/reload").json() == {"reloaded": True, "version": "1"}
+        assert main(["promote", "--model-name", NAME, "--version", "2"]) == 0
+        assert client.post("/reload").json()["version"] == "2"
+        deadline = time.time() + 5  # the sibling worker (same live store) follows the reload token
+        while sibling.get("/health").json()["version"] != "2" and time.time() < deadline:
+            time.sleep(0.1)
+        assert sibling.get("/health").json()["version"] == "2"
     assert client.get("/health").json()["version"] == "2"
     assert client.post("/score", json=rows.head(2).to_dict(orient="records")).json()["model_version"] == "2"
     assert np.isfinite(client.post("/score", json=rows.head(2).to_dict(orient="records")).json()["scores"]).all()
