@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 ADBENCH ?= ../shared/data/adbench
 DEMO := data/demo/thyroid.csv
 
-.PHONY: run demo-benchmark test test-fast lint soak bench bench-full bench-live bench-series bench-series-full \
+.PHONY: run demo-benchmark test test-fast lint soak bench bench-full bench-live bench-overhead bench-series bench-series-full \
 	bench-series-ablation select-teacher select-alarm-score clean
 
 $(BIN)/anomaly-distill: pyproject.toml
@@ -56,6 +56,11 @@ select-teacher: $(BIN)/anomaly-distill
 # Pyfunc vs raw student throughput, service latency, drift flow time (numbers in BENCHMARKS.md).
 bench-live: $(BIN)/anomaly-distill
 	$(BIN)/python benchmarks/live_benchmark.py
+
+# Where make run's time goes, phase by phase, beside an earlier commit (BEFORE=<ref>) in the same run.
+BEFORE ?= e041f7b
+bench-overhead: $(BIN)/anomaly-distill
+	$(BIN)/python benchmarks/overhead.py --before $(BEFORE) --repeats 4
 
 # Time series: teacher vs student vs IForest vs rolling z-score on the seven NAB realKnownCause series.
 NAB ?= ../shared/data/nab

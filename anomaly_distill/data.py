@@ -9,13 +9,10 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from anomaly_distill.errors import DataError  # noqa: F401 (re-exported: where callers import it from)
 from anomaly_distill.metrics import has_both_classes
 
 NPZ_LABEL = "label"
-
-
-class DataError(ValueError):
-    """Input data that cannot be used, with the reason in the message."""
 
 
 @dataclass

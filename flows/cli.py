@@ -1,6 +1,7 @@
 """`anomaly-distill` command line. Orchestration imports happen inside the commands that need them."""
 
 import argparse
+import atexit
 import json
 import logging
 import os
@@ -8,12 +9,11 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import yaml
 from pydantic import ValidationError
 
 from anomaly_distill.config import BASELINES, EngineConfig, SettingsError, parse_settings
-from anomaly_distill.data import NPZ_LABEL, DataError, column_names
+from anomaly_distill.errors import DataError
 
 EXPECTED_ERRORS = (DataError, LookupError, ValidationError, SettingsError)  # bad data/settings, unknown model
 
@@ -102,6 +102,13 @@ def _write_records(path: str | None, records: list[dict]) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from flows.embedded_api import start_embedded_api
+
+    return _train(args, start_embedded_api())  # the API starts while the libraries import
+
+
+def _train(args: argparse.Namespace, api) -> int:
+    from anomaly_distill.data import NPZ_LABEL, column_names
     from flows.training import TrainingParameters, run_training
 
     quiet_expected_failures()
@@ -128,6 +135,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if "label_column" not in settings:  # unlabelled unless a `label` column exists
         label = NPZ_LABEL if NPZ_LABEL in column_names(params.data_path) else None
         params = params.model_copy(update={"label_column": label})
+    if api is not None:
+        from tasks.validation import warm_up
+
+        warm_up()  # while the API is still starting: otherwise the validation task would import it
+        api.ready()
     start = time.perf_counter()
     outcome = run_training(params)
     print(training_summary(outcome, time.perf_counter() - start))
@@ -277,7 +289,7 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     unknown = sorted(set(frame[ROW_ID].astype(str)) - set(LiveStore(url).read().get(ROW_ID, [])))
     if unknown:
         raise DataError(f"{len(unknown)} row ids are not in the live store at {url}, e.g. {unknown[:5]}")
-    feedback_store(url).append(pd.DataFrame({ROW_ID: frame[ROW_ID].astype(str), LABEL: labels}))
+    feedback_store(url).append(frame[[ROW_ID]].astype(str).assign(**{LABEL: labels}))
     print(f"attached {len(frame):,} labels ({int(labels.sum()):,} anomalies) to live rows in {url}")
     return 0
 
@@ -503,5 +515,26 @@ def unreachable_server(error: BaseException) -> str | None:
     return None
 
 
+def console() -> None:
+    """The `anomaly-distill` command: `main`, every exit handler (Prefect's log and event flushes, its server stop,
+    MLflow's), then an exit that skips the interpreter's teardown — which takes ~3 s after a training run and
+    does nothing a user needs (files, databases and the tracking store are complete by then)."""
+    status = {"code": 1}  # an uncaught exception: its traceback is printed before the exit handlers run
+    atexit.register(lambda: _exit_skipping_teardown(status["code"]))  # registered first, so it runs last
+    try:
+        status["code"] = main()
+    except SystemExit as stop:  # argparse's exit 2, --help's 0
+        status["code"] = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
+        raise
+    sys.exit(status["code"])
+
+
+def _exit_skipping_teardown(code: int) -> None:
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

@@ -176,6 +176,11 @@ def validate_series_frame(
     return _run_suite(checked, out)
 
 
+def warm_up() -> None:
+    """Imports Great Expectations (1–3 s): the CLI does it while the embedded Prefect API starts."""
+    _gx()
+
+
 def _gx():
     import great_expectations as gx
 

@@ -1,0 +1,112 @@
+"""Where `make run`'s time goes: `anomaly-distill train` on the demo set, phase by phase, for this checkout and
+(side by side, in the same run) for an earlier commit checked out in a temporary worktree.
+
+Usage: .venv/bin/python benchmarks/overhead.py [--before REF] [--repeats 3]
+The runs of one checkout share a temporary directory (sqlite MLflow store) and PREFECT_HOME, as a user's
+repeated `make run` does: the first creates both databases and trains the teacher, the others reuse them and
+register nothing new (same data, parameters and code); the table shows the median of those, and the first run's
+overhead in its last column. Phases come from the log's timestamps and the CLI's own "Time:" line:
+- start: process start → the flow's first log line (imports, embedded Prefect API start)
+- validation: data loading and the Great Expectations gate (the flow's first tasks)
+- compute: teacher, soft labels, student, evaluation (the CLI's stage timers)
+- tracking: the rest of the flow (MLflow logging, registration, aliases, Prefect task overhead)
+- exit: the flow's last log line → process end
+"""
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "data/demo/thyroid.csv"
+STAMP = re.compile(r"^(\d\d:\d\d:\d\d\.\d{3}) \| \w+ +\| (.*)$")
+
+
+def run_once(code: Path, workdir: Path, prefect_home: Path) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(code), "PREFECT_HOME": str(prefect_home)}
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{workdir / 'mlflow.db'}"
+    command = [sys.executable, "-m", "flows.cli", "train", "--data", str(DEMO), "--label-column", "label"]
+    command += ["--model-name", "overhead"]
+    started = datetime.now()
+    t0 = time.perf_counter()
+    out = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, check=True)
+    wall = time.perf_counter() - t0
+    lines = out.stdout.splitlines() + out.stderr.splitlines()
+    stamps = [(m.group(1), m.group(2)) for m in map(STAMP.match, lines) if m]
+
+    def seconds(text: str, last: bool = False) -> float:
+        hits = [t for t, message in stamps if text in message]
+        clock = datetime.combine(started.date(), datetime.strptime(hits[-1 if last else 0], "%H:%M:%S.%f").time())
+        return (clock - started).total_seconds()
+
+    flow_start, flow_end = seconds("Beginning flow run"), seconds("Flow run", last=True)
+    validated = seconds("Task run 'validate_data")
+    compute = sum(
+        float(s)
+        for s in re.findall(
+            r"(?:train_teacher|generate_soft_labels|distill_student|evaluate) "
+            r"([\d.]+) s",
+            out.stdout,
+        )
+    )
+    flow = flow_end - flow_start
+    return {
+        "wall": wall,
+        "start": flow_start,
+        "validation": validated - flow_start,
+        "compute": compute,
+        "tracking": flow - (validated - flow_start) - compute,
+        "exit": wall - flow_end,
+    }
+
+
+def measure(code: Path, repeats: int) -> list[dict]:
+    with tempfile.TemporaryDirectory() as tmp:
+        return [run_once(code, Path(tmp), Path(tmp) / "prefect-home") for _ in range(repeats)]
+
+
+def row(label: str, runs: list[dict]) -> str:
+    keys = ["wall", "start", "validation", "compute", "tracking", "exit"]
+    warm = runs[1:] or runs
+    cells = [f"{np.median([r[k] for r in warm]):.1f}" for k in keys]
+    overhead = np.median([r["wall"] - r["compute"] for r in warm])
+    first = runs[0]["wall"] - runs[0]["compute"]
+    return f"| {label} | " + " | ".join(cells) + f" | **{overhead:.1f}** | {first:.1f} |"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--before", help="an earlier commit to measure side by side (a temporary worktree)")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    lines = [
+        "| code | wall | start | validation | compute | tracking | exit | wall − compute | first run: wall − compute |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    if args.before:
+        with tempfile.TemporaryDirectory() as tmp:
+            tree = Path(tmp) / "before"
+            subprocess.run(
+                ["git", "worktree", "add", "--detach", str(tree), args.before],
+                cwd=ROOT,
+                check=True,
+                capture_output=True,
+            )
+            try:
+                lines.append(row(f"before ({args.before})", measure(tree, args.repeats)))
+            finally:
+                subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=True)
+    lines.append(row("this checkout", measure(ROOT, args.repeats)))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
