@@ -159,7 +159,7 @@ def training_pipeline(params: TrainingParameters = TrainingParameters()) -> dict
             params.model_name, version, verdict, done.metrics, prepared.gate_rows, params.gate, started_at
         )
         t.link_runs(params.model_name, version, run_id, verdict, done.metrics, reused)
-        tracking.log_metrics(run_id, {f"seconds_{stage}": s for stage, s in clock.items()})
+        t.record_run(run_id, metrics={f"seconds_{stage}": s for stage, s in clock.items()})
     except BaseException:
         for run in runs:
             with suppress(Exception):  # best effort: the tracking server may be the thing that is down
@@ -278,7 +278,7 @@ def _distill(params: TrainingParameters, prepared: Prepared, run_id: str, runs: 
         config = params.engine
         with clock("train_per_segment"):
             trained, student = t.train_per_segment(train, config, params.min_segment_rows)
-        tracking.log_params(run_id, {"segments": ",".join(student.members)})
+        t.record_run(run_id, params={"segments": ",".join(student.members)})
         cached, kind, why = False, config.teacher.kind, "per segment"
     else:
         with clock("train_teacher"):  # submitted: the candidates run on the task runner side by side
@@ -297,7 +297,7 @@ def _distill(params: TrainingParameters, prepared: Prepared, run_id: str, runs: 
         with clock("distill_student"):
             rows_student = t.distill_student(soft_labels, trained, train, config)
         student = prepared.wrap(rows_student)
-    tracking.set_tags(run_id, {"teacher_kind": kind, "teacher_choice": why})
+    t.record_run(run_id, tags={"teacher_kind": kind, "teacher_choice": why})
     t.log_student(student_run, student, config)
     with clock("evaluate"):
         row_scorer = student if params.segment_column else rows_student

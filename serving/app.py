@@ -33,7 +33,8 @@ from tasks import registry
 API_KEY_ENV = "ANOMALY_DISTILL_API_KEY"
 SERVE_ENV = "ANOMALY_DISTILL_SERVE"  # the service's settings, for worker processes started by uvicorn
 DEFAULT_MAX_BODY_BYTES = 32 << 20
-INLINE_ROWS = 256  # fast-path requests up to this size are scored on the event loop (no thread hand-off)
+INLINE_BYTES = 16 << 10  # a plain tabular model's requests up to this size are scored on the event loop: a
+# thread hand-off costs more than scoring a few rows; larger ones would hold up the other connections
 
 
 @dataclass(frozen=True)
@@ -268,6 +269,14 @@ def score_checked(served: ServedModel, loaded: Loaded, records: list, threshold:
     )
 
 
+def score_body(served: ServedModel, loaded: Loaded, body: bytes, threshold: float | None) -> Scored:
+    records = parse_records(body)
+    matrix = records_matrix(records, loaded.contract.input_columns) if loaded.student else None
+    if matrix is not None:
+        return score_fast(loaded, matrix, threshold)
+    return score_checked(served, loaded, records, threshold)
+
+
 def create_app(
     model_name: str,
     alias: str = "champion",
@@ -335,14 +344,10 @@ def create_app(
         body = await read_body(request, max_body_bytes)
         loaded = served.loaded
         try:
-            records = parse_records(body)
-            matrix = records_matrix(records, loaded.contract.input_columns) if loaded.student else None
-            if matrix is not None and len(matrix) <= INLINE_ROWS:
-                scored = score_fast(loaded, matrix, threshold)
-            elif matrix is not None:
-                scored = await run_in_threadpool(score_fast, loaded, matrix, threshold)
+            if loaded.student is not None and len(body) <= INLINE_BYTES:
+                scored = score_body(served, loaded, body, threshold)
             else:
-                scored = await run_in_threadpool(score_checked, served, loaded, records, threshold)
+                scored = await run_in_threadpool(score_body, served, loaded, body, threshold)
         except DataError as error:
             raise HTTPException(status_code=422, detail=str(error)) from None
         await asyncio.wrap_future(state["wal"].submit(scored.log_line))

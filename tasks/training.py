@@ -158,6 +158,18 @@ def generate_soft_labels(
 
 
 @task(cache_policy=NO_CACHE, **IO_RETRIES)
+def record_run(run_id: str, params: dict | None = None, tags: dict | None = None, metrics: dict | None = None):
+    """Params, tags or metrics the flow sets between stages: retried like every other tracking call, so a
+    tracking server that restarts mid-run costs a retry, not the run."""
+    if params:
+        tracking.log_params(run_id, params)
+    if tags:
+        tracking.set_tags(run_id, tags)
+    if metrics:
+        tracking.log_metrics(run_id, metrics)
+
+
+@task(cache_policy=NO_CACHE, **IO_RETRIES)
 def log_teacher(run_id: str, trained: pipeline.TrainedTeacher, config: EngineConfig, cached: bool) -> None:
     size = len(pickle.dumps(trained))
     tracking.log_params(run_id, {"teacher": config.teacher.model_dump(), "seed": config.seed})
