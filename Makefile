@@ -61,6 +61,7 @@ bench-live: $(BIN)/anomaly-distill
 BEFORE ?= e041f7b
 bench-overhead: $(BIN)/anomaly-distill
 	$(BIN)/python benchmarks/overhead.py --before $(BEFORE) --repeats 4
+	$(BIN)/python benchmarks/overhead.py --before $(BEFORE) --repeats 4 --servers
 
 # Time series: teacher vs student vs IForest vs rolling z-score on the seven NAB realKnownCause series.
 NAB ?= ../shared/data/nab

@@ -1,7 +1,9 @@
 """Where `make run`'s time goes: `anomaly-distill train` on the demo set, phase by phase, for this checkout and
 (side by side, in the same run) for an earlier commit checked out in a temporary worktree.
 
-Usage: .venv/bin/python benchmarks/overhead.py [--before REF] [--repeats 3]
+Usage: .venv/bin/python benchmarks/overhead.py [--before REF] [--repeats 3] [--servers]
+(--servers: against a Prefect server and an MLflow server on PostgreSQL, started for the run by infra/servers.py,
+instead of the embedded defaults)
 The runs of one checkout share a temporary directory (sqlite MLflow store) and PREFECT_HOME, as a user's
 repeated `make run` does: the first creates both databases and trains the teacher, the others reuse them and
 register nothing new (same data, parameters and code); the table shows the median of those, and the first run's
@@ -16,10 +18,12 @@ overhead in its last column. Phases come from the log's timestamps and the CLI's
 import argparse
 import os
 import re
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -30,9 +34,13 @@ DEMO = ROOT / "data/demo/thyroid.csv"
 STAMP = re.compile(r"^(\d\d:\d\d:\d\d\.\d{3}) \| \w+ +\| (.*)$")
 
 
+SERVERS: dict[str, str] = {}  # PREFECT_API_URL and MLFLOW_TRACKING_URI of running servers (--servers)
+
+
 def run_once(code: Path, workdir: Path, prefect_home: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": str(code), "PREFECT_HOME": str(prefect_home)}
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{workdir / 'mlflow.db'}"
+    env.update(SERVERS)
     command = [sys.executable, "-m", "flows.cli", "train", "--data", str(DEMO), "--label-column", "label"]
     command += ["--model-name", "overhead"]
     started = datetime.now()
@@ -86,7 +94,51 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--before", help="an earlier commit to measure side by side (a temporary worktree)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--servers", action="store_true", help="against a Prefect and an MLflow server on PostgreSQL (infra/servers.py)"
+    )
     args = parser.parse_args()
+    if args.servers:
+        with running_servers():
+            return table(args)
+    return table(args)
+
+
+@contextmanager
+def running_servers():
+    """Fresh databases and servers on free ports for the run; stopped and dropped afterwards."""
+    sys.path.insert(0, str(ROOT))
+    from infra import servers as infra
+
+    suffix = os.urandom(4).hex()
+    with tempfile.TemporaryDirectory() as state:
+        settings = infra.Settings.from_env(
+            prefect_db=f"ad_overhead_prefect_{suffix}",
+            mlflow_db=f"ad_overhead_mlflow_{suffix}",
+            prefect_port=free_port(),
+            mlflow_port=free_port(),
+            state=Path(state),
+        )
+        try:
+            infra.start_prefect(settings)
+            infra.start_mlflow(settings)
+            SERVERS.update(PREFECT_API_URL=settings.prefect_api, MLFLOW_TRACKING_URI=settings.mlflow_uri)
+            yield
+        finally:
+            SERVERS.clear()
+            for name in ("prefect", "mlflow"):
+                infra.stop(settings, name)
+            for database in (settings.prefect_db, settings.mlflow_db):
+                infra.drop_database(settings, database)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def table(args) -> None:
     lines = [
         "| code | wall | start | validation | compute | tracking | exit | wall − compute | first run: wall − compute |",
         "|---|---|---|---|---|---|---|---|---|",
