@@ -22,6 +22,8 @@ from http_load import closed_loop, post_request  # beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "bench-live"
+WORKERS = 2  # per server under test
+CLIENTS = 16  # concurrent connections in the concurrent measurement
 
 
 def live_rows(features: pd.DataFrame, n: int) -> pd.DataFrame:
@@ -115,7 +117,6 @@ SERVERS = {
         lambda records: orjson.dumps({"dataframe_records": records}),
     ),
 }
-WORKERS = 2
 
 
 def measure_server(name: str, workdir: Path, features: pd.DataFrame) -> dict:
@@ -133,9 +134,6 @@ def measure_server(name: str, workdir: Path, features: pd.DataFrame) -> dict:
     finally:
         server.terminate()
         server.wait(60)
-
-
-CLIENTS = 16
 
 
 def service(workdir: Path, features: pd.DataFrame) -> list[str]:

@@ -290,10 +290,9 @@ def create_app(
 ) -> FastAPI:
     """`api_key`: when given, /score and /reload need `Authorization: Bearer <api_key>`."""
     served = ServedModel(model_name, alias)
-    store = LiveStore(live_store_url(live_store), wal_dir or None)
-    wal_directory = store.wal_dir or Path("live-wal")
-    store.wal_dir = wal_directory
-    reload_token = wal_directory / ".reload"
+    store = LiveStore(live_store_url(live_store), wal_dir)
+    store.wal_dir = store.wal_dir or Path("live-wal")  # a remote store: the log stays on this machine's disk
+    reload_token = store.wal_dir / ".reload"
     state = {}
 
     async def poll():
@@ -316,7 +315,7 @@ def create_app(
     async def lifespan(app: FastAPI):
         served.refresh()
         await asyncio.to_thread(store.compact)  # what a killed predecessor left in the log
-        state["wal"] = WriteAheadLog(wal_directory, store.compact_segment, wal_sync, seal_seconds=seal_seconds)
+        state["wal"] = WriteAheadLog(store.wal_dir, store.compact_segment, wal_sync, seal_seconds=seal_seconds)
         tasks = [asyncio.create_task(follow_reloads())]
         if poll_seconds > 0:
             tasks.append(asyncio.create_task(poll()))

@@ -8,7 +8,7 @@ segments not yet compacted as well, so an acknowledged row is visible at once.
 
 import os
 import uuid
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import fsspec
@@ -37,14 +37,17 @@ class LiveStore:
         stamped = frame.reset_index(drop=True).assign(**{TIMESTAMP: pd.Timestamp(when)})
         if ROW_ID not in stamped:
             stamped[ROW_ID] = [uuid.uuid4().hex for _ in range(len(frame))]
-        folder = f"{self.root}/date={when.date().isoformat()}"
+        self._write_part(stamped, when.date(), f"part-{when.strftime('%H%M%S%f')}-{uuid.uuid4().hex}.parquet")
+        return stamped
+
+    def _write_part(self, rows: pd.DataFrame, day: date, name: str) -> None:
+        """One Parquet file in the day's folder, written under a temporary name and renamed into place."""
+        folder = f"{self.root}/date={day.isoformat()}"
         self.fs.makedirs(folder, exist_ok=True)
-        name = f"part-{when.strftime('%H%M%S%f')}-{uuid.uuid4().hex}.parquet"
         temporary = f"{folder}/.{name}.tmp"
         with self.fs.open(temporary, "wb") as handle:
-            stamped.to_parquet(handle, index=False)
+            rows.to_parquet(handle, index=False)
         self.fs.mv(temporary, f"{folder}/{name}")
-        return stamped
 
     def read(self, since: datetime | None = None, until: datetime | None = None) -> pd.DataFrame:
         logged, segments = self._read_segments()  # before the parts: a segment compacted meanwhile left its parts
@@ -90,13 +93,7 @@ class LiveStore:
         try:
             rows = decode_segment(handle.read(), TIMESTAMP)
             for day, part in rows.groupby(rows[TIMESTAMP].dt.date) if len(rows) else ():
-                folder = f"{self.root}/date={day.isoformat()}"
-                self.fs.makedirs(folder, exist_ok=True)
-                name = f"part-wal-{segment_id(path)}.parquet"
-                temporary = f"{folder}/.{name}.tmp"
-                with self.fs.open(temporary, "wb") as out:
-                    part.to_parquet(out, index=False)
-                self.fs.mv(temporary, f"{folder}/{name}")
+                self._write_part(part, day, f"part-wal-{segment_id(path)}.parquet")
             Path(path).unlink(missing_ok=True)  # only now: until here the segment is the truth
         finally:
             handle.close()

@@ -1,7 +1,6 @@
 """The online service for real: uvicorn on a free localhost port, httpx client, MLflow registry, live store."""
 
 import json
-import socket
 import threading
 import time
 
@@ -14,12 +13,7 @@ from flows.cli import main
 from serving.app import create_app
 from serving.live_store import ROW_ID, LiveStore
 from tests.integration.conftest import LIVE_MODEL as NAME
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.integration.conftest import free_port
 
 
 @pytest.fixture
