@@ -96,20 +96,21 @@ def contract_to_dict(contract: TabularContract | SeriesContract) -> dict:
     return json.loads(contract.model_dump_json())
 
 
-def check_input(contract: TabularContract | SeriesContract, frame: pd.DataFrame) -> pd.DataFrame:
+def check_input(contract: TabularContract | SeriesContract, frame: pd.DataFrame, first_row: int = 0) -> pd.DataFrame:
     """What a model scores, checked: exactly its columns, numeric, finite, within float32; integers are cast to
-    float64 where that is lossless. A training label column, if present, is ignored."""
+    float64 where that is lossless. A training label column, if present, is ignored. `first_row`: the file row
+    of the frame's first row when the frame is one batch of a streamed file (errors name the file's row)."""
     if isinstance(contract, SeriesContract):
         return _check_series(contract, frame)
-    return _check_table(contract, frame)
+    return _check_table(contract, frame, first_row)
 
 
-def _check_table(contract: TabularContract, frame: pd.DataFrame) -> pd.DataFrame:
+def _check_table(contract: TabularContract, frame: pd.DataFrame, first_row: int = 0) -> pd.DataFrame:
     if len(frame) == 0:
         raise DataError("no rows to score")
     frame = frame.drop(columns=[contract.label_column], errors="ignore") if contract.label_column else frame
     _check_column_names(frame, contract.input_columns)
-    features = pd.DataFrame({column: _float_column(frame[column], column) for column in contract.features})
+    features = pd.DataFrame({column: _float_column(frame[column], column, first_row) for column in contract.features})
     if contract.segment_column:
         features[contract.segment_column] = check_segments(frame, contract.segment_column).to_numpy()
     return features
@@ -126,7 +127,7 @@ def _check_column_names(frame: pd.DataFrame, expected: list[str]) -> None:
         raise DataError(f"the rows must have exactly the model's columns; missing {missing}, unexpected {unexpected}")
 
 
-def _float_column(values: pd.Series, column: str) -> np.ndarray:
+def _float_column(values: pd.Series, column: str, first_row: int = 0) -> np.ndarray:
     """float64 values of one column, or a DataError naming the column and the first bad row."""
     numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
     if not numeric:
@@ -135,20 +136,24 @@ def _float_column(values: pd.Series, column: str) -> np.ndarray:
             # text read from a CSV: name the value that is not a number at all, not the first numeric-looking one
             unparseable = bad & pd.to_numeric(values.astype(str), errors="coerce").isna().to_numpy()
             row = int(np.flatnonzero(unparseable if unparseable.any() else bad)[0])
-            raise DataError(f"column {column!r} must be numeric; row {row} holds {_shown(values.iloc[row])!r}")
+            raise DataError(
+                f"column {column!r} must be numeric; row {first_row + row} holds {_shown(values.iloc[row])!r}"
+            )
         values = pd.to_numeric(values)  # an object column of ints and floats (JSON mixing 1 and 1.5)
     as_float = values.to_numpy(dtype=np.float64, na_value=np.nan)
     if pd.api.types.is_integer_dtype(values):
         inexact = np.abs(as_float) > MAX_EXACT_INTEGER
         if inexact.any():
             row = int(np.flatnonzero(inexact)[0])
-            raise DataError(f"column {column!r}: integer {values.iloc[row]} in row {row} has no exact float value")
+            raise DataError(
+                f"column {column!r}: integer {values.iloc[row]} in row {first_row + row} has no exact float value"
+            )
     bad = ~np.isfinite(as_float) | (np.abs(as_float) > FLOAT32_MAX)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise DataError(
             f"column {column!r} has {int(bad.sum())} missing, infinite or out-of-range values "
-            f"(|x| > {FLOAT32_MAX:.3g}), e.g. row {row}: {_shown(values.iloc[row])!r}"
+            f"(|x| > {FLOAT32_MAX:.3g}), e.g. row {first_row + row}: {_shown(values.iloc[row])!r}"
         )
     return as_float
 

@@ -11,8 +11,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import onnx
-import onnxruntime as ort
 import pandas as pd
 import torch
 from torch import nn
@@ -35,6 +33,8 @@ def _export(module: nn.Module, example: torch.Tensor, path: Path, input_name: st
         dynamic_axes={input_name: {0: "rows"}, OUTPUT_NAME: {0: "scores"}},
         opset_version=17,
     )
+    import onnx  # here, not at the top: scoring loads detectors and never exports (onnx costs ~60 MB of RSS)
+
     graph = onnx.load(str(path))
     for key, value in metadata.items():
         graph.metadata_props.add(key=key, value=json.dumps(value))
@@ -92,7 +92,9 @@ def export_series_graph(student, path: str | Path) -> Path:
     )
 
 
-def _session(path: Path, threads: int) -> ort.InferenceSession:
+def _session(path: Path, threads: int):
+    import onnxruntime as ort
+
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = threads

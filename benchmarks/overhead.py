@@ -112,7 +112,7 @@ def running_servers():
 
     suffix = os.urandom(4).hex()
     with tempfile.TemporaryDirectory() as state:
-        settings = infra.Settings.from_env(
+        settings = infra.Settings.with_new_secrets(
             prefect_db=f"ad_overhead_prefect_{suffix}",
             mlflow_db=f"ad_overhead_mlflow_{suffix}",
             prefect_port=free_port(),
@@ -122,13 +122,13 @@ def running_servers():
         try:
             infra.start_prefect(settings)
             infra.start_mlflow(settings)
-            SERVERS.update(PREFECT_API_URL=settings.prefect_api, MLFLOW_TRACKING_URI=settings.mlflow_uri)
+            SERVERS.update(settings.client_env())
             yield
         finally:
             SERVERS.clear()
             for name in ("prefect", "mlflow"):
                 infra.stop(settings, name)
-            for database in (settings.prefect_db, settings.mlflow_db):
+            for database in settings.databases:
                 infra.drop_database(settings, database)
 
 

@@ -63,7 +63,7 @@ class Soak:
 
         self.servers, self.workdir = servers, workdir
         suffix = uuid.uuid4().hex[:8]
-        self.settings = servers.Settings.from_env(
+        self.settings = servers.Settings.with_new_secrets(
             prefect_db=f"ad_soak_prefect_{suffix}",
             mlflow_db=f"ad_soak_mlflow_{suffix}",
             prefect_port=free_port(),
@@ -74,8 +74,7 @@ class Soak:
         self.pool, self.audit = train_test_split(frame, test_size=0.3, stratify=frame["label"], random_state=99)
         self.env = {
             **os.environ,
-            "PREFECT_API_URL": self.settings.prefect_api,
-            "MLFLOW_TRACKING_URI": self.settings.mlflow_uri,
+            **self.settings.client_env(),
             "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
         }
         self.store = workdir / "live-store"
@@ -86,12 +85,12 @@ class Soak:
     def start(self) -> None:
         self.servers.start_prefect(self.settings)
         self.servers.start_mlflow(self.settings)
-        os.environ.update(PREFECT_API_URL=self.settings.prefect_api, MLFLOW_TRACKING_URI=self.settings.mlflow_uri)
+        os.environ.update(self.settings.client_env())
 
     def stop(self) -> None:
         for name in ("prefect", "mlflow"):
             self.servers.stop(self.settings, name)
-        for database in (self.settings.prefect_db, self.settings.mlflow_db):
+        for database in self.settings.databases:
             self.servers.drop_database(self.settings, database)
 
     def cli(self, *args: str, wait: bool = True):

@@ -192,9 +192,14 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    from flows.embedded_api import start_embedded_api
+
+    api = start_embedded_api()  # the API starts while the libraries import
     from flows.scoring import ScoringParameters, run_batch_scoring
 
     quiet_expected_failures()
+    if api is not None:
+        api.ready()
 
     uri = args.model_uri or f"models:/{args.model_name}@champion"
     result = run_batch_scoring(
@@ -206,7 +211,7 @@ def cmd_score(args: argparse.Namespace) -> int:
             threshold=args.threshold,
             task_runner=args.task_runner,
             dask_address=args.dask_address,
-            chunk_rows=args.chunk_rows,
+            **({"chunk_rows": args.chunk_rows} if args.chunk_rows else {}),
         )
     )
     print(
@@ -396,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="score chunks on local threads or on a Dask cluster",
     )
     score.add_argument("--dask-address", help="existing Dask scheduler (tcp://host:8786); default: a LocalCluster")
-    score.add_argument("--chunk-rows", type=int, default=50_000, help="rows per scoring task")
+    score.add_argument("--chunk-rows", type=int, help="rows per batch, read, checked and scored together (200,000)")
     score.set_defaults(func=cmd_score)
 
     drift = commands.add_parser("drift", help="Evidently drift report of live rows vs the champion's training data")

@@ -1,13 +1,13 @@
-"""batch-scoring: resolve model → validate against its contract → score in chunks → output + live store."""
+"""batch-scoring: resolve model → stream the file through its contract check and the model → output + live store."""
 
 from prefect import flow
 from pydantic import Field
 
 from anomaly_distill.config import OptionalText, StrictModel
+from anomaly_distill.contract import SeriesContract
 from flows.runners import RunnerKind, with_runner
 from serving.live_store import live_store_url
 from tasks import scoring as s
-from tasks import training as t
 from tasks.registry import resolve_model
 
 
@@ -21,7 +21,7 @@ class ScoringParameters(StrictModel):
     live_store: OptionalText = Field(
         None, description="Live store URL (default: $ANOMALY_DISTILL_LIVE_STORE or ./live-store)."
     )
-    chunk_rows: int = Field(50_000, ge=1, description="Rows per scoring call.")
+    chunk_rows: int = Field(200_000, ge=1, description="Rows per batch: read, checked and scored together.")
     threshold: float | None = Field(None, description="Override the model's stored alarm threshold.")
     task_runner: RunnerKind = Field(
         "threads", description="Where chunks are scored: local threads, or a Dask cluster (see dask_address)."
@@ -34,24 +34,33 @@ class ScoringParameters(StrictModel):
 @flow(name="batch-scoring", log_prints=True)
 def batch_scoring(params: ScoringParameters) -> dict:
     model = resolve_model(params.model_uri)
-    frame = t.load_data(params.data_path)
     contract = s.load_contract(model)
-    features = s.validate_input(frame, contract)
+    score = _score_series if isinstance(contract, SeriesContract) else _score_streamed
+    result = score(params, model, contract)
+    speed = result["rows_per_second"]
+    print(f"scored {result['rows']:,} rows with {model.name} v{model.version} at {speed:,.0f} rows/s")
+    return {**result, "model_name": model.name, "model_version": model.version, "out_path": params.out_path}
+
+
+def _score_streamed(params: ScoringParameters, model, contract) -> dict:
+    """Tabular rows: the file streams through in batches of chunk_rows (memory holds a few batches)."""
+    live_url = live_store_url(params.live_store)
+    path, rows, threshold = params.data_path, params.chunk_rows, params.threshold
+    return s.score_file(model, contract, path, rows, threshold, live_url, params.out_path, params.task_runner)
+
+
+def _score_series(params: ScoringParameters, model, contract) -> dict:
+    """A series is read whole: every point's score needs the window of points before it."""
+    from tasks import training as t  # here: the training tasks import what tabular scoring needs no memory for
+
+    features = s.validate_input(t.load_data(params.data_path), contract)
     scored, rows_per_second = s.score_in_chunks(
         model.uri, features, params.chunk_rows, params.threshold, s.overlap(contract)
     )
     stored = s.store_scored(features, scored, model, live_store_url(params.live_store))
     if params.out_path:
         s.write_output(stored, params.out_path)
-    print(f"scored {len(stored):,} rows with {model.name} v{model.version} at {rows_per_second:,.0f} rows/s")
-    return {
-        "rows": len(stored),
-        "rows_per_second": rows_per_second,
-        "model_name": model.name,
-        "model_version": model.version,
-        "anomalies": int(stored["is_anomaly"].sum()),
-        "out_path": params.out_path,
-    }
+    return {"rows": len(stored), "rows_per_second": rows_per_second, "anomalies": int(stored["is_anomaly"].sum())}
 
 
 def run_batch_scoring(params: ScoringParameters) -> dict:

@@ -79,6 +79,12 @@ class TrainingParameters(StrictModel):
     check_ranges: bool = Field(
         True, description="Check value ranges against the champion's data contract (drift retraining turns it off)."
     )
+    max_rows_in_memory: int = Field(
+        500_000,
+        ge=1_000,
+        description="A file with more rows streams past once (whole-file checks for missing, infinite and text "
+        "cells, and its digest), and a uniform random sample of this many rows trains and evaluates.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -130,7 +136,7 @@ def training_pipeline(params: TrainingParameters = TrainingParameters()) -> dict
     try:
         tracking.log_params(run_id, params.model_dump())
         tracking.log_json(run_id, params.model_dump(), "config.json")
-        frame = t.load_data(params.data_path)
+        frame = _load(params, run_id)
         prepare = _prepare_series if params.series_input else _prepare_table
         prepared = prepare(params, frame, run_id)
         done = _distill(params, prepared, run_id, runs, clock)
@@ -211,6 +217,14 @@ class Distilled:
     metrics: dict
     student_run: str
     teacher_cached: bool = False
+
+
+def _load(params: TrainingParameters, run_id: str) -> pd.DataFrame:
+    """A series is read whole (its order is the data); a table may be a sample of a file larger than memory."""
+    if params.series_input:
+        return t.load_data(params.data_path)
+    sampling = params.max_rows_in_memory, params.engine.seed, run_id, (params.segment_column,)
+    return t.load_training_rows(params.data_path, *sampling)
 
 
 def _prepare_table(params: TrainingParameters, frame: pd.DataFrame, run_id: str) -> Prepared:

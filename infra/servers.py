@@ -6,9 +6,18 @@
 
 Settings come from the environment (see infra/.env.example); secrets such as the database password belong there,
 never in code. State (pids, logs, MLflow artifacts) goes to $ANOMALY_DISTILL_STATE (default infra/.state).
+
+Both servers require a login; neither starts without its secrets:
+- MLflow runs its basic-auth app (users and permissions in PostgreSQL database $MLFLOW_DB_auth). The admin user
+  `$MLFLOW_AUTH_ADMIN_USERNAME` (default admin) is created on the first start with $MLFLOW_AUTH_ADMIN_PASSWORD;
+  $MLFLOW_FLASK_SERVER_SECRET_KEY signs its forms. Clients set MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD.
+- Prefect checks every API call against $PREFECT_SERVER_API_AUTH_STRING ("user:password"); clients set
+  PREFECT_API_AUTH_STRING to the same, and the UI asks for it on its login page.
+Only the health checks answer without credentials.
 """
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -16,6 +25,10 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+
+class MissingSecrets(ValueError):
+    """A server asked to start without the credentials it must require."""
 
 
 @dataclass
@@ -29,6 +42,10 @@ class Settings:
     prefect_port: int = 4200
     mlflow_port: int = 5000
     state: Path = Path(__file__).parent / ".state"
+    mlflow_admin: str = "admin"
+    mlflow_admin_password: str = ""
+    mlflow_secret_key: str = ""
+    prefect_auth: str = ""  # "user:password"
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -43,8 +60,55 @@ class Settings:
             prefect_port=int(env.get("PREFECT_PORT", 4200)),
             mlflow_port=int(env.get("MLFLOW_PORT", 5000)),
             state=Path(env.get("ANOMALY_DISTILL_STATE", Path(__file__).parent / ".state")),
+            mlflow_admin=env.get("MLFLOW_AUTH_ADMIN_USERNAME", "admin"),
+            mlflow_admin_password=env.get("MLFLOW_AUTH_ADMIN_PASSWORD", ""),
+            mlflow_secret_key=env.get("MLFLOW_FLASK_SERVER_SECRET_KEY", ""),
+            prefect_auth=env.get("PREFECT_SERVER_API_AUTH_STRING", ""),
         )
         return cls(**{**values, **overrides})
+
+    @classmethod
+    def with_new_secrets(cls, **overrides) -> "Settings":
+        """Random credentials (tests, benchmarks): servers that are started for one run and dropped after."""
+        return cls.from_env(
+            mlflow_admin_password=secrets.token_urlsafe(18),
+            mlflow_secret_key=secrets.token_urlsafe(32),
+            prefect_auth=f"admin:{secrets.token_urlsafe(18)}",
+            **overrides,
+        )
+
+    def client_env(self) -> dict[str, str]:
+        """What a client (CLI, flow, worker, scoring service) needs in its environment to reach both servers."""
+        return {
+            "PREFECT_API_URL": self.prefect_api,
+            "PREFECT_API_AUTH_STRING": self.prefect_auth,
+            "MLFLOW_TRACKING_URI": self.mlflow_uri,
+            "MLFLOW_TRACKING_USERNAME": self.mlflow_admin,
+            "MLFLOW_TRACKING_PASSWORD": self.mlflow_admin_password,
+        }
+
+    def require_secrets(self) -> None:
+        missing = [
+            name
+            for name, value in (
+                ("MLFLOW_AUTH_ADMIN_PASSWORD", self.mlflow_admin_password),
+                ("MLFLOW_FLASK_SERVER_SECRET_KEY", self.mlflow_secret_key),
+                ("PREFECT_SERVER_API_AUTH_STRING", self.prefect_auth),
+            )
+            if not value
+        ]
+        if missing:
+            raise MissingSecrets(f"set {', '.join(missing)} (see infra/.env.example): the servers never run open")
+        if ":" not in self.prefect_auth:
+            raise MissingSecrets('PREFECT_SERVER_API_AUTH_STRING must be "user:password"')
+
+    @property
+    def mlflow_auth_db(self) -> str:
+        return f"{self.mlflow_db}_auth"
+
+    @property
+    def databases(self) -> tuple[str, str, str]:
+        return self.prefect_db, self.mlflow_db, self.mlflow_auth_db
 
     def pg_url(self, database: str, driver: str = "postgresql") -> str:
         auth = self.pg_user + (f":{self.pg_password}" if self.pg_password else "")
@@ -120,6 +184,7 @@ def wait_healthy(url: str, timeout: float = 120, process: subprocess.Popen | Non
 
 
 def start_prefect(settings: Settings) -> None:
+    settings.require_secrets()
     create_database(settings, settings.prefect_db)
     process = _spawn(
         settings,
@@ -129,13 +194,16 @@ def start_prefect(settings: Settings) -> None:
             "PREFECT_SERVER_DATABASE_CONNECTION_URL": settings.pg_url(settings.prefect_db, "postgresql+asyncpg"),
             "PREFECT_UI_API_URL": settings.prefect_api,
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_SERVER_API_AUTH_STRING": settings.prefect_auth,
         },
     )
     wait_healthy(f"{settings.prefect_api}/health", process=process)
 
 
 def start_mlflow(settings: Settings) -> None:
+    settings.require_secrets()
     create_database(settings, settings.mlflow_db)
+    create_database(settings, settings.mlflow_auth_db)
     artifacts = settings.state / "mlflow-artifacts"
     artifacts.mkdir(parents=True, exist_ok=True)
     process = _spawn(
@@ -154,10 +222,30 @@ def start_mlflow(settings: Settings) -> None:
             str(artifacts),
             "--workers",
             "2",
+            "--app-name",
+            "basic-auth",
         ],
-        {},
+        {
+            "MLFLOW_AUTH_CONFIG_PATH": str(write_auth_config(settings)),
+            "MLFLOW_AUTH_ADMIN_PASSWORD": settings.mlflow_admin_password,
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": settings.mlflow_secret_key,
+        },
     )
     wait_healthy(f"{settings.mlflow_uri}/health", process=process)
+
+
+def write_auth_config(settings: Settings) -> Path:
+    """MLflow's auth settings: users in PostgreSQL; others may read what they are not granted more on. No secret
+    in the file: the admin password reaches the server through its environment."""
+    path = settings.state / "mlflow-auth.ini"
+    path.write_text(
+        "[mlflow]\n"
+        "default_permission = READ\n"
+        f"database_uri = {settings.pg_url(settings.mlflow_auth_db)}\n"
+        f"admin_username = {settings.mlflow_admin}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+    )
+    return path
 
 
 def kill(settings: Settings, name: str) -> None:
@@ -187,12 +275,20 @@ def main(argv: list[str]) -> int:
     settings = Settings.from_env()
     command = argv[0] if argv else "status"
     if command == "start":
+        try:
+            settings.require_secrets()
+        except MissingSecrets as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
         start_prefect(settings)
         start_mlflow(settings)
-        print(
-            f"Prefect UI/API: http://127.0.0.1:{settings.prefect_port}  (export PREFECT_API_URL={settings.prefect_api})"
-        )
-        print(f"MLflow UI:      {settings.mlflow_uri}  (export MLFLOW_TRACKING_URI={settings.mlflow_uri})")
+        print(f"Prefect UI/API: http://127.0.0.1:{settings.prefect_port} (log in with PREFECT_SERVER_API_AUTH_STRING)")
+        print(f"MLflow UI:      {settings.mlflow_uri} (user {settings.mlflow_admin}, MLFLOW_AUTH_ADMIN_PASSWORD)")
+        print("Clients need:")
+        print(f"  export PREFECT_API_URL={settings.prefect_api}")
+        print("  export PREFECT_API_AUTH_STRING=$PREFECT_SERVER_API_AUTH_STRING")
+        print(f"  export MLFLOW_TRACKING_URI={settings.mlflow_uri} MLFLOW_TRACKING_USERNAME={settings.mlflow_admin}")
+        print("  export MLFLOW_TRACKING_PASSWORD=$MLFLOW_AUTH_ADMIN_PASSWORD")
     elif command == "stop":
         stop(settings, "prefect")
         stop(settings, "mlflow")

@@ -12,9 +12,12 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 
 import fsspec
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 from fsspec.implementations.local import LocalFileSystem
 
+from serving.table_files import StreamedTable
 from serving.wal import SEGMENT_SUFFIX, decode_segment, segment_id, try_lock
 
 TIMESTAMP, ROW_ID = "scored_at", "row_id"  # scored_at: not "timestamp", which series data often uses
@@ -42,12 +45,14 @@ class LiveStore:
 
     def _write_part(self, rows: pd.DataFrame, day: date, name: str) -> None:
         """One Parquet file in the day's folder, written under a temporary name and renamed into place."""
-        folder = f"{self.root}/date={day.isoformat()}"
-        self.fs.makedirs(folder, exist_ok=True)
-        temporary = f"{folder}/.{name}.tmp"
-        with self.fs.open(temporary, "wb") as handle:
-            rows.to_parquet(handle, index=False)
-        self.fs.mv(temporary, f"{folder}/{name}")
+        with self.open_part(day, name) as part:
+            part.write(pa.Table.from_pandas(rows, preserve_index=False))
+            part.commit()
+
+    def open_part(self, day: date, name: str | None = None) -> StreamedTable:
+        """A part written batch by batch (a batch job's rows): invisible to readers until committed."""
+        name = name or f"part-{datetime.now(timezone.utc).strftime('%H%M%S%f')}-{uuid.uuid4().hex}.parquet"
+        return StreamedTable(self.fs, f"{self.root}/date={day.isoformat()}/{name}")
 
     def read(self, since: datetime | None = None, until: datetime | None = None) -> pd.DataFrame:
         logged, segments = self._read_segments()  # before the parts: a segment compacted meanwhile left its parts
@@ -117,6 +122,27 @@ def _wal_segment_of(path: str) -> str | None:
 def _in_window(path: str, since: datetime | None, until: datetime | None) -> bool:
     day = path.rsplit("date=", 1)[1].split("/", 1)[0]
     return (since is None or day >= since.date().isoformat()) and (until is None or day <= until.date().isoformat())
+
+
+def stamped_batch(
+    rows: pd.DataFrame, model_name: str, version: str, when: datetime, job_id: str, first_row: int
+) -> pa.Table:
+    """A batch job's scored rows as the store keeps them; row ids are the job's id and the row's number in the
+    file (unique, and built in Arrow: a uuid per row would cost more than scoring it)."""
+    import pyarrow.compute as pc
+
+    table = pa.Table.from_pandas(rows, preserve_index=False)
+    stamp = pa.scalar(pd.Timestamp(when).as_unit("us").to_pydatetime(), pa.timestamp("us", "UTC"))
+    numbers = pc.cast(pa.array(np.arange(first_row, first_row + len(rows))), pa.string())
+    columns = {
+        "model_name": pa.repeat(pa.scalar(model_name), len(rows)),
+        "model_version": pa.repeat(pa.scalar(str(version)), len(rows)),
+        TIMESTAMP: pa.repeat(stamp, len(rows)),
+        ROW_ID: pc.binary_join_element_wise(f"{job_id}-", numbers, ""),
+    }
+    for name, column in columns.items():
+        table = table.append_column(name, column)
+    return table
 
 
 def scored_rows(features: pd.DataFrame, scored: pd.DataFrame, model_name: str, version: str) -> pd.DataFrame:

@@ -16,7 +16,7 @@ from prefect.cache_policies import NO_CACHE
 from anomaly_distill import pipeline
 from anomaly_distill.config import EngineConfig, GateConfig
 from anomaly_distill.contract import SeriesContract, TabularContract, contract_json
-from anomaly_distill.data import DataError, Table, frame_digest, read_frame, table_from_frame
+from anomaly_distill.data import DataError, Table, frame_digest, read_frame, sample_file, table_from_frame
 from anomaly_distill.detector import save_detector, size_bytes
 from anomaly_distill.gate import Verdict, decide
 from anomaly_distill.metrics import detection_metrics, event_metrics, has_both_classes, rows_per_second
@@ -57,6 +57,21 @@ def _teacher_key(config: EngineConfig, digest: str) -> str:
 @task(cache_policy=NO_CACHE)
 def load_data(path: str) -> pd.DataFrame:
     return read_frame(path)
+
+
+@task(cache_policy=NO_CACHE)
+def load_training_rows(path: str, max_rows: int, seed: int, run_id: str, text_columns: tuple) -> pd.DataFrame:
+    """The training table, or a uniform sample of `max_rows` rows when the file has more (streamed, so memory holds
+    the sample): missing, infinite or text cells anywhere in a sampled file fail here, before any training."""
+    if Path(path).suffix.lower() not in (".csv", ".parquet", ".pq"):
+        return read_frame(path)
+    frame, profile = sample_file(path, max_rows, seed)
+    tracking.log_params(run_id, {"file_rows": profile.rows, "file_digest": profile.digest, "rows_sampled": len(frame)})
+    problems = profile.problems(skip=text_columns) if profile.sampled < profile.rows else []
+    if problems:
+        tracking.set_tags(run_id, {"validation": "failed"})
+        raise ValidationFailed([f"whole file ({profile.rows:,} rows): {problem}" for problem in problems])
+    return frame
 
 
 @task(cache_policy=NO_CACHE, **IO_RETRIES)

@@ -1,2 +1,3 @@
 CREATE DATABASE anomaly_distill_prefect;
 CREATE DATABASE anomaly_distill_mlflow;
+CREATE DATABASE anomaly_distill_mlflow_auth;

@@ -1,6 +1,7 @@
 """Real Prefect (test harness: a temporary local API) and a real MLflow sqlite store in a temp dir; or real
 Prefect + MLflow servers on PostgreSQL (the `servers` fixture, one pair per test module)."""
 
+import os
 import shutil
 import socket
 import subprocess
@@ -59,6 +60,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+MLFLOW_LOGIN = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+
+
+def prefect_client_of(servers):
+    """Settings that make this process's Prefect client talk to the servers' API, logged in."""
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
+
+    return temporary_settings({PREFECT_API_URL: servers.prefect_api, PREFECT_API_AUTH_STRING: servers.prefect_auth})
+
+
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):
     from infra import servers as infra
@@ -68,19 +79,23 @@ def servers(tmp_path_factory):
         "PostgreSQL is not running on 127.0.0.1:5432 (.ci/run starts it)",
     )
     suffix = uuid.uuid4().hex[:8]
-    settings = infra.Settings.from_env(
+    settings = infra.Settings.with_new_secrets(
         prefect_db=f"ad_test_prefect_{suffix}",
         mlflow_db=f"ad_test_mlflow_{suffix}",
         prefect_port=free_port(),
         mlflow_port=free_port(),
         state=tmp_path_factory.mktemp("state"),
     )
+    saved = {name: os.environ.get(name) for name in MLFLOW_LOGIN}
     try:
         infra.start_prefect(settings)
         infra.start_mlflow(settings)
+        os.environ.update({name: settings.client_env()[name] for name in MLFLOW_LOGIN})  # this process's client
         yield settings
     finally:
+        for name, value in saved.items():
+            os.environ.pop(name) if value is None else os.environ.update({name: value})
         for name in ("prefect", "mlflow"):
             infra.stop(settings, name)
-        for database in (settings.prefect_db, settings.mlflow_db):
+        for database in settings.databases:
             infra.drop_database(settings, database)

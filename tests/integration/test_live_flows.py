@@ -61,6 +61,36 @@ def test_bad_scoring_input_is_rejected_and_nothing_is_stored(workspace, champion
     assert LiveStore(str(workspace / "store")).read().empty
 
 
+def test_a_file_streams_in_batches_and_a_bad_row_deep_in_it_leaves_nothing_behind(workspace, champion, capsys):
+    rows = pd.concat([champion.features] * 3, ignore_index=True).head(2_500)
+    rows.to_parquet(workspace / "live.parquet", row_group_size=700)
+    whole, batched = workspace / "whole.parquet", workspace / "batched.parquet"
+    assert score(workspace / "live.parquet", workspace / "one", "--out", str(whole)) == 0
+    assert score(workspace / "live.parquet", workspace / "store", "--out", str(batched), "--chunk-rows", "300") == 0
+    stored = LiveStore(str(workspace / "store")).read()
+    out = pd.read_parquet(batched)
+    assert len(out) == len(stored) == 2_500 and out["row_id"].is_unique
+    pd.testing.assert_series_equal(out["score"], pd.read_parquet(whole)["score"])
+    pd.testing.assert_frame_equal(out[rows.columns], rows)  # in file order
+
+    rows.loc[2_345, "f1"] = np.inf
+    rows.to_parquet(workspace / "bad.parquet", row_group_size=700)
+    refused = workspace / "refused.csv"
+    assert score(workspace / "bad.parquet", workspace / "store", "--out", str(refused), "--chunk-rows", "300") == 2
+    assert "e.g. row 2345: inf" in capsys.readouterr().err  # the file's row, not the batch's
+    assert not refused.exists() and not list(workspace.rglob("*.tmp"))  # no output, no half-written part
+    assert LiveStore(str(workspace / "store")).read()["row_id"].tolist() == stored["row_id"].tolist()
+
+
+def test_csv_output_streams_the_same_rows_as_parquet(workspace, champion):
+    champion.features.head(900).to_csv(workspace / "live.csv", index=False)
+    assert score(workspace / "live.csv", workspace / "a", "--out", str(workspace / "a.csv"), "--chunk-rows", "200") == 0
+    assert score(workspace / "live.csv", workspace / "b", "--out", str(workspace / "b.parquet")) == 0
+    as_csv, as_parquet = pd.read_csv(workspace / "a.csv"), pd.read_parquet(workspace / "b.parquet")
+    np.testing.assert_allclose(as_csv["score"], as_parquet["score"], rtol=1e-6)
+    assert as_csv["is_anomaly"].tolist() == as_parquet["is_anomaly"].tolist()
+
+
 def test_integer_columns_are_scored_like_the_same_floats(workspace, champion):
     """A CSV column that holds only integers must score, not fail MLflow's schema check."""
     rounded = (champion.features.head(200) * 100).round(0)  # integers beyond 0/1, which MLflow would pass

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import DEMO, require
+from tests.integration.conftest import prefect_client_of
 
 pytestmark = pytest.mark.slow
 
@@ -23,15 +24,12 @@ NAME = "srv-test"
 
 @pytest.fixture(scope="module")
 def deployed(servers, tmp_path_factory):
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
     workdir = tmp_path_factory.mktemp("deploy")
     data = workdir / "thyroid.csv"
     shutil.copy(DEMO, data)
     env = {
         **os.environ,
-        "PREFECT_API_URL": servers.prefect_api,
-        "MLFLOW_TRACKING_URI": servers.mlflow_uri,
+        **servers.client_env(),
         "PREFECT_RUNNER_POLL_FREQUENCY": "1",
     }
     runner = subprocess.Popen(
@@ -44,7 +42,7 @@ def deployed(servers, tmp_path_factory):
     )
     os.environ["MLFLOW_TRACKING_URI"] = servers.mlflow_uri
     try:
-        with temporary_settings({PREFECT_API_URL: servers.prefect_api}):
+        with prefect_client_of(servers):
             _wait_for_deployments()
             yield data
     finally:
@@ -83,6 +81,28 @@ def champion() -> str:
     from tasks import registry
 
     return str(registry.version_by_alias(NAME, registry.CHAMPION).version)
+
+
+def test_both_servers_refuse_requests_without_credentials_and_store_nothing(servers):
+    import requests
+
+    mlflow_api = f"{servers.mlflow_uri}/api/2.0/mlflow"
+    admin = (servers.mlflow_admin, servers.mlflow_admin_password)
+    for auth in (None, (servers.mlflow_admin, "wrong-password")):
+        refused = requests.post(f"{mlflow_api}/experiments/create", json={"name": "intruder"}, auth=auth, timeout=30)
+        assert refused.status_code == 401, refused.text
+    lookup = requests.get(f"{mlflow_api}/experiments/get-by-name", params={"experiment_name": "intruder"}, auth=admin)
+    assert lookup.status_code == 404 and "RESOURCE_DOES_NOT_EXIST" in lookup.text  # nothing was created
+
+    user, password = servers.prefect_auth.split(":", 1)
+    for auth in (None, (user, "wrong-password")):
+        refused = requests.post(f"{servers.prefect_api}/flows/", json={"name": "intruder"}, auth=auth, timeout=30)
+        assert refused.status_code == 401, refused.text
+    flows = requests.post(f"{servers.prefect_api}/flows/filter", json={}, auth=(user, password), timeout=30)
+    assert flows.status_code == 200 and "intruder" not in [flow["name"] for flow in flows.json()]
+
+    for health in (f"{servers.mlflow_uri}/health", f"{servers.prefect_api}/health"):  # probes need no login
+        assert requests.get(health, timeout=30).status_code == 200
 
 
 def test_ui_style_runs_train_promote_and_roll_back(deployed):
@@ -136,7 +156,7 @@ def test_drift_run_triggers_a_retrain_on_the_live_rows_that_never_revives_an_old
     """The bug: the event ran nightly-retrain with its fixed parameters (the old file, no live rows), which reused
     version 1 and made it champion again. Now the drift run's own retraining table travels in the event."""
     import pandas as pd
-    from prefect.settings import PREFECT_API_URL
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL
 
     from tasks import registry
     from tasks.tracking import tracking_uri as tracking
@@ -148,7 +168,8 @@ def test_drift_run_triggers_a_retrain_on_the_live_rows_that_never_revives_an_old
     rows.assign(f1=rows["f1"] * 3 + 0.05, f4=rows["f4"] + 0.3).to_csv(tmp_path / "shifted.csv", index=False)
     store = str(tmp_path / "store")
     score = f"score --data {tmp_path / 'shifted.csv'} --model-name {NAME} --live-store {store}".split()
-    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "MLFLOW_TRACKING_URI": tracking()}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking()}
+    env.update(PREFECT_API_URL=PREFECT_API_URL.value(), PREFECT_API_AUTH_STRING=PREFECT_API_AUTH_STRING.value())
     subprocess.run([sys.executable, "-m", "flows.cli", *score], env=env, check=True, timeout=300)
 
     drift_params = {"model_name": NAME, "live_store": store, "retrain_dir": str(tmp_path / "retraining")}
@@ -256,15 +277,21 @@ def wait_for_browser_run(model_name: str, flow: str = "training-pipeline", befor
 
 
 @pytest.fixture
-def page():
-    with browser() as opened:
+def page(servers):
+    """A page logged in to both servers as a user is: Prefect's login form, MLflow's HTTP basic-auth prompt."""
+    with browser(servers) as opened:
+        opened.goto(servers.prefect_api.removesuffix("/api"))
+        opened.get_by_role("textbox").first.fill(servers.prefect_auth)
+        opened.keyboard.press("Enter")
+        expect(opened.get_by_text("Dashboard").first).to_be_visible(timeout=30_000)
         yield opened
 
 
 @contextmanager
-def browser():
-    """A Chromium page. Playwright's sync API runs an event loop in this thread while it is open: asyncio.run
-    and Prefect's sync-or-async helpers fail or return coroutines then (hence _sync=True in `run`)."""
+def browser(servers=None):
+    """A Chromium page (with the MLflow login when `servers`). Playwright's sync API runs an event loop in this
+    thread while it is open: asyncio.run and Prefect's sync-or-async helpers fail or return coroutines then (hence
+    _sync=True in `run`)."""
     require(os.path.exists(CHROMIUM), f"Chromium not installed at {CHROMIUM} (apt-get install chromium; .ci/run does)")
     require(importlib.util.find_spec("playwright") is not None, "playwright not installed (pip install playwright)")
     import playwright.sync_api as playwright
@@ -272,7 +299,8 @@ def browser():
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with playwright.sync_playwright() as driver:
         chromium = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        yield chromium.new_page(viewport={"width": 1400, "height": 1000})
+        login = {"username": servers.mlflow_admin, "password": servers.mlflow_admin_password} if servers else None
+        yield chromium.new_page(viewport={"width": 1400, "height": 1000}, http_credentials=login)
         chromium.close()
 
 
@@ -412,7 +440,7 @@ def test_browser_promote_form_offers_the_versions_and_a_champion_moved_in_mlflow
     page.screenshot(path=str(SCREENSHOTS / "mlflow-alias-moved.png"), full_page=True)
     assert champion() == older
 
-    env = {**os.environ, "PREFECT_API_URL": servers.prefect_api, "MLFLOW_TRACKING_URI": servers.mlflow_uri}
+    env = {**os.environ, **servers.client_env()}
     rollback = subprocess.run(
         [sys.executable, "-m", "flows.cli", "rollback", "--model-name", NAME],
         env=env,
@@ -427,8 +455,7 @@ def test_browser_promote_form_offers_the_versions_and_a_champion_moved_in_mlflow
 def _train_in_background(servers, data, model: str, workdir) -> subprocess.Popen:
     env = {
         **os.environ,
-        "PREFECT_API_URL": servers.prefect_api,
-        "MLFLOW_TRACKING_URI": servers.mlflow_uri,
+        **servers.client_env(),
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",  # the pipeline's own task retries are what is under test
         "PREFECT_CLIENT_MAX_RETRIES": "2",
     }

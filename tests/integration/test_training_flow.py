@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from anomaly_distill import pipeline
 from anomaly_distill.config import GateConfig
-from anomaly_distill.data import load_table
+from anomaly_distill.data import load_table, sample_file
 from flows.cli import main
 from flows.training import TrainingParameters, training_pipeline
 from tasks.tracking import tracking_uri
@@ -159,6 +159,30 @@ def test_bad_data_fails_validation_and_registers_nothing(workspace, thyroid_csv,
         assert main(["train", "--data", str(path), "--label-column", "label", "--model-name", NAME]) == 2, case
         assert EXPECTED[case] in capsys.readouterr().err, case
         assert versions() == [1] and champion() == "1", case
+
+
+def test_a_file_over_the_memory_limit_trains_on_a_sample_and_a_bad_cell_outside_it_is_refused(
+    workspace, thyroid_csv, capsys
+):
+    frame = pd.read_csv(thyroid_csv)
+    frame.to_parquet(workspace / "big.parquet", row_group_size=500)
+    result = train(workspace / "big.parquet", max_rows_in_memory=1_500)
+    params = mlflow_client().get_run(result["run_id"]).data.params
+    assert (params["file_rows"], params["rows_sampled"]) == (str(len(frame)), "1500")
+    assert result["promoted"] and versions() == [1]
+
+    sample, _ = sample_file(workspace / "big.parquet", 1_500, seed=TrainingParameters().engine.seed)
+    outside = next(i for i, row in enumerate(frame.itertuples(index=False)) if row not in set(sample.itertuples(False)))
+    frame.loc[outside, "f1"] = np.nan
+    frame.to_parquet(workspace / "bad.parquet", row_group_size=500)
+    config = workspace / "sampled.yaml"
+    config.write_text("max_rows_in_memory: 1500\nengine: {distill: {epochs: 20}}\n")
+    argv = ["train", "--data", str(workspace / "bad.parquet"), "--label-column", "label", "--model-name", NAME]
+    assert main([*argv, "--config", str(config)]) == 2
+    assert f"whole file ({len(frame):,} rows): column 'f1': 1 missing (first in row {outside:,})" in (
+        capsys.readouterr().err
+    )
+    assert versions() == [1]
 
 
 def test_promote_and_rollback(workspace, thyroid_csv, capsys):

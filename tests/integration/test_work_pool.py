@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.conftest import prefect_client_of
+
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,15 +27,13 @@ def prefect_cli(args: list[str], env: dict, cwd: Path, timeout: float = 300) -> 
 
 def test_prefect_yaml_deploys_to_a_process_pool_and_a_worker_runs_it(servers, thyroid_csv, tmp_path, monkeypatch):
     from prefect.deployments import run_deployment
-    from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from flows.training import TrainingParameters
     from tasks import registry
 
     env = {
         **os.environ,
-        "PREFECT_API_URL": servers.prefect_api,
-        "MLFLOW_TRACKING_URI": servers.mlflow_uri,
+        **servers.client_env(),
         "ANOMALY_DISTILL_HOME": str(REPO),
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
     }
@@ -46,7 +46,7 @@ def test_prefect_yaml_deploys_to_a_process_pool_and_a_worker_runs_it(servers, th
     params = TrainingParameters(
         data_path=str(thyroid_csv), model_name="pool-test", engine={"distill": {"epochs": 20}}
     ).model_dump()
-    with temporary_settings({PREFECT_API_URL: servers.prefect_api}):
+    with prefect_client_of(servers):
         flow_run = run_deployment("training-pipeline/nightly-retrain", parameters={"params": params}, timeout=0)
         prefect_cli(["worker", "start", "--pool", "anomaly-distill", "--run-once"], env, tmp_path, timeout=600)
         state = asyncio.run(_state(flow_run.id))

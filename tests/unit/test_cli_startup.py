@@ -28,8 +28,10 @@ def test_an_uncaught_error_still_exits_1_with_its_traceback():
     assert done.returncode == 1 and "ZeroDivisionError" in done.stderr
 
 
-def test_no_early_api_against_a_configured_server(monkeypatch):
+def test_no_early_api_against_a_configured_server():
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
     from flows.embedded_api import start_embedded_api
 
-    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
-    assert start_embedded_api() is None
+    with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api"}):  # the environment is read at import
+        assert start_embedded_api() is None

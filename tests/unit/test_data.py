@@ -2,7 +2,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from anomaly_distill.data import DataError, fit_preprocessor, load_table, split_table, table_from_frame
+from anomaly_distill.data import (
+    DataError,
+    fit_preprocessor,
+    iter_frames,
+    load_table,
+    read_frame,
+    sample_file,
+    split_table,
+    table_from_frame,
+)
 
 
 def write_csv(tmp_path, frame, name="data.csv"):
@@ -124,3 +133,66 @@ def test_held_out_rows_come_only_from_the_candidates_when_given():
     assert len(train) == 170 and set(train.features["a"]) | set(test.features["a"]) == set(range(200))
     whole_train, whole_test = split_table(table, 0.3, 0)  # without candidates: as before
     assert len(whole_test) == 60 and whole_test.labels.sum() == 6
+
+
+def _numbered(rows: int) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    return pd.DataFrame({"row": np.arange(rows), "x": rng.normal(size=rows), "label": rng.integers(0, 2, rows)})
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_a_file_within_the_limit_is_read_whole_and_in_order(tmp_path, suffix):
+    path = tmp_path / f"t{suffix}"
+    frame = _numbered(2_000)
+    frame.to_parquet(path, row_group_size=300) if suffix == ".parquet" else frame.to_csv(path, index=False)
+    sample, profile = sample_file(path, 5_000, seed=0, batch_rows=250)
+    pd.testing.assert_frame_equal(sample, read_frame(path))
+    assert (profile.rows, profile.sampled, profile.problems()) == (2_000, 2_000, [])
+
+
+def test_a_larger_file_gives_a_uniform_reproducible_sample_in_file_order(tmp_path):
+    path = tmp_path / "t.parquet"
+    _numbered(20_000).to_parquet(path, row_group_size=3_000)
+    sample, profile = sample_file(path, 2_000, seed=1, batch_rows=700)
+    again, _ = sample_file(path, 2_000, seed=1, batch_rows=700)
+    other, _ = sample_file(path, 2_000, seed=2, batch_rows=700)
+    assert len(sample) == 2_000 and profile.rows == 20_000 and profile.sampled == 2_000
+    assert sample["row"].is_monotonic_increasing and sample["row"].is_unique
+    pd.testing.assert_frame_equal(sample, again)
+    assert not sample["row"].equals(other["row"])
+    counts = np.histogram(sample["row"], bins=10, range=(0, 20_000))[0]
+    assert counts.min() > 150 and counts.max() < 250  # ~200 from each tenth of the file
+
+
+def test_the_profile_counts_bad_cells_anywhere_and_names_the_first_row(tmp_path):
+    frame = _numbered(5_000).astype({"x": object})
+    frame.loc[4_321, "x"], frame.loc[4_500, "x"] = np.nan, np.inf
+    frame.loc[3_000, "label"] = None
+    frame.loc[1_234, "x"] = "high"
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    sample, profile = sample_file(tmp_path / "t.csv", 500, seed=0, batch_rows=1_000)
+    assert profile.problems() == [
+        "column 'x': 1 missing, 1 infinite, 1 text (first in row 1,234)",
+        "column 'label': 1 missing (first in row 3,000)",
+    ]
+    assert profile.problems(skip=("x", "label")) == []
+
+
+def test_the_digest_covers_rows_outside_the_sample(tmp_path):
+    frame = _numbered(10_000)
+    frame.to_parquet(tmp_path / "a.parquet")
+    sample, profile = sample_file(tmp_path / "a.parquet", 100, seed=0)
+    outside = int(np.setdiff1d(frame["row"], sample["row"])[0])
+    frame.loc[outside, "x"] += 1.0
+    frame.to_parquet(tmp_path / "b.parquet")
+    changed, changed_profile = sample_file(tmp_path / "b.parquet", 100, seed=0)
+    pd.testing.assert_frame_equal(sample, changed)
+    assert changed_profile.digest != profile.digest
+
+
+def test_iter_frames_numbers_batches_by_their_first_file_row(tmp_path):
+    _numbered(1_050).to_parquet(tmp_path / "t.parquet", row_group_size=400)
+    batches = list(iter_frames(tmp_path / "t.parquet", 300))
+    sizes = [len(batch) for _, batch in batches]
+    assert [first for first, _ in batches] == list(np.cumsum([0, *sizes[:-1]])) and sum(sizes) == 1_050
+    assert max(sizes) <= 300 and all(batch["row"].iloc[0] == first for first, batch in batches)

@@ -6,8 +6,10 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
+from fsspec.implementations.local import LocalFileSystem
 
-from serving.live_store import ROW_ID, TIMESTAMP, LiveStore
+from serving.live_store import ROW_ID, TIMESTAMP, LiveStore, stamped_batch
+from serving.table_files import StreamedTable
 
 
 def rows(n: int, seed: int = 0) -> pd.DataFrame:
@@ -69,3 +71,30 @@ def test_killed_writer_leaves_complete_files_only(tmp_path):
     stored = LiveStore(url).read()
     assert len(stored) > 10 and (len(stored) - 10) % 300_000 == 0  # whole appends only
     assert stored[ROW_ID].is_unique and stored["a"].notna().all()
+
+
+def _batch(first: int, rows: int) -> pd.DataFrame:
+    return pd.DataFrame({"f0": np.arange(first, first + rows, dtype=float), "score": 0.5, "is_anomaly": False})
+
+
+def test_a_streamed_part_is_invisible_until_committed_and_gone_if_aborted(tmp_path):
+    store = LiveStore(str(tmp_path / "store"))
+    when = datetime(2026, 11, 29, tzinfo=timezone.utc)
+    with store.open_part(when.date()) as part:
+        for first in (0, 100):
+            part.write(stamped_batch(_batch(first, 100), "m", "3", when, "job", first))
+        assert store.read().empty  # written, not committed
+    assert store.read().empty and not list((tmp_path / "store").rglob("*.tmp"))  # never committed: removed on leaving
+
+    with store.open_part(when.date()) as part, StreamedTable(LocalFileSystem(), str(tmp_path / "out.parquet")) as out:
+        for first in (0, 100, 200):
+            part.write(stamped_batch(_batch(first, 100), "m", "3", when, "job", first))
+        part.commit(copy_to=out)
+    rows = store.read()
+    assert len(rows) == 300 and rows[ROW_ID].tolist() == [f"job-{i}" for i in range(300)]
+    assert (rows["model_version"] == "3").all() and (rows[TIMESTAMP] == pd.Timestamp(when)).all()
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "out.parquet"), pd.read_parquet(store_files(tmp_path)[0]))
+
+
+def store_files(tmp_path):
+    return sorted((tmp_path / "store").rglob("part-*.parquet"))
