@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 ADBENCH ?= ../shared/data/adbench
 DEMO := data/demo/thyroid.csv
 
-.PHONY: run demo-benchmark test test-fast lint soak bench bench-full bench-live bench-overhead bench-series bench-series-full \
+.PHONY: run demo-benchmark test test-fast lint soak bench bench-full bench-live bench-overhead bench-scale bench-series \
+	bench-series-full \
 	bench-series-ablation select-teacher select-alarm-score clean
 
 $(BIN)/anomaly-distill: pyproject.toml
@@ -62,6 +63,11 @@ BEFORE ?= e041f7b
 bench-overhead: $(BIN)/anomaly-distill
 	$(BIN)/python benchmarks/overhead.py --before $(BEFORE) --repeats 4
 	$(BIN)/python benchmarks/overhead.py --before $(BEFORE) --repeats 4 --servers
+
+# Rows -> wall time, rows/s and peak RSS for training (100k, 1M, 10M) and batch scoring (1M, 10M, 50M), one process
+# and a 2-worker Dask LocalCluster; data jittered from ADBench donors (~6 GB of Parquet in a temporary folder).
+bench-scale: $(BIN)/anomaly-distill
+	$(BIN)/python benchmarks/scale.py --json benchmarks/scale.json | tee benchmarks/scale.md
 
 # Time series: teacher vs student vs IForest vs rolling z-score on the seven NAB realKnownCause series.
 NAB ?= ../shared/data/nab

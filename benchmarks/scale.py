@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -145,7 +146,7 @@ def main() -> None:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-scale-"))
     workdir.mkdir(parents=True, exist_ok=True)
     results = []
-    if 1_000_000 not in args.train and args.score:
+    if 1_000_000 not in args.train and args.score and not (workdir / "mlflow.db").exists():
         results.append(train(workdir, 1_000_000, "threads"))  # the scoring model
     for rows in args.train:
         for runner in args.runners:
@@ -157,6 +158,8 @@ def main() -> None:
             print(markdown(results[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
     args.json.write_text(json.dumps(results, indent=1) + "\n")
     print(markdown(results))
+    if not args.workdir:
+        shutil.rmtree(workdir)
 
 
 if __name__ == "__main__":

@@ -94,7 +94,7 @@ def servers(tmp_path_factory):
         yield settings
     finally:
         for name, value in saved.items():
-            os.environ.pop(name) if value is None else os.environ.update({name: value})
+            os.environ.pop(name, None) if value is None else os.environ.update({name: value})
         for name in ("prefect", "mlflow"):
             infra.stop(settings, name)
         for database in settings.databases:
