@@ -17,7 +17,6 @@ class StreamedTable:
         folder, name = path.rsplit("/", 1) if "/" in path else (".", path)
         self.temporary = f"{folder}/.{name}.tmp"
         self.csv = path.endswith(".csv")
-        self.rows = 0
         self._handle = self._writer = None
 
     def write(self, table: pa.Table) -> None:
@@ -28,7 +27,6 @@ class StreamedTable:
             self._handle = self.temporary if local else self.fs.open(self.temporary, "wb")
             self._writer = self._open_writer(table.schema)
         self._writer.write_table(table) if not self.csv else self._writer.write(table)
-        self.rows += len(table)
 
     def _open_writer(self, schema: pa.Schema):
         if self.csv:
