@@ -166,7 +166,8 @@ def score_file(
 ) -> dict:
     """Streams the file through the model into the output file and the live store; nothing is kept on error.
     Rows per second are timed from the first batch read (the model is loaded before)."""
-    load_pyfunc(model.uri)
+    if task_runner != "dask":  # Dask workers load their own; this process would only hold a copy
+        load_pyfunc(model.uri)
     start = time.perf_counter()
     with ScoredOutputs(model, live_url, out_path) as outputs, batch_executor(task_runner) as executor:
         for first_row, scored in score_stream(executor, model.uri, contract, path, rows, threshold):
