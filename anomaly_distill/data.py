@@ -8,10 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from anomaly_distill.errors import DataError  # noqa: F401 (re-exported: where callers import it from)
-from anomaly_distill.metrics import has_both_classes
 
 NPZ_LABEL = "label"
 
@@ -297,6 +295,10 @@ def split_table(
     if len(pool) < 2:
         raise DataError(f"{len(pool)} rows may be held out for evaluation; at least 2 are needed")
     labels = None if table.labels is None else table.labels[pool]
+    from sklearn.model_selection import train_test_split  # here: scoring reads data too, and needs no sklearn
+
+    from anomaly_distill.metrics import has_both_classes
+
     stratify = labels if has_both_classes(labels) and np.bincount(labels).min() >= 2 else None
     _, test = train_test_split(pool, test_size=test_fraction, random_state=seed, stratify=stratify)
     train = np.setdiff1d(np.arange(len(table)), test)

@@ -5,8 +5,6 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from scipy.stats import spearmanr
-from sklearn.metrics import average_precision_score, precision_recall_fscore_support, roc_auc_score, roc_curve
 from threadpoolctl import threadpool_limits
 
 
@@ -21,6 +19,8 @@ def threshold_at_contamination(train_scores: np.ndarray, contamination: float) -
 
 
 def recall_at_fpr(y_true: np.ndarray, scores: np.ndarray, max_fpr: float = 0.01) -> float:
+    from sklearn.metrics import roc_curve  # imports here: a process that only scores loads no sklearn/scipy
+
     fpr, tpr, _ = roc_curve(y_true, scores)
     return float(tpr[fpr <= max_fpr].max())
 
@@ -31,6 +31,8 @@ def detection_metrics(
     """Ranking metrics from `scores`; precision/recall/F1 of the alarms, which are `scores > threshold` or, when
     given, the `flagged` rows (e.g. live rows flagged at whatever threshold was in force when they were scored)."""
     predicted = (scores > threshold if flagged is None else np.asarray(flagged, dtype=bool)).astype(int)
+    from sklearn.metrics import average_precision_score, precision_recall_fscore_support, roc_auc_score
+
     precision, recall, f1, _ = precision_recall_fscore_support(y_true, predicted, average="binary", zero_division=0)
     return {
         "auroc": float(roc_auc_score(y_true, scores)),
@@ -44,6 +46,8 @@ def detection_metrics(
 
 def fidelity(teacher_scores: np.ndarray, student_scores: np.ndarray) -> float:
     """Spearman rank correlation: 1.0 means the student orders rows exactly as the teacher does."""
+    from scipy.stats import spearmanr
+
     return float(spearmanr(teacher_scores, student_scores).statistic)
 
 

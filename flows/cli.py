@@ -401,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="score chunks on local threads or on a Dask cluster",
     )
     score.add_argument("--dask-address", help="existing Dask scheduler (tcp://host:8786); default: a LocalCluster")
-    score.add_argument("--chunk-rows", type=int, help="rows per batch, read, checked and scored together (200,000)")
+    score.add_argument("--chunk-rows", type=int, help="rows per batch, read, checked and scored together (100,000)")
     score.set_defaults(func=cmd_score)
 
     drift = commands.add_parser("drift", help="Evidently drift report of live rows vs the champion's training data")

@@ -1,53 +1,105 @@
-"""The embedded Prefect API of a one-off CLI run, started while the heavy libraries import and stopped without
-waiting for its shutdown.
+"""The temporary Prefect API of a one-off CLI run: launched as the command begins, stopped without waiting.
 
-With no `PREFECT_API_URL`, Prefect starts a temporary API server (a subprocess, ~3 s) on the first client call,
-and at exit stops it and waits for it (~3 s more). Here it is started on a thread as soon as the command begins —
-the subprocess runs on another core while torch, scikit-learn and MLflow import — and told to stop when the
-command's logs and events are sent; the process then exits without waiting for the server's own shutdown (its
-runs are complete: flows end only after their final state is stored).
+With no API URL configured, Prefect starts a temporary API server (a uvicorn subprocess) on the first client call,
+after importing its whole server package into the command's process (~5 s of one core, competing with every other
+import for the GIL), and waits for it. Here the same subprocess is launched before the command imports anything
+heavy, so it boots on the other core while torch, scikit-learn and MLflow import. Once Prefect's settings are
+loaded and name no server, PREFECT_API_URL is pointed at it — Prefect then talks to it as to a dedicated server
+and never imports the server package here (child processes, such as Dask workers, inherit the address). Where a
+server is configured after all (in a Prefect profile), the launched one is stopped unused. At exit it is stopped
+once the command's logs and events are sent, without waiting for its own shutdown (its runs are complete: flows
+end only after their final state is stored).
 """
 
 import atexit
-import threading
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+SERVER_ENV = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
+PORT_IN_USE_EXIT = 3  # uvicorn's exit status when another process took the port first
 
 
-class EarlyApi:
+class EmbeddedApi:
     def __init__(self):
-        self.server = None
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._start, name="prefect-api-start", daemon=True)
+        self.process: subprocess.Popen | None = None
+        self.port = 0
+        self._launch()
+        # Registered before Prefect's log and event workers register their drains at first use, so it runs after
+        # them (exit hooks run last-in, first-out); also stops a server a command never got to use.
+        atexit.register(self.stop_without_waiting)
 
-    def _start(self) -> None:
-        try:
-            from prefect.server.api.server import SubprocessASGIServer
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
 
-            server = SubprocessASGIServer()  # the instance Prefect's own client will find (one per port key)
-            server.start()
-            self.server = server
-            # Registered after Prefect's own stop hook, so it runs before it (exit hooks run last-in, first-out),
-            # and before the log and event workers' drains, which register later, so it runs after them.
-            atexit.register(self.stop_without_waiting)
-        except BaseException as error:  # Prefect will try again itself, and report what fails then
-            self.error = error
+    def _launch(self) -> None:
+        self.port = _free_port()
+        command = [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app"]
+        command += ["--host", "127.0.0.1", "--port", str(self.port), "--log-level", "error", "--lifespan", "on"]
+        self.process = subprocess.Popen(command, env={**os.environ, **SERVER_ENV})
 
-    def ready(self) -> None:
-        """Waits for the start to finish (Prefect must not start a second one meanwhile)."""
-        self.thread.join()
+    def ready(self) -> bool:
+        """Points Prefect at this server once it answers; False (and stopped) where Prefect has one configured or
+        this one does not come up — Prefect then starts its own and reports what fails."""
+        from prefect.context import refresh_global_settings_context
+        from prefect.settings import (
+            PREFECT_API_URL,
+            PREFECT_SERVER_EPHEMERAL_ENABLED,
+            PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+        )
+
+        if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+            self.stop_without_waiting()
+            return False
+        if not self._wait_healthy(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()):
+            self.stop_without_waiting()
+            return False
+        os.environ["PREFECT_API_URL"] = self.api_url
+        os.environ.setdefault("PREFECT_UI_URL", "")  # it serves no UI: no "View at" links that lead nowhere
+        refresh_global_settings_context()
+        return True
+
+    def _wait_healthy(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() == PORT_IN_USE_EXIT:
+                self._launch()
+            elif self.process.poll() is not None:
+                return False
+            try:
+                with urllib.request.urlopen(f"{self.api_url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return True
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.05)
+        return False
 
     def stop_without_waiting(self) -> None:
-        process = getattr(self.server, "server_process", None)
-        if process is not None and process.poll() is None:
-            process.terminate()
-            self.server.server_process = None  # Prefect's exit hook then has nothing left to wait for
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
 
 
-def start_embedded_api() -> EarlyApi | None:
-    """Starts the temporary API when this run would use one; None against a configured server."""
-    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
+def _free_port() -> int:
+    for _ in range(50):
+        port = random.randrange(8000, 9000)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    raise RuntimeError("no free port between 8000 and 8999 for the temporary Prefect API")
 
-    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+
+def start_embedded_api() -> EmbeddedApi | None:
+    """Launches the temporary API unless the environment names a server (a profile's is checked in `ready`)."""
+    if os.environ.get("PREFECT_API_URL"):
         return None
-    api = EarlyApi()
-    api.thread.start()
-    return api
+    return EmbeddedApi()

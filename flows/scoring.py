@@ -21,7 +21,7 @@ class ScoringParameters(StrictModel):
     live_store: OptionalText = Field(
         None, description="Live store URL (default: $ANOMALY_DISTILL_LIVE_STORE or ./live-store)."
     )
-    chunk_rows: int = Field(200_000, ge=1, description="Rows per batch: read, checked and scored together.")
+    chunk_rows: int = Field(100_000, ge=1, description="Rows per batch: read, checked and scored together.")
     threshold: float | None = Field(None, description="Override the model's stored alarm threshold.")
     task_runner: RunnerKind = Field(
         "threads", description="Where chunks are scored: local threads, or a Dask cluster (see dask_address)."

@@ -9,9 +9,11 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from queue import Full, Queue
 from types import SimpleNamespace
 
 import pandas as pd
+import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from tqdm import tqdm
@@ -52,7 +54,9 @@ def load_pyfunc(model_uri: str):
 def _load_pyfunc(model_uri: str):
     import mlflow.pyfunc
 
-    return mlflow.pyfunc.load_model(model_uri)
+    # No requirements check here: it reads every installed package's metadata (1-2 s of each batch job) to warn of
+    # version differences; `serve-api`, which loads a model once for a long time, still warns.
+    return mlflow.pyfunc.load_model(model_uri, suppress_warnings=True)
 
 
 @task(cache_policy=NO_CACHE)
@@ -86,11 +90,16 @@ def write_output(stored: pd.DataFrame, path: str) -> None:
     (stored.to_parquet if path.endswith((".parquet", ".pq")) else stored.to_csv)(path, index=False)
 
 
-def score_batch(model_uri: str, contract: TabularContract, batch: pd.DataFrame, first_row: int, threshold) -> tuple:
-    """One batch of a streamed file, checked (errors name the file's row) and scored: (first_row, scored rows)."""
+def score_batch(
+    model_uri: str, contract: TabularContract, batch: pd.DataFrame, first_row: int, threshold, stamp
+) -> tuple:
+    """One batch of a streamed file, checked (errors name the file's row), scored and stamped as the live store
+    keeps it (here, not in the writing thread, which the file's reading and encoding keep busy): (rows, anomalies).
+    """
     rows = check_input(contract, batch, first_row)
     scored = load_pyfunc(model_uri).unwrap_python_model().detector.predict(rows, threshold)
-    return first_row, pd.concat([rows, scored.set_axis(rows.index)], axis=1)
+    table = stamped_batch([rows, scored], first_row=first_row, **stamp)
+    return table, int(scored["is_anomaly"].sum())
 
 
 @contextmanager
@@ -109,15 +118,53 @@ def batch_executor(task_runner: str):
         yield pool
 
 
-def score_stream(executor, model_uri: str, contract, path: str, rows: int, threshold, ahead: int = 2) -> Iterator:
+def score_stream(
+    executor, model_uri: str, contract, path: str, rows: int, threshold, stamp, ahead: int = 2
+) -> Iterator:
     """Batches go to the executor as they are read, at most `ahead` in flight; results come back in file order."""
     pending = deque()
-    for first_row, batch in iter_frames(path, rows):
-        pending.append(executor.submit(score_batch, model_uri, contract, batch, first_row, threshold))
+    for first_row, batch in read_ahead(iter_frames(path, rows)):
+        pending.append(executor.submit(score_batch, model_uri, contract, batch, first_row, threshold, stamp))
         while len(pending) > ahead:
             yield pending.popleft().result()
     while pending:
         yield pending.popleft().result()
+
+
+def read_ahead(items: Iterator, depth: int = 1) -> Iterator:
+    """The items of `items`, produced on a thread up to `depth` ahead: the file is read (Arrow decodes without the
+    GIL) while the caller encodes what it writes. Errors come out where the item would have."""
+    queue, stop, end = Queue(depth), threading.Event(), object()
+
+    def put(entry) -> bool:
+        while not stop.is_set():  # the consumer may have left: then stop reading
+            try:
+                queue.put(entry, timeout=0.1)
+                return True
+            except Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((end, None))
+        except BaseException as error:
+            put((end, error))
+
+    threading.Thread(target=produce, name="read-ahead", daemon=True).start()
+    try:
+        while True:
+            item, error = queue.get()
+            if error is not None:
+                raise error
+            if item is end:
+                return
+            yield item
+    finally:
+        stop.set()
 
 
 class ScoredOutputs:
@@ -129,28 +176,35 @@ class ScoredOutputs:
     def __init__(self, model: ModelRef, live_url: str, out_path: str | None):
         self.model, self.when, self.job_id = model, datetime.now(timezone.utc), uuid.uuid4().hex
         self.part = LiveStore(live_url).open_part(self.when.date())
-        self.out = self.copy = None
+        self.out = None
         if out_path:
             import fsspec
 
             out = StreamedTable(*fsspec.core.url_to_fs(out_path))
-            self.out, self.copy = (out, None) if out.csv else (None, out)  # Parquet out: a copy of the part
+            if out.csv:
+                self.out = out
+            else:
+                self.part.mirror_to(out)  # Parquet out: a byte copy of the part
         self.rows = self.anomalies = 0
 
-    def write(self, first_row: int, scored: pd.DataFrame) -> None:
-        table = stamped_batch(scored, self.model.name, self.model.version, self.when, self.job_id, first_row)
+    @property
+    def stamp(self) -> dict:
+        """What `stamped_batch` adds to every row of this job."""
+        return {"model_name": self.model.name, "version": self.model.version, "when": self.when, "job_id": self.job_id}
+
+    def write(self, table: pa.Table, anomalies: int) -> None:
         self.part.write(table)
         if self.out is not None:
             self.out.write(table)
-        self.rows += len(scored)
-        self.anomalies += int(scored["is_anomaly"].sum())
+        self.rows += table.num_rows
+        self.anomalies += anomalies
 
     def commit(self) -> None:
         if not self.rows:
             raise DataError("no rows to score")
         if self.out is not None:
             self.out.commit()
-        self.part.commit(copy_to=self.copy)
+        self.part.commit()
 
     def __enter__(self) -> "ScoredOutputs":
         return self
@@ -170,8 +224,8 @@ def score_file(
         load_pyfunc(model.uri)
     start = time.perf_counter()
     with ScoredOutputs(model, live_url, out_path) as outputs, batch_executor(task_runner) as executor:
-        for first_row, scored in score_stream(executor, model.uri, contract, path, rows, threshold):
-            outputs.write(first_row, scored)
+        for table, anomalies in score_stream(executor, model.uri, contract, path, rows, threshold, outputs.stamp):
+            outputs.write(table, anomalies)
         outputs.commit()
     seconds = time.perf_counter() - start
     return {"rows": outputs.rows, "anomalies": outputs.anomalies, "rows_per_second": outputs.rows / seconds}

@@ -1,7 +1,9 @@
 """What keeps `anomaly-distill` quick to start and to exit (issue 15's overhead work)."""
 
+import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -28,10 +30,49 @@ def test_an_uncaught_error_still_exits_1_with_its_traceback():
     assert done.returncode == 1 and "ZeroDivisionError" in done.stderr
 
 
-def test_no_early_api_against_a_configured_server():
+def test_no_early_api_against_a_server_in_the_environment(monkeypatch):
+    from flows.embedded_api import start_embedded_api
+
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
+    assert start_embedded_api() is None
+
+
+def test_an_early_api_is_stopped_unused_where_a_profile_names_a_server(monkeypatch):
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from flows.embedded_api import start_embedded_api
 
-    with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api"}):  # the environment is read at import
-        assert start_embedded_api() is None
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    api = start_embedded_api()
+    with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api"}):  # as a profile would set it
+        assert api.ready() is False
+    assert api.process.wait(timeout=30) is not None and "PREFECT_API_URL" not in os.environ
+
+
+def test_the_early_api_serves_the_command_and_stops_when_it_exits(tmp_path):
+    """A command that adopts the early API talks to it as to a server; at exit the server is gone."""
+    code = (
+        "import os, sys; from flows.embedded_api import start_embedded_api; api = start_embedded_api(); "
+        "assert api.ready(), 'not adopted'; "
+        "from prefect import flow; print(flow(lambda: os.environ['PREFECT_API_URL'], name='probe')()); "
+        "print(api.process.pid)"
+    )
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path)}
+    env.pop("PREFECT_API_URL", None)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    url, pid = done.stdout.split()[-2:]
+    assert url.startswith("http://127.0.0.1:") and url.endswith("/api")
+    assert "View at" not in done.stderr  # it serves no UI
+    deadline = time.monotonic() + 10
+    while _alive(int(pid)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(int(pid))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ", 1)[1][0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -4,8 +4,10 @@ import signal
 import time
 from datetime import datetime, timedelta, timezone
 
+import fsspec
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from fsspec.implementations.local import LocalFileSystem
 
 from serving.live_store import ROW_ID, TIMESTAMP, LiveStore, stamped_batch
@@ -87,13 +89,43 @@ def test_a_streamed_part_is_invisible_until_committed_and_gone_if_aborted(tmp_pa
     assert store.read().empty and not list((tmp_path / "store").rglob("*.tmp"))  # never committed: removed on leaving
 
     with store.open_part(when.date()) as part, StreamedTable(LocalFileSystem(), str(tmp_path / "out.parquet")) as out:
+        part.mirror_to(out)
         for first in (0, 100, 200):
-            part.write(stamped_batch(_batch(first, 100), "m", "3", when, "job", first))
-        part.commit(copy_to=out)
+            part.write(
+                stamped_batch(
+                    [_batch(first, 100).drop(columns="is_anomaly"), _scored(100)], "m", "3", when, "job", first
+                )
+            )
+        assert not (tmp_path / "out.parquet").exists()  # the mirror is committed with its file, not before
+        part.commit()
     rows = store.read()
     assert len(rows) == 300 and rows[ROW_ID].tolist() == [f"job-{i}" for i in range(300)]
     assert (rows["model_version"] == "3").all() and (rows[TIMESTAMP] == pd.Timestamp(when)).all()
-    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "out.parquet"), pd.read_parquet(store_files(tmp_path)[0]))
+    assert (tmp_path / "out.parquet").read_bytes() == store_files(tmp_path)[0].read_bytes()
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def _scored(rows: int) -> pd.DataFrame:
+    return pd.DataFrame({"is_anomaly": np.zeros(rows, dtype=bool)})
+
+
+def test_a_mirror_on_another_filesystem_is_copied_at_commit_and_an_abort_removes_both(tmp_path):
+    """On a local disk the mirror follows the file as it grows; on any other filesystem it is copied at commit."""
+    memory = fsspec.filesystem("memory")
+    batches = [pa.table({"f0": np.arange(first, first + 1000, dtype=float)}) for first in range(0, 5000, 1000)]
+    with StreamedTable(LocalFileSystem(), str(tmp_path / "part.parquet")) as part:
+        remote = StreamedTable(memory, "/mirror-test/out.parquet")
+        part.mirror_to(remote)
+        for batch in batches:
+            part.write(batch)
+        part.commit()
+    assert memory.cat("/mirror-test/out.parquet") == (tmp_path / "part.parquet").read_bytes()
+
+    with StreamedTable(LocalFileSystem(), str(tmp_path / "again.parquet")) as part:
+        part.mirror_to(StreamedTable(LocalFileSystem(), str(tmp_path / "copy.parquet")))
+        for batch in batches:
+            part.write(batch)
+    assert not list(tmp_path.glob("*again*")) and not list(tmp_path.glob("*copy*"))  # aborted: neither file left
 
 
 def store_files(tmp_path):
