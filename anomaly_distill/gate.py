@@ -10,10 +10,11 @@ class Verdict:
     promote: bool
     reasons: list[str] = field(default_factory=list)
     champion_version: str | None = None  # the champion the challenger was compared with (None: there was none)
+    champion_metrics: dict[str, float] | None = None  # its metrics on the same held-out rows
 
     def refused(self, reason: str) -> "Verdict":
         """The same checks, overruled: the challenger does not become champion, and this says why."""
-        return Verdict(False, [*self.reasons, f"NOT PROMOTED: {reason}"], self.champion_version)
+        return Verdict(False, [*self.reasons, f"NOT PROMOTED: {reason}"], self.champion_version, self.champion_metrics)
 
     def markdown(self, title: str) -> str:
         lines = [f"# {title}", "", f"**Verdict: {'PROMOTE' if self.promote else 'KEEP CHAMPION'}**", ""]

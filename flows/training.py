@@ -164,7 +164,8 @@ def training_pipeline(params: TrainingParameters = TrainingParameters()) -> dict
         previous, verdict = t.promote(
             params.model_name, version, verdict, done.metrics, prepared.gate_rows, params.gate, started_at
         )
-        t.link_runs(params.model_name, version, run_id, verdict, done.metrics, reused)
+        card = t.model_card(_card_facts(params, prepared, version), verdict, done.metrics, run_id)
+        t.link_runs(params.model_name, version, run_id, verdict, done.metrics, reused, card)
         t.record_run(run_id, metrics={f"seconds_{stage}": s for stage, s in clock.items()})
     except BaseException:
         for run in runs:
@@ -217,6 +218,29 @@ class Distilled:
     metrics: dict
     student_run: str
     teacher_cached: bool = False
+
+
+def _card_facts(params: TrainingParameters, prepared: Prepared, version: str) -> dict:
+    """What the model card needs from this flow (the rest it reads from the run)."""
+    rows = len(prepared.train) + len(prepared.test) + (0 if prepared.validation is None else len(prepared.validation))
+    windows = params.series_input and params.series_input.labels_path
+    engine = params.engine
+    return {
+        "model_name": params.model_name,
+        "version": version,
+        "modality": "timeseries" if params.series_input else "tabular",
+        "data_source": params.data_path,
+        "data_digest": prepared.digest,
+        "rows_used": rows,
+        "train_rows": len(prepared.train),
+        "test_rows": len(prepared.test),
+        "labels": f"label windows from `{windows}`"
+        if windows
+        else params.label_column and f"column `{params.label_column}`",
+        "contract": prepared.contract.model_dump(mode="json"),
+        "student": {"hidden": engine.student.hidden, "distill": engine.distill.model_dump(mode="json")},
+        "contamination": engine.contamination,
+    }
 
 
 def _load(params: TrainingParameters, run_id: str) -> pd.DataFrame:

@@ -128,6 +128,14 @@ def set_tags(run_id: str, tags: dict[str, str]) -> None:
         client().set_tag(run_id, key, str(value))
 
 
+def get_run(run_id: str):
+    return client().get_run(run_id)
+
+
+def log_text(run_id: str, text: str, name: str) -> None:
+    client().log_text(run_id, text, name)
+
+
 def log_file(run_id: str, path: Path, artifact_path: str | None = None) -> None:
     client().log_artifact(run_id, str(path), artifact_path)
 

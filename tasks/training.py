@@ -1,10 +1,11 @@
 """Prefect tasks of the training pipeline: each calls the engine and does the I/O (MLflow, GX, artifacts)."""
 
 import hashlib
+import json
 import pickle
 import tempfile
 import time
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from anomaly_distill.data import DataError, Table, frame_digest, read_frame, sam
 from anomaly_distill.detector import save_detector, size_bytes
 from anomaly_distill.gate import Verdict, decide
 from anomaly_distill.metrics import detection_metrics, event_metrics, has_both_classes, rows_per_second
+from anomaly_distill.model_card import ModelCard, render_model_card
 from anomaly_distill.segments import Segmented, segment_tables
 from tasks import plots, registry, tracking
 from tasks.registry import CONTRACT_FILE, REFERENCE_FILE
@@ -331,6 +333,7 @@ def gate_verdict(challenger: dict, model_name: str, rows, config: GateConfig) ->
         )
     verdict = decide(challenger, champion, config)
     verdict.champion_version = None if champion is None else champion["version"]
+    verdict.champion_metrics = None if champion is None else {k: v for k, v in champion.items() if k != "version"}
     return verdict
 
 
@@ -400,15 +403,16 @@ def reuse_note(version) -> str:
 
 
 @task(cache_policy=NO_CACHE, **IO_RETRIES)
-def link_runs(model_name: str, version: str, run_id: str, verdict: Verdict, metrics: dict, reused: bool) -> None:
+def link_runs(
+    model_name: str, version: str, run_id: str, verdict: Verdict, metrics: dict, reused: bool, card: str
+) -> None:
     """Each side names the other: the MLflow run and version name the Prefect run (tags); the Prefect run gets
-    links to the MLflow run and version; the version's description says what it is and what the gate said."""
+    links to the MLflow run and version; the version's description (and the run's note) is its model card."""
     gate = "passed" if verdict.promote else "failed"
-    description = version_description(model_name, version, verdict, metrics)
     run_tags = {"model_version": version, "gate": gate, "reused_version": reused}
-    tracking.set_tags(run_id, run_tags | {"mlflow.note.content": description})  # note: the run page's description
+    tracking.set_tags(run_id, run_tags | {"mlflow.note.content": card})  # note: the run page's description
     tracking.rename_run(run_id, f"train-{model_name}-v{version}{' (reused)' if reused else ''}")
-    registry.describe_version(model_name, version, description)
+    registry.describe_version(model_name, version, card)
     registry.set_version_tags(model_name, version, tracking.prefect_tags())
     run_url, version_url = tracking.ui_url(run_id), tracking.ui_url(model=(model_name, version))
     lines = [
@@ -424,14 +428,37 @@ def link_runs(model_name: str, version: str, run_id: str, verdict: Verdict, metr
         create_link_artifact(version_url, link_text=f"{model_name} v{version}", key="model-version")
 
 
-def version_description(model_name: str, version: str, verdict: Verdict, metrics: dict) -> str:
-    keys = ("auroc", "auprc", "fidelity", "params", "rows_per_second")
-    shown = ", ".join(f"{k} {metrics[k]:.4g}" for k in keys if k in metrics)
-    reasons = "\n".join(f"- {reason}" for reason in verdict.reasons)
-    return (
-        f"Distilled anomaly-detection student ({model_name} v{version}).\n\n"
-        f"Held-out metrics: {shown}.\n\nLast gate: {'PROMOTE' if verdict.promote else 'KEEP CHAMPION'}\n{reasons}"
+@task(cache_policy=NO_CACHE, **IO_RETRIES)
+def model_card(facts: dict, verdict: Verdict, metrics: dict, run_id: str) -> str:
+    """The version's model card (Markdown), logged as the run's `model_card.md`; `facts` are the flow's, the
+    rest comes from what the run logged (rows of the file, teacher and its held-out metrics)."""
+    run = tracking.get_run(run_id)
+    logged, teacher_metrics = run.data.params, run.data.metrics
+    card = ModelCard(
+        **facts,
+        run_id=run_id,
+        created=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        data_rows=int(logged.get("file_rows", facts["rows_used"])),
+        teacher={
+            "kind": run.data.tags.get("teacher_kind", logged.get("engine.teacher.kind")),
+            "detectors": _listed(logged.get("engine.teacher.detectors")),
+            **{k.removeprefix("teacher_"): v for k, v in teacher_metrics.items() if k.startswith("teacher_")},
+        },
+        metrics=metrics,
+        champion_version=verdict.champion_version,
+        champion_metrics=verdict.champion_metrics,
+        promoted=verdict.promote,
+        reasons=verdict.reasons,
+        git_commit=run.data.tags.get("git_commit", ""),
     )
+    text = render_model_card(card)
+    tracking.log_text(run_id, text, "model_card.md")
+    return text
+
+
+def _listed(logged: str | None) -> list[str]:
+    """A list parameter as `tracking.log_params` logged it (JSON)."""
+    return json.loads(logged) if logged else []
 
 
 def publish_verdict(model_name: str, version: str, verdict: Verdict) -> None:

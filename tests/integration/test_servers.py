@@ -386,8 +386,10 @@ def test_browser_custom_run_form_is_in_order_modality_specific_and_the_run_links
     expect(page.get_by_text("srv-browser").nth(1)).to_be_visible()
     page.screenshot(path=str(SCREENSHOTS / "mlflow-parent-run.png"), full_page=True)
     page.goto(f"{servers.mlflow_uri}/#/models/srv-browser/versions/1")
-    expect(page.get_by_text("Distilled anomaly-detection student (srv-browser v1)")).to_be_visible(timeout=30_000)
-    page.screenshot(path=str(SCREENSHOTS / "model-version.png"), full_page=True)
+    expect(page.get_by_text("Model card: srv-browser v1")).to_be_visible(timeout=30_000)  # the card, rendered
+    for heading in ("Intended use", "Metrics on held-out rows", "Gate verdict: PROMOTE", "Known limitations"):
+        expect(page.get_by_text(heading, exact=True)).to_be_visible()
+    page.screenshot(path=str(SCREENSHOTS / "model-version-card.png"), full_page=True)
 
 
 def promote_form_choices() -> list[str]:

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -65,8 +66,14 @@ def test_first_run_promotes_with_everything_tracked_then_second_run_is_gated(wor
     assert "teacher.json" in {f.path for f in client.list_artifacts(teacher_run)}
     version = client.get_model_version(NAME, "1")
     assert version.tags["gate"] == "passed" and version.run_id == first["run_id"]
-    assert version.description.startswith("Distilled anomaly-detection student (" + NAME + " v1)")
-    assert "Last gate: PROMOTE" in version.description and "pass: AUROC" in version.description
+    card = version.description  # the model card (issue 16), also the run's model_card.md
+    assert card.startswith(f"# Model card: {NAME} v1") and "## Gate verdict: PROMOTE" in card and "pass: AUROC" in card
+    sections = ["Intended use", "Data", "Input contract", "Teacher and student", "Metrics on held-out rows"]
+    assert all(f"## {section}\n" in card for section in [*sections, "Compression", "Known limitations"])
+    assert "- teacher: ensemble (iforest, ecod, knn); held out: AUROC 0." in card and "labels: column `label`" in card
+    assert "| champion |" in card and "No champion was scored" in card  # the first version has none to compare
+    logged = client.download_artifacts(first["run_id"], "model_card.md", str(thyroid_csv.parent))
+    assert Path(logged).read_text() == card
     assert client.get_run(first["run_id"]).info.run_name == f"train-{NAME}-v1"
     experiment = client.get_experiment(parent.info.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # not the GenAI view
@@ -79,6 +86,9 @@ def test_first_run_promotes_with_everything_tracked_then_second_run_is_gated(wor
     assert second["version"] == "2" and second["teacher_from_cache"] and second["promoted"]
     assert any(reason.startswith("pass: AUROC") and "champion" in reason for reason in second["reasons"])
     assert str(mlflow_client().get_model_version_by_alias(NAME, "challenger").version) == "2" and champion() == "2"
+    card = mlflow_client().get_model_version(NAME, "2").description
+    auroc = next(line for line in card.splitlines() if line.startswith("| AUROC |"))
+    assert "| champion (v1) |" in card and auroc.count("0.") == 2  # this version's AUROC beside the champion's
 
 
 def test_an_engine_only_knob_set_through_train_config_changes_the_model(workspace, thyroid_csv):
