@@ -35,6 +35,18 @@ class Detector(Protocol):
     def export_onnx(self, path: str | Path) -> Path: ...
 
 
+def predict(detector: Detector, frame: pd.DataFrame, threshold: float | None = None, explain: int = 0) -> pd.DataFrame:
+    """`detector.predict`, with per-alert explanations (`explain` > 0) where the detector gives them (the tabular
+    student); asking another detector for them is an error, not a silently missing column."""
+    if explain <= 0:
+        return detector.predict(frame, threshold)
+    if detector.kind != "tabular":
+        from anomaly_distill.errors import DataError
+
+        raise DataError(f"explanations are available for tabular models; this is a {detector.kind} model")
+    return detector.predict(frame, threshold, explain=explain)
+
+
 def save_detector(detector: Detector, path: str | Path) -> Path:
     torch.save({"kind": detector.kind, **detector.state()}, path)
     return Path(path)

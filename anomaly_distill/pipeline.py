@@ -52,10 +52,19 @@ class Student:
     def score(self, features: pd.DataFrame) -> np.ndarray:
         return self.model.score(features[self.model.input_columns].to_numpy(dtype=np.float32))
 
-    def predict(self, features: pd.DataFrame, threshold: float | None = None) -> pd.DataFrame:
+    def predict(self, features: pd.DataFrame, threshold: float | None = None, explain: int = 0) -> pd.DataFrame:
+        """`score` and `is_anomaly` per row; with `explain` k > 0 also `explanation`: for each flagged row the k
+        columns that raise its score most (see anomaly_distill/explain.py), "" for the others."""
         scores = self.score(features)
         cut = self.threshold if threshold is None else threshold
-        return pd.DataFrame({"score": scores, "is_anomaly": scores > cut})
+        scored = pd.DataFrame({"score": scores, "is_anomaly": scores > cut})
+        if explain > 0:
+            from anomaly_distill.explain import explain_flagged
+
+            scored["explanation"] = explain_flagged(
+                self.model, features, scored["is_anomaly"].to_numpy(), explain
+            ).to_numpy()
+        return scored
 
 
 @dataclass

@@ -209,6 +209,7 @@ def cmd_score(args: argparse.Namespace) -> int:
             out_path=args.out,
             live_store=args.live_store,
             threshold=args.threshold,
+            explain=args.explain,
             task_runner=args.task_runner,
             dask_address=args.dask_address,
             **({"chunk_rows": args.chunk_rows} if args.chunk_rows else {}),
@@ -401,6 +402,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="score chunks on local threads or on a Dask cluster",
     )
     score.add_argument("--dask-address", help="existing Dask scheduler (tcp://host:8786); default: a LocalCluster")
+    score.add_argument(
+        "--explain",
+        type=int,
+        default=0,
+        metavar="K",
+        help="an explanation column: for each flagged row the K columns that raise its score most",
+    )
     score.add_argument("--chunk-rows", type=int, help="rows per batch, read, checked and scored together (100,000)")
     score.set_defaults(func=cmd_score)
 

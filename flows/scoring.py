@@ -5,6 +5,7 @@ from pydantic import Field
 
 from anomaly_distill.config import OptionalText, StrictModel
 from anomaly_distill.contract import SeriesContract
+from anomaly_distill.errors import DataError
 from flows.runners import RunnerKind, with_runner
 from serving.live_store import live_store_url
 from tasks import scoring as s
@@ -23,6 +24,9 @@ class ScoringParameters(StrictModel):
     )
     chunk_rows: int = Field(100_000, ge=1, description="Rows per batch: read, checked and scored together.")
     threshold: float | None = Field(None, description="Override the model's stored alarm threshold.")
+    explain: int = Field(
+        0, ge=0, le=50, description="For each flagged row, name the k columns that raise its score most (0: none)."
+    )
     task_runner: RunnerKind = Field(
         "threads", description="Where chunks are scored: local threads, or a Dask cluster (see dask_address)."
     )
@@ -45,8 +49,8 @@ def batch_scoring(params: ScoringParameters) -> dict:
 def _score_streamed(params: ScoringParameters, model, contract) -> dict:
     """Tabular rows: the file streams through in batches of chunk_rows (memory holds a few batches)."""
     live_url = live_store_url(params.live_store)
-    path, rows, threshold = params.data_path, params.chunk_rows, params.threshold
-    return s.score_file(model, contract, path, rows, threshold, live_url, params.out_path, params.task_runner)
+    path, rows, options = params.data_path, params.chunk_rows, (params.threshold, params.explain)
+    return s.score_file(model, contract, path, rows, options, live_url, params.out_path, params.task_runner)
 
 
 def _score_series(params: ScoringParameters, model, contract) -> dict:
@@ -54,6 +58,8 @@ def _score_series(params: ScoringParameters, model, contract) -> dict:
     from tasks import training as t  # here: the training tasks import what tabular scoring needs no memory for
 
     features = s.validate_input(t.load_data(params.data_path), contract)
+    if params.explain:
+        raise DataError(f"explanations are available for tabular models; {model.name} scores a time series")
     scored, rows_per_second = s.score_in_chunks(
         model.uri, features, params.chunk_rows, params.threshold, s.overlap(contract)
     )

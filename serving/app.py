@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pandas as pd
-from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi import FastAPI, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from anomaly_distill.contract import FLOAT32_MAX, MAX_EXACT_INTEGER, TabularContract, check_input
@@ -231,7 +231,7 @@ class Scored:
     log_line: bytes
 
 
-def score_fast(loaded: Loaded, matrix: np.ndarray, threshold: float | None) -> Scored:
+def score_fast(loaded: Loaded, matrix: np.ndarray, threshold: float | None, explain: int = 0) -> Scored:
     student, ref = loaded.student, loaded.ref
     scores = student.model.score(matrix.astype(np.float32)).astype(np.float64)
     flags = scores > (student.threshold if threshold is None else threshold)
@@ -246,13 +246,23 @@ def score_fast(loaded: Loaded, matrix: np.ndarray, threshold: float | None) -> S
         ROW_ID: row_ids,
     }
     answer = {"model_name": ref.name, "model_version": ref.version, "scores": scores, "is_anomaly": flags}
+    if explain:
+        from anomaly_distill.explain import EXPLANATION, explain_rows
+
+        texts = explain_rows(student.model, matrix.astype(np.float32), flags, explain).tolist()
+        columns[EXPLANATION] = answer["explanations"] = texts
     return Scored(answer | {"row_ids": row_ids}, encode_columns(columns, time.time_ns()))
 
 
-def score_checked(served: ServedModel, loaded: Loaded, records: list, threshold: float | None) -> Scored:
+def score_checked(
+    served: ServedModel, loaded: Loaded, records: list, threshold: float | None, explain: int = 0
+) -> Scored:
     """Any model and any records, through the data contract and the pyfunc (which name what is wrong)."""
     features = served.check(records, loaded.contract)
-    scored = loaded.model.predict(features, params=None if threshold is None else {"threshold": threshold})
+    params = ({} if threshold is None else {"threshold": threshold}) | ({"explain": explain} if explain else {})
+    scored = loaded.model.predict(features, params=params or None)
+    if explain and "explanation" not in scored:  # MLflow drops a parameter the version's signature lacks
+        raise DataError(f"v{loaded.ref.version} was registered before explanations; a newer version gives them")
     rows = scored_rows(features, scored, loaded.ref.name, loaded.ref.version)
     rows[ROW_ID] = [uuid.uuid4().hex for _ in range(len(rows))]
     answer = {
@@ -262,6 +272,8 @@ def score_checked(served: ServedModel, loaded: Loaded, records: list, threshold:
         "is_anomaly": scored["is_anomaly"].to_numpy(dtype=bool),
         "row_ids": rows[ROW_ID].tolist(),
     }
+    if explain:
+        answer["explanations"] = scored["explanation"].tolist()
     if len(scored) < len(features):
         answer["scored_from_record"] = len(features) - len(scored)  # earlier records only give history
     return Scored(
@@ -269,12 +281,12 @@ def score_checked(served: ServedModel, loaded: Loaded, records: list, threshold:
     )
 
 
-def score_body(served: ServedModel, loaded: Loaded, body: bytes, threshold: float | None) -> Scored:
+def score_body(served: ServedModel, loaded: Loaded, body: bytes, threshold: float | None, explain: int = 0) -> Scored:
     records = parse_records(body)
     matrix = records_matrix(records, loaded.contract.input_columns) if loaded.student else None
     if matrix is not None:
-        return score_fast(loaded, matrix, threshold)
-    return score_checked(served, loaded, records, threshold)
+        return score_fast(loaded, matrix, threshold, explain)
+    return score_checked(served, loaded, records, threshold, explain)
 
 
 def create_app(
@@ -336,17 +348,18 @@ def create_app(
         return served.health(poll_seconds)
 
     @app.post("/score", openapi_extra=SCORE_BODY)
-    async def score(request: Request, threshold: float | None = None):
+    async def score(request: Request, threshold: float | None = None, explain: int = Query(0, ge=0, le=50)):
         """A JSON list of records (objects of column: value); a series model takes a recent history.
-        The answer holds each scored row's `row_ids` (for `anomaly-distill feedback`)."""
+        The answer holds each scored row's `row_ids` (for `anomaly-distill feedback`); with `explain=k`, also
+        `explanations`: for each flagged row the k columns that raise its score most ("" for the others)."""
         check_api_key(request, api_key)
         body = await read_body(request, max_body_bytes)
         loaded = served.loaded
         try:
             if loaded.student is not None and len(body) <= INLINE_BYTES:
-                scored = score_body(served, loaded, body, threshold)
+                scored = score_body(served, loaded, body, threshold, explain)
             else:
-                scored = await run_in_threadpool(score_body, served, loaded, body, threshold)
+                scored = await run_in_threadpool(score_body, served, loaded, body, threshold, explain)
         except DataError as error:
             raise HTTPException(status_code=422, detail=str(error)) from None
         await asyncio.wrap_future(state["wal"].submit(scored.log_line))

@@ -11,7 +11,8 @@ import mlflow.pyfunc
 
 
 class DetectorPyfunc(mlflow.pyfunc.PythonModel):
-    """Threshold stored with the model; pass `params={"threshold": x}` to override it at scoring time."""
+    """Threshold stored with the model; pass `params={"threshold": x}` to override it at scoring time, and
+    `params={"explain": k}` for an `explanation` column (the k columns that raise each flagged row's score)."""
 
     def load_context(self, context):
         from anomaly_distill.contract import contract_from_dict
@@ -22,10 +23,11 @@ class DetectorPyfunc(mlflow.pyfunc.PythonModel):
 
     def predict(self, context, model_input, params=None):
         from anomaly_distill.contract import check_input
+        from anomaly_distill.detector import predict
 
-        threshold = (params or {}).get("threshold")
+        threshold, explain = (params or {}).get("threshold"), int((params or {}).get("explain") or 0)
         rows = check_input(self.contract, model_input)
-        return self.detector.predict(rows, None if threshold is None else float(threshold))
+        return predict(self.detector, rows, None if threshold is None else float(threshold), explain)
 
 
 class StudentPyfunc(DetectorPyfunc):

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from anomaly_distill.contract import SeriesContract, TabularContract, check_input
 from anomaly_distill.data import DataError, iter_frames
+from anomaly_distill.detector import predict
 from serving.live_store import LiveStore, scored_rows, stamped_batch
 from serving.table_files import StreamedTable
 from tasks import registry
@@ -91,13 +92,14 @@ def write_output(stored: pd.DataFrame, path: str) -> None:
 
 
 def score_batch(
-    model_uri: str, contract: TabularContract, batch: pd.DataFrame, first_row: int, threshold, stamp
+    model_uri: str, contract: TabularContract, batch: pd.DataFrame, first_row: int, options: tuple, stamp
 ) -> tuple:
     """One batch of a streamed file, checked (errors name the file's row), scored and stamped as the live store
     keeps it (here, not in the writing thread, which the file's reading and encoding keep busy): (rows, anomalies).
     """
     rows = check_input(contract, batch, first_row)
-    scored = load_pyfunc(model_uri).unwrap_python_model().detector.predict(rows, threshold)
+    threshold, explain = options  # (threshold override or None, columns to name per flagged row)
+    scored = predict(load_pyfunc(model_uri).unwrap_python_model().detector, rows, threshold, explain)
     table = stamped_batch([rows, scored], first_row=first_row, **stamp)
     return table, int(scored["is_anomaly"].sum())
 
@@ -119,12 +121,12 @@ def batch_executor(task_runner: str):
 
 
 def score_stream(
-    executor, model_uri: str, contract, path: str, rows: int, threshold, stamp, ahead: int = 2
+    executor, model_uri: str, contract, path: str, rows: int, options: tuple, stamp, ahead: int = 2
 ) -> Iterator:
     """Batches go to the executor as they are read, at most `ahead` in flight; results come back in file order."""
     pending = deque()
     for first_row, batch in read_ahead(iter_frames(path, rows)):
-        pending.append(executor.submit(score_batch, model_uri, contract, batch, first_row, threshold, stamp))
+        pending.append(executor.submit(score_batch, model_uri, contract, batch, first_row, options, stamp))
         while len(pending) > ahead:
             yield pending.popleft().result()
     while pending:
@@ -216,7 +218,7 @@ class ScoredOutputs:
 
 
 def score_file(
-    model: ModelRef, contract, path: str, rows: int, threshold, live_url: str, out_path, task_runner: str
+    model: ModelRef, contract, path: str, rows: int, options: tuple, live_url: str, out_path, task_runner: str
 ) -> dict:
     """Streams the file through the model into the output file and the live store; nothing is kept on error.
     Rows per second are timed from the first batch read (the model is loaded before)."""
@@ -224,7 +226,7 @@ def score_file(
         load_pyfunc(model.uri)
     start = time.perf_counter()
     with ScoredOutputs(model, live_url, out_path) as outputs, batch_executor(task_runner) as executor:
-        for table, anomalies in score_stream(executor, model.uri, contract, path, rows, threshold, outputs.stamp):
+        for table, anomalies in score_stream(executor, model.uri, contract, path, rows, options, outputs.stamp):
             outputs.write(table, anomalies)
         outputs.commit()
     seconds = time.perf_counter() - start

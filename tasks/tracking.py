@@ -185,7 +185,7 @@ def log_detector_model(
     from mlflow.models import infer_signature
     from mlflow.models.signature import ModelSignature
 
-    inferred = infer_signature(example, output, params={"threshold": float(threshold)})
+    inferred = infer_signature(example, output, params={"threshold": float(threshold), "explain": 0})
     signature = ModelSignature(inputs=None, outputs=inferred.outputs, params=inferred.params)
     with mlflow.start_run(run_id=run_id):
         return mlflow.pyfunc.log_model(

@@ -91,6 +91,22 @@ def test_csv_output_streams_the_same_rows_as_parquet(workspace, champion):
     assert as_csv["is_anomaly"].tolist() == as_parquet["is_anomaly"].tolist()
 
 
+def test_score_explain_adds_an_explanation_for_every_flagged_row_to_output_and_store(workspace, champion):
+    champion.features.head(800).to_csv(workspace / "live.csv", index=False)
+    out = workspace / "explained.parquet"
+    assert score(workspace / "live.csv", workspace / "store", "--out", str(out), "--explain", "3") == 0
+    scored = pd.read_parquet(out)
+    flagged = scored["is_anomaly"].to_numpy()
+    assert flagged.any() and ((scored["explanation"] != "").to_numpy() == flagged).all()
+    named = {text.split(" (")[0] for text in scored.loc[flagged, "explanation"]}
+    assert named <= set(champion.features.columns)
+    assert LiveStore(str(workspace / "store")).read()["explanation"].tolist() == scored["explanation"].tolist()
+    plain = workspace / "plain.parquet"
+    assert score(workspace / "live.csv", workspace / "store2", "--out", str(plain)) == 0
+    assert "explanation" not in pd.read_parquet(plain).columns  # only on request: it costs time
+    np.testing.assert_array_equal(pd.read_parquet(plain)["score"], scored["score"])
+
+
 def test_integer_columns_are_scored_like_the_same_floats(workspace, champion):
     """A CSV column that holds only integers must score, not fail MLflow's schema check."""
     rounded = (champion.features.head(200) * 100).round(0)  # integers beyond 0/1, which MLflow would pass

@@ -52,6 +52,22 @@ def test_scores_records_and_logs_them(service):
     assert "/score" in client.get("/openapi.json").json()["paths"]
 
 
+def test_explain_names_the_columns_behind_each_alert_and_stores_them(service):
+    client, rows, store = service
+    records = rows.head(500).to_dict(orient="records")
+    body = client.post("/score", params={"explain": 2}, json=records).json()
+    flagged = np.asarray(body["is_anomaly"])
+    assert flagged.any() and len(body["explanations"]) == 500
+    for text, alert in zip(body["explanations"], flagged):
+        assert (text != "") == alert and (not alert or 1 <= text.count("(+") <= 2)
+    assert all(text.split(" (")[0] in records[0] for text in body["explanations"] if text)  # column names
+    stored = store.read()
+    assert stored["explanation"].tolist() == body["explanations"]
+    refused = client.post("/score", params={"explain": -1}, json=records)
+    assert refused.status_code == 422 and len(store.read()) == 500
+    assert "explanations" not in client.post("/score", json=records[:1]).json()
+
+
 @pytest.mark.parametrize(
     "mutate, message",
     [
