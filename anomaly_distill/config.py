@@ -90,6 +90,16 @@ class DistillConfig(StrictModel):
         description="Weight of the soft (teacher) loss vs the hard-label loss. Lower it when the "
         "data has true labels: teacher hard labels are a step function of the soft targets and add no information.",
     )
+    schedule: Literal["weighted", "alternating"] = Field(
+        "weighted",
+        description="weighted: every step minimises α·soft + (1−α)·hard; alternating: epochs alternate between the "
+        "soft term alone and the hard term alone (early stopping still watches the α-weighted sum).",
+    )
+    class_weight: Literal["none", "balanced"] | Annotated[float, Field(gt=0)] = Field(
+        "none",
+        description="Weight of anomaly rows (label 1) in the hard-label term: none (1), balanced (normal rows ÷ "
+        "anomaly rows of the distillation set), or a number.",
+    )
     temperature: float = Field(1.0, gt=0, description="Softening temperature T of teacher and student logits.")
     beta: float = Field(0.1, ge=0, description="Weight of the hint loss (teachers with hint features only).")
     epochs: int = Field(150, ge=1, description="Maximum student epochs (early stopping on validation loss).")

@@ -9,7 +9,7 @@ from torch import nn
 
 from anomaly_distill.config import EngineConfig
 from anomaly_distill.data import Preprocessor
-from anomaly_distill.losses import distillation_loss
+from anomaly_distill.losses import distillation_loss, positive_weight, schedule_alpha
 from anomaly_distill.models.student import ScoringModel, StudentNet
 from anomaly_distill.soft_labels import FEATURE_PREFIX
 
@@ -41,7 +41,9 @@ class _Distiller(nn.Module):
         self.student = student
         self.projection = nn.Linear(student.head.in_features, hint_dim) if hint_dim else None
 
-    def losses(self, batch: dict[str, torch.Tensor], config: EngineConfig) -> dict[str, torch.Tensor]:
+    def losses(
+        self, batch: dict[str, torch.Tensor], config: EngineConfig, alpha: float, pos_weight: float
+    ) -> dict[str, torch.Tensor]:
         hidden, logits = self.student.hidden_and_logit(batch["x"])
         cfg = config.distill
         return distillation_loss(
@@ -49,16 +51,19 @@ class _Distiller(nn.Module):
             batch["teacher_logits"],
             batch["hard"],
             cfg.temperature,
-            cfg.alpha,
+            alpha,
             cfg.beta,
             projected_hidden=None if self.projection is None else self.projection(hidden),
             teacher_features=batch.get("teacher_features"),
+            pos_weight=pos_weight,
         )
 
 
-def _mean_losses(model: _Distiller, tensors, index: torch.Tensor, config: EngineConfig) -> dict[str, float]:
+def _mean_losses(model: _Distiller, tensors, index: torch.Tensor, config: EngineConfig, pos_weight) -> dict:
+    """Validation losses, always α-weighted as configured (an alternating schedule's steps are not comparable)."""
+    batch = {k: t[index] for k, t in tensors.items()}
     with torch.no_grad():
-        return {k: float(v) for k, v in model.losses({k: t[index] for k, t in tensors.items()}, config).items()}
+        return {k: float(v) for k, v in model.losses(batch, config, config.distill.alpha, pos_weight).items()}
 
 
 def train_student(
@@ -78,15 +83,17 @@ def train_student(
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     # Halving the rate on plateaus lets the student settle on the teacher's fine ranking before stopping.
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=max(1, cfg.patience // 3))
+    pos_weight = positive_weight(cfg.class_weight, tensors["hard"][train_index])
     history, best_loss, best_state, stale = [], float("inf"), None, 0
     for epoch in range(cfg.epochs):
         model.train()
+        alpha = schedule_alpha(cfg.schedule, cfg.alpha, epoch)
         for batch in train_index[torch.randperm(len(train_index), generator=generator)].split(cfg.batch_size):
             optimizer.zero_grad()
-            model.losses({k: t[batch] for k, t in tensors.items()}, config)["total"].backward()
+            model.losses({k: t[batch] for k, t in tensors.items()}, config, alpha, pos_weight)["total"].backward()
             optimizer.step()
         model.eval()
-        val = _mean_losses(model, tensors, val_index, config)
+        val = _mean_losses(model, tensors, val_index, config, pos_weight)
         history.append({"epoch": epoch, **{f"val_{k}": v for k, v in val.items()}})
         scheduler.step(val["total"])
         if val["total"] < best_loss - 1e-5:

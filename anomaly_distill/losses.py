@@ -1,6 +1,8 @@
 """Distillation losses: L = α·L_soft + (1−α)·L_hard + β·L_hint.
 
-Anomaly scores are binary-class logits, so the cross-entropies are binary cross-entropies.
+Anomaly scores are binary-class logits, so the cross-entropies are binary cross-entropies. The hard term may
+weight anomaly rows (`pos_weight`, for imbalanced labels); the alternating schedule sets α to 1 and 0 on
+alternate epochs (`schedule_alpha`).
 """
 
 import torch
@@ -13,9 +15,28 @@ def soft_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temper
     return F.binary_cross_entropy_with_logits(student_logits / temperature, soft_targets)
 
 
-def hard_loss(student_logits: torch.Tensor, hard_labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy against 0/1 labels (true labels where known, else the teacher's)."""
-    return F.binary_cross_entropy_with_logits(student_logits, hard_labels.float())
+def hard_loss(student_logits: torch.Tensor, hard_labels: torch.Tensor, pos_weight: float = 1.0) -> torch.Tensor:
+    """Cross-entropy against 0/1 labels (true labels where known, else the teacher's); a label-1 row's term is
+    multiplied by `pos_weight`."""
+    weight = None if pos_weight == 1.0 else torch.tensor(pos_weight)
+    return F.binary_cross_entropy_with_logits(student_logits, hard_labels.float(), pos_weight=weight)
+
+
+def schedule_alpha(schedule: str, alpha: float, epoch: int) -> float:
+    """The soft term's weight in an epoch: α throughout ("weighted"), or 1, 0, 1, 0, … ("alternating")."""
+    if schedule == "alternating":
+        return 1.0 if epoch % 2 == 0 else 0.0
+    return alpha
+
+
+def positive_weight(class_weight, hard_labels: torch.Tensor) -> float:
+    """`class_weight` as the hard term's weight of label-1 rows: "none" → 1, "balanced" → normal ÷ anomaly rows."""
+    if class_weight == "none":
+        return 1.0
+    if class_weight == "balanced":
+        anomalies = float(hard_labels.sum())
+        return (len(hard_labels) - anomalies) / anomalies if anomalies else 1.0
+    return float(class_weight)
 
 
 def hint_loss(projected_hidden: torch.Tensor, teacher_features: torch.Tensor) -> torch.Tensor:
@@ -32,10 +53,11 @@ def distillation_loss(
     beta=0.0,
     projected_hidden=None,
     teacher_features=None,
+    pos_weight=1.0,
 ) -> dict[str, torch.Tensor]:
     terms = {
         "soft": soft_loss(student_logits, teacher_logits, temperature),
-        "hard": hard_loss(student_logits, hard_labels),
+        "hard": hard_loss(student_logits, hard_labels, pos_weight),
     }
     total = alpha * terms["soft"] + (1 - alpha) * terms["hard"]
     if projected_hidden is not None and beta > 0:

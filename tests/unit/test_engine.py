@@ -46,6 +46,16 @@ def test_student_learns_the_teacher(thyroid):
     assert result["student"]["auroc"] > 0.9 and result["teacher"]["auroc"] > 0.9
 
 
+def test_alternating_schedule_and_class_weight_train_a_student_that_still_learns(thyroid):
+    """With labels (thyroid has them): soft and hard epochs alternate, anomaly rows weigh normal÷anomaly more."""
+    distill = FAST.distill.model_copy(update={"schedule": "alternating", "class_weight": "balanced", "alpha": 0.5})
+    train, test, trained, soft, student = train_all(thyroid, FAST.model_copy(update={"distill": distill}))
+    result = pipeline.evaluate(student, trained, test)
+    assert result["student"]["auroc"] > 0.9 and len(student.history) >= 2
+    *_, weighted = train_all(thyroid)
+    assert not np.allclose(student.score(test.features), weighted.score(test.features))
+
+
 def test_same_seed_same_model(small_frame):
     table = table_from_frame(small_frame, "label")
     *_, a = train_all(table)
