@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 ADBENCH ?= ../shared/data/adbench
 DEMO := data/demo/thyroid.csv
 
-.PHONY: run demo-benchmark test test-fast lint soak bench bench-full bench-live bench-overhead bench-scale bench-explain bench-series \
+.PHONY: run demo-benchmark test test-fast lint soak bench bench-full bench-live bench-overhead bench-scale bench-explain bench-schedule bench-series \
 	bench-series-full \
 	bench-series-ablation select-teacher select-alarm-score clean
 
@@ -72,6 +72,10 @@ bench-scale: $(BIN)/anomaly-distill
 # Explanations: planted column ranked first? and rows/s with and without explanations (16 ADBench sets, 2 seeds, ~8 min).
 bench-explain: $(BIN)/anomaly-distill
 	$(BIN)/python benchmarks/explain.py --seeds 0 1 --json benchmarks/explain.json | tee benchmarks/explain.md
+
+# Distillation schedule and class weight with true labels: student AUROC per variant (16 ADBench sets, ~11 min).
+bench-schedule: $(BIN)/anomaly-distill
+	$(BIN)/python benchmarks/schedule_ablation.py --json benchmarks/schedule_ablation.json | tee benchmarks/schedule_ablation.md
 
 # Time series: teacher vs student vs IForest vs rolling z-score on the seven NAB realKnownCause series.
 NAB ?= ../shared/data/nab
