@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from explain import DEFAULT_SETS  # benchmarks/explain.py: the same 16 smaller sets
 
 from anomaly_distill import pipeline
 from anomaly_distill.config import EngineConfig
@@ -33,10 +34,6 @@ VARIANTS = {
     "alternating": {"alpha": 0.5, "schedule": "alternating"},
     "alternating + balanced": {"alpha": 0.5, "schedule": "alternating", "class_weight": "balanced"},
 }
-DEFAULT_SETS = [
-    "4_breastw", "6_cardio", "7_Cardiotocography", "14_glass", "15_Hepatitis", "21_Lymphography", "27_PageBlocks",
-    "29_Pima", "37_Stamps", "38_thyroid", "39_vertebral", "40_vowels", "42_WBC", "44_Wilt", "45_wine", "46_WPBC",
-]  # fmt: skip
 
 
 def ablate(path: Path, seed: int) -> list[dict]:
