@@ -114,7 +114,8 @@ def _names(names: list[str], shown: int = 12) -> str:
 
 def _models(card: ModelCard) -> str:
     teacher = card.teacher
-    members = f" ({', '.join(teacher['detectors'])})" if teacher.get("detectors") else ""
+    ensemble = teacher.get("kind") == "ensemble" and teacher.get("detectors")  # the others have no members
+    members = f" ({', '.join(teacher['detectors'])})" if ensemble else ""
     scored = ", ".join(f"{label} {teacher[key]:.4f}" for key, label in METRICS[:3] if key in teacher)
     student = card.student
     return "\n".join(

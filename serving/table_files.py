@@ -30,9 +30,11 @@ class StreamedTable:
             local = isinstance(self.fs, LocalFileSystem)
             self._handle = self.temporary if local else self.fs.open(self.temporary, "wb")
             self._writer = self._open_writer(table.schema)
-            if self._mirror is not None and local and isinstance(self._mirror.fs, LocalFileSystem):
-                self._mirror.fs.makedirs(self._mirror.temporary.rsplit("/", 1)[0], exist_ok=True)
-                self._follower = FileFollower(self.temporary, self._mirror.temporary)
+            mirror = self._mirror
+            if mirror is not None:
+                mirror.fs.makedirs(mirror.temporary.rsplit("/", 1)[0], exist_ok=True)
+                if local and isinstance(mirror.fs, LocalFileSystem):
+                    self._follower = FileFollower(self.temporary, mirror.temporary)
         self._writer.write_table(table) if not self.csv else self._writer.write(table)
 
     def _open_writer(self, schema: pa.Schema):
@@ -63,7 +65,6 @@ class StreamedTable:
             if self._follower is not None:
                 self._follower.finish()
             else:
-                mirror.fs.makedirs(mirror.temporary.rsplit("/", 1)[0], exist_ok=True)
                 with self.fs.open(self.temporary, "rb") as source, mirror.fs.open(mirror.temporary, "wb") as sink:
                     shutil.copyfileobj(source, sink, 16 << 20)
             mirror.fs.mv(mirror.temporary, mirror.path)
@@ -74,7 +75,7 @@ class StreamedTable:
             return
         self._close()
         if self._follower is not None:
-            self._follower.stop()
+            self._follower.abandon()
         for table in (self, self._mirror):
             if table is not None and table.fs.exists(table.temporary):
                 table.fs.rm(table.temporary)
@@ -126,16 +127,23 @@ class FileFollower:
 
     def finish(self) -> None:
         self.stop()
-        if self._error is not None:
-            raise self._error
-        self._copy_available()
-        if self._copied != os.fstat(self._source.fileno()).st_size:
-            raise OSError(f"copy of {self._source.name} ended at byte {self._copied}")
-        self._close()
+        try:
+            if self._error is not None:
+                raise self._error
+            self._copy_available()
+            if self._copied != os.fstat(self._source.fileno()).st_size:
+                raise OSError(f"copy of {self._source.name} ended at byte {self._copied}")
+        finally:
+            self._close()
 
     def stop(self) -> None:
         self._done.set()
         self._thread.join()
+
+    def abandon(self) -> None:
+        """Stops following and closes both files (an aborted job removes them)."""
+        self.stop()
+        self._close()
 
     def _close(self) -> None:
         self._source.close()

@@ -57,6 +57,8 @@ def test_sampling_and_missing_labels_show_as_limitations():
 
 def test_a_series_card_describes_its_window():
     contract = {"kind": "timeseries", "timestamp_column": "ts", "value_columns": ["value"], "series": {"window": 32}}
-    card = render_model_card(facts(modality="timeseries", contract=contract))
+    teacher = {"kind": "conv_autoencoder", "detectors": ["iforest"]}  # the ensemble's setting, unused here
+    card = render_model_card(facts(modality="timeseries", contract=contract, teacher=teacher))
+    assert "- teacher: conv_autoencoder\n" in card
     assert "time series: timestamp `ts`, values `value`" in card and "window: 32 points" in card
     assert "each point of a time series" in card
