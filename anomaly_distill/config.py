@@ -80,6 +80,14 @@ class StudentConfig(StrictModel):
     squash: float = Field(
         5.0, gt=0, description="Robust-scaled inputs are squashed by x/(1+|x|/squash) so outliers stay bounded."
     )
+    compress: Literal["none", "int8", "prune"] = Field(
+        "none",
+        description="none: float32 weights; int8: int8 weights and calibrated activations (ONNX Runtime static "
+        "quantisation, scored by ONNX Runtime); prune: the least important hidden units removed "
+        "(prune_amount), then fine-tuned. The gate checks, and the registry stores, the compressed student.",
+    )
+    prune_amount: float = Field(0.5, gt=0, lt=1, description="prune: share of each hidden layer's units removed.")
+    prune_epochs: int = Field(30, ge=1, description="prune: most fine-tuning epochs (early stopping as in distill).")
 
 
 class DistillConfig(StrictModel):

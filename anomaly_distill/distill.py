@@ -67,14 +67,19 @@ def _mean_losses(model: _Distiller, tensors, index: torch.Tensor, config: Engine
 
 
 def train_student(
-    table: pd.DataFrame, preprocessor: Preprocessor, config: EngineConfig
+    table: pd.DataFrame,
+    preprocessor: Preprocessor,
+    config: EngineConfig,
+    start: StudentNet | None = None,
+    epochs: int | None = None,
 ) -> tuple[ScoringModel, list[dict[str, float]]]:
-    """Fit the student; returns the best-validation model and one history record per epoch."""
+    """Fit the student (from `start`'s weights when given, e.g. a pruned student, for at most `epochs` instead of
+    the configured epochs); returns the best-validation model and one history record per epoch."""
     torch.manual_seed(config.seed)
     cfg = config.distill
     tensors = distillation_tensors(table, preprocessor)
     hint = tensors.get("teacher_features")
-    student = StudentNet(len(preprocessor.columns), config.student.hidden, config.student.squash)
+    student = start or StudentNet(len(preprocessor.columns), config.student.hidden, config.student.squash)
     model = _Distiller(student, None if hint is None else hint.shape[1])
     generator = torch.Generator().manual_seed(config.seed)
     order = torch.randperm(len(table), generator=generator)
@@ -85,7 +90,7 @@ def train_student(
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=max(1, cfg.patience // 3))
     pos_weight = positive_weight(cfg.class_weight, tensors["hard"][train_index])
     history, best_loss, best_state, stale = [], float("inf"), None, 0
-    for epoch in range(cfg.epochs):
+    for epoch in range(epochs or cfg.epochs):
         model.train()
         alpha = schedule_alpha(cfg.schedule, cfg.alpha, epoch)
         for batch in train_index[torch.randperm(len(train_index), generator=generator)].split(cfg.batch_size):

@@ -24,6 +24,7 @@ class Student:
     model: ScoringModel
     threshold: float
     history: list[dict] = field(default_factory=list)
+    compressed_from: dict | None = None  # params and size_bytes of the float student it was compressed from
     kind = "tabular"
 
     @property
@@ -42,6 +43,10 @@ class Student:
 
     @classmethod
     def from_state(cls, saved: dict) -> "Student":
+        if "graph" in saved:  # an int8 student (anomaly_distill/compress.py)
+            from anomaly_distill.compress import Int8Student
+
+            return Int8Student.from_state(saved)
         state = saved["state_dict"]
         net = StudentNet(len(state["keep"]), saved["hidden"], saved["squash"])
         return cls(ScoringModel.from_state(saved["input_columns"], net, state).eval(), saved["threshold"])
@@ -107,8 +112,14 @@ def distill_student(soft_labels: pd.DataFrame, trained: TrainedTeacher, train: T
     from anomaly_distill.distill import train_student
 
     model, history = train_student(soft_labels, trained.preprocessor, config)
-    train_scores = model.score(train.features[model.input_columns].to_numpy(dtype=np.float32))
-    return Student(model, threshold_at_contamination(train_scores, config.contamination), history)
+    student = Student(model, 0.0, history)
+    if config.student.compress != "none":
+        from anomaly_distill.compress import compress_student
+
+        student = compress_student(student, soft_labels, trained.preprocessor, config)
+    train_scores = student.model.score(train.features[model.input_columns].to_numpy(dtype=np.float32))
+    student.threshold = threshold_at_contamination(train_scores, config.contamination)
+    return student
 
 
 def train_segment(train: Table, config: EngineConfig, map_fn=map) -> tuple[TrainedTeacher, Student]:

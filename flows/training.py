@@ -12,6 +12,7 @@ from prefect import flow
 from pydantic import ConfigDict, Field, model_validator
 
 from anomaly_distill import pipeline, series_pipeline
+from anomaly_distill.compress import compression_summary, hidden_widths
 from anomaly_distill.config import EngineConfig, GateConfig, OptionalText, SeriesConfig, StrictModel
 from anomaly_distill.contract import SeriesContract, TabularContract
 from anomaly_distill.data import DataError, Table, table_from_frame
@@ -99,6 +100,12 @@ class TrainingParameters(StrictModel):
         rest = {key: value for key, value in data.items() if key not in SERIES_KEYS}
         return {**rest, "modality": {"kind": kind, **flat}}
 
+    @model_validator(mode="after")
+    def _compression_is_tabular(self):
+        if self.series_input and self.engine.student.compress != "none":
+            raise ValueError("engine.student.compress: compression is available for tabular models, not time series")
+        return self
+
     @property
     def series_input(self) -> "SeriesInput | None":
         return self.modality if isinstance(self.modality, SeriesInput) else None
@@ -164,7 +171,7 @@ def training_pipeline(params: TrainingParameters = TrainingParameters()) -> dict
         previous, verdict = t.promote(
             params.model_name, version, verdict, done.metrics, prepared.gate_rows, params.gate, started_at
         )
-        card = t.model_card(_card_facts(params, prepared, version), verdict, done.metrics, run_id)
+        card = t.model_card(_card_facts(params, prepared, version, done.student), verdict, done.metrics, run_id)
         t.link_runs(params.model_name, version, run_id, verdict, done.metrics, reused, card)
         t.record_run(run_id, metrics={f"seconds_{stage}": s for stage, s in clock.items()})
     except BaseException:
@@ -220,7 +227,7 @@ class Distilled:
     teacher_cached: bool = False
 
 
-def _card_facts(params: TrainingParameters, prepared: Prepared, version: str) -> dict:
+def _card_facts(params: TrainingParameters, prepared: Prepared, version: str, student) -> dict:
     """What the model card needs from this flow (the rest it reads from the run)."""
     rows = len(prepared.train) + len(prepared.test) + (0 if prepared.validation is None else len(prepared.validation))
     windows = params.series_input and params.series_input.labels_path
@@ -238,9 +245,16 @@ def _card_facts(params: TrainingParameters, prepared: Prepared, version: str) ->
         if windows
         else params.label_column and f"column `{params.label_column}`",
         "contract": prepared.contract.model_dump(mode="json"),
-        "student": {"hidden": engine.student.hidden, "distill": engine.distill.model_dump(mode="json")},
+        "student": {"hidden": _hidden_widths(student, engine), "distill": engine.distill.model_dump(mode="json")},
         "contamination": engine.contamination,
+        "compression": compression_summary(engine.student.compress, student),
     }
+
+
+def _hidden_widths(student, engine) -> list[int]:
+    """The registered student's (pruning narrows it); a per-segment or series model: the configured widths."""
+    net = getattr(getattr(student, "model", None), "net", None)
+    return hidden_widths(net) if net is not None else engine.student.hidden
 
 
 def _load(params: TrainingParameters, run_id: str) -> pd.DataFrame:

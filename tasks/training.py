@@ -232,6 +232,9 @@ def log_student(run_id: str, student: pipeline.Student, config: EngineConfig) ->
     )
     tracking.log_history(run_id, student.history)
     tracking.log_metrics(run_id, {"threshold": student.threshold, "epochs_run": len(student.history)})
+    before = getattr(student, "compressed_from", None)
+    if before:
+        tracking.log_metrics(run_id, {f"uncompressed_{key}": value for key, value in before.items()})
 
 
 @task(cache_policy=NO_CACHE, **IO_RETRIES)

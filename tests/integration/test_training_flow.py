@@ -232,6 +232,29 @@ def test_champion_pyfunc_in_a_fresh_process_matches_the_engine(workspace, thyroi
     assert served["flag"] == expected["is_anomaly"].tolist() and served["all"]
 
 
+def test_a_compressed_student_is_what_the_gate_checks_the_registry_stores_and_the_pyfunc_serves(workspace, thyroid_csv):
+    import mlflow
+
+    from anomaly_distill.compress import Int8Student
+
+    float_version = train(thyroid_csv)
+    (workspace / "int8.yaml").write_text("engine:\n  student: {compress: int8}\n  distill: {epochs: 20}\n")
+    assert main(["train", "--data", str(thyroid_csv), "--model-name", NAME, "--config", "int8.yaml"]) == 0
+    client = mlflow_client()
+    version = client.get_model_version(NAME, "2")
+    metrics = client.get_run(version.run_id).data.metrics
+    assert metrics["size_bytes"] < 0.75 * float_version["metrics"]["size_bytes"]  # the gate saw the int8 student
+    assert "int8: int8 weights" in version.description and "Distilled float student" in version.description
+    model = mlflow.pyfunc.load_model(f"models:/{NAME}/2")
+    detector = model.unwrap_python_model().detector
+    assert isinstance(detector, Int8Student)
+    rows = load_table(thyroid_csv, "label").features.head(300)
+    served = model.predict(rows, params={"explain": 2})
+    expected = detector.predict(rows, explain=2)
+    pd.testing.assert_frame_equal(served.reset_index(drop=True), expected.reset_index(drop=True))
+    assert served.is_anomaly.any() and (served.explanation[served.is_anomaly] != "").all()
+
+
 @pytest.mark.slow
 def test_mlflow_project_train_entry_point(workspace, thyroid_csv):
     import os

@@ -83,3 +83,10 @@ def test_benchmark_with_a_typo_in_config_exits_2(tmp_path, capsys):
     (tmp_path / "bench.yaml").write_text("distill: {epochs: 5}\nteacher: {detector: [iforest]}\n")
     assert main(["benchmark", "x.npz", "--config", str(tmp_path / "bench.yaml")]) == 2
     assert "teacher.detector: unknown key; did you mean detectors?" in capsys.readouterr().err
+
+
+def test_compression_of_a_series_model_is_refused_by_name():
+    with pytest.raises(ValueError, match="engine.student.compress"):
+        TrainingParameters(modality={"kind": "timeseries"}, engine={"student": {"compress": "int8"}})
+    with pytest.raises(ValueError, match="compress"):
+        TrainingParameters(engine={"student": {"compress": "float16"}})
