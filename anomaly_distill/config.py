@@ -179,6 +179,39 @@ class SeriesConfig(StrictModel):
     min_train_windows: int = Field(200, ge=10, description="Fewest training windows a series must give.")
 
 
+class ImageConfig(StrictModel):
+    """Images: input size, the teacher, the student and its distillation."""
+
+    size: int = Field(64, ge=16, le=512, multiple_of=4, description="Images are resized to size × size pixels.")
+    channels: Literal[1, 3] = Field(3, description="3: colour (grey images are repeated); 1: grey.")
+    min_size: int = Field(16, ge=1, description="Images smaller than this (either side) are refused by the contract.")
+    teacher: Literal["auto", "backbone", "autoencoder"] = Field(
+        "auto",
+        description="backbone: a frozen ResNet-18 (torchvision layout) from `weights`, nearest-normal-location "
+        "distance on its layer1–3 features; autoencoder: a convolutional autoencoder trained on the normal images; "
+        "auto: backbone when weights are given, else autoencoder.",
+    )
+    weights: OptionalText = Field(
+        None, description="A local ResNet-18 weights file (state_dict); nothing is downloaded. Empty: none."
+    )
+    bank_size: int = Field(20_000, ge=100, description="backbone: normal locations kept in the memory bank.")
+    teacher_epochs: int = Field(30, ge=1, description="autoencoder: training epochs.")
+    student_widths: list[int] = Field(
+        [16, 32], min_length=2, max_length=2, description="Channels of the student's two convolution widths."
+    )
+    epochs: int = Field(100, ge=1, description="Student epochs (the best on a held-out tenth is kept).")
+    batch_size: int = Field(32, ge=1, description="Student mini-batch size.")
+    lr: float = Field(2e-3, gt=0, description="Student learning rate (Adam).")
+    hint_weight: float = Field(0.5, ge=0, description="Weight of the hint term (teacher features) in the loss.")
+    synthetic_per_image: int = Field(2, ge=0, description="Damaged copies of each normal training image distilled.")
+    reduction: Literal["max", "topk_mean"] = Field(
+        "topk_mean", description="Image score from the map: its maximum, or the mean of its top 1 % locations."
+    )
+    contamination: float = Field(0.05, gt=0, lt=0.5, description="Share of training images above the threshold.")
+    test_fraction: float = Field(0.3, gt=0, lt=1, description="Share of normal images held out (defects always are).")
+    seed: int = Field(0, description="Seed for the split, synthetic defects, the memory bank and weight init.")
+
+
 class GateConfig(StrictModel):
     """When a freshly distilled student (the challenger) may replace the champion."""
 
@@ -189,6 +222,9 @@ class GateConfig(StrictModel):
     min_fidelity: float = Field(0.9, ge=-1, le=1, description="Minimum Spearman fidelity to the teacher.")
     max_size_bytes: int = Field(5_000_000, gt=0, description="Largest allowed serialized student.")
     min_rows_per_second: float = Field(50_000, ge=0, description="Slowest allowed single-thread scoring rate.")
+    min_images_per_second: float = Field(
+        100, ge=0, description="Image models: slowest allowed single-thread scoring rate, in images/s."
+    )
 
 
 # Settings that used to sit at the top of the training parameters, and where they live now.

@@ -61,11 +61,29 @@ class SeriesContract(StrictModel):
         return self.series.window
 
 
-Contract = Annotated[TabularContract | SeriesContract, Field(discriminator="kind")]
+class ImageContract(StrictModel):
+    """Images: scored from a `path` column (files) or an `image` column (encoded PNG/JPEG bytes)."""
+
+    kind: Literal["image"] = "image"
+    schema_version: int = SCHEMA_VERSION
+    size: int
+    channels: int
+    min_size: int
+
+    @property
+    def features(self) -> list[str]:
+        return []
+
+    @property
+    def input_columns(self) -> list[str]:
+        return ["path"]
+
+
+Contract = Annotated[TabularContract | SeriesContract | ImageContract, Field(discriminator="kind")]
 _ADAPTER = TypeAdapter(Contract)
 
 
-def contract_from_dict(payload: dict) -> TabularContract | SeriesContract:
+def contract_from_dict(payload: dict) -> TabularContract | SeriesContract | ImageContract:
     """Parses a saved contract; contracts saved before the schema was versioned are upgraded first."""
     payload = dict(payload)
     if "schema_version" not in payload:
@@ -102,7 +120,36 @@ def check_input(contract: TabularContract | SeriesContract, frame: pd.DataFrame,
     of the frame's first row when the frame is one batch of a streamed file (errors name the file's row)."""
     if isinstance(contract, SeriesContract):
         return _check_series(contract, frame)
+    if isinstance(contract, ImageContract):
+        return _check_images(contract, frame)
     return _check_table(contract, frame, first_row)
+
+
+def _check_images(contract: ImageContract, frame: pd.DataFrame) -> pd.DataFrame:
+    """A `path` or `image` column, every image readable, large enough and of usable channels (files named)."""
+    from pathlib import Path
+
+    from anomaly_distill.image_data import check_image_bytes
+
+    if len(frame) == 0:
+        raise DataError("no images to score")
+    column = next((c for c in ("path", "image") if c in frame.columns), None)
+    if column is None:
+        raise DataError(f"images are scored from a column `path` (file paths) or `image` (bytes); got {list(frame)}")
+    problems = []
+    for row, item in enumerate(frame[column]):
+        name = f"row {row}" if column == "image" else str(item)
+        try:
+            data = item if column == "image" else Path(item).read_bytes()
+        except OSError as error:
+            problems.append(f"{name}: unreadable ({type(error).__name__})")
+            continue
+        problem = check_image_bytes(data, contract.channels, contract.min_size)
+        if problem:
+            problems.append(f"{name}: {problem}")
+    if problems:
+        raise DataError(f"{len(problems)} image problem(s): " + "; ".join(problems[:20]))
+    return frame[[column]]
 
 
 def _check_table(contract: TabularContract, frame: pd.DataFrame, first_row: int = 0) -> pd.DataFrame:

@@ -72,6 +72,10 @@ def detector_from_state(kind: str, saved: dict) -> Detector:
     from anomaly_distill.series_pipeline import SeriesStudent
 
     loaders = {"tabular": Student.from_state, "timeseries": SeriesStudent.from_state, "segmented": Segmented.from_state}
+    if kind == "image":
+        from anomaly_distill.image_pipeline import ImageDetector
+
+        loaders[kind] = ImageDetector.from_state
     if kind not in loaders:
         raise ValueError(f"unknown detector kind {kind!r} in saved state")
     return loaders[kind](saved)

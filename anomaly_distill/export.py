@@ -19,6 +19,7 @@ from anomaly_distill.models.student import ScoringModel
 from anomaly_distill.timeseries import window_rows
 
 INPUT_NAME, SERIES_INPUT_NAME, OUTPUT_NAME = "features", "values", "score"
+IMAGE_INPUT_NAME, MAP_NAME = "images", "map"
 MANIFEST = "manifest.json"  # of a per-segment export (anomaly_distill.segments writes it)
 
 
@@ -90,6 +91,48 @@ def export_series_graph(student, path: str | Path) -> Path:
             "threshold": student.threshold,
         },
     )
+
+
+class ImageScoringGraph(nn.Module):
+    """Images (n, channels, size, size) float32 in [0, 1] -> (score per image, map per image at full size)."""
+
+    def __init__(self, detector):
+        super().__init__()
+        self.net, self.reduction, self.size = detector.net, detector.reduction, detector.size
+
+    def forward(self, images: torch.Tensor):
+        from anomaly_distill.models.images import image_score
+
+        small = self.net(images)
+        full = nn.functional.interpolate(small.unsqueeze(1), size=(self.size, self.size), mode="bilinear")
+        return image_score(small, self.reduction), full.squeeze(1)
+
+
+def export_image_graph(detector, path: str | Path) -> Path:
+    path = Path(path)
+    example = torch.zeros(2, detector.channels, detector.size, detector.size)
+    torch.onnx.export(
+        ImageScoringGraph(detector).eval(),
+        (example,),
+        str(path),
+        dynamo=False,
+        input_names=[IMAGE_INPUT_NAME],
+        output_names=[OUTPUT_NAME, MAP_NAME],
+        dynamic_axes={IMAGE_INPUT_NAME: {0: "images"}, OUTPUT_NAME: {0: "scores"}, MAP_NAME: {0: "maps"}},
+        opset_version=17,
+    )
+    import onnx
+
+    graph = onnx.load(str(path))
+    for key, value in {
+        "kind": "image",
+        "size": detector.size,
+        "channels": detector.channels,
+        "threshold": detector.threshold,
+    }.items():
+        graph.metadata_props.add(key=key, value=json.dumps(value))
+    onnx.save(graph, str(path))
+    return path
 
 
 def _session(path: Path, threads: int):

@@ -25,6 +25,14 @@ def _check(ok: bool, text: str) -> tuple[bool, str]:
     return ok, f"{'pass' if ok else 'FAIL'}: {text}"
 
 
+def _speed_check(challenger: dict[str, float], config: GateConfig) -> tuple[bool, str]:
+    if "images_per_second" in challenger:
+        rate, least = challenger["images_per_second"], config.min_images_per_second
+        return _check(rate >= least, f"scoring {rate:,.0f} images/s >= {least:,.0f}")
+    rate, least = challenger["rows_per_second"], config.min_rows_per_second
+    return _check(rate >= least, f"scoring {rate:,.0f} rows/s >= {least:,.0f}")
+
+
 def decide(challenger: dict[str, float], champion: dict[str, float] | None, config: GateConfig) -> Verdict:
     """`challenger`/`champion` hold metrics on the same held-out rows (auroc may be absent without labels)."""
     checks = [
@@ -36,10 +44,7 @@ def decide(challenger: dict[str, float], champion: dict[str, float] | None, conf
             challenger["size_bytes"] <= config.max_size_bytes,
             f"size {challenger['size_bytes']:,} B <= {config.max_size_bytes:,} B",
         ),
-        _check(
-            challenger["rows_per_second"] >= config.min_rows_per_second,
-            f"scoring {challenger['rows_per_second']:,.0f} rows/s >= {config.min_rows_per_second:,.0f}",
-        ),
+        _speed_check(challenger, config),
     ]
     if "auroc" in challenger:
         checks.append(

@@ -63,11 +63,10 @@ def render_model_card(card: ModelCard) -> str:
 
 
 def _intended_use(card: ModelCard) -> str:
-    what = (
-        "each point of a time series (with the window of points before it)"
-        if card.modality == "timeseries"
-        else "rows with the input columns below"
-    )
+    what = {
+        "timeseries": "each point of a time series (with the window of points before it)",
+        "image": "images (PNG or JPEG, by path or as bytes), with an anomaly map per image",
+    }.get(card.modality, "rows with the input columns below")
     return (
         f"Scores {what}: a higher score is more anomalous, and `is_anomaly` flags scores above the threshold set "
         f"so that {card.contamination:.1%} of the training rows are flagged. Meant to rank events for review "
@@ -89,6 +88,12 @@ def _data(card: ModelCard) -> str:
 
 
 def _contract(contract: dict) -> str:
+    if contract.get("kind") == "image":
+        size, channels = contract.get("size"), contract.get("channels")
+        return (
+            f"- images resized to {size}×{size}, {channels} channel(s); smaller than {contract.get('min_size')} "
+            "pixels a side, unreadable or of other channels: refused with the file named"
+        )
     if contract.get("kind") == "timeseries":
         values = contract.get("value_columns", [])
         window = contract.get("series", {}).get("window")

@@ -114,6 +114,9 @@ def _train(args: argparse.Namespace, api) -> int:
     quiet_expected_failures()
 
     settings = read_settings(args.config)
+    if args.modality and isinstance(settings.get("modality"), dict):  # the file's modality settings stay
+        settings["modality"] = {**settings["modality"], "kind": args.modality}
+        args.modality = None
     settings.update(
         {
             k: v
@@ -132,7 +135,7 @@ def _train(args: argparse.Namespace, api) -> int:
         }
     )
     params = parse_settings(TrainingParameters, settings)  # every key checked before any file is read
-    if "label_column" not in settings:  # unlabelled unless a `label` column exists
+    if "label_column" not in settings and not params.image_input:  # unlabelled unless a `label` column exists
         label = NPZ_LABEL if NPZ_LABEL in column_names(params.data_path) else None
         params = params.model_copy(update={"label_column": label})
     if api is not None:
@@ -146,6 +149,12 @@ def _train(args: argparse.Namespace, api) -> int:
     return 0
 
 
+def _speed(metrics: dict) -> str:
+    if "images_per_second" in metrics:
+        return f"{metrics['images_per_second']:,.0f} images/s"
+    return f"{metrics['rows_per_second']:,.0f} rows/s"
+
+
 def training_summary(outcome: dict, wall_seconds: float) -> str:
     from tasks.tracking import tracking_uri
 
@@ -156,7 +165,7 @@ def training_summary(outcome: dict, wall_seconds: float) -> str:
         if outcome.get("reused_version")
         else f"Registered {outcome['model_name']} version {outcome['version']} (alias: challenger)",
         f"  AUROC {m.get('auroc', float('nan')):.4f}  fidelity {m['fidelity']:.4f}  "
-        f"params {m['params']:,}  size {m['size_bytes']:,} B  {m['rows_per_second']:,.0f} rows/s",
+        f"params {m['params']:,}  size {m['size_bytes']:,} B  {_speed(m)}",
         f"Gate: {'PASSED -> now champion' if outcome['promoted'] else 'FAILED -> champion unchanged'}",
         *[f"  - {reason}" for reason in outcome["reasons"]],
         f"Teacher {'reused from cache' if outcome['teacher_from_cache'] else 'trained'}; "
@@ -383,7 +392,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--task-runner", choices=["threads", "dask"], help="dask: fit teacher members on a cluster")
     train.add_argument("--dask-address", help="existing Dask scheduler (tcp://host:8786); default: a LocalCluster")
     train.add_argument("--segment-column", help="one student per value of this column (e.g. merchant, machine)")
-    train.add_argument("--modality", choices=["tabular", "timeseries"], help="timeseries: timestamp + value columns")
+    train.add_argument(
+        "--modality",
+        choices=["tabular", "timeseries", "image"],
+        help="timeseries: timestamp + value columns; image: --data is a folder (good/ + defect folders) or manifest",
+    )
     train.add_argument("--timestamp-column", help="timeseries: the timestamp column (default: timestamp)")
     train.add_argument("--labels", help="timeseries: NAB-style label-window JSON for evaluation")
     train.set_defaults(func=cmd_train)

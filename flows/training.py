@@ -13,9 +13,10 @@ from pydantic import ConfigDict, Field, model_validator
 
 from anomaly_distill import pipeline, series_pipeline
 from anomaly_distill.compress import compression_summary, hidden_widths
-from anomaly_distill.config import EngineConfig, GateConfig, OptionalText, SeriesConfig, StrictModel
+from anomaly_distill.config import EngineConfig, GateConfig, ImageConfig, OptionalText, SeriesConfig, StrictModel
 from anomaly_distill.contract import SeriesContract, TabularContract
 from anomaly_distill.data import DataError, Table, table_from_frame
+from flows.image_training import distill_images, prepare_images
 from flows.runners import RunnerKind, with_runner
 from tasks import series as ts
 from tasks import tracking
@@ -44,6 +45,15 @@ KEY_EXCLUDES = {"task_runner": True, "dask_address": True, "data_path": True, "m
 SERIES_KEYS = ("timestamp_column", "labels_path", "series")  # top-level keys before they moved under `modality`
 
 
+class ImageInput(StrictModel):
+    model_config = ConfigDict(title="Images")
+
+    kind: Literal["image"] = Field(
+        "image", description="A folder (good/ = normal, other subfolders = defects) or a CSV manifest path,label."
+    )
+    image: ImageConfig = Field(default_factory=ImageConfig, description="Image size, teacher, student.")
+
+
 class TrainingParameters(StrictModel):
     data_path: str = Field("data/demo/thyroid.csv", description="CSV, Parquet or .npz file with the training table.")
     label_column: OptionalText = Field(
@@ -67,7 +77,7 @@ class TrainingParameters(StrictModel):
     min_segment_rows: int = Field(
         500, ge=20, description="Segments with fewer training rows are scored by the model trained on all rows."
     )
-    modality: TabularInput | SeriesInput = Field(
+    modality: TabularInput | SeriesInput | ImageInput = Field(
         default_factory=TabularInput,
         description="Tabular rows, or a time series (a timestamp column plus value columns, scored by sliding "
         "windows) with its settings.",
@@ -110,6 +120,10 @@ class TrainingParameters(StrictModel):
     def series_input(self) -> "SeriesInput | None":
         return self.modality if isinstance(self.modality, SeriesInput) else None
 
+    @property
+    def image_input(self) -> "ImageInput | None":
+        return self.modality if isinstance(self.modality, ImageInput) else None
+
 
 class Stopwatch(dict):
     @contextmanager
@@ -143,10 +157,14 @@ def training_pipeline(params: TrainingParameters = TrainingParameters()) -> dict
     try:
         tracking.log_params(run_id, params.model_dump())
         tracking.log_json(run_id, params.model_dump(), "config.json")
-        frame = _load(params, run_id)
-        prepare = _prepare_series if params.series_input else _prepare_table
-        prepared = prepare(params, frame, run_id)
-        done = _distill(params, prepared, run_id, runs, clock)
+        if params.image_input:
+            prepared = prepare_images(params, run_id)
+            done = distill_images(params, prepared, run_id, runs, clock)
+        else:
+            frame = _load(params, run_id)
+            prepare = _prepare_series if params.series_input else _prepare_table
+            prepared = prepare(params, frame, run_id)
+            done = _distill(params, prepared, run_id, runs, clock)
         verdict = t.gate(done.metrics, params.model_name, prepared.gate_rows, params.gate)
         key = t.training_key(
             prepared.digest,
@@ -230,25 +248,37 @@ class Distilled:
 def _card_facts(params: TrainingParameters, prepared: Prepared, version: str, student) -> dict:
     """What the model card needs from this flow (the rest it reads from the run)."""
     rows = len(prepared.train) + len(prepared.test) + (0 if prepared.validation is None else len(prepared.validation))
-    windows = params.series_input and params.series_input.labels_path
     engine = params.engine
+    image = params.image_input and params.image_input.image
+    student_facts = (
+        {"hidden": image.student_widths, "distill": image.model_dump(mode="json")}
+        if image
+        else {"hidden": _hidden_widths(student, engine), "distill": engine.distill.model_dump(mode="json")}
+    )
     return {
         "model_name": params.model_name,
         "version": version,
-        "modality": "timeseries" if params.series_input else "tabular",
+        "modality": params.modality.kind,
         "data_source": params.data_path,
         "data_digest": prepared.digest,
         "rows_used": rows,
         "train_rows": len(prepared.train),
         "test_rows": len(prepared.test),
-        "labels": f"label windows from `{windows}`"
-        if windows
-        else params.label_column and f"column `{params.label_column}`",
+        "labels": _labels_source(params),
         "contract": prepared.contract.model_dump(mode="json"),
-        "student": {"hidden": _hidden_widths(student, engine), "distill": engine.distill.model_dump(mode="json")},
-        "contamination": engine.contamination,
+        "student": student_facts,
+        "contamination": image.contamination if image else engine.contamination,
         "compression": compression_summary(engine.student.compress, student),
     }
+
+
+def _labels_source(params: TrainingParameters) -> str | None:
+    windows = params.series_input and params.series_input.labels_path
+    if windows:
+        return f"label windows from `{windows}`"
+    if params.image_input:
+        return "folders: good/ normal, the others defects (evaluation only: training sees normal images)"
+    return params.label_column and f"column `{params.label_column}`"
 
 
 def _hidden_widths(student, engine) -> list[int]:

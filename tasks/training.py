@@ -27,7 +27,8 @@ from tasks import plots, registry, tracking
 from tasks.registry import CONTRACT_FILE, REFERENCE_FILE
 from tasks.validation import ValidationFailed, derive_contract, validate_frame
 
-ONNX_NAME = {"tabular": "detector.onnx", "timeseries": "detector.onnx", "segmented": "detector"}  # a folder
+ONNX_NAME = {"tabular": "detector.onnx", "timeseries": "detector.onnx", "image": "detector.onnx"}
+ONNX_NAME["segmented"] = "detector"  # a folder: one graph per segment
 REFERENCE_LABEL = "label"  # the true label in the reference snapshot, when training had labels
 
 

@@ -1,0 +1,248 @@
+"""Images: teacher → synthetic defects → distilled student map → evaluation, and the shippable image detector.
+
+The student must score on its own (the point is a model ≥ 20× faster than its teacher on a small device), so it
+does not compare itself with the teacher at scoring time: it learns to output the teacher's anomaly map — the
+soft term, per location, on the teacher's log-map standardised by normal training images — and, during training
+only, to predict the teacher's features from its hidden maps (the hint term). Trained on normal images only, as
+the teacher: to show it what a high map looks like, each normal training image also enters the distillation set
+with synthetic defects (a pasted patch from elsewhere, a line, a blob), mapped by the teacher like any image.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from anomaly_distill.config import ImageConfig
+from anomaly_distill.errors import DataError
+from anomaly_distill.image_data import ImageSet, load_images
+from anomaly_distill.models.images import (
+    AutoencoderTeacher,
+    BackboneTeacher,
+    ImageStudentNet,
+    image_score,
+    load_backbone,
+    params,
+)
+
+HINT_DIM = 64
+IMAGE_COLUMNS = ("path", "image")  # a frame to score has one of them: file paths, or encoded bytes
+
+
+@dataclass
+class ImageTeacher:
+    teacher: object  # BackboneTeacher | AutoencoderTeacher
+    kind: str
+    center: float  # median of the log-map over normal training locations
+    scale: float  # and its standard deviation: the student's target units
+    threshold: float
+
+    def target_maps(self, images: torch.Tensor) -> torch.Tensor:
+        return (torch.log(self.teacher.maps(images) + 1e-8) - self.center) / self.scale
+
+    @property
+    def n_params(self) -> int:
+        return self.teacher.n_params
+
+
+def split_images(data: ImageSet, config: ImageConfig) -> tuple[ImageSet, ImageSet]:
+    """Normal images: a random share trains; the rest and every labelled defect image are held out."""
+    normal = np.flatnonzero(data.labels == 0) if data.labels is not None else np.arange(len(data))
+    rng = np.random.default_rng(config.seed)
+    held = rng.permutation(normal)[: int(round(len(normal) * config.test_fraction))]
+    test = np.union1d(held, np.flatnonzero(data.labels == 1)) if data.labels is not None else np.sort(held)
+    train = np.setdiff1d(normal, held)
+    if len(train) < 10:
+        raise DataError(f"only {len(train)} normal training images; at least 10 are needed")
+    return data.subset(train), data.subset(test)
+
+
+def train_image_teacher(train: ImageSet, config: ImageConfig) -> ImageTeacher:
+    images = torch.from_numpy(train.images)
+    kind = config.teacher if config.teacher != "auto" else ("backbone" if config.weights else "autoencoder")
+    if kind == "backbone":
+        teacher = BackboneTeacher(load_backbone(config.weights, config.seed), config.bank_size, config.seed)
+        # The bank from half the images; the other half sets the scale, so normal maps are not all ~0.
+        fit, calibrate = images[::2], images[1::2]
+    else:
+        teacher = AutoencoderTeacher(train.images.shape[1], config.teacher_epochs, seed=config.seed)
+        fit = calibrate = images
+    teacher.fit(fit)
+    log_maps = torch.log(teacher.maps(calibrate) + 1e-8)
+    center, scale = float(log_maps.median()), float(log_maps.std()) + 1e-6
+    trained = ImageTeacher(teacher, kind, center, scale, 0.0)
+    scores = image_score(trained.target_maps(images), config.reduction).numpy()
+    trained.threshold = float(np.quantile(scores, 1 - config.contamination))
+    return trained
+
+
+def synthetic_defects(images: torch.Tensor, copies: int, seed: int) -> torch.Tensor:
+    """`copies` damaged versions of each image: a patch pasted from another place, a line, or a blob."""
+    generator = np.random.default_rng(seed)
+    n, c, h, w = images.shape
+    out = []
+    for _ in range(copies):
+        damaged = images.clone()
+        for i in range(n):
+            kind = generator.integers(3)
+            if kind == 0:
+                ph, pw = generator.integers(h // 8, h // 3, 2)
+                y0, y1 = generator.integers(0, h - ph, 2)
+                x0, x1 = generator.integers(0, w - pw, 2)
+                source = images[generator.integers(n)]
+                patch = source[:, y0 : y0 + ph, x0 : x0 + pw]
+                damaged[i, :, y1 : y1 + ph, x1 : x1 + pw] = patch.flip(-1) * generator.uniform(0.6, 1.4)
+            else:
+                yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+                cy, cx = generator.uniform(0.15, 0.85, 2) * (h, w)
+                if kind == 1:
+                    angle, half = generator.uniform(0, np.pi), generator.uniform(0.1, 0.3) * h
+                    along = (xx - cx) * np.cos(angle) + (yy - cy) * np.sin(angle)
+                    across = -(xx - cx) * np.sin(angle) + (yy - cy) * np.cos(angle)
+                    mask = (across.abs() < max(1.0, h / 100)) & (along.abs() < half)
+                else:
+                    ry, rx = generator.uniform(0.04, 0.12, 2) * (h, w)
+                    mask = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 < 1
+                shift = torch.as_tensor(generator.uniform(-0.5, 0.5, c), dtype=torch.float32).view(c, 1, 1)
+                damaged[i] = torch.where(mask, (damaged[i] + shift).clamp(0, 1), damaged[i])
+        out.append(damaged)
+    return torch.cat(out)
+
+
+@dataclass
+class ImageDetector:
+    """The shippable image detector: the student network, its input size and channels, and its threshold."""
+
+    net: ImageStudentNet
+    size: int
+    channels: int
+    threshold: float
+    reduction: str = "topk_mean"
+    history: list[dict] = field(default_factory=list)
+    kind = "image"
+
+    @property
+    def n_params(self) -> int:
+        return params(self.net)
+
+    @torch.inference_mode()
+    def score_images(self, images: np.ndarray) -> np.ndarray:
+        tensor = torch.as_tensor(np.asarray(images, dtype=np.float32))
+        return torch.cat([image_score(self.net(c), self.reduction) for c in tensor.split(64)]).numpy()
+
+    @torch.inference_mode()
+    def maps(self, images: np.ndarray) -> np.ndarray:
+        """(n, size, size) anomaly maps, upsampled to the (resized) image."""
+        small = self.net(torch.as_tensor(np.asarray(images, dtype=np.float32)))
+        return F.interpolate(small.unsqueeze(1), size=(self.size, self.size), mode="bilinear").squeeze(1).numpy()
+
+    def load(self, frame: pd.DataFrame) -> np.ndarray:
+        column = next((c for c in IMAGE_COLUMNS if c in frame.columns), None)
+        if column is None:
+            raise DataError(f"image input needs a column `path` (file paths) or `image` (bytes); got {list(frame)}")
+        return load_images(list(frame[column]), self.size, self.channels)
+
+    def score(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.score_images(self.load(frame))
+
+    def predict(self, frame: pd.DataFrame, threshold: float | None = None) -> pd.DataFrame:
+        scores = self.score(frame)
+        cut = self.threshold if threshold is None else threshold
+        return pd.DataFrame({"score": scores, "is_anomaly": scores > cut})
+
+    def state(self) -> dict:
+        return {
+            "state_dict": self.net.state_dict(),
+            "size": self.size,
+            "channels": self.channels,
+            "widths": [self.net.body[0].out_channels, self.net.head.in_channels],
+            "threshold": self.threshold,
+            "reduction": self.reduction,
+        }
+
+    @classmethod
+    def from_state(cls, saved: dict) -> "ImageDetector":
+        net = ImageStudentNet(saved["channels"], tuple(saved["widths"]))
+        net.load_state_dict(saved["state_dict"])
+        return cls(net.eval(), saved["size"], saved["channels"], saved["threshold"], saved["reduction"])
+
+    def export_onnx(self, path: str | Path) -> Path:
+        from anomaly_distill.export import export_image_graph
+
+        return export_image_graph(self, path)
+
+
+def distill_image_student(teacher: ImageTeacher, train: ImageSet, config: ImageConfig) -> ImageDetector:
+    torch.manual_seed(config.seed)
+    normal = torch.from_numpy(train.images)
+    images = torch.cat([normal, synthetic_defects(normal, config.synthetic_per_image, config.seed)])
+    targets = teacher.target_maps(images)
+    hints = _hint_targets(teacher, images, config.seed)
+    net = ImageStudentNet(images.shape[1], tuple(config.student_widths))
+    projection = torch.nn.Conv2d(config.student_widths[1], HINT_DIM, 1)
+    generator = torch.Generator().manual_seed(config.seed)
+    order = torch.randperm(len(images), generator=generator)
+    n_val = max(1, len(images) // 10)
+    val, fit = order[:n_val], order[n_val:]
+    optimizer = torch.optim.Adam([*net.parameters(), *projection.parameters()], lr=config.lr)
+    history, best, best_state = [], float("inf"), None
+
+    def losses(index):
+        hidden, maps = net.hidden_and_map(images[index])
+        soft = F.mse_loss(maps, targets[index])
+        hint = F.mse_loss(projection(hidden), hints[index])
+        return soft, hint
+
+    for epoch in range(config.epochs):
+        net.train()
+        for batch in fit[torch.randperm(len(fit), generator=generator)].split(config.batch_size):
+            optimizer.zero_grad()
+            soft, hint = losses(batch)
+            (soft + config.hint_weight * hint).backward()
+            optimizer.step()
+        net.eval()
+        with torch.no_grad():
+            soft, hint = losses(val)
+        history.append({"epoch": epoch, "val_soft": float(soft), "val_hint": float(hint)})
+        if float(soft) < best:
+            best, best_state = float(soft), {k: v.clone() for k, v in net.state_dict().items()}
+    net.load_state_dict(best_state)
+    detector = ImageDetector(net.eval(), train.images.shape[-1], train.images.shape[1], 0.0, config.reduction, history)
+    detector.threshold = float(np.quantile(detector.score_images(train.images), 1 - config.contamination))
+    return detector
+
+
+def _hint_targets(teacher: ImageTeacher, images: torch.Tensor, seed: int) -> torch.Tensor:
+    """The teacher's features, projected to HINT_DIM channels at random (fixed seed) and standardised."""
+    features = torch.cat([teacher.teacher.features(chunk) for chunk in images.split(32)])
+    generator = torch.Generator().manual_seed(seed)
+    projection = torch.randn(HINT_DIM, features.shape[1], generator=generator) / features.shape[1] ** 0.5
+    projected = torch.einsum("kd,ndhw->nkhw", projection, features)
+    mean, std = projected.mean(dim=(0, 2, 3), keepdim=True), projected.std(dim=(0, 2, 3), keepdim=True) + 1e-6
+    return (projected - mean) / std
+
+
+def evaluate_images(teacher: ImageTeacher, student: ImageDetector, test: ImageSet, config: ImageConfig) -> dict:
+    """Image AUROC of both (with labels of both classes) and pixel AUROC of both maps (where masks are known)."""
+    from sklearn.metrics import roc_auc_score
+
+    images = torch.from_numpy(test.images)
+    teacher_maps = teacher.target_maps(images)
+    result = {"teacher": {}, "student": {}}
+    scores = {
+        "teacher": image_score(teacher_maps, config.reduction).numpy(),
+        "student": student.score_images(test.images),
+    }
+    if test.labels is not None and len(set(test.labels.tolist())) == 2:
+        for who, values in scores.items():
+            result[who]["auroc"] = float(roc_auc_score(test.labels, values))
+    result["student"]["fidelity"] = float(pd.Series(scores["teacher"]).corr(pd.Series(scores["student"]), "spearman"))
+    if test.masks is not None and test.masks.any():
+        full = F.interpolate(teacher_maps.unsqueeze(1), size=test.masks.shape[-2:], mode="bilinear").squeeze(1)
+        truth = test.masks.ravel()
+        result["teacher"]["pixel_auroc"] = float(roc_auc_score(truth, full.numpy().ravel()))
+        result["student"]["pixel_auroc"] = float(roc_auc_score(truth, student.maps(test.images).ravel()))
+    return result

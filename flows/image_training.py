@@ -1,0 +1,49 @@
+"""The image branch of training-pipeline: image contract → teacher → student → evaluation (with map overlays).
+
+It hands the same `Prepared` and `Distilled` to the shared gate → register → promote → model card steps as the
+tabular and series branches (flows/training.py)."""
+
+import pandas as pd
+
+from anomaly_distill.image_pipeline import split_images
+from tasks import images as im
+from tasks import tracking
+
+
+def prepare_images(params, run_id: str):
+    from flows.training import Prepared
+
+    config = params.image_input.image
+    data, contract, digest = im.load_images(params.data_path, config, run_id)
+    train, test = split_images(data, config)
+    return Prepared(
+        contract,
+        digest,
+        train,
+        test,
+        candidates={},
+        wrap=lambda student: student,
+        gate_rows=im.ImageGateRows(test),
+        example=lambda _: pd.DataFrame({"path": test.paths[:2]}),
+        reference=lambda detector: im.image_statistics(detector, train.images),
+    )
+
+
+def distill_images(params, prepared, run_id: str, runs: list, clock):
+    from flows.training import Distilled
+
+    config = params.image_input.image
+    teacher_run = tracking.start_child_run(run_id, "teacher")
+    student_run = tracking.start_child_run(run_id, "student")
+    runs += [teacher_run, student_run]
+    with clock("train_teacher"):
+        teacher = im.train_teacher(prepared.train, config)
+    tracking.log_params(teacher_run, {"teacher": teacher.kind, "weights": config.weights or ""})
+    tracking.log_metrics(teacher_run, {"params": teacher.n_params})
+    with clock("distill_student"):
+        student = im.distill_student(teacher, prepared.train, config)
+    tracking.log_params(student_run, {"image": config.model_dump()})
+    tracking.log_history(student_run, student.history)
+    with clock("evaluate"):
+        metrics = im.evaluate(teacher, student, prepared.test, config, [run_id, student_run])
+    return Distilled(student, metrics, student_run)

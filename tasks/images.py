@@ -1,0 +1,114 @@
+"""Prefect tasks of the image flow: the contract check, teacher, student, evaluation with anomaly-map overlays."""
+
+import hashlib
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from anomaly_distill import image_pipeline
+from anomaly_distill.config import ImageConfig
+from anomaly_distill.contract import ImageContract
+from anomaly_distill.detector import size_bytes
+from anomaly_distill.image_data import ImageSet, load_image_set
+from anomaly_distill.metrics import rows_per_second
+from tasks import tracking
+from tasks.training import IO_RETRIES
+
+OVERLAYS = 6  # highest-scoring held-out images logged with their maps
+
+
+@task(cache_policy=NO_CACHE)
+def load_images(data_path: str, config: ImageConfig, run_id: str) -> tuple[ImageSet, ImageContract, str]:
+    """The image contract first (every failing file named; nothing trains), then the images, resized."""
+    data = load_image_set(data_path, config.size, config.channels, config.min_size)
+    digest = hashlib.sha256()
+    for path in data.paths:
+        digest.update(hashlib.sha256(Path(path).read_bytes()).digest())
+    labels = {"normal": int((data.labels == 0).sum()), "defect": int((data.labels == 1).sum())}
+    tracking.log_params(run_id, {"images": len(data), **{f"images_{k}": v for k, v in labels.items()}})
+    contract = ImageContract(size=config.size, channels=config.channels, min_size=config.min_size)
+    return data, contract, digest.hexdigest()
+
+
+@task(cache_policy=NO_CACHE)
+def train_teacher(train: ImageSet, config: ImageConfig) -> image_pipeline.ImageTeacher:
+    return image_pipeline.train_image_teacher(train, config)
+
+
+@task(cache_policy=NO_CACHE)
+def distill_student(
+    teacher: image_pipeline.ImageTeacher, train: ImageSet, config: ImageConfig
+) -> image_pipeline.ImageDetector:
+    return image_pipeline.distill_image_student(teacher, train, config)
+
+
+@task(cache_policy=NO_CACHE, **IO_RETRIES)
+def evaluate(teacher, student, test: ImageSet, config: ImageConfig, run_ids: list[str]) -> dict:
+    """Image (and, with masks, pixel) AUROC of both, fidelity, size and single-thread images/s; overlays."""
+    result = image_pipeline.evaluate_images(teacher, student, test, config)
+    speed = rows_per_second(student.score_images, np.resize(test.images, (64, *test.images.shape[1:])))
+    metrics = {
+        **result["student"],
+        "size_bytes": size_bytes(student),
+        "params": student.n_params,
+        "images_per_second": speed,
+        "rows_per_second": speed,  # what the gate's speed check and the summaries read
+    }
+    flat = {**metrics, **{f"teacher_{k}": v for k, v in result["teacher"].items()}}
+    flat["teacher_params"] = teacher.n_params
+    for run_id in run_ids:
+        tracking.log_metrics(run_id, flat)
+    log_overlays(run_ids[0], student, test)
+    return metrics
+
+
+def log_overlays(run_id: str, student, test: ImageSet) -> None:
+    """The highest-scoring held-out images with the student's map over them: `overlays/*.png`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scores = student.score_images(test.images)
+    top = np.argsort(-scores)[:OVERLAYS]
+    maps = student.maps(test.images[top])
+    with tempfile.TemporaryDirectory() as tmp:
+        for rank, (index, heat) in enumerate(zip(top, maps)):
+            image = test.images[index].transpose(1, 2, 0).squeeze()
+            figure, axis = plt.subplots(figsize=(3, 3))
+            axis.imshow(image, cmap="gray" if image.ndim == 2 else None)
+            axis.imshow(heat, cmap="jet", alpha=0.45)
+            axis.set_title(f"{Path(test.paths[index]).name}: {scores[index]:.2f}", fontsize=8)
+            axis.axis("off")
+            path = Path(tmp) / f"{rank + 1:02d}_{Path(test.paths[index]).stem}.png"
+            figure.savefig(path, dpi=80, bbox_inches="tight")
+            plt.close(figure)
+            tracking.log_file(run_id, path, "overlays")
+
+
+def image_statistics(detector, images: np.ndarray) -> pd.DataFrame:
+    """Per image: mean and standard deviation of each channel, and the score — the drift reference."""
+    stats = {}
+    for c in range(images.shape[1]):
+        stats[f"mean_{c}"] = images[:, c].mean(axis=(1, 2))
+        stats[f"std_{c}"] = images[:, c].std(axis=(1, 2))
+    stats["score"] = detector.score_images(images)
+    return pd.DataFrame(stats)
+
+
+class ImageGateRows:
+    """The held-out images as the gate scores them: the champion's pyfunc reads the same files."""
+
+    def __init__(self, test: ImageSet):
+        self.test = test
+        self.labels = test.labels
+
+    def scoring_frame(self) -> pd.DataFrame:
+        return pd.DataFrame({"path": self.test.paths})
+
+    def __len__(self) -> int:
+        return len(self.test)

@@ -1,0 +1,139 @@
+"""Images: the generated textures, the image contract, the ResNet weights file, and teacher → student → ONNX."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from anomaly_distill.config import ImageConfig
+from anomaly_distill.detector import load_detector, save_detector
+from anomaly_distill.errors import DataError
+from anomaly_distill.export import OnnxScorer
+from anomaly_distill.image_data import list_images, load_image_set
+from anomaly_distill.image_pipeline import (
+    distill_image_student,
+    evaluate_images,
+    split_images,
+    synthetic_defects,
+    train_image_teacher,
+)
+from anomaly_distill.models.images import BackboneTeacher, ImageStudentNet, ResNet18, load_backbone, params
+from anomaly_distill.textures import make_image, write_textures
+
+FAST = ImageConfig(size=64, teacher_epochs=10, epochs=40)
+
+
+def test_textures_are_deterministic_and_masks_mark_exactly_the_defects():
+    image, mask = make_image(7, "hole", 64)
+    again, _ = make_image(7, "hole", 64)
+    np.testing.assert_array_equal(image, again)
+    normal, empty = make_image(7, None, 64)
+    assert mask.any() and not empty.any()
+    assert np.abs(image - normal)[mask].mean() > 0.2 and np.abs(image - normal)[~mask].max() == 0
+
+
+def test_a_texture_folder_loads_with_labels_and_masks(tmp_path):
+    write_textures(tmp_path, normal=6, per_defect=2, size=64)
+    data = load_image_set(tmp_path, 32, 3, 16)
+    assert data.images.shape == (12, 3, 32, 32) and data.labels.tolist() == [0] * 6 + [1] * 6
+    assert data.masks is not None and data.masks[data.labels == 1].any(axis=(1, 2)).all()
+    assert not data.masks[data.labels == 0].any()
+
+
+def test_the_image_contract_names_every_failing_file_and_loads_nothing(tmp_path):
+    write_textures(tmp_path, normal=4, per_defect=1, size=64)
+    (tmp_path / "good" / "broken.png").write_bytes(b"not an image")
+    Image.new("RGB", (8, 8)).save(tmp_path / "good" / "tiny.png")
+    (tmp_path / "good" / "copy.png").write_bytes((tmp_path / "good" / "0000.png").read_bytes())
+    with pytest.raises(DataError) as error:
+        load_image_set(tmp_path, 32, 3, 16)
+    text = str(error.value)
+    assert text.startswith("3 image problem(s)")
+    assert "broken.png: unreadable" in text and "tiny.png: 8x8 is smaller than the minimum 16x16" in text
+    assert "copy.png: duplicate of" in text and "0000.png" in text
+
+
+def test_a_colour_image_is_refused_by_a_grey_model(tmp_path):
+    write_textures(tmp_path, normal=2, per_defect=0, size=32)
+    with pytest.raises(DataError, match="3 channel"):
+        load_image_set(tmp_path, 32, 1, 16)
+
+
+def test_a_manifest_lists_paths_and_labels(tmp_path):
+    write_textures(tmp_path, normal=2, per_defect=1, size=32)
+    manifest = tmp_path / "manifest.csv"
+    pd.DataFrame({"path": ["good/0000.png", "hole/0000.png"], "label": [0, 1]}).to_csv(manifest, index=False)
+    paths, labels = list_images(manifest)
+    assert paths == [tmp_path / "good/0000.png", tmp_path / "hole/0000.png"] and labels.tolist() == [0, 1]
+    pd.DataFrame({"path": ["good/0000.png"], "label": [2]}).to_csv(manifest, index=False)
+    with pytest.raises(DataError, match="label must be 0 or 1; row 2"):
+        list_images(manifest)
+
+
+def test_a_weights_file_in_torchvision_layout_loads_into_the_backbone(tmp_path):
+    torch.manual_seed(123)
+    saved = ResNet18()
+    names = set(saved.state_dict())
+    assert {"conv1.weight", "layer2.0.downsample.0.weight", "layer3.1.bn2.running_var", "fc.bias"} <= names
+    torch.save(saved.state_dict(), tmp_path / "resnet18.pth")
+    loaded = load_backbone(str(tmp_path / "resnet18.pth"), seed=0)
+    for name, tensor in saved.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[name], tensor)
+    assert not any(p.requires_grad for p in loaded.parameters())
+    torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7)}, tmp_path / "partial.pth")
+    with pytest.raises(RuntimeError, match="Missing key"):
+        load_backbone(str(tmp_path / "partial.pth"), seed=0)
+
+
+def test_the_student_is_at_most_a_twentieth_of_either_teacher():
+    student = params(ImageStudentNet(3, (16, 32)))
+    assert student * 20 <= BackboneTeacher(ResNet18()).n_params
+    from anomaly_distill.models.images import ConvAutoencoder
+
+    assert student * 20 <= params(ConvAutoencoder(3))
+
+
+def test_synthetic_defects_change_part_of_each_image_only():
+    images = torch.rand(4, 3, 32, 32)
+    damaged = synthetic_defects(images, 2, seed=0)
+    assert damaged.shape == (8, 3, 32, 32)
+    changed = (damaged != images.repeat(2, 1, 1, 1)).any(dim=1).float().mean(dim=(1, 2))
+    assert ((changed > 0) & (changed < 0.5)).all()
+
+
+@pytest.fixture(scope="module")
+def texture_model(tmp_path_factory):
+    folder = write_textures(tmp_path_factory.mktemp("textures"), normal=60, per_defect=6, size=64)
+    train, test = split_images(load_image_set(folder, FAST.size, FAST.channels, FAST.min_size), FAST)
+    teacher = train_image_teacher(train, FAST)
+    return teacher, distill_image_student(teacher, train, FAST), test
+
+
+def test_teacher_and_student_find_the_planted_defects_and_where_they_are(texture_model):
+    teacher, student, test = texture_model
+    result = evaluate_images(teacher, student, test, FAST)
+    assert result["teacher"]["auroc"] > 0.8 and result["student"]["auroc"] > 0.7
+    assert result["teacher"]["pixel_auroc"] > 0.9 and result["student"]["pixel_auroc"] > 0.8
+    assert np.mean(student.score_images(test.images[test.labels == 0]) > student.threshold) < 0.3
+
+
+def test_the_image_detector_saves_loads_scores_files_and_bytes_and_exports_with_parity(texture_model, tmp_path):
+    _, student, test = texture_model
+    back = load_detector(save_detector(student, tmp_path / "detector.pt"))
+    np.testing.assert_array_equal(back.score_images(test.images), student.score_images(test.images))
+    paths = []
+    for i, image in enumerate(test.images[:5]):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray((image.transpose(1, 2, 0) * 255).round().astype(np.uint8)).save(paths[-1])
+    by_path = student.predict(pd.DataFrame({"path": [str(p) for p in paths]}))
+    by_bytes = student.predict(pd.DataFrame({"image": [p.read_bytes() for p in paths]}))
+    pd.testing.assert_frame_equal(by_path, by_bytes)
+    np.testing.assert_allclose(by_path["score"], student.score_images(test.images[:5]), atol=0.05)
+    with pytest.raises(DataError, match="column `path`"):
+        student.predict(pd.DataFrame({"file": ["x.png"]}))
+    onnx = OnnxScorer(student.export_onnx(tmp_path / "detector.onnx"))
+    scores, maps = onnx.session.run(None, {"images": test.images})
+    np.testing.assert_allclose(scores, student.score_images(test.images), atol=1e-4)
+    np.testing.assert_allclose(maps, student.maps(test.images), atol=1e-4)
+    assert onnx.metadata["kind"] == "image" and onnx.metadata["size"] == 64
