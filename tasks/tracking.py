@@ -202,4 +202,6 @@ def _requirements() -> list[str]:
     """Pinned explicitly: MLflow's own inference imports the model in a subprocess (several seconds a run)."""
     from importlib.metadata import version
 
-    return [f"{name}=={version(name).split('+')[0]}" for name in ("torch", "numpy", "pandas", "mlflow")]
+    # onnxruntime scores int8 students; pillow reads images for image models
+    names = ("torch", "numpy", "pandas", "mlflow", "onnxruntime", "pillow")
+    return [f"{name}=={version(name).split('+')[0]}" for name in names]
