@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 ADBENCH ?= ../shared/data/adbench
 DEMO := data/demo/thyroid.csv
 
-.PHONY: run demo-benchmark test test-fast lint soak bench bench-full bench-live bench-overhead bench-scale bench-explain bench-compress bench-schedule bench-series \
+.PHONY: run demo-benchmark test test-fast lint soak bench bench-full bench-live bench-overhead bench-scale bench-explain bench-compress bench-images bench-schedule bench-series \
 	bench-series-full \
 	bench-series-ablation select-teacher select-alarm-score clean
 
@@ -76,6 +76,10 @@ bench-explain: $(BIN)/anomaly-distill
 # Float vs int8 vs pruned students: size, rows/s, AUROC on the 30 ADBench sets, seeds 0 and 1.
 bench-compress: $(BIN)/anomaly-distill
 	$(BIN)/python benchmarks/compression.py --seeds 0 1 --json benchmarks/compression.json | tee benchmarks/compression.md
+
+# Images: teacher vs student on the generated textures and scikit-learn's digits (AUROC, pixel AUROC, images/s, ONNX).
+bench-images: $(BIN)/anomaly-distill
+	$(BIN)/python benchmarks/images.py --json benchmarks/images.json | tee benchmarks/images.md
 
 # Distillation schedule and class weight with true labels: student AUROC per variant (30 ADBench sets, seeds 0 and 1).
 bench-schedule: $(BIN)/anomaly-distill
