@@ -51,7 +51,13 @@ class ImageInput(StrictModel):
     kind: Literal["image"] = Field(
         "image", description="A folder (good/ = normal, other subfolders = defects) or a CSV manifest path,label."
     )
-    image: ImageConfig = Field(default_factory=ImageConfig, description="Image size, teacher, student.")
+    # The default is written into the schema too: the Prefect form picks the branch a value shares most keys with,
+    # and a bare {"kind": "image"} would be shown (and kept) as Tabular.
+    image: ImageConfig = Field(
+        default_factory=ImageConfig,
+        description="Image size, teacher, student.",
+        json_schema_extra=lambda schema: schema.update(default=ImageConfig().model_dump(mode="json")),
+    )
 
 
 class TrainingParameters(StrictModel):
