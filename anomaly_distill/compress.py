@@ -25,11 +25,11 @@ from torch import nn
 
 from anomaly_distill.config import EngineConfig
 from anomaly_distill.data import Preprocessor
+from anomaly_distill.export import INPUT_NAME, OUTPUT_NAME, _export
 from anomaly_distill.models.student import ScoringModel, StudentNet
 from anomaly_distill.pipeline import Student
 
 CALIBRATION_ROWS = 20_000
-INPUT_NAME, OUTPUT_NAME = "features", "score"
 
 
 def _linears(net: StudentNet) -> list[nn.Linear]:
@@ -117,16 +117,7 @@ def quantise_graph(model: ScoringModel, calibration: np.ndarray, metadata: dict)
     graph = _MatMulGraph(model).eval()
     with tempfile.TemporaryDirectory() as tmp:
         float_path, int8_path = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
-        torch.onnx.export(
-            graph,
-            (torch.zeros(2, len(model.input_columns)),),
-            str(float_path),
-            dynamo=False,
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "rows"}, OUTPUT_NAME: {0: "scores"}},
-            opset_version=17,
-        )
+        _export(graph, torch.zeros(2, len(model.input_columns)), float_path, INPUT_NAME, {})
         head = f"weight_{graph.n_layers - 1}"
         exported = onnx.load(str(float_path))
         output_layer = [n.name for n in exported.graph.node if n.op_type == "MatMul" and head in n.input]

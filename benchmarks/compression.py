@@ -12,13 +12,13 @@ these sets.
 Usage: .venv/bin/python benchmarks/compression.py [SETS ...] [--seeds 0 1] [--json PATH]
 """
 
-import argparse
 import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from adbench_cli import adbench_arguments  # benchmarks/adbench_cli.py
 
 from anomaly_distill import pipeline
 from anomaly_distill.compress import compress_student
@@ -33,7 +33,6 @@ from anomaly_distill.metrics import (
     threshold_at_contamination,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("float", "int8", "prune")
 
 
@@ -115,15 +114,9 @@ def summary(results: list[dict], runs: list, by: dict) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("sets", nargs="*")
-    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1])
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/adbench")
-    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks/compression.json")
-    args = parser.parse_args()
-    names = args.sets or sorted((p.stem for p in args.data.glob("*.npz")), key=lambda n: int(n.split("_")[0]))
+    args = adbench_arguments(__doc__, "compression.json")
     results, started = [], time.perf_counter()
-    for name in names:
+    for name in args.sets:
         for seed in args.seeds:
             results += compare(args.data / f"{name}.npz", seed)
             done = results[-len(METHODS) :]

@@ -24,24 +24,11 @@ from anomaly_distill.config import ImageConfig
 from anomaly_distill.export import OnnxScorer
 from anomaly_distill.image_data import digits_set, load_image_set
 from anomaly_distill.image_pipeline import distill_image_student, evaluate_images, split_images, train_image_teacher
+from anomaly_distill.metrics import rows_per_second  # also images/s: one thread, best of 3
 from anomaly_distill.models.images import ResNet18, params
 from anomaly_distill.textures import write_textures
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def images_per_second(score, images: np.ndarray) -> float:
-    torch.set_num_threads(1)
-    score(images[:4])
-    best = min(_timed(score, images) for _ in range(3))
-    torch.set_num_threads(2)
-    return len(images) / best
-
-
-def _timed(score, images) -> float:
-    start = time.perf_counter()
-    score(images)
-    return time.perf_counter() - start
 
 
 def run(name: str, data, config: ImageConfig, tmp: Path) -> dict:
@@ -51,8 +38,8 @@ def run(name: str, data, config: ImageConfig, tmp: Path) -> dict:
     student = distill_image_student(teacher, train, config)
     result = evaluate_images(teacher, student, test, config)
     sample = np.resize(test.images, (64, *test.images.shape[1:]))
-    teacher_rate = images_per_second(lambda x: teacher.target_maps(torch.from_numpy(x)), sample)
-    student_rate = images_per_second(student.score_images, sample)
+    teacher_rate = rows_per_second(lambda x: teacher.target_maps(torch.from_numpy(x)), sample)
+    student_rate = rows_per_second(student.score_images, sample)
     onnx = OnnxScorer(student.export_onnx(tmp / f"{name}-{teacher.kind}.onnx"))
     scores, maps = onnx.session.run(None, {"images": test.images})
     return {

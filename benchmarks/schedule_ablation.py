@@ -14,19 +14,18 @@ the run short; stratified 70/30 split. Without set names: all sets in --data.
 Usage: .venv/bin/python benchmarks/schedule_ablation.py [SETS ...] [--seeds 0 1] [--json PATH]
 """
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
+from adbench_cli import adbench_arguments  # benchmarks/adbench_cli.py
 
 from anomaly_distill import pipeline
 from anomaly_distill.config import EngineConfig
 from anomaly_distill.data import load_table
 from anomaly_distill.metrics import detection_metrics
 
-ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = {
     "soft only (default)": {"alpha": 1.0},
     "weighted": {"alpha": 0.5},
@@ -72,14 +71,9 @@ def markdown(results: list[dict]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("sets", nargs="*")
-    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1])
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/adbench")
-    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks/schedule_ablation.json")
-    args = parser.parse_args()
+    args = adbench_arguments(__doc__, "schedule_ablation.json")
     results = []
-    for name in args.sets or sorted((p.stem for p in args.data.glob("*.npz")), key=lambda n: int(n.split("_")[0])):
+    for name in args.sets:
         for seed in args.seeds:
             results += ablate(args.data / f"{name}.npz", seed)
             print(
