@@ -69,10 +69,14 @@ class ImageContract(StrictModel):
     size: int
     channels: int
     min_size: int
+    embedding_dim: int = 0  # width of the student's embedding, monitored for drift (0: statistics only)
 
     @property
     def features(self) -> list[str]:
-        return []
+        """What drift monitoring compares (with the score): image statistics and the student's embedding."""
+        from anomaly_distill.image_data import image_feature_columns
+
+        return image_feature_columns(self.channels, self.embedding_dim)
 
     @property
     def input_columns(self) -> list[str]:

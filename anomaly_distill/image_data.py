@@ -84,8 +84,36 @@ def check_image_bytes(data: bytes, channels: int, min_size: int) -> str | None:
     return None
 
 
-def check_images(paths: list[Path], channels: int, min_size: int) -> None:
-    """The image contract; a DataError naming every failing file (the first 20, and how many more)."""
+def image_feature_columns(channels: int, embedding_dim: int) -> list[str]:
+    """What drift monitoring compares for an image model: each channel's mean and spread, and the student's
+    embedding (its hidden map averaged over locations)."""
+    stats = [f"{kind}_{c}" for c in range(channels) for kind in ("mean", "std")]
+    return stats + [f"emb_{i}" for i in range(embedding_dim)]
+
+
+def image_files(source: str | Path) -> list[Path]:
+    """The images a batch scoring reads: every PNG/JPEG under a folder (not masks/), the `path` column of a CSV
+    manifest, or one image file."""
+    source = Path(source)
+    if not source.exists():
+        raise DataError(f"{source}: no such folder or file")
+    if source.is_dir():
+        files = sorted(p for p in source.rglob("*") if p.suffix.lower() in SUFFIXES and MASKS not in p.parts)
+    elif source.suffix.lower() in SUFFIXES:
+        files = [source]
+    else:
+        frame = pd.read_csv(source)
+        if "path" not in frame.columns:
+            raise DataError(f"{source}: a manifest needs a column `path` (has {', '.join(frame.columns)})")
+        files = [p if p.is_absolute() else source.parent / p for p in map(Path, frame["path"])]
+    if not files:
+        raise DataError(f"{source}: no PNG or JPEG images found")
+    return files
+
+
+def check_images(paths: list[Path], channels: int, min_size: int, duplicates_allowed: bool = False) -> None:
+    """The image contract; a DataError naming every failing file (the first 20, and how many more). Training
+    refuses duplicates (they leak between the training and held-out images); scoring may see the same image twice."""
     problems, seen = [], {}
     for path in paths:
         try:
@@ -98,7 +126,7 @@ def check_images(paths: list[Path], channels: int, min_size: int) -> None:
             problems.append(f"{path}: {problem}")
             continue
         digest = hashlib.sha256(data).hexdigest()
-        if digest in seen:
+        if digest in seen and not duplicates_allowed:
             problems.append(f"{path}: duplicate of {seen[digest]} (same bytes)")
         seen.setdefault(digest, path)
     if problems:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from anomaly_distill.config import ImageConfig
 from anomaly_distill.errors import DataError
-from anomaly_distill.image_data import ImageSet, load_images
+from anomaly_distill.image_data import ImageSet, image_feature_columns, load_images
 from anomaly_distill.models.images import (
     AutoencoderTeacher,
     BackboneTeacher,
@@ -113,6 +113,20 @@ def synthetic_defects(images: torch.Tensor, copies: int, seed: int) -> torch.Ten
 
 
 @dataclass
+class Inspected:
+    scores: np.ndarray  # (n,)
+    maps: np.ndarray  # (n, size, size)
+    embeddings: np.ndarray  # (n, embedding_dim)
+
+
+def describe_images(images: np.ndarray, inspected: Inspected, threshold: float) -> pd.DataFrame:
+    columns = image_feature_columns(images.shape[1], inspected.embeddings.shape[1])
+    stats = np.stack([images.mean(axis=(2, 3)), images.std(axis=(2, 3))], axis=2).reshape(len(images), -1)
+    frame = pd.DataFrame(np.hstack([stats, inspected.embeddings]).astype(np.float64), columns=columns)
+    return frame.assign(score=inspected.scores.astype(np.float64), is_anomaly=inspected.scores > threshold)
+
+
+@dataclass
 class ImageDetector:
     """The shippable image detector: the student network, its input size and channels, and its threshold."""
 
@@ -138,6 +152,26 @@ class ImageDetector:
         """(n, size, size) anomaly maps, upsampled to the (resized) image."""
         small = self.net(torch.as_tensor(np.asarray(images, dtype=np.float32)))
         return F.interpolate(small.unsqueeze(1), size=(self.size, self.size), mode="bilinear").squeeze(1).numpy()
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.net.head.in_channels
+
+    @torch.inference_mode()
+    def inspect(self, images: np.ndarray) -> "Inspected":
+        """Scores, maps and embeddings from one forward pass (what the service answers and logs)."""
+        scores, maps, embeddings = [], [], []
+        for chunk in torch.as_tensor(np.asarray(images, dtype=np.float32)).split(64):
+            hidden, small = self.net.hidden_and_map(chunk)
+            scores.append(image_score(small, self.reduction))
+            maps.append(F.interpolate(small.unsqueeze(1), size=(self.size, self.size), mode="bilinear").squeeze(1))
+            embeddings.append(hidden.mean(dim=(2, 3)))
+        return Inspected(*(torch.cat(parts).numpy() for parts in (scores, maps, embeddings)))
+
+    def describe(self, images: np.ndarray, threshold: float | None = None) -> pd.DataFrame:
+        """Per image: the drift features (channel statistics, embedding), score and flag."""
+        inspected = self.inspect(images)
+        return describe_images(images, inspected, self.threshold if threshold is None else threshold)
 
     def load(self, frame: pd.DataFrame) -> np.ndarray:
         column = next((c for c in IMAGE_COLUMNS if c in frame.columns), None)

@@ -402,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=cmd_train)
 
     score = commands.add_parser("score", help="score a file with a registered model (batch-scoring flow)")
-    score.add_argument("--data", required=True, help="CSV, Parquet or .npz rows to score")
+    score.add_argument("--data", required=True, help="CSV, Parquet or .npz rows to score; images: a folder")
     score.add_argument("--model-uri", help="models:/NAME@alias or models:/NAME/VERSION")
     score.add_argument("--model-name", default="anomaly-detector", help="shortcut for models:/NAME@champion")
     score.add_argument("--out", help="write rows with score and is_anomaly (.csv or .parquet)")

@@ -9,7 +9,7 @@ from prefect import flow
 from pydantic import Field
 
 from anomaly_distill.config import OptionalText, StrictModel
-from anomaly_distill.contract import SeriesContract
+from anomaly_distill.contract import ImageContract, SeriesContract
 from anomaly_distill.timeseries import merged_history
 from serving.live_store import live_store_url
 from tasks import drift as d
@@ -51,7 +51,7 @@ def drift_monitoring(params: DriftParameters) -> dict:
     summary["model_version"] = model.version
     d.publish_drift(model, summary)
     if summary["drift_detected"]:
-        retraining = retraining_parameters(params, contract, reference, current, live_url)
+        retraining = retraining_parameters(params, model, contract, reference, current, live_url)
         summary["retrain_parameters"] = retraining.model_dump(mode="json")
         d.announce_drift(model, summary, params.window)  # the nightly-retrain deployment's trigger runs these
         if params.retrain_on_drift:
@@ -88,15 +88,18 @@ def series_retraining(
 
 
 def retraining_parameters(
-    params: DriftParameters, contract, reference: pd.DataFrame, current: pd.DataFrame, live_url: str
+    params: DriftParameters, model, contract, reference: pd.DataFrame, current: pd.DataFrame, live_url: str
 ):
-    """The training run a drift calls for: the champion's reference + the live window, written to a file.
+    """The training run a drift calls for: the champion's reference + the live window, written to a file. An image
+    model's: the champion's own training parameters (its image folder, which the user keeps current).
 
     The same parameters go into the drift event, so the deployment it triggers trains on the live rows too (a
     retrain with the nightly run's fixed parameters would train on the old file and could only reuse an old
     version)."""
     from flows.training import TrainingParameters
 
+    if isinstance(contract, ImageContract):  # the live store holds no images: retrain on the folder, kept current
+        return TrainingParameters.model_validate(d.champion_training_parameters(model))
     if isinstance(contract, SeriesContract):
         table, settings = series_retraining(reference, current, contract)
     else:

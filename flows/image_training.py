@@ -25,7 +25,7 @@ def prepare_images(params, run_id: str):
         wrap=lambda student: student,
         gate_rows=im.ImageGateRows(test),
         example=lambda _: pd.DataFrame({"path": test.paths[:2]}),
-        reference=lambda detector: im.image_statistics(detector, train.images),
+        reference=lambda detector: detector.describe(train.images),
     )
 
 

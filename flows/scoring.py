@@ -4,16 +4,20 @@ from prefect import flow
 from pydantic import Field
 
 from anomaly_distill.config import OptionalText, StrictModel
-from anomaly_distill.contract import SeriesContract
+from anomaly_distill.contract import ImageContract, SeriesContract
 from anomaly_distill.errors import DataError
 from flows.runners import RunnerKind, with_runner
-from serving.live_store import live_store_url
+from serving.live_store import LiveStore, live_store_url
 from tasks import scoring as s
 from tasks.registry import resolve_model
 
+IMAGE_CHUNK = 256  # images decoded and scored together
+
 
 class ScoringParameters(StrictModel):
-    data_path: str = Field(..., description="CSV, Parquet or .npz file with the rows to score.")
+    data_path: str = Field(
+        ..., description="CSV, Parquet or .npz file with the rows to score; for an image model, a folder of images."
+    )
     model_uri: str = Field(
         "models:/anomaly-detector@champion",
         description="Registered model to use: models:/NAME@alias or models:/NAME/VERSION.",
@@ -39,7 +43,11 @@ class ScoringParameters(StrictModel):
 def batch_scoring(params: ScoringParameters) -> dict:
     model = resolve_model(params.model_uri)
     contract = s.load_contract(model)
-    score = _score_series if isinstance(contract, SeriesContract) else _score_streamed
+    score = _score_streamed
+    if isinstance(contract, SeriesContract):
+        score = _score_series
+    elif isinstance(contract, ImageContract):
+        score = _score_images
     result = score(params, model, contract)
     speed = result["rows_per_second"]
     print(f"scored {result['rows']:,} rows with {model.name} v{model.version} at {speed:,.0f} rows/s")
@@ -67,6 +75,24 @@ def _score_series(params: ScoringParameters, model, contract) -> dict:
     if params.out_path:
         s.write_output(stored, params.out_path)
     return {"rows": len(stored), "rows_per_second": rows_per_second, "anomalies": int(stored["is_anomaly"].sum())}
+
+
+def _score_images(params: ScoringParameters, model, contract) -> dict:
+    """A folder of images (or a manifest): all checked first, then scored a chunk at a time. The live store keeps
+    each image's drift features (statistics, embedding) beside its score; the output file its path and score."""
+    from tasks import images as im
+
+    if params.explain:
+        raise DataError(f"explanations are available for tabular models; {model.name} scores images")
+    files = im.check_image_files(params.data_path, contract)
+    detector = s.load_pyfunc(model.uri).unwrap_python_model().detector
+    rows, speed = im.score_image_files(detector, files, min(params.chunk_rows, IMAGE_CHUNK), params.threshold)
+    stored = LiveStore(live_store_url(params.live_store)).append(
+        rows.assign(model_name=model.name, model_version=model.version)
+    )
+    if params.out_path:
+        s.write_output(stored.drop(columns=contract.features), params.out_path)
+    return {"rows": len(stored), "rows_per_second": speed, "anomalies": int(stored["is_anomaly"].sum())}
 
 
 def run_batch_scoring(params: ScoringParameters) -> dict:

@@ -26,6 +26,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from anomaly_distill.contract import FLOAT32_MAX, MAX_EXACT_INTEGER, TabularContract, check_input
 from anomaly_distill.data import DataError
+from serving.images import image_detector, read_uploads, score_uploads
 from serving.live_store import ROW_ID, TIMESTAMP, LiveStore, live_store_url, scored_rows
 from serving.wal import WriteAheadLog, encode_columns, frame_columns
 from tasks import registry
@@ -45,6 +46,7 @@ class Loaded:
     ref: object
     contract: object
     student: object | None  # the bare scoring model when the fast path applies
+    images: object | None = None  # the ImageDetector of an image model (scored at /score-image)
 
 
 def fast_path_student(model, contract):
@@ -129,7 +131,7 @@ class ServedModel:
             if changed:
                 model = mlflow.pyfunc.load_model(ref.uri)
                 contract = registry.load_contract(ref.run_id)
-                self.loaded = Loaded(model, ref, contract, fast_path_student(model, contract))
+                self.loaded = Loaded(model, ref, contract, fast_path_student(model, contract), image_detector(model))
             self.checked_at, self.refresh_error = datetime.now(timezone.utc), None
         return changed
 
@@ -355,6 +357,9 @@ def create_app(
         check_api_key(request, api_key)
         body = await read_body(request, max_body_bytes)
         loaded = served.loaded
+        if loaded.images is not None:
+            detail = f"{loaded.ref.name} v{loaded.ref.version} scores images: POST them as files to /score-image"
+            raise HTTPException(status_code=422, detail=detail)
         try:
             if loaded.student is not None and len(body) <= INLINE_BYTES:
                 scored = score_body(served, loaded, body, threshold, explain)
@@ -364,6 +369,26 @@ def create_app(
             raise HTTPException(status_code=422, detail=str(error)) from None
         await asyncio.wrap_future(state["wal"].submit(scored.log_line))
         return Response(orjson.dumps(scored.answer, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
+
+    @app.post("/score-image")
+    async def score_image(request: Request, threshold: float | None = None, maps: bool = True):
+        """Images as multipart/form-data files (any field name; PNG or JPEG): each one's score, flag and, with
+        `maps=true`, its anomaly map (size × size, in the teacher's standardised units). An image model only."""
+        check_api_key(request, api_key)
+        body = await read_body(request, max_body_bytes)
+        loaded = served.loaded
+        if loaded.images is None:
+            detail = f"{loaded.ref.name} v{loaded.ref.version} scores records, not images: POST JSON to /score"
+            raise HTTPException(status_code=422, detail=detail)
+        try:
+            uploads = await read_uploads(request.headers, body)
+            answer, line = await run_in_threadpool(
+                score_uploads, loaded.images, loaded.contract, loaded.ref, uploads, threshold, maps
+            )
+        except DataError as error:
+            raise HTTPException(status_code=422, detail=str(error)) from None
+        await asyncio.wrap_future(state["wal"].submit(line))
+        return Response(orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
 
     @app.post("/reload")
     def reload(request: Request) -> dict:

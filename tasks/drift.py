@@ -11,7 +11,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
-from anomaly_distill.contract import SeriesContract, check_input
+from anomaly_distill.contract import ImageContract, SeriesContract, check_input
 from anomaly_distill.data import DataError
 from anomaly_distill.metrics import detection_metrics, has_both_classes
 from serving.live_store import ROW_ID, LiveStore
@@ -133,11 +133,20 @@ def load_reference(model: ModelRef) -> pd.DataFrame:
 
 
 @task(cache_policy=NO_CACHE)
+def champion_training_parameters(model: ModelRef) -> dict:
+    """The parameters the monitored version was trained with (its run's config.json)."""
+    import mlflow
+
+    return mlflow.artifacts.load_dict(f"runs:/{model.run_id}/config.json")
+
+
+@task(cache_policy=NO_CACHE)
 def load_window(live_url: str, model: ModelRef, contract, window: str) -> tuple[pd.DataFrame, dict]:
     """The window's live rows of this model, every score and flag from the monitored version: rows another
     version scored (e.g. before a promotion) are re-scored by it from their stored features, so that the score
     compared with this version's reference is this version's. A series model's points cannot be re-scored one by
-    one (each needs its history): for it, the other versions' rows are left out."""
+    one (each needs its history), nor an image (the store keeps its features, not the image; another version's
+    embedding is another network's): for them, the other versions' rows are left out."""
     since = datetime.now(timezone.utc) - pd.Timedelta(window)
     rows = LiveStore(live_url).read(since=since)
     rows = rows[rows["model_name"] == model.name].reset_index(drop=True) if len(rows) else rows
@@ -145,7 +154,7 @@ def load_window(live_url: str, model: ModelRef, contract, window: str) -> tuple[
     compared = {"version": model.version, "rows": len(rows), "rescored_rows": 0, "left_out_rows": 0}
     if not any(other):
         return rows, compared
-    if isinstance(contract, SeriesContract):
+    if isinstance(contract, (SeriesContract, ImageContract)):
         compared.update(rows=int((~other).sum()), left_out_rows=int(other.sum()))
         return rows[~other].reset_index(drop=True), compared
     rescored = load_pyfunc(model.uri).predict(check_input(contract, rows.loc[other, contract.input_columns]))

@@ -2,6 +2,7 @@
 
 import hashlib
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from anomaly_distill import image_pipeline
 from anomaly_distill.config import ImageConfig
 from anomaly_distill.contract import ImageContract
 from anomaly_distill.detector import size_bytes
-from anomaly_distill.image_data import ImageSet, load_image_set
+from anomaly_distill.image_data import ImageSet, check_images, image_files, load_image_set
 from anomaly_distill.metrics import rows_per_second
 from tasks import tracking
 from tasks.training import IO_RETRIES
@@ -30,7 +31,9 @@ def load_images(data_path: str, config: ImageConfig, run_id: str) -> tuple[Image
         digest.update(hashlib.sha256(Path(path).read_bytes()).digest())
     labels = {"normal": int((data.labels == 0).sum()), "defect": int((data.labels == 1).sum())}
     tracking.log_params(run_id, {"images": len(data), **{f"images_{k}": v for k, v in labels.items()}})
-    contract = ImageContract(size=config.size, channels=config.channels, min_size=config.min_size)
+    contract = ImageContract(
+        size=config.size, channels=config.channels, min_size=config.min_size, embedding_dim=config.student_widths[1]
+    )
     return data, contract, digest.hexdigest()
 
 
@@ -90,16 +93,6 @@ def log_overlays(run_id: str, student, test: ImageSet) -> None:
             tracking.log_file(run_id, path, "overlays")
 
 
-def image_statistics(detector, images: np.ndarray) -> pd.DataFrame:
-    """Per image: mean and standard deviation of each channel, and the score — the drift reference."""
-    stats = {}
-    for c in range(images.shape[1]):
-        stats[f"mean_{c}"] = images[:, c].mean(axis=(1, 2))
-        stats[f"std_{c}"] = images[:, c].std(axis=(1, 2))
-    stats["score"] = detector.score_images(images)
-    return pd.DataFrame(stats)
-
-
 class ImageGateRows:
     """The held-out images as the gate scores them: the champion's pyfunc reads the same files."""
 
@@ -112,3 +105,23 @@ class ImageGateRows:
 
     def __len__(self) -> int:
         return len(self.test)
+
+
+@task(cache_policy=NO_CACHE)
+def check_image_files(data_path: str, contract: ImageContract) -> list[str]:
+    """The files of a batch scoring, every one checked before any is scored (failing files named)."""
+    files = image_files(data_path)
+    check_images(files, contract.channels, contract.min_size, duplicates_allowed=True)
+    return [str(f) for f in files]
+
+
+@task(cache_policy=NO_CACHE)
+def score_image_files(detector, files: list[str], chunk: int, threshold: float | None) -> tuple[pd.DataFrame, float]:
+    """(per image: path, drift features, score, flag; images per second). Memory holds one chunk of images."""
+    start, parts = time.perf_counter(), []
+    for first in range(0, len(files), chunk):
+        paths = files[first : first + chunk]
+        parts.append(detector.describe(detector.load(pd.DataFrame({"path": paths})), threshold))
+    rows = pd.concat(parts, ignore_index=True)
+    rows.insert(0, "path", files)
+    return rows, len(files) / (time.perf_counter() - start)

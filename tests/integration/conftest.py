@@ -20,8 +20,21 @@ def prefect_api():
         yield
 
 
+def _prefect_console_to_current_stderr() -> None:
+    """Prefect's console handler keeps the stderr of the moment logging was set up; when that was a test's
+    capture (closed after it), later tests' log lines would fail. Point it at this test's stderr."""
+    import logging
+    import sys
+
+    for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs"):
+        for handler in logging.getLogger(name).handlers:
+            if hasattr(handler, "console"):
+                handler.console.file = sys.stderr
+
+
 @pytest.fixture
 def workspace(tmp_path, monkeypatch, prefect_api):
+    _prefect_console_to_current_stderr()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.chdir(tmp_path)
     with temporary_settings({PREFECT_LOCAL_STORAGE_PATH: tmp_path / "prefect-results"}):

@@ -1,12 +1,16 @@
 """The image flow for real: the CLI, the image contract, MLflow tracking with map overlays, gate, registry, pyfunc."""
 
+import json
+
 import mlflow
+import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from anomaly_distill.image_pipeline import ImageDetector
 from anomaly_distill.textures import write_textures
 from flows.cli import main
+from serving.live_store import LiveStore
 from tasks.tracking import tracking_uri
 
 NAME = "textures-test"
@@ -44,3 +48,66 @@ def test_the_image_flow_from_the_cli_registers_a_gated_student_with_overlays_ser
     err = capsys.readouterr().err
     assert "1 image problem(s)" in err and "broken.png: unreadable" in err
     assert [str(v.version) for v in client.search_model_versions(f"name='{NAME}'")] == ["1"]
+
+
+def _darkened_copy(folder, out):
+    from PIL import Image
+
+    for path in sorted((folder / "good").glob("*.png")):
+        target = out / "good" / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with Image.open(path) as image:
+            Image.fromarray((np.asarray(image) * 0.5).astype(np.uint8)).save(target)
+    return out
+
+
+def test_images_are_served_scored_by_folder_and_monitored_for_drift(workspace):
+    from fastapi.testclient import TestClient
+
+    from serving.app import create_app
+
+    folder = write_textures(workspace / "textures", normal=30, per_defect=3, size=64)
+    (workspace / "image.yaml").write_text("modality:\n  image: {size: 64, teacher_epochs: 3, epochs: 8}\n")
+    train = ["train", "--modality", "image", "--data", str(folder), "--model-name", "served", "--config", "image.yaml"]
+    assert main(train) == 0
+    assert main(["promote", "--model-name", "served", "--version", "1"]) == 0  # a tiny model: its gate fails
+    detector = mlflow.pyfunc.load_model("models:/served/1").unwrap_python_model().detector
+    files = sorted((folder / "hole").glob("*.png"))[:2] + sorted((folder / "good").glob("*.png"))[:1]
+    upload = [("image", (f.name, f.read_bytes(), "image/png")) for f in files]
+    store = LiveStore(str(workspace / "served-store"))
+    with TestClient(create_app("served", live_store=store.url, poll_seconds=0)) as client:
+        answer = client.post("/score-image", files=upload).json()
+        expected = detector.predict(pd.DataFrame({"path": [str(f) for f in files]}))
+        assert answer["filenames"] == [f.name for f in files] and answer["model_version"] == "1"
+        np.testing.assert_allclose(answer["scores"], expected["score"], atol=1e-5)
+        assert (
+            np.asarray(answer["maps"]).shape == (3, 64, 64) and answer["is_anomaly"] == expected["is_anomaly"].tolist()
+        )
+        assert "maps" not in client.post("/score-image", params={"maps": False}, files=upload[:1]).json()
+        broken = client.post("/score-image", files=[upload[0], ("image", ("broken.png", b"\x89PNG no", "image/png"))])
+        assert broken.status_code == 422 and "broken.png: unreadable" in broken.json()["detail"]
+        assert client.post("/score-image", content=b"{}").status_code == 422
+        as_json = client.post("/score", json=[{"path": str(files[0])}])
+        assert as_json.status_code == 422 and "/score-image" in as_json.json()["detail"]
+    logged = store.read()
+    assert len(logged) == 4 and {"filename", "sha256", "mean_0", "std_0", "emb_0", "emb_31", "score"} <= set(logged)
+
+    scored_path = workspace / "scored.parquet"
+    batch = workspace / "batch-store"
+    score = ["score", "--model-name", "served", "--data", str(folder), "--out", str(scored_path)]
+    assert main([*score, "--live-store", str(batch)]) == 0
+    scored = pd.read_parquet(scored_path)
+    assert len(scored) == 30 + 3 * 3 and "emb_0" not in scored and len(LiveStore(str(batch)).read()) == len(scored)
+    good = scored["path"].str.contains("/good/")
+    assert scored.loc[~good, "score"].mean() > scored.loc[good, "score"].mean()
+
+    dark = _darkened_copy(folder, workspace / "dark")
+    monitored = str(workspace / "dark-store")
+    dark_score = ["score", "--model-name", "served", "--data", str(dark), "--live-store", monitored]
+    assert main(dark_score) == 0
+    summary_path = workspace / "drift.json"
+    assert main(["drift", "--model-name", "served", "--live-store", monitored, "--json", str(summary_path)]) == 0
+    summary = json.loads(summary_path.read_text())
+    assert summary["drift_detected"] is True and "mean_0" in summary["drifted_columns"]
+    assert {"emb_0", "std_0", "score"} <= set(summary["columns"])
+    assert summary["retrain_parameters"]["data_path"] == str(folder)  # an image model retrains on its folder

@@ -7,10 +7,11 @@ import torch
 from PIL import Image
 
 from anomaly_distill.config import ImageConfig
+from anomaly_distill.contract import ImageContract
 from anomaly_distill.detector import load_detector, save_detector
 from anomaly_distill.errors import DataError
 from anomaly_distill.export import OnnxScorer
-from anomaly_distill.image_data import list_images, load_image_set
+from anomaly_distill.image_data import check_images, image_files, list_images, load_image_set
 from anomaly_distill.image_pipeline import (
     distill_image_student,
     evaluate_images,
@@ -137,3 +138,32 @@ def test_the_image_detector_saves_loads_scores_files_and_bytes_and_exports_with_
     np.testing.assert_allclose(scores, student.score_images(test.images), atol=1e-4)
     np.testing.assert_allclose(maps, student.maps(test.images), atol=1e-4)
     assert onnx.metadata["kind"] == "image" and onnx.metadata["size"] == 64
+
+
+def test_one_pass_gives_the_scores_maps_and_the_drift_features_the_contract_names(texture_model):
+    _, student, test = texture_model
+    inspected = student.inspect(test.images)
+    np.testing.assert_allclose(inspected.scores, student.score_images(test.images), atol=1e-6)
+    np.testing.assert_allclose(inspected.maps, student.maps(test.images), atol=1e-6)
+    described = student.describe(test.images)
+    contract = ImageContract(size=64, channels=3, min_size=16, embedding_dim=student.embedding_dim)
+    assert list(described.columns) == [*contract.features, "score", "is_anomaly"]
+    assert contract.features[:6] == ["mean_0", "std_0", "mean_1", "std_1", "mean_2", "std_2"]
+    np.testing.assert_allclose(described["mean_1"], test.images[:, 1].mean(axis=(1, 2)), rtol=1e-5)
+    assert described["is_anomaly"].tolist() == (inspected.scores > student.threshold).tolist()
+    assert described.filter(like="emb_").shape[1] == student.embedding_dim == 32
+
+
+def test_a_folder_to_score_lists_its_images_but_not_their_masks_and_may_repeat_one(tmp_path):
+    write_textures(tmp_path, normal=3, per_defect=1, size=32)
+    files = image_files(tmp_path)
+    assert len(files) == 6 and not any("masks" in f.parts for f in files)
+    (tmp_path / "good" / "copy.png").write_bytes(files[0].read_bytes())
+    check_images(image_files(tmp_path), 3, 16, duplicates_allowed=True)
+    with pytest.raises(DataError, match="duplicate of"):
+        check_images(image_files(tmp_path), 3, 16)
+    pd.DataFrame({"path": ["good/0000.png"]}).to_csv(tmp_path / "list.csv", index=False)
+    assert image_files(tmp_path / "list.csv") == [tmp_path / "good" / "0000.png"]
+    assert image_files(files[0]) == [files[0]]
+    with pytest.raises(DataError, match="no such folder"):
+        image_files(tmp_path / "nowhere")
