@@ -204,6 +204,9 @@ class ImageConfig(StrictModel):
     lr: float = Field(2e-3, gt=0, description="Student learning rate (Adam).")
     hint_weight: float = Field(0.5, ge=0, description="Weight of the hint term (teacher features) in the loss.")
     synthetic_per_image: int = Field(2, ge=0, description="Damaged copies of each normal training image distilled.")
+    elastic_per_image: int = Field(
+        2, ge=0, description="Smoothly deformed copies of each normal training image distilled (changed shapes)."
+    )
     reduction: Literal["max", "topk_mean"] = Field(
         "topk_mean", description="Image score from the map: its maximum, or the mean of its top 1 % locations."
     )

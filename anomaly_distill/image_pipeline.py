@@ -5,7 +5,8 @@ does not compare itself with the teacher at scoring time: it learns to output th
 soft term, per location, on the teacher's log-map standardised by normal training images — and, during training
 only, to predict the teacher's features from its hidden maps (the hint term). Trained on normal images only, as
 the teacher: to show it what a high map looks like, each normal training image also enters the distillation set
-with synthetic defects (a pasted patch from elsewhere, a line, a blob), mapped by the teacher like any image.
+with synthetic defects (a pasted patch from elsewhere, a line, a blob) and smoothly deformed (elastic copies),
+mapped by the teacher like any image.
 """
 
 from dataclasses import dataclass, field
@@ -112,6 +113,21 @@ def synthetic_defects(images: torch.Tensor, copies: int, seed: int) -> torch.Ten
     return torch.cat(out)
 
 
+def elastic_copies(images: torch.Tensor, copies: int, seed: int, magnitude: float = 0.15) -> torch.Tensor:
+    """`copies` smoothly deformed versions of each image (a random displacement field on a 4×4 grid, bicubically
+    upsampled; `magnitude` in units of half the image). The teacher maps them like any image: they teach the
+    student how the teacher answers a changed shape, which a pasted patch or a line does not."""
+    generator = torch.Generator().manual_seed(seed + 1)
+    n, _, h, w = images.shape
+    identity = F.affine_grid(torch.eye(2, 3).expand(n, 2, 3), list(images.shape), align_corners=False)
+    out = []
+    for _ in range(copies):
+        noise = torch.randn(n, 2, 4, 4, generator=generator) * magnitude
+        field = F.interpolate(noise, size=(h, w), mode="bicubic", align_corners=False).permute(0, 2, 3, 1)
+        out.append(F.grid_sample(images, identity + field, padding_mode="border", align_corners=False))
+    return torch.cat(out) if out else images[:0]
+
+
 @dataclass
 class Inspected:
     scores: np.ndarray  # (n,)
@@ -212,7 +228,13 @@ class ImageDetector:
 def distill_image_student(teacher: ImageTeacher, train: ImageSet, config: ImageConfig) -> ImageDetector:
     torch.manual_seed(config.seed)
     normal = torch.from_numpy(train.images)
-    images = torch.cat([normal, synthetic_defects(normal, config.synthetic_per_image, config.seed)])
+    images = torch.cat(
+        [
+            normal,
+            synthetic_defects(normal, config.synthetic_per_image, config.seed),
+            elastic_copies(normal, config.elastic_per_image, config.seed),
+        ]
+    )
     targets = teacher.target_maps(images)
     hints = _hint_targets(teacher, images, config.seed)
     net = ImageStudentNet(images.shape[1], tuple(config.student_widths))

@@ -14,6 +14,7 @@ from anomaly_distill.export import OnnxScorer
 from anomaly_distill.image_data import check_images, image_files, list_images, load_image_set
 from anomaly_distill.image_pipeline import (
     distill_image_student,
+    elastic_copies,
     evaluate_images,
     split_images,
     synthetic_defects,
@@ -167,3 +168,14 @@ def test_a_folder_to_score_lists_its_images_but_not_their_masks_and_may_repeat_o
     assert image_files(files[0]) == [files[0]]
     with pytest.raises(DataError, match="no such folder"):
         image_files(tmp_path / "nowhere")
+
+
+def test_elastic_copies_bend_each_image_smoothly_and_the_same_way_for_the_same_seed():
+    image = make_image(0, None, 32)[0].transpose(2, 0, 1)[None].astype(np.float32)
+    images = torch.from_numpy(image).repeat(3, 1, 1, 1)
+    bent = elastic_copies(images, 2, seed=0)
+    assert bent.shape == (6, 3, 32, 32) and torch.equal(bent, elastic_copies(images, 2, seed=0))
+    assert not torch.equal(bent, elastic_copies(images, 2, seed=1))
+    change = (bent - images.repeat(2, 1, 1, 1)).abs().mean(dim=(1, 2, 3))
+    assert (change > 0.01).all() and bent.min() >= 0 and bent.max() <= 1  # moved pixels, no new values
+    assert elastic_copies(images, 0, seed=0).shape == (0, 3, 32, 32)
