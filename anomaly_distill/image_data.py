@@ -19,6 +19,7 @@ SUFFIXES = {".png", ".jpg", ".jpeg"}
 GOOD, MASKS = "good", "masks"
 CHANNEL_MODES = {1: "L", 3: "RGB"}
 SHOWN_PROBLEMS = 20
+MAX_PIXELS = 40_000_000  # larger images are refused (a 40-megapixel photo decodes to 120 MB)
 
 
 @dataclass
@@ -72,10 +73,12 @@ def check_image_bytes(data: bytes, channels: int, min_size: int) -> str | None:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
+        with Image.open(io.BytesIO(data)) as image:  # reads the header only
             bands, (width, height) = len(image.getbands()), image.size
-    except (OSError, UnidentifiedImageError, ValueError) as error:
+            if width * height > MAX_PIXELS:  # checked before decoding: a small file can declare a huge image
+                return f"{width}x{height} is over the limit of {MAX_PIXELS:,} pixels"
+            image.load()
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as error:
         return f"unreadable ({type(error).__name__}: {str(error)[:80]})"
     if bands not in (1, 3, 4) or (channels == 1 and bands != 1):
         return f"{bands} channel(s); this model takes {channels}"
@@ -141,7 +144,7 @@ def decode(data: bytes | str | Path, size: int, channels: int) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as image:
             resized = image.convert(CHANNEL_MODES[channels]).resize((size, size), Image.BILINEAR)
-    except (OSError, UnidentifiedImageError) as error:
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as error:
         name = "image bytes" if isinstance(data, bytes) else str(data)
         raise DataError(f"{name}: unreadable ({type(error).__name__})") from error
     array = np.asarray(resized, dtype=np.float32) / 255

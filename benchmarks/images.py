@@ -67,15 +67,16 @@ def run(name: str, data, config: ImageConfig, tmp: Path) -> dict:
 
 def markdown(results: list[dict]) -> str:
     lines = [
-        "| set | teacher | AUROC teacher / student | pixel AUROC teacher / student | params teacher / student "
+        "| set | seed | teacher | AUROC teacher / student | pixel AUROC teacher / student | params teacher / student "
         "| images/s teacher / student (× faster) | ONNX max diff |",
-        "|---|---|---|---|---|---|---:|",
+        "|---|---:|---|---|---|---|---|---:|",
     ]
     for r in results:
         pixel = f"{r['teacher_pixel_auroc']:.4f} / {r['student_pixel_auroc']:.4f}" if r["teacher_pixel_auroc"] else "—"
         ratio = r["student_images_per_second"] / r["teacher_images_per_second"]
         lines.append(
-            f"| {r['set']} | {r['teacher']} | {r['teacher_auroc']:.4f} / {r['student_auroc']:.4f} | {pixel} "
+            f"| {r['set']} | {r.get('seed', 0)} | {r['teacher']} "
+            f"| {r['teacher_auroc']:.4f} / {r['student_auroc']:.4f} | {pixel} "
             f"| {r['teacher_params']:,} / {r['student_params']:,} "
             f"| {r['teacher_images_per_second']:,.0f} / {r['student_images_per_second']:,.0f} (×{ratio:.1f}) "
             f"| {r['onnx_max_difference']:.1e} |"
@@ -83,9 +84,29 @@ def markdown(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def seed_summary(results: list[dict]) -> str:
+    """Per set and teacher over the seeds: mean and range of the student − teacher AUROC gap and of the speed-up."""
+    lines = [
+        "| set | teacher | seeds | student − teacher AUROC: mean (min … max) | × faster: mean (min … max) |",
+        "|---|---|---:|---|---|",
+    ]
+    groups: dict[tuple, list[dict]] = {}
+    for r in results:
+        groups.setdefault((r["set"], r["teacher"]), []).append(r)
+    for (name, teacher), runs in groups.items():
+        gaps = [r["student_auroc"] - r["teacher_auroc"] for r in runs]
+        ratios = [r["student_images_per_second"] / r["teacher_images_per_second"] for r in runs]
+        lines.append(
+            f"| {name} | {teacher} | {len(runs)} | {np.mean(gaps):+.4f} ({min(gaps):+.4f} … {max(gaps):+.4f}) "
+            f"| {np.mean(ratios):.1f} ({min(ratios):.1f} … {max(ratios):.1f}) |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks/images.json")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="ImageConfig seeds (split, init, copies)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     results = []
@@ -95,16 +116,20 @@ def main() -> None:
         torch.save(ResNet18().state_dict(), tmp / "resnet18.pth")
         textures = load_image_set(write_textures(tmp / "textures"), 64, 3, 16)
         digits = digits_set(normal_digit=0, size=32)
-        for name, data, size in (("textures", textures, 64), ("digits", digits, 32)):
-            for teacher, weights in (("autoencoder", None), ("backbone", str(tmp / "resnet18.pth"))):
-                channels = data.images.shape[1]
-                if teacher == "backbone" and channels == 1:
-                    data = type(data)(np.repeat(data.images, 3, axis=1), data.labels, data.paths, data.masks)
-                config = ImageConfig(size=size, channels=data.images.shape[1], teacher=teacher, weights=weights)
-                results.append(run(name, data, config, tmp))
-                print(json.dumps(results[-1]), file=sys.stderr, flush=True)
-                args.json.write_text(json.dumps(results, indent=1) + "\n")
+        for seed in args.seeds:
+            for name, data, size in (("textures", textures, 64), ("digits", digits, 32)):
+                for teacher, weights in (("autoencoder", None), ("backbone", str(tmp / "resnet18.pth"))):
+                    if teacher == "backbone" and data.images.shape[1] == 1:
+                        data = type(data)(np.repeat(data.images, 3, axis=1), data.labels, data.paths, data.masks)
+                    config = ImageConfig(
+                        size=size, channels=data.images.shape[1], teacher=teacher, weights=weights, seed=seed
+                    )
+                    results.append({**run(name, data, config, tmp), "seed": seed})
+                    print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+                    args.json.write_text(json.dumps(results, indent=1) + "\n")
     print(markdown(results))
+    if len(args.seeds) > 1:
+        print("\n" + seed_summary(results))
 
 
 if __name__ == "__main__":

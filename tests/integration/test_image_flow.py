@@ -89,8 +89,12 @@ def test_images_are_served_scored_by_folder_and_monitored_for_drift(workspace):
         assert client.post("/score-image", content=b"{}").status_code == 422
         as_json = client.post("/score", json=[{"path": str(files[0])}])
         assert as_json.status_code == 422 and "/score-image" in as_json.json()["detail"]
+    with TestClient(create_app("served", live_store=store.url, poll_seconds=0, api_key="k3y")) as guarded:
+        assert guarded.post("/score-image", files=upload).status_code == 401
+        keyed = guarded.post("/score-image", files=upload[:1], headers={"Authorization": "Bearer k3y"})
+        assert keyed.status_code == 200
     logged = store.read()
-    assert len(logged) == 4 and {"filename", "sha256", "mean_0", "std_0", "emb_0", "emb_31", "score"} <= set(logged)
+    assert len(logged) == 5 and {"filename", "sha256", "mean_0", "std_0", "emb_0", "emb_31", "score"} <= set(logged)
 
     scored_path = workspace / "scored.parquet"
     batch = workspace / "batch-store"

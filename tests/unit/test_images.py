@@ -11,7 +11,7 @@ from anomaly_distill.contract import ImageContract
 from anomaly_distill.detector import load_detector, save_detector
 from anomaly_distill.errors import DataError
 from anomaly_distill.export import OnnxScorer
-from anomaly_distill.image_data import check_images, image_files, list_images, load_image_set
+from anomaly_distill.image_data import check_image_bytes, check_images, image_files, list_images, load_image_set
 from anomaly_distill.image_pipeline import (
     distill_image_student,
     elastic_copies,
@@ -179,3 +179,10 @@ def test_elastic_copies_bend_each_image_smoothly_and_the_same_way_for_the_same_s
     change = (bent - images.repeat(2, 1, 1, 1)).abs().mean(dim=(1, 2, 3))
     assert (change > 0.01).all() and bent.min() >= 0 and bent.max() <= 1  # moved pixels, no new values
     assert elastic_copies(images, 0, seed=0).shape == (0, 3, 32, 32)
+
+
+def test_an_image_declaring_a_huge_size_is_refused_before_it_is_decoded(tmp_path):
+    Image.new("1", (8000, 8000)).save(tmp_path / "huge.png")  # 64 megapixels in a few kilobytes
+    assert (tmp_path / "huge.png").stat().st_size < 100_000
+    problem = check_image_bytes((tmp_path / "huge.png").read_bytes(), 1, 16)
+    assert problem == "8000x8000 is over the limit of 40,000,000 pixels"
