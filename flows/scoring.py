@@ -1,5 +1,9 @@
 """batch-scoring: resolve model → stream the file through its contract check and the model → output + live store."""
 
+import uuid
+from datetime import datetime, timezone
+
+import pandas as pd
 from prefect import flow
 from pydantic import Field
 
@@ -7,7 +11,7 @@ from anomaly_distill.config import OptionalText, StrictModel
 from anomaly_distill.contract import ImageContract, SeriesContract
 from anomaly_distill.errors import DataError
 from flows.runners import RunnerKind, with_runner
-from serving.live_store import LiveStore, live_store_url
+from serving.live_store import ROW_ID, TIMESTAMP, LiveStore, live_store_url
 from tasks import scoring as s
 from tasks.registry import resolve_model
 
@@ -87,12 +91,13 @@ def _score_images(params: ScoringParameters, model, contract) -> dict:
     files = im.check_image_files(params.data_path, contract)
     detector = s.load_pyfunc(model.uri).unwrap_python_model().detector
     rows, speed = im.score_image_files(detector, files, min(params.chunk_rows, IMAGE_CHUNK), params.threshold)
-    stored = LiveStore(live_store_url(params.live_store)).append(
-        rows.assign(model_name=model.name, model_version=model.version)
-    )
-    if params.out_path:
-        s.write_output(stored.drop(columns=contract.features), params.out_path)
-    return {"rows": len(stored), "rows_per_second": speed, "anomalies": int(stored["is_anomaly"].sum())}
+    when = datetime.now(timezone.utc)
+    rows = rows.assign(model_name=model.name, model_version=model.version)
+    rows[ROW_ID] = [uuid.uuid4().hex for _ in range(len(rows))]
+    if params.out_path:  # first: a failure here leaves no stored rows that a rerun would store twice
+        s.write_output(rows.drop(columns=contract.features).assign(**{TIMESTAMP: pd.Timestamp(when)}), params.out_path)
+    LiveStore(live_store_url(params.live_store)).append(rows, when)
+    return {"rows": len(rows), "rows_per_second": speed, "anomalies": int(rows["is_anomaly"].sum())}
 
 
 def run_batch_scoring(params: ScoringParameters) -> dict:
