@@ -40,9 +40,26 @@ class ImageTeacher:
     center: float  # median of the log-map over normal training locations
     scale: float  # and its standard deviation: the student's target units
     threshold: float
+    cross: object | None = None  # backbone: the same network with a bank of the other half of the training images
+    in_bank: np.ndarray | None = None  # backbone: which training images `teacher`'s bank holds
 
     def target_maps(self, images: torch.Tensor) -> torch.Tensor:
-        return (torch.log(self.teacher.maps(images) + 1e-8) - self.center) / self.scale
+        return self._standardised(self.teacher.maps(images))
+
+    def _standardised(self, maps: torch.Tensor) -> torch.Tensor:
+        return (torch.log(maps + 1e-8) - self.center) / self.scale
+
+    def training_maps(self, images: torch.Tensor, sources: np.ndarray) -> torch.Tensor:
+        """Maps of training images and of copies made from them (`sources[i]`: the training image image i comes
+        from), each measured against the bank that does not hold its source: in its own bank an image's
+        locations match themselves at distance ~0 (log-map −18 where normal images sit near 0), and the student
+        would be taught which images happen to be in the bank rather than what is anomalous."""
+        maps = self.target_maps(images)
+        if self.cross is not None:
+            own = torch.from_numpy(np.flatnonzero(self.in_bank[sources]))
+            if len(own):
+                maps[own] = self._standardised(self.cross.maps(images[own]))
+        return maps
 
     @property
     def n_params(self) -> int:
@@ -64,18 +81,22 @@ def split_images(data: ImageSet, config: ImageConfig) -> tuple[ImageSet, ImageSe
 def train_image_teacher(train: ImageSet, config: ImageConfig) -> ImageTeacher:
     images = torch.from_numpy(train.images)
     kind = config.teacher if config.teacher != "auto" else ("backbone" if config.weights else "autoencoder")
+    cross = in_bank = None
     if kind == "backbone":
         teacher = BackboneTeacher(load_backbone(config.weights, config.seed), config.bank_size, config.seed)
-        # The bank from half the images; the other half sets the scale, so normal maps are not all ~0.
-        fit, calibrate = images[::2], images[1::2]
+        # The bank from half the images; the other half sets the scale, so normal maps are not all ~0, and has
+        # a bank of its own for the first half's distillation targets (`training_maps`).
+        in_bank = np.arange(len(images)) % 2 == 0
+        fit, calibrate = images[in_bank], images[~in_bank]
+        cross = BackboneTeacher(teacher.backbone, config.bank_size, config.seed).fit(calibrate)
     else:
         teacher = AutoencoderTeacher(train.images.shape[1], config.teacher_epochs, seed=config.seed)
         fit = calibrate = images
     teacher.fit(fit)
     log_maps = torch.log(teacher.maps(calibrate) + 1e-8)
     center, scale = float(log_maps.median()), float(log_maps.std()) + 1e-6
-    trained = ImageTeacher(teacher, kind, center, scale, 0.0)
-    scores = image_score(trained.target_maps(images), config.reduction).numpy()
+    trained = ImageTeacher(teacher, kind, center, scale, 0.0, cross, in_bank)
+    scores = image_score(trained.training_maps(images, np.arange(len(images))), config.reduction).numpy()
     trained.threshold = float(np.quantile(scores, 1 - config.contamination))
     return trained
 
@@ -235,7 +256,7 @@ def distill_image_student(teacher: ImageTeacher, train: ImageSet, config: ImageC
             elastic_copies(normal, config.elastic_per_image, config.seed),
         ]
     )
-    targets = teacher.target_maps(images)
+    targets = teacher.training_maps(images, np.tile(np.arange(len(normal)), len(images) // len(normal)))
     hints = _hint_targets(teacher, images, config.seed)
     net = ImageStudentNet(images.shape[1], tuple(config.student_widths))
     projection = torch.nn.Conv2d(config.student_widths[1], HINT_DIM, 1)

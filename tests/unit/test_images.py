@@ -186,3 +186,19 @@ def test_an_image_declaring_a_huge_size_is_refused_before_it_is_decoded(tmp_path
     assert (tmp_path / "huge.png").stat().st_size < 100_000
     problem = check_image_bytes((tmp_path / "huge.png").read_bytes(), 1, 16)
     assert problem == "8000x8000 is over the limit of 40,000,000 pixels"
+
+
+def test_backbone_training_targets_never_measure_an_image_against_a_bank_that_holds_it(tmp_path):
+    torch.manual_seed(0)
+    torch.save(ResNet18().state_dict(), tmp_path / "resnet18.pth")
+    data = load_image_set(write_textures(tmp_path / "textures", normal=24, per_defect=0, size=32), 32, 3, 16)
+    config = ImageConfig(size=32, teacher="backbone", weights=str(tmp_path / "resnet18.pth"), bank_size=5_000)
+    teacher = train_image_teacher(data, config)
+    images, in_bank = torch.from_numpy(data.images), teacher.in_bank
+    naive = teacher.target_maps(images)  # the bank's own images find themselves at distance ~0
+    fair = teacher.training_maps(images, np.arange(len(images)))
+    assert in_bank.sum() == 12 and naive[in_bank].mean() < -5
+    assert abs(float(fair[in_bank].mean() - fair[~in_bank].mean())) < 1
+    torch.testing.assert_close(fair[~in_bank], naive[~in_bank])
+    copies = torch.cat([images, images])  # a copy is mapped like the image it was made from
+    torch.testing.assert_close(teacher.training_maps(copies, np.tile(np.arange(24), 2))[24:], fair)
