@@ -133,27 +133,25 @@ def _check_images(contract: ImageContract, frame: pd.DataFrame) -> pd.DataFrame:
     """A `path` or `image` column, every image readable, large enough and of usable channels (files named)."""
     from pathlib import Path
 
-    from anomaly_distill.image_data import check_image_bytes
-
     if len(frame) == 0:
         raise DataError("no images to score")
     column = next((c for c in ("path", "image") if c in frame.columns), None)
     if column is None:
         raise DataError(f"images are scored from a column `path` (file paths) or `image` (bytes); got {list(frame)}")
-    problems = []
-    for row, item in enumerate(frame[column]):
-        name = f"row {row}" if column == "image" else str(item)
-        try:
-            data = item if column == "image" else Path(item).read_bytes()
-        except OSError as error:
-            problems.append(f"{name}: unreadable ({type(error).__name__})")
-            continue
-        problem = check_image_bytes(data, contract.channels, contract.min_size)
-        if problem:
-            problems.append(f"{name}: {problem}")
+    if column == "image":
+        check_image_items(contract, [(f"row {row}", item) for row, item in enumerate(frame[column])])
+    else:
+        check_image_items(contract, [(str(item), Path(item)) for item in frame[column]])
+    return frame[[column]]
+
+
+def check_image_items(contract: ImageContract, items: list[tuple[str, object]]) -> None:
+    """(name, file path or encoded bytes) items against the image contract; a DataError naming every failing one."""
+    from anomaly_distill.image_data import image_problems
+
+    problems = image_problems(items, contract.channels, contract.min_size)
     if problems:
         raise DataError(f"{len(problems)} image problem(s): " + "; ".join(problems[:20]))
-    return frame[[column]]
 
 
 def _check_table(contract: TabularContract, frame: pd.DataFrame, first_row: int = 0) -> pd.DataFrame:

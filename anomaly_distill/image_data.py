@@ -114,24 +114,34 @@ def image_files(source: str | Path) -> list[Path]:
     return files
 
 
-def check_images(paths: list[Path], channels: int, min_size: int, duplicates_allowed: bool = False) -> None:
-    """The image contract; a DataError naming every failing file (the first 20, and how many more). Training
-    refuses duplicates (they leak between the training and held-out images); scoring may see the same image twice."""
+def image_problems(
+    items: list[tuple[str, Path | bytes]], channels: int, min_size: int, duplicates_allowed: bool = True
+) -> list[str]:
+    """ "name: what is wrong" for each (name, file or encoded bytes) item that breaks the image contract; a second
+    item with the same bytes (SHA-256) is a problem unless duplicates are allowed."""
     problems, seen = [], {}
-    for path in paths:
+    for name, item in items:
         try:
-            data = path.read_bytes()
+            data = item.read_bytes() if isinstance(item, Path) else item
         except OSError as error:
-            problems.append(f"{path}: unreadable ({type(error).__name__})")
+            problems.append(f"{name}: unreadable ({type(error).__name__})")
             continue
         problem = check_image_bytes(data, channels, min_size)
         if problem:
-            problems.append(f"{path}: {problem}")
+            problems.append(f"{name}: {problem}")
             continue
-        digest = hashlib.sha256(data).hexdigest()
-        if digest in seen and not duplicates_allowed:
-            problems.append(f"{path}: duplicate of {seen[digest]} (same bytes)")
-        seen.setdefault(digest, path)
+        if not duplicates_allowed:
+            digest = hashlib.sha256(data).hexdigest()
+            if digest in seen:
+                problems.append(f"{name}: duplicate of {seen[digest]} (same bytes)")
+            seen.setdefault(digest, name)
+    return problems
+
+
+def check_images(paths: list[Path], channels: int, min_size: int, duplicates_allowed: bool = False) -> None:
+    """The image contract; a DataError naming every failing file (the first 20, and how many more). Training
+    refuses duplicates (they leak between the training and held-out images); scoring may see the same image twice."""
+    problems = image_problems([(str(path), path) for path in paths], channels, min_size, duplicates_allowed)
     if problems:
         more = f"\n  … and {len(problems) - SHOWN_PROBLEMS} more" if len(problems) > SHOWN_PROBLEMS else ""
         raise DataError(f"{len(problems)} image problem(s):\n  " + "\n  ".join(problems[:SHOWN_PROBLEMS]) + more)

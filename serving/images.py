@@ -12,8 +12,9 @@ import uuid
 from starlette.datastructures import Headers, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
+from anomaly_distill.contract import check_image_items
 from anomaly_distill.errors import DataError
-from anomaly_distill.image_data import check_image_bytes, load_images
+from anomaly_distill.image_data import load_images
 from anomaly_distill.image_pipeline import describe_images
 from serving.live_store import ROW_ID
 from serving.wal import encode_columns, frame_columns
@@ -48,10 +49,7 @@ async def read_uploads(headers: Headers, body: bytes) -> list[tuple[str, bytes]]
 
 def score_uploads(detector, contract, ref, uploads: list[tuple[str, bytes]], threshold: float | None, maps: bool):
     """(answer, log line) for the uploaded images; a DataError naming every file that breaks the contract."""
-    channels, min_size = contract.channels, contract.min_size
-    problems = [f"{name}: {p}" for name, data in uploads if (p := check_image_bytes(data, channels, min_size))]
-    if problems:
-        raise DataError(f"{len(problems)} image problem(s): " + "; ".join(problems[:20]))
+    check_image_items(contract, uploads)
     images = load_images([data for _, data in uploads], detector.size, detector.channels)
     inspected = detector.inspect(images)
     cut = detector.threshold if threshold is None else threshold
