@@ -75,6 +75,7 @@ class WriteAheadLog:
         self.pending: queue.Queue = queue.Queue()
         self.segment = None
         self.closed = False
+        self.lock = threading.Lock()  # one writer of the segment at a time: the writer thread or `append_now`
         self.sealed: queue.Queue = queue.Queue()  # compacted by their own thread: appends never wait for it
         self.writer = threading.Thread(target=self._write_loop, name="wal-writer", daemon=True)
         self.compactor = threading.Thread(target=self._compact_loop, name="wal-compactor", daemon=True)
@@ -88,6 +89,17 @@ class WriteAheadLog:
         else:
             self.pending.put((line, done))
         return done
+
+    def append_now(self, line: bytes) -> bool:
+        """Writes (and fsyncs) the line on the caller's thread when no other append is waiting or being written;
+        False, having written nothing, otherwise. Saves a lone request the two thread hand-offs of `submit`."""
+        if self.closed or not self.pending.empty() or not self.lock.acquire(blocking=False):
+            return False
+        try:
+            self._write_lines([line])
+        finally:
+            self.lock.release()
+        return True
 
     def append(self, line: bytes, timeout: float = 30.0) -> None:
         self.submit(line).result(timeout)
@@ -105,15 +117,17 @@ class WriteAheadLog:
             try:
                 first = self.pending.get(timeout=1.0)
             except queue.Empty:
-                self._seal_if_old()
+                with self.lock:
+                    self._seal_if_old()
                 continue
             batch, stop = self._drain(first)
-            if batch:
-                self._write(batch)
-            self._seal_if_old()
-            if stop:
-                self._seal()
-                return
+            with self.lock:
+                if batch:
+                    self._write(batch)
+                self._seal_if_old()
+                if stop:
+                    self._seal()
+                    return
 
     def _drain(self, first) -> tuple[list, bool]:
         batch, stop, item = [], False, first
@@ -129,17 +143,20 @@ class WriteAheadLog:
 
     def _write(self, batch: list) -> None:
         try:
-            segment = self._open_segment()
-            segment.write(b"".join(line for line, _ in batch))
-            segment.flush()
-            if self.sync:
-                os.fdatasync(segment.fileno())
+            self._write_lines([line for line, _ in batch])
         except Exception as error:  # nothing is acknowledged that is not in the log
             for _, done in batch:
                 done.set_exception(error)
             return
         for _, done in batch:
             done.set_result(None)
+
+    def _write_lines(self, lines: list[bytes]) -> None:
+        segment = self._open_segment()
+        segment.write(b"".join(lines))
+        segment.flush()
+        if self.sync:
+            os.fdatasync(segment.fileno())
 
     def _open_segment(self):
         if self.segment is None:

@@ -85,3 +85,38 @@ class ScoringModel(nn.Module):
     @property
     def n_params(self) -> int:
         return sum(p.numel() for p in self.net.parameters())
+
+
+class SmallBatchScorer:
+    """`ScoringModel.score` in numpy, for requests of a few rows: there torch's fixed cost per call and per
+    operator (~0.1–0.4 ms for this network) is most of a request's time, and numpy's is a few microseconds.
+    The same function to float32 rounding (tested); `of` gives None for a network that is not Linear/ReLU."""
+
+    def __init__(self, keep: np.ndarray | None, gain, offset, layers: list[tuple[np.ndarray, np.ndarray, bool]]):
+        self.keep, self.gain, self.offset, self.layers = keep, gain, offset, layers
+
+    @classmethod
+    def of(cls, model: ScoringModel) -> "SmallBatchScorer | None":
+        body = list(model.net.body)
+        pattern = all(type(m) is nn.Linear for m in body[::2]) and all(type(m) is nn.ReLU for m in body[1::2])
+        if not pattern or len(body) % 2 or type(model.net.head) is not nn.Linear:
+            return None
+        with torch.no_grad():
+            gain, offset, first_weight = (t.numpy().copy() for t in model.folded())
+            weights = [first_weight] + [m.weight.numpy() for m in body[2::2]] + [model.net.head.weight.numpy()]
+            biases = [m.bias.numpy() for m in body[::2]] + [model.net.head.bias.numpy()]
+        layers = [(w.T.copy(), b.copy(), i < len(weights) - 1) for i, (w, b) in enumerate(zip(weights, biases))]
+        keep = model.keep.numpy().copy() if model.drops_columns else None
+        return cls(keep, gain, offset, layers)
+
+    def score(self, raw: np.ndarray) -> np.ndarray:
+        x = np.asarray(raw, dtype=np.float32)
+        if self.keep is not None:
+            x = x[:, self.keep]
+        z = x * self.gain + self.offset
+        hidden = z / (1 + np.abs(z))  # softsign
+        for weight, bias, relu in self.layers:
+            hidden = hidden @ weight + bias
+            if relu:
+                np.maximum(hidden, 0, out=hidden)
+        return hidden[:, 0]

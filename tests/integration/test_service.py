@@ -47,7 +47,8 @@ def test_scores_records_and_logs_them(service):
     body = client.post("/score", json=records).json()
     assert len(body["scores"]) == len(body["is_anomaly"]) == 1000 and body["model_version"] == "1"
     one = client.post("/score", json=records[:1]).json()
-    assert one["scores"][0] == pytest.approx(body["scores"][0], rel=1e-6)
+    # float32 sums over a batch and over one row take different BLAS kernels: equal to float32 rounding
+    assert one["scores"][0] == pytest.approx(body["scores"][0], rel=1e-5)
     assert len(store.read()) == 1001
     assert "/score" in client.get("/openapi.json").json()["paths"]
 

@@ -114,3 +114,16 @@ def test_try_lock_fails_while_another_handle_holds_the_segment(tmp_path):
     assert held is not None and try_lock(str(path)) is None
     held.close()
     assert try_lock(str(path)) is not None and try_lock(str(tmp_path / "gone.jsonl")) is None
+
+
+def test_append_now_writes_on_the_callers_thread_only_when_no_group_is_being_written(tmp_path):
+    store = LiveStore(str(tmp_path / "live"))
+    wal = WriteAheadLog(store.wal_dir, store.compact_segment)
+    assert wal.append_now(line(3, 1))
+    assert len(store.read()) == 3  # durable before it returned
+    with wal.lock:  # the writer thread is writing a group: the caller must queue behind it instead
+        assert not wal.append_now(line(3, 2))
+    wal.append(line(1, 3))
+    wal.close()
+    assert not wal.append_now(line(3, 4))  # closed
+    assert sorted(store.read()[ROW_ID]) == ["1-0", "1-1", "1-2", "3-0"]
