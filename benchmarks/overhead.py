@@ -3,7 +3,8 @@
 
 Usage: .venv/bin/python benchmarks/overhead.py [--before REF] [--repeats 3] [--servers]
 (--servers: against a Prefect server and an MLflow server on PostgreSQL, started for the run by infra/servers.py,
-instead of the embedded defaults)
+instead of the embedded defaults; this checkout is then also measured through `anomaly-distill daemon`, started
+for the run in the same environment, which the commands reach through $ANOMALY_DISTILL_DAEMON)
 The runs of one checkout share a temporary directory (sqlite MLflow store) and PREFECT_HOME, as a user's
 repeated `make run` does: the first creates both databases and trains the teacher, the others reuse them and
 register nothing new (same data, parameters and code); the table shows the median of those, and the first run's
@@ -37,15 +38,22 @@ STAMP = re.compile(r"^(\d\d:\d\d:\d\d\.\d{3}) \| \w+ +\| (.*)$")
 SERVERS: dict[str, str] = {}  # PREFECT_API_URL and MLFLOW_TRACKING_URI of running servers (--servers)
 
 
-def run_once(code: Path, workdir: Path, prefect_home: Path) -> dict:
+def run_env(code: Path, workdir: Path, prefect_home: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": str(code), "PREFECT_HOME": str(prefect_home)}
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{workdir / 'mlflow.db'}"
-    env.update(SERVERS)
+    env.pop("ANOMALY_DISTILL_DAEMON", None)
+    return env | SERVERS
+
+
+def run_once(code: Path, workdir: Path, prefect_home: Path, daemon: Path | None = None) -> dict:
+    env = run_env(code, workdir, prefect_home) | ({"ANOMALY_DISTILL_DAEMON": str(daemon)} if daemon else {})
     command = [sys.executable, "-m", "flows.cli", "train", "--data", str(DEMO), "--label-column", "label"]
     command += ["--model-name", "overhead"]
     started = datetime.now()
     t0 = time.perf_counter()
     out = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, check=True)
+    if daemon and "run by the anomaly-distill daemon" not in out.stderr:
+        raise RuntimeError(f"the run did not go through the daemon:\n{out.stderr[-2000:]}")
     wall = time.perf_counter() - t0
     lines = out.stdout.splitlines() + out.stderr.splitlines()
     stamps = [(m.group(1), m.group(2)) for m in map(STAMP.match, lines) if m]
@@ -76,9 +84,23 @@ def run_once(code: Path, workdir: Path, prefect_home: Path) -> dict:
     }
 
 
-def measure(code: Path, repeats: int) -> list[dict]:
+def measure(code: Path, repeats: int, daemon: bool = False) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
-        return [run_once(code, Path(tmp), Path(tmp) / "prefect-home") for _ in range(repeats)]
+        workdir, home = Path(tmp), Path(tmp) / "prefect-home"
+        if not daemon:
+            return [run_once(code, workdir, home) for _ in range(repeats)]
+        socket_path = workdir / "daemon.sock"
+        command = [sys.executable, "-m", "flows.cli", "daemon", "--socket", str(socket_path)]
+        log = open(workdir / "daemon.log", "wb")
+        server = subprocess.Popen(command, cwd=workdir, env=run_env(code, workdir, home), stdout=log, stderr=log)
+        try:
+            deadline = time.time() + 180
+            while not socket_path.exists() and server.poll() is None and time.time() < deadline:
+                time.sleep(0.2)
+            return [run_once(code, workdir, home, socket_path) for _ in range(repeats)]
+        finally:
+            server.terminate()
+            server.wait(60)
 
 
 def row(label: str, runs: list[dict]) -> str:
@@ -157,6 +179,8 @@ def table(args) -> None:
             finally:
                 subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=True)
     lines.append(row("this checkout", measure(ROOT, args.repeats)))
+    if args.servers:
+        lines.append(row("this checkout, through `anomaly-distill daemon`", measure(ROOT, args.repeats, daemon=True)))
     print("\n".join(lines))
 
 

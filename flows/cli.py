@@ -102,9 +102,20 @@ def _write_records(path: str | None, records: list[dict]) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from flows.daemon import forward_train
+
+    code = forward_train(args.argv)  # None: no daemon named, or it declined
+    if code is not None:
+        return code
     from flows.embedded_api import start_embedded_api
 
     return _train(args, start_embedded_api())  # the API starts while the libraries import
+
+
+def cmd_daemon(args: argparse.Namespace) -> int:
+    from flows.daemon import serve
+
+    return serve(args.socket)
 
 
 def _train(args: argparse.Namespace, api) -> int:
@@ -450,6 +461,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(func=cmd_serve_api)
 
+    daemon = commands.add_parser(
+        "daemon",
+        help="resident process that runs `train` against running servers without paying the imports each time; "
+        "commands use it when $ANOMALY_DISTILL_DAEMON names its socket",
+    )
+    daemon.add_argument("--socket", required=True, help="Unix socket path to listen on (created with mode 0600)")
+    daemon.set_defaults(func=cmd_daemon)
+
     feedback = commands.add_parser("feedback", help="attach delayed true labels to scored live rows by row_id")
     feedback.add_argument("--data", required=True, help="CSV/Parquet with columns row_id and label (1 = anomaly)")
     feedback.add_argument("--live-store", help="live store URL (default $ANOMALY_DISTILL_LIVE_STORE or ./live-store)")
@@ -500,6 +519,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no calls home from the embedded API
     args = build_parser().parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)
     try:
         return args.func(args)
     except (

@@ -531,3 +531,47 @@ def test_server_killed_mid_run_fails_clearly_and_rerun_makes_one_version(servers
     assert rerun.returncode == 0, output[-3000:]
     assert [v.version for v in client().search_model_versions(f"name='{model}'")] == ["1"]
     assert str(client().get_model_version_by_alias(model, "champion").version) == "1"
+
+
+def test_train_through_the_daemon_runs_there_and_what_it_would_run_differently_runs_here(
+    servers, tmp_path, monkeypatch
+):
+    from flows.daemon import DAEMON_ENV
+
+    shutil.copy(DEMO, tmp_path / "thyroid.csv")
+    (tmp_path / "bad.csv").write_text("a,b,label\n1.0,x,0\n2.0,3.0,1\n")
+    env = {**os.environ, **servers.client_env(), "PREFECT_HOME": str(tmp_path / "prefect-home")}
+    env.pop(DAEMON_ENV, None)
+    socket_path = tmp_path / "daemon.sock"
+    command = [sys.executable, "-m", "flows.cli"]
+    log = open(tmp_path / "daemon.log", "wb")
+    daemon = subprocess.Popen([*command, "daemon", "--socket", str(socket_path)], cwd=tmp_path, env=env, stdout=log)
+    try:
+        deadline = time.time() + 180
+        while not socket_path.exists():
+            assert daemon.poll() is None and time.time() < deadline, (tmp_path / "daemon.log").read_text()[-3000:]
+            time.sleep(0.2)
+        assert socket_path.stat().st_mode & 0o777 == 0o600
+        client = {**env, DAEMON_ENV: str(socket_path)}
+
+        def train(data: str, name: str = "by-daemon", **settings) -> subprocess.CompletedProcess:
+            args = [*command, "train", "--data", data, "--label-column", "label", "--model-name", name]
+            return subprocess.run(args, cwd=tmp_path, env={**client, **settings}, capture_output=True, text=True)
+
+        done = train("thyroid.csv")  # a path relative to the command's folder, not the daemon's
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "run by the anomaly-distill daemon" in done.stderr and "Registered by-daemon version 1" in done.stdout
+        refused = train("bad.csv", "by-daemon-bad")
+        assert refused.returncode == 2 and "run by the anomaly-distill daemon" in refused.stderr
+        assert "column='b'): dtype str is not numeric" in refused.stderr and "Traceback" not in refused.stderr
+        elsewhere = train("missing.csv", MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'other.db'}")
+        assert "declined (settings differ: ['MLFLOW_TRACKING_URI']); running here" in elsewhere.stderr
+        assert "run by the anomaly-distill daemon" not in elsewhere.stderr and elsewhere.returncode == 2
+    finally:
+        daemon.terminate()
+        daemon.wait(60)
+    from tasks import registry
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", servers.mlflow_uri)
+    assert registry.get_version("by-daemon", 1)
+    assert not registry.client().search_registered_models("name='by-daemon-bad'")  # the refused run left nothing
