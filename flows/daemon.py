@@ -76,16 +76,24 @@ def forward_train(argv: list[str]) -> int | None:
         return None
     with sock, sock.makefile("rb") as replies:
         sock.sendall(json.dumps(request).encode() + b"\n")
-        while (frame := read_frame(replies)) is not None:
-            kind, payload = frame
-            if kind == DECLINED:
-                print(f"note: the daemon at {path} declined ({payload.decode()}); running here", file=sys.stderr)
-                return None
-            if kind == EXIT:
-                return int(payload)
-            stream = sys.stdout if kind == OUT else sys.stderr
-            stream.write(payload.decode())
-            stream.flush()
+        try:
+            return _relay(replies, path)
+        except KeyboardInterrupt:
+            print(f"\ninterrupted: the run goes on in the daemon at {path} to its end", file=sys.stderr)
+            return 130
+
+
+def _relay(replies, path: str) -> int | None:
+    while (frame := read_frame(replies)) is not None:
+        kind, payload = frame
+        if kind == DECLINED:
+            print(f"note: the daemon at {path} declined ({payload.decode()}); running here", file=sys.stderr)
+            return None
+        if kind == EXIT:
+            return int(payload)
+        stream = sys.stdout if kind == OUT else sys.stderr
+        stream.write(payload.decode())
+        stream.flush()
     print(
         f"error: the daemon at {path} stopped during the run. Re-run the same command: cached steps are reused and "
         "no duplicate model version is made.",
@@ -121,10 +129,12 @@ class Daemon(socketserver.UnixStreamServer):
 
 class RunHandler(socketserver.StreamRequestHandler):
     def handle(self) -> None:
+        self.request.settimeout(30)  # a command sends its request at once; anything else must not hold the daemon
         try:
             request = json.loads(self.rfile.readline())
-        except ValueError:
+        except (ValueError, OSError):
             return
+        self.request.settimeout(None)
         reason = self.server.decline_reason(request)
         if reason:
             send_frame(self.request, DECLINED, reason.encode())

@@ -1,5 +1,7 @@
 """`anomaly-distill daemon`: what it agrees to run, and what a command does when it cannot use it."""
 
+import io
+
 import pytest
 
 from flows import daemon
@@ -50,3 +52,19 @@ def test_a_daemon_needs_running_servers(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     assert main(["daemon", "--socket", str(tmp_path / "d.sock")]) == 2
     assert "set PREFECT_API_URL" in capsys.readouterr().err
+
+
+def frames(*pairs: tuple[bytes, bytes]) -> io.BytesIO:
+    return io.BytesIO(b"".join(kind + len(payload).to_bytes(4, "big") + payload for kind, payload in pairs))
+
+
+def test_the_command_prints_the_runs_output_and_exits_with_its_status(capsys):
+    replies = frames((daemon.OUT, b"Registered m version 1\n"), (daemon.ERR, b"log line\n"), (daemon.EXIT, b"0"))
+    assert daemon._relay(replies, "/s") == 0
+    printed = capsys.readouterr()
+    assert printed.out == "Registered m version 1\n" and printed.err == "log line\n"
+
+
+def test_a_daemon_that_stops_mid_run_is_an_error_that_says_to_rerun(capsys):
+    assert daemon._relay(frames((daemon.ERR, b"log line\n")), "/s") == 3
+    assert "the daemon at /s stopped during the run. Re-run the same command" in capsys.readouterr().err
