@@ -54,9 +54,11 @@ select-teacher: $(BIN)/anomaly-distill
 	$(BIN)/python benchmarks/selection/choose_teacher.py $(SELECTION)/seed3 $(SELECTION)/seed4 \
 		--json benchmarks/selection/teacher_choice.json | tee benchmarks/selection/teacher_choice.md
 
-# Pyfunc vs raw student throughput, service latency, drift flow time (numbers in BENCHMARKS.md).
+# Pyfunc vs raw student throughput, service latency, drift flow time (numbers in BENCHMARKS.md); then serve-api of
+# LIVE_BEFORE beside this checkout's, alternating.
+LIVE_BEFORE ?= 4064e96
 bench-live: $(BIN)/anomaly-distill
-	$(BIN)/python benchmarks/live_benchmark.py
+	$(BIN)/python benchmarks/live_benchmark.py --before $(LIVE_BEFORE)
 
 # Where make run's time goes, phase by phase, beside an earlier commit (BEFORE=<ref>) in the same run.
 BEFORE ?= e041f7b

@@ -1,6 +1,7 @@
 """Live-data numbers for BENCHMARKS.md: pyfunc vs raw student throughput, service latency, drift flow wall time.
 
-Usage: .venv/bin/python benchmarks/live_benchmark.py [--data data/demo/thyroid.csv]
+Usage: .venv/bin/python benchmarks/live_benchmark.py [--data data/demo/thyroid.csv] [--before REF]
+(--before: also serve-api of an earlier commit, from a temporary git worktree, against this checkout's, alternating)
 Runs in a temporary directory with the embedded defaults (temporary Prefect API, sqlite MLflow store). All
 traffic stays on 127.0.0.1 and every request loop is bounded.
 """
@@ -57,8 +58,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def started(command: list[str], port: int, health: str, workdir: Path) -> subprocess.Popen:
+def started(command: list[str], port: int, health: str, workdir: Path, code: Path = ROOT) -> subprocess.Popen:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # its uvicorn
+    env["PYTHONPATH"] = str(code)
     log = open(workdir / f"server-{port}.log", "wb")
     server = subprocess.Popen(command, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, env=env)
     deadline = time.time() + 180
@@ -160,6 +162,42 @@ def service(workdir: Path, features: pd.DataFrame) -> list[str]:
     return lines
 
 
+def side_by_side(workdir: Path, features: pd.DataFrame, before: str, rounds: int = 3) -> list[str]:
+    """serve-api of `before` (a temporary worktree) and of this checkout, both up at once, measured in turn
+    (4 s each, `rounds` times): medians of requests/s, so a change in the host's speed hits both alike."""
+    request = post_request("/score", orjson.dumps(live_rows(features, 1).to_dict(orient="records")))
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = Path(tmp) / "before"
+        add = ["git", "worktree", "add", "--detach", str(tree), before]
+        subprocess.run(add, cwd=ROOT, check=True, capture_output=True)
+        servers = {}
+        try:
+            for label, code in ((f"before ({before})", tree), ("this checkout", ROOT)):
+                port = free_port()
+                command = SERVERS["anomaly-distill serve-api"][0](port, workdir / f"side-by-side-{port}")
+                servers[label] = (port, started(command, port, "/health", workdir, code))
+            results = {(label, clients): [] for label in servers for clients in (1, CLIENTS)}
+            for _ in range(rounds):
+                for clients in (1, CLIENTS):
+                    for label, (port, _) in servers.items():
+                        results[label, clients].append(closed_loop(port, request, connections=clients, seconds=4))
+        finally:
+            for _, server in servers.values():
+                server.terminate()
+                server.wait(60)
+            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=True)
+    lines = ["", f"| serve-api code | 1 record, 1 client: requests/s (p50) | 1 record, {CLIENTS} clients: requests/s |"]
+    lines.append("|---|---|---|")
+    for label in servers:
+        one, many = results[label, 1], results[label, CLIENTS]
+        p50 = np.median([r["p50_ms"] for r in one])
+        lines.append(
+            f"| {label} | {np.median([r['requests_per_s'] for r in one]):,.0f} ({p50:.2f} ms) "
+            f"| {np.median([r['requests_per_s'] for r in many]):,.0f} |"
+        )
+    return lines
+
+
 def drift(workdir: Path, features: pd.DataFrame) -> list[str]:
     import mlflow.pyfunc
 
@@ -183,6 +221,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", default=str(ROOT / "data/demo/thyroid.csv"))
     parser.add_argument("--label-column", default="label")
+    parser.add_argument("--before", help="an earlier commit whose serve-api to measure beside this checkout's")
     args = parser.parse_args()
     features = pd.read_csv(args.data).drop(columns=[args.label_column])
     with tempfile.TemporaryDirectory() as tmp:
@@ -207,6 +246,8 @@ def main() -> None:
         )
         lines = ["| what | measurement | | |", "|---|---|---|---|"]
         lines += throughput(Path(args.data), features) + drift(workdir, features) + service(workdir, features)
+        if args.before:
+            lines += side_by_side(workdir, features, args.before)
     print("\n".join(lines))
 
 
