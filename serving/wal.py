@@ -93,9 +93,11 @@ class WriteAheadLog:
     def append_now(self, line: bytes) -> bool:
         """Writes (and fsyncs) the line on the caller's thread when no other append is waiting or being written;
         False, having written nothing, otherwise. Saves a lone request the two thread hand-offs of `submit`."""
-        if self.closed or not self.pending.empty() or not self.lock.acquire(blocking=False):
+        if not self.lock.acquire(blocking=False):
             return False
         try:
+            if self.closed or not self.pending.empty():  # checked under the lock: the final seal takes it too
+                return False
             self._write_lines([line])
         finally:
             self.lock.release()

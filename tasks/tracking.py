@@ -12,7 +12,7 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
-from mlflow.entities import DatasetInput, InputTag, Metric, Param
+from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
@@ -124,8 +124,7 @@ def log_history(run_id: str, history: list[dict]) -> None:
 
 
 def set_tags(run_id: str, tags: dict[str, str]) -> None:
-    for key, value in tags.items():
-        client().set_tag(run_id, key, str(value))
+    client().log_batch(run_id, tags=[RunTag(key, str(value)) for key, value in tags.items()])  # one request
 
 
 def get_run(run_id: str):
