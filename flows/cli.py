@@ -16,6 +16,7 @@ from anomaly_distill.config import BASELINES, EngineConfig, SettingsError, parse
 from anomaly_distill.errors import DataError
 
 EXPECTED_ERRORS = (DataError, LookupError, ValidationError, SettingsError)  # bad data/settings, unknown model
+PREFECT_LOGGERS = ("", "prefect", "prefect.flow_runs", "prefect.task_runs")  # the loggers Prefect gives handlers
 
 
 def read_settings(path: str | None) -> dict:
@@ -506,7 +507,7 @@ class ExpectedFailureFilter(logging.Filter):
 
 def quiet_expected_failures() -> None:
     """On the handlers Prefect sets up (console, API): installed once Prefect is imported."""
-    for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs"):
+    for name in PREFECT_LOGGERS:
         for handler in logging.getLogger(name).handlers:
             if not any(isinstance(f, ExpectedFailureFilter) for f in handler.filters):
                 handler.addFilter(ExpectedFailureFilter())

@@ -164,7 +164,9 @@ def run_command(argv: list[str], cwd: str, out: Channel, err: Channel) -> int:
 
 def console_logging_to(stream) -> None:
     """Prefect's console handler writes to the stderr of the moment logging was set up: point it at this run's."""
-    for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs"):
+    from flows.cli import PREFECT_LOGGERS
+
+    for name in PREFECT_LOGGERS:
         for handler in logging.getLogger(name).handlers:
             if hasattr(handler, "console"):
                 handler.console.file = stream

@@ -468,9 +468,6 @@ class DirectScore:
     def __init__(self, app: FastAPI, score):
         self.app, self.score = app, score
 
-    def __getattr__(self, name: str):  # `app.state`, `app.routes`, … as on the FastAPI app
-        return getattr(self.app, name)
-
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or scope["path"] != "/score" or scope["method"] != "POST":
             return await self.app(scope, receive, send)
