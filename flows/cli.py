@@ -121,6 +121,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace, api) -> int:
     from anomaly_distill.data import NPZ_LABEL, column_names
+    from flows.embedded_api import flow_settings
     from flows.training import TrainingParameters, run_training
 
     quiet_expected_failures()
@@ -154,9 +155,9 @@ def _train(args: argparse.Namespace, api) -> int:
         from tasks.validation import warm_up
 
         warm_up()  # while the API is still starting: otherwise the validation task would import it
-        api.ready()
     start = time.perf_counter()
-    outcome = run_training(params)
+    with flow_settings(api):
+        outcome = run_training(params)
     print(training_summary(outcome, time.perf_counter() - start))
     return 0
 
@@ -213,29 +214,27 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from flows.embedded_api import start_embedded_api
+    from flows.embedded_api import flow_settings, start_embedded_api
 
     api = start_embedded_api()  # the API starts while the libraries import
     from flows.scoring import ScoringParameters, run_batch_scoring
 
     quiet_expected_failures()
-    if api is not None:
-        api.ready()
 
     uri = args.model_uri or f"models:/{args.model_name}@champion"
-    result = run_batch_scoring(
-        ScoringParameters(
-            data_path=args.data,
-            model_uri=uri,
-            out_path=args.out,
-            live_store=args.live_store,
-            threshold=args.threshold,
-            explain=args.explain,
-            task_runner=args.task_runner,
-            dask_address=args.dask_address,
-            **({"chunk_rows": args.chunk_rows} if args.chunk_rows else {}),
-        )
+    parameters = ScoringParameters(
+        data_path=args.data,
+        model_uri=uri,
+        out_path=args.out,
+        live_store=args.live_store,
+        threshold=args.threshold,
+        explain=args.explain,
+        task_runner=args.task_runner,
+        dask_address=args.dask_address,
+        **({"chunk_rows": args.chunk_rows} if args.chunk_rows else {}),
     )
+    with flow_settings(api):
+        result = run_batch_scoring(parameters)
     print(
         f"Scored {result['rows']:,} rows with {result['model_name']} v{result['model_version']}: "
         f"{result['anomalies']:,} anomalies, {result['rows_per_second']:,.0f} rows/s"

@@ -20,8 +20,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from contextlib import nullcontext
 
-SERVER_ENV = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
+SERVER_ENV = {
+    "PREFECT_UI_ENABLED": "0",
+    "PREFECT__SERVER_EPHEMERAL": "1",
+    "PREFECT__SERVER_FINAL": "1",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "0",  # a throwaway server; offline it logged an ERROR line per command
+}
 PORT_IN_USE_EXIT = 3  # uvicorn's exit status when another process took the port first
 
 
@@ -65,6 +71,17 @@ class EmbeddedApi:
         refresh_global_settings_context()
         return True
 
+    def connect(self):
+        """`ready`, then the settings the command's flows run under: without flow-run heartbeats where this server
+        is used. Heartbeats let a server notice a crashed run, and this one stops with the command; Prefect's
+        heartbeat thread sleeps in 1 s steps and is joined when the flow ends, which cost every run up to a second
+        (0.5 s on average)."""
+        if not self.ready():
+            return nullcontext()
+        from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+        return temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
+
     def _wait_healthy(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -96,6 +113,11 @@ def _free_port() -> int:
             except OSError:
                 continue
     raise RuntimeError("no free port between 8000 and 8999 for the temporary Prefect API")
+
+
+def flow_settings(api: EmbeddedApi | None):
+    """The settings a command's flows run under: the launched API's where it serves them, else Prefect's own."""
+    return nullcontext() if api is None else api.connect()
 
 
 def start_embedded_api() -> EmbeddedApi | None:

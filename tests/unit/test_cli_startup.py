@@ -38,24 +38,29 @@ def test_no_early_api_against_a_server_in_the_environment(monkeypatch):
 
 
 def test_an_early_api_is_stopped_unused_where_a_profile_names_a_server(monkeypatch):
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 
     from flows.embedded_api import start_embedded_api
 
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     api = start_embedded_api()
     with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api"}):  # as a profile would set it
-        assert api.ready() is False
+        with api.connect():  # the profile's server keeps its heartbeats
+            assert get_current_settings().flows.heartbeat_frequency is not None
     assert api.process.wait(timeout=30) is not None and "PREFECT_API_URL" not in os.environ
 
 
 def test_the_early_api_serves_the_command_and_stops_when_it_exits(tmp_path):
-    """A command that adopts the early API talks to it as to a server; at exit the server is gone."""
+    """A command that adopts the early API talks to it as to a server, its flows without heartbeats (nothing
+    watches a server that stops with the command); at exit the server is gone."""
     code = (
-        "import os, sys; from flows.embedded_api import start_embedded_api; api = start_embedded_api(); "
-        "assert api.ready(), 'not adopted'; "
-        "from prefect import flow; print(flow(lambda: os.environ['PREFECT_API_URL'], name='probe')()); "
-        "print(api.process.pid)"
+        "import os, sys; from flows.embedded_api import flow_settings, start_embedded_api; "
+        "api = start_embedded_api(); from prefect import flow; "
+        "from prefect.settings import get_current_settings as settings; "
+        "probe = flow(lambda: (os.environ['PREFECT_API_URL'], settings().flows.heartbeat_frequency), name='probe')\n"
+        "with flow_settings(api): url, heartbeat = probe()\n"
+        "assert heartbeat is None, heartbeat; assert settings().flows.heartbeat_frequency is not None; "
+        "print(url, api.process.pid)"
     )
     env = {**os.environ, "PREFECT_HOME": str(tmp_path)}
     env.pop("PREFECT_API_URL", None)
