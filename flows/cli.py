@@ -152,9 +152,10 @@ def _train(args: argparse.Namespace, api) -> int:
         label = NPZ_LABEL if NPZ_LABEL in column_names(params.data_path) else None
         params = params.model_copy(update={"label_column": label})
     if api is not None:
-        from tasks.validation import warm_up
+        from tasks import tracking, validation
 
-        warm_up()  # while the API is still starting: otherwise the validation task would import it
+        validation.warm_up()  # while the API is still starting: otherwise the validation task would import it
+        tracking.warm_up()
     start = time.perf_counter()
     with flow_settings(api):
         outcome = run_training(params)

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import tempfile
+from contextlib import suppress
 from pathlib import Path
 
 import mlflow
@@ -29,6 +30,17 @@ def client() -> MlflowClient:
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return MlflowClient(uri, uri)
+
+
+def warm_up() -> None:
+    """Opens a sqlite tracking store (imports its SQLAlchemy layer; creates or upgrades the file on a first run,
+    ~1.5 s together): the CLI does it while the embedded Prefect API starts, which on a first run is still
+    creating its own database. Errors are left to the run, which reports them where they belong."""
+    if tracking_uri().startswith("sqlite:"):  # a server's store costs nothing to open, and may be down
+        with suppress(Exception):
+            mlflow_client = client()
+            mlflow_client.search_experiments(max_results=1)
+            mlflow_client.search_registered_models(max_results=1)
 
 
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # the UI opens on runs, not GenAI traces

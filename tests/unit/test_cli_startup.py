@@ -81,3 +81,27 @@ def _alive(pid: int) -> bool:
             return stat.read().split(") ", 1)[1][0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_the_tracking_warm_up_creates_a_sqlite_store_and_leaves_errors_to_the_run(tmp_path, monkeypatch):
+    import sqlite3
+
+    from tasks import tracking
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    tracking.warm_up()
+    with sqlite3.connect(tmp_path / "mlflow.db") as db:
+        tables = {name for (name,) in db.execute("select name from sqlite_master where type = 'table'")}
+    assert {"experiments", "runs", "registered_models", "model_versions"} <= tables
+
+    (tmp_path / "a-file").write_text("")  # a store that cannot be created: the run will say so, not the warm-up
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'a-file' / 'mlflow.db'}")
+    tracking.warm_up()
+
+
+def test_the_tracking_warm_up_leaves_a_server_alone(monkeypatch):
+    from tasks import tracking
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # no request: the server may be down
+    monkeypatch.setattr(tracking, "client", lambda: pytest.fail("the warm-up talked to a tracking server"))
+    tracking.warm_up()
