@@ -20,6 +20,7 @@ import numpy as np
 import orjson
 import pandas as pd
 from http_load import closed_loop, post_request  # beside this script
+from worktree import worktree
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "bench-live"
@@ -166,10 +167,7 @@ def side_by_side(workdir: Path, features: pd.DataFrame, before: str, rounds: int
     """serve-api of `before` (a temporary worktree) and of this checkout, both up at once, measured in turn
     (4 s each, `rounds` times): medians of requests/s, so a change in the host's speed hits both alike."""
     request = post_request("/score", orjson.dumps(live_rows(features, 1).to_dict(orient="records")))
-    with tempfile.TemporaryDirectory() as tmp:
-        tree = Path(tmp) / "before"
-        add = ["git", "worktree", "add", "--detach", str(tree), before]
-        subprocess.run(add, cwd=ROOT, check=True, capture_output=True)
+    with worktree(before) as tree:
         servers = {}
         try:
             for label, code in ((f"before ({before})", tree), ("this checkout", ROOT)):
@@ -185,7 +183,6 @@ def side_by_side(workdir: Path, features: pd.DataFrame, before: str, rounds: int
             for _, server in servers.values():
                 server.terminate()
                 server.wait(60)
-            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=True)
     lines = ["", f"| serve-api code | 1 record, 1 client: requests/s (p50) | 1 record, {CLIENTS} clients: requests/s |"]
     lines.append("|---|---|---|")
     for label in servers:

@@ -29,6 +29,7 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+from worktree import worktree  # beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "data/demo/thyroid.csv"
@@ -166,18 +167,8 @@ def table(args) -> None:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     if args.before:
-        with tempfile.TemporaryDirectory() as tmp:
-            tree = Path(tmp) / "before"
-            subprocess.run(
-                ["git", "worktree", "add", "--detach", str(tree), args.before],
-                cwd=ROOT,
-                check=True,
-                capture_output=True,
-            )
-            try:
-                lines.append(row(f"before ({args.before})", measure(tree, args.repeats)))
-            finally:
-                subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=True)
+        with worktree(args.before) as tree:
+            lines.append(row(f"before ({args.before})", measure(tree, args.repeats)))
     lines.append(row("this checkout", measure(ROOT, args.repeats)))
     if args.servers:
         lines.append(row("this checkout, through `anomaly-distill daemon`", measure(ROOT, args.repeats, daemon=True)))
