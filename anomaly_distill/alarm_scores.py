@@ -19,7 +19,9 @@ def likelihood(scores: np.ndarray, long_window: int, short_window: int) -> np.nd
     history = s.shift(short_window).rolling(long_window, min_periods=max(2 * short_window, 10))
     mean, std = history.mean(), history.std()
     recent = s.rolling(short_window, min_periods=1).mean()
-    floor = max(float(np.nanstd(scores)) * 1e-3, 1e-12)  # a flat history must not make any wiggle certain
+    # a flat history must not make any wiggle certain: the spread is floored by the scores seen so far (never
+    # the whole stream's, which would let a point's alarm depend on points after it)
+    floor = np.maximum(np.nan_to_num(s.expanding().std(ddof=0).to_numpy()) * 1e-3, 1e-12)
     z = (recent - mean) / np.maximum(std.to_numpy(), floor)
     return np.nan_to_num(ndtr(z.to_numpy()), nan=0.0)
 

@@ -28,6 +28,15 @@ def test_likelihood_and_onset_use_only_the_past():
     assert np.array_equal(onset(raw, 10)[:2500], onset(changed, 10)[:2500])
 
 
+def test_likelihood_up_to_a_fork_ignores_what_follows_it():
+    """Two streams share a past (flat, then a small wiggle) but not a future (one calm, one wild): the scores up to
+    the fork are identical, even where the spread floor decides them."""
+    past = np.r_[np.ones(600), 1.001, np.ones(99)]
+    calm, wild = np.r_[past, np.ones(300)], np.r_[past, np.linspace(0, 1e6, 300)]
+    assert np.array_equal(likelihood(calm, 500, 1)[:700], likelihood(wild, 500, 1)[:700])
+    assert likelihood(calm, 500, 1)[600] > 0.99  # the wiggle on a flat history is seen
+
+
 def test_unscored_points_give_zero():
     raw = level_shift()
     raw[:31] = np.nan

@@ -1,0 +1,290 @@
+"""A series detector that keeps learning from its stream, under NAB's rules: each point is scored from the points
+before it, then learnt from.
+
+Every `refresh_every` points the teacher's reference slides to the most recent windows (a k-nearest-neighbour
+distance over windows normalised by that reference's median and spread) and a one-layer student is re-distilled
+from the teacher's scores of those windows and of synthetic variants of them. Between refreshes the student alone
+scores each point. A raw score becomes an alarm score in [0, 1] by its rank among the trailing raw scores; a value
+outside the range of the trailing values is an alarm of its own; after an alarm the detector rests (scores 0) for
+`rest` points, so that one incident is one alarm. The state is plain lists and arrays: `state()` saves it and
+`from_state` goes on exactly where it stopped.
+"""
+
+import bisect
+from collections import deque
+
+import numpy as np
+import torch
+
+from anomaly_distill.config import OnlineConfig
+
+NEAR_ONE = 0.01  # alarm scores above the calibrated range sit in (1 - NEAR_ONE, 1)
+
+
+class KnnTeacher:
+    """Mean Euclidean distance to the k nearest reference windows, as log(1 + d)."""
+
+    def __init__(self, reference: np.ndarray, neighbours: int):
+        self.reference = reference
+        self.k = max(1, min(neighbours, len(reference) - 1))
+
+    def score(self, rows: np.ndarray, leave_one_out: bool = False) -> np.ndarray:
+        squared = (rows * rows).sum(1)[:, None] - 2 * rows @ self.reference.T + (self.reference**2).sum(1)[None]
+        if leave_one_out:
+            np.fill_diagonal(squared, np.inf)
+        nearest = np.partition(np.maximum(squared, 0.0), self.k - 1, axis=1)[:, : self.k]
+        return np.log1p(np.sqrt(nearest).mean(1))
+
+
+class TinyStudent:
+    """window -> ReLU(W1 x + b1) -> w2 · h + b2, scored in numpy (a point costs two small products)."""
+
+    def __init__(self, w1: np.ndarray, b1: np.ndarray, w2: np.ndarray, b2: float):
+        self.w1, self.b1, self.w2, self.b2 = w1, b1, w2, float(b2)
+
+    def score(self, rows: np.ndarray) -> np.ndarray:
+        return np.maximum(rows @ self.w1 + self.b1, 0.0) @ self.w2 + self.b2
+
+    @property
+    def n_params(self) -> int:
+        return self.w1.size + self.b1.size + self.w2.size + 1
+
+    @classmethod
+    def distil(cls, rows: np.ndarray, targets: np.ndarray, hidden: int, epochs: int, seed: int) -> "TinyStudent":
+        generator = torch.Generator().manual_seed(seed)
+        w1 = torch.randn(rows.shape[1], hidden, generator=generator, dtype=torch.float64) / np.sqrt(rows.shape[1])
+        w2 = torch.randn(hidden, generator=generator, dtype=torch.float64) / np.sqrt(hidden)
+        b1, b2 = torch.zeros(hidden, dtype=torch.float64), torch.tensor(float(targets.mean()), dtype=torch.float64)
+        params = [p.requires_grad_() for p in (w1, b1, w2, b2)]
+        x, y = torch.from_numpy(rows), torch.from_numpy(targets)
+        optimiser = torch.optim.Adam(params, lr=1e-2)
+        for _ in range(epochs):
+            optimiser.zero_grad()
+            loss = ((torch.relu(x @ w1 + b1) @ w2 + b2 - y) ** 2).mean()
+            loss.backward()
+            optimiser.step()
+        return cls(*(p.detach().numpy().copy() for p in (w1, b1, w2)), float(b2.detach()))
+
+    def state(self) -> dict:
+        return {"w1": self.w1.tolist(), "b1": self.b1.tolist(), "w2": self.w2.tolist(), "b2": self.b2}
+
+    @classmethod
+    def from_state(cls, saved: dict) -> "TinyStudent":
+        return cls(*(np.asarray(saved[k], dtype=np.float64) for k in ("w1", "b1", "w2")), saved["b2"])
+
+
+def synthetic_windows(reference: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Variants the student must answer as the teacher does: noise at four scales, and level shifts from a random
+    point of the window on (windows unlike any in the reference, which alone would teach only "normal")."""
+    n, width = reference.shape
+    base = reference[rng.integers(0, n, n)]
+    noisy = base + rng.normal(size=base.shape) * rng.choice([0.1, 0.3, 1.0, 3.0], size=(n, 1))
+    starts = rng.integers(1, width, (n, 1))
+    shifted = base + rng.normal(size=(n, 1)) * 3 * (np.arange(width) >= starts)
+    return np.concatenate([noisy, shifted])
+
+
+class RankCalibrator:
+    """A raw score's share of the trailing `size` raw scores below it (mid-rank); above their maximum an exponential
+    tail in units of their interquartile range, so that a far outlier still ranks above a near one."""
+
+    def __init__(self, size: int, history: list[float] | None = None):
+        self.size = size
+        self.history = deque(history or [], maxlen=size)
+        self.sorted = sorted(self.history)
+
+    def __call__(self, raw: float) -> float:
+        m = len(self.sorted)
+        if m < 10:
+            return 0.0
+        if raw <= self.sorted[-1]:  # ties count half: a flat stretch ranks mid-way, not at the top
+            return (bisect.bisect_left(self.sorted, raw) + bisect.bisect_right(self.sorted, raw)) / (2 * (m + 1))
+        spread = max(self.sorted[(3 * (m - 1)) // 4] - self.sorted[(m - 1) // 4], 1e-12)
+        return 1.0 - np.exp(-(raw - self.sorted[-1]) / spread) / (m + 1)
+
+    def add(self, raw: float) -> None:
+        if len(self.history) == self.size:
+            del self.sorted[bisect.bisect_left(self.sorted, self.history[0])]
+        self.history.append(raw)
+        bisect.insort(self.sorted, raw)
+
+
+class RangeCheck:
+    """Running minimum and maximum of the trailing `size` values (all of them when size is 0), as monotonic queues
+    of (index, value); a value past that range by more than `margin` of its width is an alarm."""
+
+    def __init__(self, size: int, margin: float, highs=(), lows=()):
+        self.size, self.margin = size, margin
+        self.highs, self.lows = deque(tuple(p) for p in highs), deque(tuple(p) for p in lows)
+
+    def __call__(self, value: float) -> float:
+        if not self.highs:
+            return 0.0
+        high, low = self.highs[0][1], self.lows[0][1]
+        past = max(value - high, low - value)
+        if past <= 0:
+            return 0.0
+        width = high - low
+        beyond = past / width if width > 0 else np.inf
+        if beyond <= self.margin:
+            return 0.0
+        return 1.0 - NEAR_ONE * float(np.exp(-beyond / max(self.margin, 1e-3)))
+
+    def add(self, index: int, value: float) -> None:
+        for queue, keep in ((self.highs, lambda v: v > value), (self.lows, lambda v: v < value)):
+            while queue and not keep(queue[-1][1]):
+                queue.pop()
+            queue.append((index, value))
+            while self.size and queue[0][0] <= index - self.size:
+                queue.popleft()
+
+
+class OnlineSeriesDetector:
+    """One value series, scored and learnt point by point. `score(values)` returns one alarm score in [0, 1] per
+    value, in order; it may be called with any split of the stream and gives the same scores."""
+
+    kind = "online_series"
+
+    def __init__(self, config: OnlineConfig):
+        self.config = config
+        self.seen = 0  # points scored so far
+        self.since_refresh = 0
+        self.refreshes = 0
+        self.recent: list[float] = []  # enough values to rebuild the reference windows
+        self.center, self.scale = 0.0, 1.0
+        self.offset, self.spread = 0.0, 1.0  # the scorer's own scores of its reference: median and spread
+        self.teacher: KnnTeacher | None = None
+        self.student: TinyStudent | None = None
+        self.calibrator = RankCalibrator(config.calibration)
+        self.range = RangeCheck(config.range_history, config.range_margin)
+        self.last_alarm = -(10**12)
+
+    # -- scoring -------------------------------------------------------------------------------------------
+    def score(self, values) -> np.ndarray:
+        values = np.asarray(values, dtype=np.float64).ravel()
+        out = np.empty(len(values))
+        done = 0
+        while done < len(values):
+            # the model is fixed until the next refresh: its raw scores for that stretch come in one product
+            stretch = values[done : done + self._until_refresh()]
+            raw = self._raw_scores(stretch)
+            for i, value in enumerate(stretch):
+                out[done + i] = self._score_point(float(value), raw[i])
+            done += len(stretch)
+        return out
+
+    def _until_refresh(self) -> int:
+        if self.teacher is None:
+            return max(1, self.config.warmup - self.seen)
+        return max(1, self.config.refresh_every - self.since_refresh)
+
+    def _raw_scores(self, stretch: np.ndarray) -> np.ndarray:
+        if self.teacher is None:
+            return np.full(len(stretch), np.nan)
+        w = self.config.window
+        history = np.concatenate([np.asarray(self.recent[-(w - 1) :]), stretch]) if w > 1 else stretch
+        rows = (np.lib.stride_tricks.sliding_window_view(history, w) - self.center) / self.scale
+        return (self._scorer().score(rows) - self.offset) / self.spread
+
+    def _scorer(self):
+        return self.student if self.config.scorer == "student" else self.teacher
+
+    def _score_point(self, value: float, raw: float) -> float:
+        calibrated = 0.0 if np.isnan(raw) else self.calibrator(raw)
+        outside = self.range(value) if self.seen >= self.config.warmup else 0.0
+        score = max(calibrated, outside)
+        resting = self.seen - self.last_alarm <= self.config.rest
+        if score >= self.config.alarm_level and not resting:
+            self.last_alarm = self.seen
+        self._learn(value, raw)
+        return 0.0 if resting else score
+
+    # -- learning ------------------------------------------------------------------------------------------
+    def _learn(self, value: float, raw: float) -> None:
+        if not np.isnan(raw):
+            self.calibrator.add(float(raw))
+        self.range.add(self.seen, value)
+        self.recent.append(value)
+        self.seen += 1
+        self.since_refresh += 1
+        due = self.teacher is None or self.since_refresh >= self.config.refresh_every
+        if due and self.seen >= self.config.warmup:
+            self.refresh()
+
+    def refresh(self) -> None:
+        """Slide the teacher's reference to the latest windows and re-distil the student from it (the nightly loop
+        in miniature; the teacher runs here only, never per point when the student scores)."""
+        c = self.config
+        self.recent = self.recent[-(c.reference + c.window - 1) :]
+        values = np.asarray(self.recent)
+        q1, median, q3 = np.percentile(values, [25, 50, 75])
+        spread = q3 - q1 if q3 > q1 else values.std()
+        self.center, self.scale = float(median), float(spread) if spread > 0 else 1.0
+        reference = (np.lib.stride_tricks.sliding_window_view(values, c.window) - self.center) / self.scale
+        self.teacher = KnnTeacher(reference, c.neighbours)
+        own = self.teacher.score(reference, leave_one_out=True)
+        if c.scorer == "student":
+            self.student = self._distil(reference, own)
+            own = self.student.score(reference)
+        self._calibrate_frame(own)
+        self.refreshes += 1
+        self.since_refresh = 0
+
+    def _calibrate_frame(self, own: np.ndarray) -> None:
+        """Raw scores are read relative to what the current scorer gives its own reference windows, so that a
+        refresh (a new student, a slid reference) does not move every later score against the trailing ones."""
+        q1, median, q3 = np.percentile(own, [25, 50, 75])
+        self.offset, self.spread = float(median), float(max(q3 - q1, 1e-9))
+
+    def _distil(self, reference: np.ndarray, targets: np.ndarray) -> TinyStudent:
+        c = self.config
+        rng = np.random.default_rng([c.seed, self.refreshes])
+        synthetic = synthetic_windows(reference, rng)
+        rows = np.concatenate([reference, synthetic])
+        targets = np.concatenate([targets, self.teacher.score(synthetic)])
+        seed = c.seed * 1_000_003 + self.refreshes
+        return TinyStudent.distil(rows, targets, c.student_hidden, c.student_epochs, seed)
+
+    # -- state ---------------------------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {
+            "config": self.config.model_dump(),
+            "seen": self.seen,
+            "since_refresh": self.since_refresh,
+            "refreshes": self.refreshes,
+            "recent": list(self.recent),
+            "center": self.center,
+            "scale": self.scale,
+            "offset": self.offset,
+            "spread": self.spread,
+            "student": self.student.state() if self.student else None,
+            "calibration": list(self.calibrator.history),
+            "range": {"highs": [list(p) for p in self.range.highs], "lows": [list(p) for p in self.range.lows]},
+            "last_alarm": self.last_alarm,
+        }
+
+    @classmethod
+    def from_state(cls, saved: dict) -> "OnlineSeriesDetector":
+        detector = cls(OnlineConfig.model_validate(saved["config"]))
+        detector.seen, detector.since_refresh = saved["seen"], saved["since_refresh"]
+        detector.refreshes, detector.last_alarm = saved["refreshes"], saved["last_alarm"]
+        detector.recent = [float(v) for v in saved["recent"]]
+        detector.center, detector.scale = saved["center"], saved["scale"]
+        detector.offset, detector.spread = saved["offset"], saved["spread"]
+        detector.calibrator = RankCalibrator(detector.config.calibration, [float(v) for v in saved["calibration"]])
+        detector.range = RangeCheck(
+            detector.config.range_history, detector.config.range_margin, saved["range"]["highs"], saved["range"]["lows"]
+        )
+        if saved["refreshes"]:
+            detector._rebuild_teacher()
+        if saved["student"]:
+            detector.student = TinyStudent.from_state(saved["student"])
+        return detector
+
+    def _rebuild_teacher(self) -> None:
+        """The teacher's reference is the windows of the values kept at the last refresh (the first ones of
+        `recent`), normalised as then: it is rebuilt, not stored twice."""
+        c = self.config
+        kept = np.asarray(self.recent[: len(self.recent) - self.since_refresh])
+        reference = (np.lib.stride_tricks.sliding_window_view(kept, c.window) - self.center) / self.scale
+        self.teacher = KnnTeacher(reference, c.neighbours)

@@ -1,0 +1,107 @@
+"""The online series detector: causal, exact across restarts and splits, adapts to a lasting change."""
+
+import json
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from anomaly_distill.config import OnlineConfig
+from anomaly_distill.online import KnnTeacher, OnlineSeriesDetector, RangeCheck, RankCalibrator, synthetic_windows
+
+QUICK = OnlineConfig(reference=120, refresh_every=60, calibration=500, student_epochs=30)
+
+
+def noisy(n: int, seed: int = 0, level: float = 0.0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return level + np.sin(np.arange(n) / 8) + 0.1 * rng.normal(size=n)
+
+
+def test_scores_lie_in_unit_interval_and_warmup_scores_zero():
+    scores = OnlineSeriesDetector(QUICK).score(noisy(600))
+    assert scores.shape == (600,)
+    assert ((scores >= 0) & (scores <= 1)).all()
+    assert (scores[: QUICK.warmup] == 0).all()
+
+
+def test_a_point_is_scored_from_its_past_only():
+    past = noisy(500)
+    one = np.r_[past, noisy(200, seed=1)]
+    other = np.r_[past, noisy(200, seed=2, level=5.0)]
+    a, b = OnlineSeriesDetector(QUICK).score(one), OnlineSeriesDetector(QUICK).score(other)
+    np.testing.assert_array_equal(a[:500], b[:500])
+    assert not np.array_equal(a[500:], b[500:])
+
+
+@pytest.mark.parametrize("cut", [1, 37, 60, 333])
+def test_state_saved_anywhere_goes_on_as_an_uninterrupted_replay(cut):
+    values = noisy(700)
+    whole = OnlineSeriesDetector(QUICK).score(values)
+    first = OnlineSeriesDetector(QUICK)
+    head = first.score(values[:cut])
+    restored = OnlineSeriesDetector.from_state(json.loads(json.dumps(first.state())))
+    np.testing.assert_allclose(np.r_[head, restored.score(values[cut:])], whole, rtol=0, atol=1e-12)
+
+
+def test_point_by_point_equals_one_call():
+    values = noisy(300)
+    detector = OnlineSeriesDetector(QUICK)
+    singles = np.array([detector.score([v])[0] for v in values])
+    np.testing.assert_allclose(singles, OnlineSeriesDetector(QUICK).score(values), rtol=0, atol=1e-12)
+
+
+def test_a_constant_sensor_is_a_stream_and_a_change_from_it_alarms():
+    values = np.r_[np.full(400, 3.0), [3.5], np.full(100, 3.0)]
+    scores = OnlineSeriesDetector(QUICK).score(values)
+    assert scores[:400].max() < 0.6  # a flat stretch ranks mid-way among its equals
+    assert scores[400] >= QUICK.alarm_level
+
+
+@pytest.mark.parametrize("scorer", ["student", "teacher"])
+def test_a_lasting_level_shift_alarms_then_is_absorbed(scorer):
+    values = np.r_[noisy(1500), noisy(1500, seed=3, level=6.0)]
+    scores = OnlineSeriesDetector(QUICK.model_copy(update={"rest": 0, "scorer": scorer})).score(values)
+    assert scores[1500] >= QUICK.alarm_level
+    before, after = ((part >= QUICK.alarm_level).mean() for part in (scores[500:1500], scores[2000:]))
+    assert after <= 2 * before + 0.01  # back to the base rate (a rank calibration puts ~1 % above 0.99)
+
+
+def test_student_is_tiny_and_follows_its_teacher():
+    detector = OnlineSeriesDetector(QUICK)
+    detector.score(noisy(400))
+    rows = synthetic_windows(detector.teacher.reference, np.random.default_rng(1))
+    agreement = np.corrcoef(detector.student.score(rows), detector.teacher.score(rows))[0, 1]
+    assert detector.student.n_params == QUICK.window * QUICK.student_hidden + 2 * QUICK.student_hidden + 1
+    assert agreement > 0.5
+
+
+def test_knn_teacher_golden_values():
+    reference = np.array([[0.0, 0.0], [3.0, 4.0], [6.0, 8.0]])
+    teacher = KnnTeacher(reference, neighbours=1)
+    np.testing.assert_allclose(teacher.score(np.array([[0.0, 0.0], [3.0, 4.0]])), np.log1p([0.0, 0.0]), atol=1e-7)
+    np.testing.assert_allclose(teacher.score(reference, leave_one_out=True), np.log1p([5.0, 5.0, 5.0]), atol=1e-7)
+
+
+def test_rank_calibrator_ranks_among_the_trailing_scores_only():
+    calibrator = RankCalibrator(20)
+    for raw in range(30):
+        calibrator.add(float(raw))
+    assert calibrator.sorted == [float(v) for v in range(10, 30)]
+    assert calibrator(19.5) == pytest.approx(10 / 21)
+    assert calibrator(20.0) == pytest.approx(10.5 / 21)  # a tie counts half
+    assert 1 - 1 / 21 < calibrator(100.0) < 1
+
+
+def test_range_check_forgets_values_older_than_its_history():
+    check = RangeCheck(size=3, margin=0.0)
+    for i, value in enumerate([10.0, 0.0, 1.0, 2.0]):
+        check.add(i, value)
+    assert check(2.5) > 0.99  # past the range of the last three (0, 1, 2); 10 is forgotten
+    assert check(1.5) == 0.0
+
+
+def test_warmup_must_hold_a_window():
+    with pytest.raises(ValidationError, match="warmup"):
+        OnlineConfig(window=64, warmup=50)
+    with pytest.raises(ValidationError, match="extra"):
+        OnlineConfig(windw=8)
