@@ -11,6 +11,7 @@ outside the range of the trailing values is an alarm of its own; after an alarm 
 """
 
 import bisect
+import time
 from collections import deque
 
 import numpy as np
@@ -158,6 +159,7 @@ class OnlineSeriesDetector:
         self.calibrator = RankCalibrator(config.calibration)
         self.range = RangeCheck(config.range_history, config.range_margin)
         self.last_alarm = -(10**12)
+        self.refresh_seconds = 0.0  # spent refreshing (teacher + distillation), not on the request path
 
     # -- scoring -------------------------------------------------------------------------------------------
     def score(self, values) -> np.ndarray:
@@ -183,10 +185,13 @@ class OnlineSeriesDetector:
             return np.full(len(stretch), np.nan)
         w = self.config.window
         history = np.concatenate([np.asarray(self.recent[-(w - 1) :]), stretch]) if w > 1 else stretch
-        rows = (np.lib.stride_tricks.sliding_window_view(history, w) - self.center) / self.scale
-        return (self._scorer().score(rows) - self.offset) / self.spread
+        return (self.scorer().score(self.window_rows(history)) - self.offset) / self.spread
 
-    def _scorer(self):
+    def window_rows(self, values: np.ndarray) -> np.ndarray:
+        """The normalised window ending at each value from the window-th on (as the current scorer reads them)."""
+        return (np.lib.stride_tricks.sliding_window_view(values, self.config.window) - self.center) / self.scale
+
+    def scorer(self) -> KnnTeacher | TinyStudent:
         return self.student if self.config.scorer == "student" else self.teacher
 
     def _score_point(self, value: float, raw: float) -> float:
@@ -214,7 +219,7 @@ class OnlineSeriesDetector:
     def refresh(self) -> None:
         """Slide the teacher's reference to the latest windows and re-distil the student from it (the nightly loop
         in miniature; the teacher runs here only, never per point when the student scores)."""
-        c = self.config
+        c, start = self.config, time.perf_counter()
         self.recent = self.recent[-(c.reference + c.window - 1) :]
         values = np.asarray(self.recent)
         q1, median, q3 = np.percentile(values, [25, 50, 75])
@@ -229,6 +234,7 @@ class OnlineSeriesDetector:
         self._calibrate_frame(own)
         self.refreshes += 1
         self.since_refresh = 0
+        self.refresh_seconds += time.perf_counter() - start
 
     def _calibrate_frame(self, own: np.ndarray) -> None:
         """Raw scores are read relative to what the current scorer gives its own reference windows, so that a
@@ -244,6 +250,13 @@ class OnlineSeriesDetector:
         targets = np.concatenate([targets, self.teacher.score(synthetic)])
         seed = c.seed * 1_000_003 + self.refreshes
         return TinyStudent.distil(rows, targets, c.student_hidden, c.student_epochs, seed)
+
+    @property
+    def n_params(self) -> int:
+        """What scores each point: the student's weights, or the teacher's reference windows."""
+        if self.config.scorer == "student":
+            return self.student.n_params if self.student else 0
+        return self.teacher.reference.size if self.teacher else 0
 
     # -- state ---------------------------------------------------------------------------------------------
     def state(self) -> dict:

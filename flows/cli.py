@@ -54,13 +54,20 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 
 def _series_benchmark(args: argparse.Namespace) -> tuple[list[dict], list[str], str]:
-    from anomaly_distill.config import SeriesConfig
-    from anomaly_distill.series_benchmark import format_seeds, format_table, run_series_benchmark
+    from anomaly_distill.config import OnlineConfig, SeriesConfig
+    from anomaly_distill.series_benchmark import (
+        format_official,
+        format_seeds,
+        format_table,
+        official_nab_scores,
+        run_series_benchmark,
+    )
 
     if not args.labels:
         raise DataError("the time-series benchmark needs --labels (a NAB-style label-window JSON)")
     chosen = read_settings(args.series_config)
     series = parse_settings(SeriesConfig, {"window": args.window, "timestamp_policy": args.timestamp_policy, **chosen})
+    online = parse_settings(OnlineConfig, read_settings(args.online_config))
     records, skipped, nab = run_series_benchmark(
         args.paths,
         args.labels,
@@ -72,8 +79,17 @@ def _series_benchmark(args: argparse.Namespace) -> tuple[list[dict], list[str], 
         args.seeds,
         args.workers,
         args.nab_results,
+        online,
     )
     text = format_seeds(records, nab) if args.seeds or nab else format_table(records)
+    if args.nab_scorer and nab:
+        if not args.nab_results:
+            raise DataError("--nab-scorer reads the files --nab-results writes: give both")
+        official = official_nab_scores(args.nab_scorer, args.nab_results, list(nab), args.paths, args.labels)
+        first = (args.seeds or [load_config(args.config).seed])[0]
+        text += f"\n\nNAB's own scorer beside ours on the same files (seed {first}):\n\n" + format_official(
+            nab, official, first
+        )
     return records, skipped, text
 
 
@@ -363,14 +379,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--protocol",
         choices=["split", "nab"],
         default="split",
-        help="timeseries: split = train/validation/test periods of SeriesConfig; nab = NAB's rule, fit on each "
-        "file's probationary period (first 15%%, at most 750 points), score every point after it, and report "
-        "the NAB score (standard, reward-low-FP, reward-low-FN)",
+        help="timeseries: split = train/validation/test periods of SeriesConfig; nab = NAB's rules: the online "
+        "detector (student and teacher) replays every file point by point, learning from each point once scored, "
+        "beside the frozen models fitted on the probationary period (first 15%%, at most 750 points); every point "
+        "after it is scored and the NAB score reported (standard, reward-low-FP, reward-low-FN)",
     )
     bench.add_argument(
         "--nab-results",
         help="timeseries: write per-point scores in [0, 1] in NAB's results layout under this folder "
         "(<detector>/<folder>/<detector>_<file>.csv; other seeds than the first as <detector>-seed<N>)",
+    )
+    bench.add_argument(
+        "--online-config",
+        help="timeseries, --protocol nab: YAML/JSON with OnlineConfig settings for the online detector (see "
+        "anomaly_distill/config.py)",
+    )
+    bench.add_argument(
+        "--nab-scorer",
+        help="timeseries, --protocol nab: NAB's own scorer (score.sh RESULTS DETECTORS, e.g. "
+        "../shared/nab-scorer/score.sh), run over --nab-results and printed beside our scores",
     )
     bench.add_argument(
         "--baselines",

@@ -1,6 +1,7 @@
 import json
 
 from anomaly_distill.benchmark import METHODS
+from anomaly_distill.series_benchmark import ONLINE_METHODS
 from flows.cli import main
 from tests.conftest import DEMO
 
@@ -187,11 +188,17 @@ def test_nab_protocol_fits_on_the_probationary_period_and_writes_nab_results(tmp
     path = synthetic_series(tmp_path)  # 2,000 points: probation = 300 points, both faults after it
     (tmp_path / "fast.yaml").write_text("teacher: {epochs: 5}\ndistill: {epochs: 30}\n")
     (tmp_path / "series.yaml").write_text("distill_rows: 3000\n")
+    (tmp_path / "online.yaml").write_text("student_epochs: 20\nrefresh_every: 500\n")
     out, results = tmp_path / "nab.json", tmp_path / "results"
     args = series_benchmark_args(tmp_path, [path], out, throughput_rows=2000)
+    args += ["--online-config", str(tmp_path / "online.yaml")]
     assert main([*args, "--protocol", "nab", "--nab-results", str(results), "--seeds", "0", "1"]) == 0
     records = json.loads(out.read_text())
     assert {(r["seed"], r["protocol"]) for r in records} == {(0, "nab"), (1, "nab")}
+    online = [r for r in records if r["method"].startswith("online-")]
+    assert {(r["seed"], r["method"]) for r in online} == {(s, m) for s in (0, 1) for m in ONLINE_METHODS}
+    assert all(r["refreshes"] == 4 and r["score_rows_per_second"] > 0 for r in online)  # at 50, 550, 1050, 1550
+    records = [r for r in records if r not in online]
     # fit on the first 300 points only ("auto" means the label-free ensemble), scored on the other 1,700
     assert {r["n_train"] for r in records} == {300 - 16 + 1} and {r["n_test"] for r in records} == {1700}
     assert {r["teacher_kind"] for r in records} == {"ensemble"}
@@ -200,8 +207,11 @@ def test_nab_protocol_fits_on_the_probationary_period_and_writes_nab_results(tmp
     assert list(student.columns) == ["timestamp", "value", "anomaly_score", "label"] and len(student) == 2000
     assert student["anomaly_score"].between(0, 1).all() and (student["anomaly_score"][:300] == 0).all()
     assert student["label"].sum() == (1330 - 1295 + 1) + (1760 - 1695 + 1)
+    online_scores = pd.read_csv(results / "online-student" / "plant" / "online-student_sensor.csv")["anomaly_score"]
+    assert online_scores.between(0, 1).all() and (online_scores[:300] == 0).all() and online_scores[300:].max() > 0
     printed = capsys.readouterr().out
-    assert "| student |" in printed and "reward_low_FP_rate" in printed and "NAB standard score" in printed
+    assert "| student |" in printed and "reward_low_FP_rate" in printed and "| online-student | " in printed
+    assert "online student within 2 of its teacher on standard" in printed
 
 
 def test_seeds_run_every_set_per_seed_against_the_chosen_baselines(tmp_path, capsys):
