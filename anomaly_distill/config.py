@@ -153,6 +153,38 @@ class EngineConfig(StrictModel):
     distill: DistillConfig = DistillConfig()
 
 
+class OnlineConfig(StrictModel):
+    """A series detector that learns from its stream (NAB's rules): each point is scored from the points before
+    it, then learnt from. Defaults chosen leave-one-folder-out on NAB (BENCHMARKS.md, "Series that adapt")."""
+
+    window: int = Field(16, ge=2, description="Points per window ending at each point.")
+    reference: int = Field(500, ge=20, description="Most recent windows the teacher compares a window with.")
+    refresh_every: int = Field(
+        250, ge=1, description="Points between refreshes: the teacher's reference slides, the student is re-distilled."
+    )
+    warmup: int = Field(50, ge=10, description="Points seen before the first model; they score 0.")
+    neighbours: int = Field(5, ge=1, description="Teacher: mean distance to this many nearest reference windows.")
+    calibration: int = Field(4000, ge=100, description="Trailing raw scores a new raw score is ranked among.")
+    range_history: int = Field(
+        8000, ge=0, description="Trailing points whose range a value must leave to be a range alarm (0: all seen)."
+    )
+    range_margin: float = Field(0.0, ge=0, description="How far past that range, as a share of it, a value must lie.")
+    rest: int = Field(60, ge=0, description="Points after an alarm during which scores are held at 0 (one alarm).")
+    alarm_level: float = Field(0.99, gt=0, lt=1, description="A score at or above this starts a rest.")
+    student_hidden: int = Field(16, ge=2, le=256, description="Hidden width of the student (one layer).")
+    student_epochs: int = Field(150, ge=1, description="Full-batch epochs of each re-distillation.")
+    scorer: Literal["student", "teacher"] = Field(
+        "student", description="Who scores each point: the student (default) or the teacher (for comparison)."
+    )
+    seed: int = Field(0, description="Seed of the augmentations and of the student's initialisation.")
+
+    @model_validator(mode="after")
+    def _warmup_holds_windows(self) -> "OnlineConfig":
+        if self.warmup < self.window + 10:
+            raise ValueError(f"warmup ({self.warmup}) must be at least window + 10 ({self.window + 10})")
+        return self
+
+
 class SeriesConfig(StrictModel):
     """How a time series becomes window rows, and how it is split in time."""
 
@@ -186,38 +218,12 @@ class SeriesConfig(StrictModel):
     )
     gap_tolerance: float = Field(3.0, gt=1, description="Report gaps longer than this many median steps.")
     min_train_windows: int = Field(200, ge=10, description="Fewest training windows a series must give.")
-
-
-class OnlineConfig(StrictModel):
-    """A series detector that learns from its stream (NAB's rules): each point is scored from the points before
-    it, then learnt from. Defaults chosen leave-one-folder-out on NAB (BENCHMARKS.md, "Series that adapt")."""
-
-    window: int = Field(16, ge=2, description="Points per window ending at each point.")
-    reference: int = Field(500, ge=20, description="Most recent windows the teacher compares a window with.")
-    refresh_every: int = Field(
-        250, ge=1, description="Points between refreshes: the teacher's reference slides, the student is re-distilled."
+    mode: Literal["frozen", "online"] = Field(
+        "frozen",
+        description="frozen: a window student fitted once on the training period; online: a detector that learns "
+        "from every point it scores (the `online` settings), warmed on the whole training series.",
     )
-    warmup: int = Field(50, ge=10, description="Points seen before the first model; they score 0.")
-    neighbours: int = Field(5, ge=1, description="Teacher: mean distance to this many nearest reference windows.")
-    calibration: int = Field(4000, ge=100, description="Trailing raw scores a new raw score is ranked among.")
-    range_history: int = Field(
-        8000, ge=0, description="Trailing points whose range a value must leave to be a range alarm (0: all seen)."
-    )
-    range_margin: float = Field(0.0, ge=0, description="How far past that range, as a share of it, a value must lie.")
-    rest: int = Field(60, ge=0, description="Points after an alarm during which scores are held at 0 (one alarm).")
-    alarm_level: float = Field(0.99, gt=0, lt=1, description="A score at or above this starts a rest.")
-    student_hidden: int = Field(16, ge=2, le=256, description="Hidden width of the student (one layer).")
-    student_epochs: int = Field(150, ge=1, description="Full-batch epochs of each re-distillation.")
-    scorer: Literal["student", "teacher"] = Field(
-        "student", description="Who scores each point: the student (default) or the teacher (for comparison)."
-    )
-    seed: int = Field(0, description="Seed of the augmentations and of the student's initialisation.")
-
-    @model_validator(mode="after")
-    def _warmup_holds_windows(self) -> "OnlineConfig":
-        if self.warmup < self.window + 10:
-            raise ValueError(f"warmup ({self.warmup}) must be at least window + 10 ({self.window + 10})")
-        return self
+    online: OnlineConfig = Field(default_factory=OnlineConfig, description="The online detector (mode: online).")
 
 
 class ImageConfig(StrictModel):

@@ -58,7 +58,8 @@ class SeriesContract(StrictModel):
 
     @property
     def window(self) -> int:
-        return self.series.window
+        """Points of history each score needs from the input (an online model keeps its past in its state)."""
+        return 1 if self.series.mode == "online" else self.series.window
 
 
 class ImageContract(StrictModel):

@@ -67,11 +67,17 @@ def load_detector(path: str | Path) -> Detector:
 
 
 def detector_from_state(kind: str, saved: dict) -> Detector:
+    from anomaly_distill.online import OnlineSeriesModel
     from anomaly_distill.pipeline import Student
     from anomaly_distill.segments import Segmented
     from anomaly_distill.series_pipeline import SeriesStudent
 
-    loaders = {"tabular": Student.from_state, "timeseries": SeriesStudent.from_state, "segmented": Segmented.from_state}
+    loaders = {
+        "tabular": Student.from_state,
+        "timeseries": SeriesStudent.from_state,
+        "segmented": Segmented.from_state,
+        OnlineSeriesModel.kind: OnlineSeriesModel.from_state,
+    }
     if kind == "image":
         from anomaly_distill.image_pipeline import ImageDetector
 

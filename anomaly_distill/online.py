@@ -15,11 +15,11 @@ import time
 from collections import deque
 
 import numpy as np
-import torch
 
 from anomaly_distill.config import OnlineConfig
 
 NEAR_ONE = 0.01  # alarm scores above the calibrated range sit in (1 - NEAR_ONE, 1)
+ADAM_LR, ADAM_BETAS = 1e-2, (0.9, 0.999)
 
 
 class KnnTeacher:
@@ -52,19 +52,35 @@ class TinyStudent:
 
     @classmethod
     def distil(cls, rows: np.ndarray, targets: np.ndarray, hidden: int, epochs: int, seed: int) -> "TinyStudent":
-        generator = torch.Generator().manual_seed(seed)
-        w1 = torch.randn(rows.shape[1], hidden, generator=generator, dtype=torch.float64) / np.sqrt(rows.shape[1])
-        w2 = torch.randn(hidden, generator=generator, dtype=torch.float64) / np.sqrt(hidden)
-        b1, b2 = torch.zeros(hidden, dtype=torch.float64), torch.tensor(float(targets.mean()), dtype=torch.float64)
-        params = [p.requires_grad_() for p in (w1, b1, w2, b2)]
-        x, y = torch.from_numpy(rows), torch.from_numpy(targets)
-        optimiser = torch.optim.Adam(params, lr=1e-2)
-        for _ in range(epochs):
-            optimiser.zero_grad()
-            loss = ((torch.relu(x @ w1 + b1) @ w2 + b2 - y) ** 2).mean()
-            loss.backward()
-            optimiser.step()
-        return cls(*(p.detach().numpy().copy() for p in (w1, b1, w2)), float(b2.detach()))
+        """Full-batch Adam on the squared error, in numpy: a few thousand windows and a few hundred weights train
+        in milliseconds, and scoring never needs torch (its import alone costs seconds in a fresh process)."""
+        rng = np.random.default_rng(seed)
+        params = [
+            rng.normal(size=(rows.shape[1], hidden)) / np.sqrt(rows.shape[1]),
+            np.zeros(hidden),
+            rng.normal(size=hidden) / np.sqrt(hidden),
+            np.array(float(targets.mean())),
+        ]
+        moments = [(np.zeros_like(p), np.zeros_like(p)) for p in params]
+        for step in range(1, epochs + 1):
+            grads = cls._gradients(params, rows, targets)
+            for p, g, (m, v) in zip(params, grads, moments):
+                m *= ADAM_BETAS[0]
+                m += (1 - ADAM_BETAS[0]) * g
+                v *= ADAM_BETAS[1]
+                v += (1 - ADAM_BETAS[1]) * g * g
+                m_hat, v_hat = m / (1 - ADAM_BETAS[0] ** step), v / (1 - ADAM_BETAS[1] ** step)
+                p -= ADAM_LR * m_hat / (np.sqrt(v_hat) + 1e-8)
+        return cls(params[0], params[1], params[2], float(params[3]))
+
+    @staticmethod
+    def _gradients(params: list[np.ndarray], rows: np.ndarray, targets: np.ndarray) -> list[np.ndarray]:
+        w1, b1, w2, b2 = params
+        pre = rows @ w1 + b1
+        hidden = np.maximum(pre, 0.0)
+        error = 2 * (hidden @ w2 + b2 - targets) / len(rows)  # d(mean squared error)/d(output)
+        back = np.outer(error, w2) * (pre > 0)
+        return [rows.T @ back, back.sum(0), hidden.T @ error, np.array(error.sum())]
 
     def state(self) -> dict:
         return {"w1": self.w1.tolist(), "b1": self.b1.tolist(), "w2": self.w2.tolist(), "b2": self.b2}
@@ -162,18 +178,24 @@ class OnlineSeriesDetector:
         self.refresh_seconds = 0.0  # spent refreshing (teacher + distillation), not on the request path
 
     # -- scoring -------------------------------------------------------------------------------------------
-    def score(self, values) -> np.ndarray:
+    def score(self, values, rested: bool = True) -> np.ndarray:
+        """Alarm scores: 0 while resting after an alarm (`rested`), else the calibrated scores before the rest (what
+        a ranking metric such as AUROC reads); the state advances the same way either way."""
+        return self.scores(values)[0 if rested else 1]
+
+    def scores(self, values) -> tuple[np.ndarray, np.ndarray]:
+        """(alarm scores with the rest applied, calibrated scores without it) of `values`, in order."""
         values = np.asarray(values, dtype=np.float64).ravel()
-        out = np.empty(len(values))
+        rested, calibrated = np.empty(len(values)), np.empty(len(values))
         done = 0
         while done < len(values):
             # the model is fixed until the next refresh: its raw scores for that stretch come in one product
             stretch = values[done : done + self._until_refresh()]
             raw = self._raw_scores(stretch)
             for i, value in enumerate(stretch):
-                out[done + i] = self._score_point(float(value), raw[i])
+                rested[done + i], calibrated[done + i] = self._score_point(float(value), raw[i])
             done += len(stretch)
-        return out
+        return rested, calibrated
 
     def _until_refresh(self) -> int:
         if self.teacher is None:
@@ -194,7 +216,7 @@ class OnlineSeriesDetector:
     def scorer(self) -> KnnTeacher | TinyStudent:
         return self.student if self.config.scorer == "student" else self.teacher
 
-    def _score_point(self, value: float, raw: float) -> float:
+    def _score_point(self, value: float, raw: float) -> tuple[float, float]:
         calibrated = 0.0 if np.isnan(raw) else self.calibrator(raw)
         outside = self.range(value) if self.seen >= self.config.warmup else 0.0
         score = max(calibrated, outside)
@@ -202,7 +224,7 @@ class OnlineSeriesDetector:
         if score >= self.config.alarm_level and not resting:
             self.last_alarm = self.seen
         self._learn(value, raw)
-        return 0.0 if resting else score
+        return 0.0 if resting else score, score
 
     # -- learning ------------------------------------------------------------------------------------------
     def _learn(self, value: float, raw: float) -> None:
@@ -301,3 +323,105 @@ class OnlineSeriesDetector:
         kept = np.asarray(self.recent[: len(self.recent) - self.since_refresh])
         reference = (np.lib.stride_tricks.sliding_window_view(kept, c.window) - self.center) / self.scale
         self.teacher = KnnTeacher(reference, c.neighbours)
+
+
+class OnlineSeriesModel:
+    """A registered online series model: one online detector per value column, warmed on the training series
+    (its state after the last training point), scoring a point by the largest of its columns' scores.
+
+    The version is a fixed artifact: `predict(frame)` replays the frame from a copy of that warm state and leaves
+    the model as it was. The live service keeps each series' state as data (`serving/series_state.py`) and goes
+    on from it with `advance`; both call the same detectors in the same order."""
+
+    kind = "online_series"
+
+    def __init__(self, timestamp_column: str, value_columns: list[str], states: list[dict], threshold: float):
+        self.timestamp_column, self.value_columns = timestamp_column, value_columns
+        self.states, self.threshold = states, float(threshold)
+
+    @classmethod
+    def warm(cls, frame, timestamp_column: str, value_columns: list[str], config: OnlineConfig):
+        """The model after replaying `frame` (the training series), the scores it gave each point on the way
+        (prequential: every point scored before it was learnt from) and the teacher's, as (alarm, calibrated)
+        pairs (see `advance`), and the seconds its refreshes took."""
+        values = frame[value_columns].to_numpy(dtype=np.float64)
+        replays = {}
+        for scorer in ("student", "teacher"):
+            detectors = [OnlineSeriesDetector(config.model_copy(update={"scorer": scorer})) for _ in value_columns]
+            replays[scorer] = (detectors, *cls._combine(detectors, values))
+        students = replays["student"][0]
+        model = cls(timestamp_column, value_columns, [d.state() for d in students], config.alarm_level)
+        seconds = sum(d.refresh_seconds for d in students)
+        return model, replays["student"][1:], replays["teacher"][1:], seconds
+
+    @staticmethod
+    def _combine(detectors: list[OnlineSeriesDetector], values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        per_column = [d.scores(values[:, i]) for i, d in enumerate(detectors)]
+        return tuple(np.max([pair[k] for pair in per_column], axis=0) for k in (0, 1))
+
+    def detectors(self, states: list[dict] | None = None) -> list[OnlineSeriesDetector]:
+        return [OnlineSeriesDetector.from_state(s) for s in (states or self.states)]
+
+    def advance(self, states: list[dict] | None, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+        """From `states` (None: the warm state), the points `values` (points x value columns, oldest first): their
+        alarm scores (0 while resting after an alarm), their calibrated scores, and the states after them."""
+        detectors = self.detectors(states)
+        alarms, calibrated = self.run(detectors, values)
+        return alarms, calibrated, [d.state() for d in detectors]
+
+    def run(self, detectors: list[OnlineSeriesDetector], values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`advance` on live detectors (they move on past `values`)."""
+        values = np.asarray(values, dtype=np.float64).reshape(len(values), len(self.value_columns))
+        return self._combine(detectors, values)
+
+    def score(self, frame) -> np.ndarray:
+        return self.advance(None, frame[self.value_columns].to_numpy(dtype=np.float64))[1]
+
+    def predict(self, frame, threshold: float | None = None, states: list[dict] | None = None):
+
+        alarms, calibrated, _ = self.advance(states, frame[self.value_columns].to_numpy(dtype=np.float64))
+        return self.answer(frame, alarms, calibrated, threshold)
+
+    def answer(self, frame, alarms: np.ndarray, calibrated: np.ndarray, threshold: float | None = None):
+        """score: the calibrated score (for ranking); is_anomaly: an alarm, at most one per `rest` points."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            {
+                self.timestamp_column: frame[self.timestamp_column].to_numpy(),
+                "score": calibrated,
+                "is_anomaly": alarms >= (self.threshold if threshold is None else threshold),
+            }
+        )
+
+    @property
+    def n_params(self) -> int:
+        return sum(d.n_params for d in self.detectors())
+
+    @property
+    def window(self) -> int:
+        """Points of history a score needs from the caller: none, the state holds the past."""
+        return 1
+
+    def state(self) -> dict:
+        return {
+            "online": {
+                "timestamp_column": self.timestamp_column,
+                "value_columns": self.value_columns,
+                "states": self.states,
+                "threshold": self.threshold,
+            }
+        }
+
+    @classmethod
+    def from_state(cls, saved: dict) -> "OnlineSeriesModel":
+        online = saved["online"]
+        return cls(online["timestamp_column"], online["value_columns"], online["states"], online["threshold"])
+
+    def export_onnx(self, path):
+        from anomaly_distill.detector import ExportError
+
+        raise ExportError(
+            "an online series model has no fixed graph: it learns from every point it scores (its student is "
+            "re-distilled every refresh_every points); it is served by the pyfunc and the HTTP service"
+        )

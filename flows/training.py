@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 from prefect import flow
 from pydantic import ConfigDict, Field, model_validator
@@ -16,8 +17,10 @@ from anomaly_distill.compress import compression_summary, hidden_widths
 from anomaly_distill.config import EngineConfig, GateConfig, ImageConfig, OptionalText, SeriesConfig, StrictModel
 from anomaly_distill.contract import SeriesContract, TabularContract
 from anomaly_distill.data import DataError, Table, table_from_frame
+from anomaly_distill.timeseries import chronological_split
 from flows.image_training import distill_images, prepare_images
 from flows.runners import RunnerKind, with_runner
+from tasks import online_series as online
 from tasks import series as ts
 from tasks import tracking
 from tasks import training as t
@@ -166,6 +169,9 @@ def training_pipeline(params: TrainingParameters = TrainingParameters()) -> dict
         if params.image_input:
             prepared = prepare_images(params, run_id)
             done = distill_images(params, prepared, run_id, runs, clock)
+        elif params.series_input and params.series_input.series.mode == "online":
+            frame = _load(params, run_id)
+            prepared, done = _online_series(params, frame, run_id, runs, clock)
         else:
             frame = _load(params, run_id)
             prepare = _prepare_series if params.series_input else _prepare_table
@@ -354,6 +360,43 @@ def _prepare_series(params: TrainingParameters, frame: pd.DataFrame, run_id: str
         reference=lambda detector: ts.reference(frame, data, detector),
         test_stamps=ts.test_stamps(data),
     )
+
+
+def _online_series(
+    params: TrainingParameters, frame: pd.DataFrame, run_id: str, runs: list, clock: Stopwatch
+) -> tuple[Prepared, Distilled]:
+    """The online detector warmed on the whole series; measured prequentially on the test period (each point
+    scored before it was learnt from), which is also what the champion is scored on."""
+    ts_column, config = params.series_input.timestamp_column, params.series_input.series
+    label_column = params.label_column if params.label_column in frame.columns else None
+    values = [c for c in frame.columns if c not in (ts_column, label_column)]
+    contract = ts.validate_series(frame, config, ts_column, values, run_id)
+    labels = ts.series_labels(frame, ts_column, label_column, params.series_input.labels_path, params.data_path)
+    train_end, test_start = chronological_split(len(frame), config)
+    test = np.arange(len(frame)) >= test_start
+    student_run = tracking.start_child_run(run_id, "student")
+    runs.append(student_run)
+    with clock("warm_online"):
+        model, student, teacher, refresh_seconds = online.warm_online(frame, ts_column, values, config.online)
+    with clock("evaluate"):
+        metrics = online.online_metrics(model, frame, student, teacher, test, labels)
+    online.log_online([run_id, student_run], config.online, metrics, refresh_seconds)
+    t.record_run(run_id, tags={"teacher_kind": "online knn", "teacher_choice": "online mode: one teacher"})
+    history = frame[[ts_column, *values]].reset_index(drop=True)
+    prepared = Prepared(
+        contract,
+        ts.series_digest(contract.digest, config),
+        Table(history.iloc[:train_end][values]),
+        Table(history.iloc[test_start:][values], None if labels is None else labels[test_start:]),
+        {},
+        wrap=lambda detector: detector,
+        gate_rows=ts.SeriesGateRows(history, test_start, ts_column, None if labels is None else labels[test_start:]),
+        example=lambda _: history.tail(5),
+        reference=lambda _: history.iloc[:train_end].assign(
+            score=student[1][:train_end], is_anomaly=student[0][:train_end] >= model.threshold
+        ),
+    )
+    return prepared, Distilled(model, metrics, student_run)
 
 
 def _distill(params: TrainingParameters, prepared: Prepared, run_id: str, runs: list, clock: Stopwatch) -> Distilled:

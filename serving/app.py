@@ -27,8 +27,10 @@ from fastapi.concurrency import run_in_threadpool
 from anomaly_distill.contract import FLOAT32_MAX, MAX_EXACT_INTEGER, TabularContract, check_input
 from anomaly_distill.data import DataError
 from anomaly_distill.models.student import SmallBatchScorer
+from anomaly_distill.online import OnlineSeriesModel
 from serving.images import image_detector, read_uploads, score_uploads
 from serving.live_store import ROW_ID, TIMESTAMP, LiveStore, live_store_url, scored_rows
+from serving.series_state import SeriesStateStore
 from serving.wal import WriteAheadLog, encode_columns, frame_columns
 from tasks import registry
 
@@ -50,6 +52,7 @@ class Loaded:
     student: object | None  # the bare scoring model when the fast path applies
     images: object | None = None  # the ImageDetector of an image model (scored at /score-image)
     small: SmallBatchScorer | None = None  # the student in numpy, for requests of up to SMALL_BATCH_ROWS rows
+    online: object | None = None  # the OnlineSeriesModel of an online series model (state per series)
 
 
 def fast_path_student(model, contract):
@@ -136,7 +139,9 @@ class ServedModel:
                 contract = registry.load_contract(ref.run_id)
                 student = fast_path_student(model, contract)
                 small = SmallBatchScorer.of(student.model) if student is not None else None
-                self.loaded = Loaded(model, ref, contract, student, image_detector(model), small)
+                detector = getattr(getattr(model, "unwrap_python_model", lambda: None)(), "detector", None)
+                online = detector if getattr(detector, "kind", None) == OnlineSeriesModel.kind else None
+                self.loaded = Loaded(model, ref, contract, student, image_detector(model), small, online)
             self.checked_at, self.refresh_error = datetime.now(timezone.utc), None
         return changed
 
@@ -177,6 +182,13 @@ SCORE_DOCS = {
             "required": False,
             "schema": {"type": "integer", "minimum": 0, "maximum": MAX_EXPLAIN, "default": 0},
             "description": "for each flagged row, the k columns that raise its score most",
+        },
+        {
+            "name": "series",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string", "default": "default"},
+            "description": "online series models: which stream these points continue (its state is kept)",
         },
     ],
     "requestBody": {
@@ -318,6 +330,74 @@ def score_checked(
     scored = loaded.model.predict(features, params=params or None)
     if explain and "explanation" not in scored:  # MLflow drops a parameter the version's signature lacks
         raise DataError(f"v{loaded.ref.version} was registered before explanations; a newer version gives them")
+    return scored_answer(loaded, features, scored, explain)
+
+
+def score_online(
+    served: ServedModel, loaded: Loaded, body: bytes, series: str, threshold: float | None, states
+) -> Scored:
+    """An online series model: the records are the series' next points; they are scored from its stored state,
+    which moves on past them (serving/series_state.py), so the service learns as it scores. Plain records (the
+    model's columns, ISO timestamps, numbers) skip pandas; anything else goes through the data contract."""
+    if not series or len(series) > 200:
+        raise DataError(f"series must name the stream in 1..200 characters, got {series!r}")
+    records, model, contract = parse_records(body), loaded.online, loaded.contract
+    plain = online_points(records, contract)
+    if plain is None:
+        features = served.check(records, contract)
+        sent = features[contract.timestamp_column].tolist()
+        stamps = pd.to_datetime(features[contract.timestamp_column], format="mixed", utc=True).dt.to_pydatetime()
+        plain = sent, list(stamps), features[contract.value_columns].to_numpy(dtype=np.float64)
+    sent, stamps, values = plain
+    ref = loaded.ref
+    alarms, calibrated = states.advance(model, ref.name, ref.version, series, stamps, values, sent[0])
+    flags = alarms >= (model.threshold if threshold is None else threshold)
+    row_ids = [uuid.uuid4().hex for _ in range(len(values))]
+    n = len(values)
+    columns = {contract.timestamp_column: sent, **dict(zip(contract.value_columns, np.ascontiguousarray(values.T)))}
+    columns |= {
+        "score": calibrated,
+        "is_anomaly": flags,
+        "model_name": [ref.name] * n,
+        "model_version": [ref.version] * n,
+        ROW_ID: row_ids,
+    }
+    answer = {
+        "model_name": ref.name,
+        "model_version": ref.version,
+        "series": series,
+        "scores": calibrated,
+        "is_anomaly": flags,
+        "row_ids": row_ids,
+    }
+    return Scored(answer, encode_columns(columns, time.time_ns()))
+
+
+def online_points(records: list, contract) -> tuple[list, list[datetime], np.ndarray] | None:
+    """The records' timestamps (as sent, and as UTC times) and values when every record is exactly the model's
+    columns with an ISO timestamp and finite numbers, in increasing time; None for anything else (the contract
+    check then names what is wrong)."""
+    if not isinstance(records, list) or not records:
+        return None
+    column, width = contract.timestamp_column, len(contract.input_columns)
+    sent, stamps = [], []
+    for record in records:
+        if not isinstance(record, dict) or len(record) != width or not isinstance(record.get(column), str):
+            return None
+        try:
+            stamp = datetime.fromisoformat(record[column])
+        except ValueError:
+            return None
+        stamp = stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
+        if stamps and stamp <= stamps[-1]:
+            return None
+        sent.append(record[column])
+        stamps.append(stamp)
+    matrix = records_matrix([{c: r.get(c) for c in contract.value_columns} for r in records], contract.value_columns)
+    return None if matrix is None else (sent, stamps, matrix)
+
+
+def scored_answer(loaded: Loaded, features: pd.DataFrame, scored: pd.DataFrame, explain: int) -> Scored:
     rows = scored_rows(features, scored, loaded.ref.name, loaded.ref.version)
     rows[ROW_ID] = [uuid.uuid4().hex for _ in range(len(rows))]
     answer = {
@@ -360,6 +440,7 @@ def create_app(
     store = LiveStore(live_store_url(live_store), wal_dir)
     store.wal_dir = store.wal_dir or Path("live-wal")  # a remote store: the log stays on this machine's disk
     reload_token = store.wal_dir / ".reload"
+    series_states = SeriesStateStore(store.wal_dir / "series-state.sqlite")
     state = {}
     sender = LoneSender()
 
@@ -405,7 +486,8 @@ def create_app(
 
     @app.post("/score", openapi_extra=SCORE_DOCS)
     async def score(request: Request) -> Response:
-        """A JSON list of records (objects of column: value); a series model takes a recent history.
+        """A JSON list of records (objects of column: value); a series model takes a recent history, an online
+        series model the next points of the stream named by `?series=` (default "default"), once each.
         The answer holds each scored row's `row_ids` (for `anomaly-distill feedback`); with `explain=k`, also
         `explanations`: for each flagged row the k columns that raise its score most ("" for the others)."""
         check_api_key(request, api_key)
@@ -416,7 +498,10 @@ def create_app(
             detail = f"{loaded.ref.name} v{loaded.ref.version} scores images: POST them as files to /score-image"
             raise HTTPException(status_code=422, detail=detail)
         try:
-            if loaded.student is not None and len(body) <= INLINE_BYTES:
+            if loaded.online is not None:
+                series = request.query_params.get("series", "default")
+                scored = await run_in_threadpool(score_online, served, loaded, body, series, threshold, series_states)
+            elif loaded.student is not None and len(body) <= INLINE_BYTES:
                 scored = score_body(served, loaded, body, threshold, explain)
             else:
                 scored = await run_in_threadpool(score_body, served, loaded, body, threshold, explain)

@@ -507,7 +507,8 @@ def register(
         return existing
     with tempfile.TemporaryDirectory() as tmp:
         detector_file = save_detector(student, Path(tmp) / "detector.pt")
-        tracking.log_file(run_id, student.export_onnx(Path(tmp) / ONNX_NAME[student.kind]), "onnx")
+        if student.kind in ONNX_NAME:  # an online series model has no fixed graph (it learns as it scores)
+            tracking.log_file(run_id, student.export_onnx(Path(tmp) / ONNX_NAME[student.kind]), "onnx")
         contract_file = Path(tmp) / CONTRACT_FILE
         contract_file.write_text(contract_json(contract))
         tracking.log_file(run_id, contract_file)

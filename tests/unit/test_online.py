@@ -7,6 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from anomaly_distill.config import OnlineConfig
+from anomaly_distill.data import DataError
 from anomaly_distill.online import KnnTeacher, OnlineSeriesDetector, RangeCheck, RankCalibrator, synthetic_windows
 
 QUICK = OnlineConfig(reference=120, refresh_every=60, calibration=500, student_epochs=30)
@@ -105,3 +106,70 @@ def test_warmup_must_hold_a_window():
         OnlineConfig(window=64, warmup=50)
     with pytest.raises(ValidationError, match="extra"):
         OnlineConfig(windw=8)
+
+
+def test_student_gradients_match_torch_autograd():
+    import torch
+
+    from anomaly_distill.online import TinyStudent
+
+    rng = np.random.default_rng(0)
+    rows, targets = rng.normal(size=(50, 6)), rng.normal(size=50)
+    params = [rng.normal(size=(6, 4)), rng.normal(size=4), rng.normal(size=4), np.array(0.3)]
+    ours = TinyStudent._gradients(params, rows, targets)
+    w1, b1, w2, b2 = (torch.tensor(p, requires_grad=True) for p in params)
+    x, y = torch.tensor(rows), torch.tensor(targets)
+    ((torch.relu(x @ w1 + b1) @ w2 + b2 - y) ** 2).mean().backward()
+    for mine, theirs in zip(ours, (w1, b1, w2, b2)):
+        np.testing.assert_allclose(mine, theirs.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_distillation_fits_a_target_it_can_represent():
+    from anomaly_distill.online import TinyStudent
+
+    rows = np.random.default_rng(1).normal(size=(400, 4))
+    targets = np.maximum(rows[:, 0], 0.0) + 0.5 * rows[:, 1]
+    student = TinyStudent.distil(rows, targets, hidden=16, epochs=400, seed=0)
+    assert np.mean((student.score(rows) - targets) ** 2) < 0.01 * targets.var()
+
+
+def served_model(n=500):
+    import pandas as pd
+
+    from anomaly_distill.online import OnlineSeriesModel
+
+    frame = pd.DataFrame({"timestamp": pd.date_range("2030", periods=n, freq="5min").astype(str), "v": noisy(n)})
+    return OnlineSeriesModel.warm(frame, "timestamp", ["v"], QUICK)[0]
+
+
+def test_two_workers_on_one_state_file_never_diverge(tmp_path):
+    """Two stores on one file (two worker processes) take turns on a series: each goes on from the other's
+    state, so the scores are those of one uninterrupted replay."""
+    from datetime import datetime, timedelta, timezone
+
+    from serving.series_state import SeriesStateStore
+
+    model = served_model()
+    values = noisy(200, seed=5)[:, None]
+    stamps = [datetime(2031, 1, 1, tzinfo=timezone.utc) + timedelta(minutes=5 * i) for i in range(200)]
+    workers = [SeriesStateStore(tmp_path / "state.sqlite") for _ in range(2)]
+    taken = []
+    for i in range(0, 200, 7):  # uneven turns
+        taken += list(workers[(i // 7) % 2].advance(model, "m", "1", "s", stamps[i : i + 7], values[i : i + 7], "")[1])
+    np.testing.assert_allclose(taken, model.advance(None, values)[1], atol=1e-12)
+    with pytest.raises(DataError, match="send each point once"):
+        workers[0].advance(model, "m", "1", "s", stamps[-1:], values[-1:], str(stamps[-1]))
+    assert workers[1].summary("m") == [
+        {"version": "1", "series": "s", "last_timestamp": stamps[-1].isoformat(), "points": 200}
+    ]
+
+
+def test_an_online_model_saves_and_loads_but_has_no_graph(tmp_path):
+    from anomaly_distill.detector import ExportError, load_detector, save_detector
+
+    model = served_model()
+    loaded = load_detector(save_detector(model, tmp_path / "detector.pt"))
+    values = noisy(50, seed=9)[:, None]
+    np.testing.assert_array_equal(loaded.advance(None, values)[1], model.advance(None, values)[1])
+    with pytest.raises(ExportError, match="no fixed graph"):
+        model.export_onnx(tmp_path / "x.onnx")
