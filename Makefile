@@ -7,7 +7,7 @@ DEMO := data/demo/thyroid.csv
 
 .PHONY: run demo-benchmark test test-fast lint soak bench bench-full bench-live bench-overhead bench-scale bench-explain bench-compress bench-images bench-schedule bench-series \
 	bench-series-full \
-	bench-series-ablation select-teacher select-alarm-score clean
+	bench-series-ablation select-teacher select-alarm-score select-online clean
 
 $(BIN)/anomaly-distill: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -93,12 +93,22 @@ bench-series: $(BIN)/anomaly-distill
 	$(BIN)/anomaly-distill benchmark --modality timeseries $(NAB)/realKnownCause/*.csv \
 		--labels $(NAB)/labels/combined_windows.json --timestamp-policy file_order --json benchmarks/nab.json
 
-# All 36 shared NAB series x 3 seeds under NAB's own protocol (fit on the probationary 15 %, score the rest), with
-# the NAB score; per-point scores of seed 0 in NAB's results layout under outputs/nab-results.
+# All 36 shared NAB series x 3 seeds under NAB's rules: the online detector (student, teacher) replays every file
+# point by point beside the frozen models of before (fit on the probationary 15 %); streaming peers (river, pysad)
+# on the same files; NAB's own scorer (../shared/nab-scorer/score.sh) beside ours. Per-point scores in NAB's results
+# layout under outputs/nab-results.
+NAB_SCORER ?= ../shared/nab-scorer/score.sh
 bench-series-full: $(BIN)/anomaly-distill
 	$(BIN)/anomaly-distill benchmark --modality timeseries $(NAB)/*/*.csv --labels $(NAB)/labels/combined_windows.json \
 		--timestamp-policy file_order --protocol nab --seeds $(SEEDS) --workers 2 --nab-results outputs/nab-results \
-		--json benchmarks/nab_full.json | tee benchmarks/nab_full.md
+		--nab-scorer $(NAB_SCORER) --json benchmarks/nab_full.json | tee benchmarks/nab_full.md
+	$(BIN)/python benchmarks/stream_peers.py --data $(NAB) --out outputs/nab-results --peers hstrank,loda,xstream \
+		--score | tee benchmarks/nab_peers.md
+
+# How the online detector's settings were chosen: leave-one-folder-out over NAB's five folders (BENCHMARKS.md).
+select-online: $(BIN)/anomaly-distill
+	$(BIN)/python benchmarks/selection/choose_online.py --data $(NAB) --workers 2 \
+		--json benchmarks/selection/online_choice.json | tee benchmarks/selection/online_choice.md
 
 # How raw series scores become NAB's anomaly_score, chosen leave-one-folder-out on bench-series-full's raw scores.
 DETECTORS := $(foreach m,student teacher iforest zscore,$(m) $(m)-seed1 $(m)-seed2)

@@ -47,6 +47,7 @@ def drift_monitoring(params: DriftParameters) -> dict:
     current, compared = d.load_window(live_url, model, contract, params.window)
     summary, html = d.detect_drift(reference, current, features, params.drift_share_threshold, live_url)
     summary["compared"] = compared
+    summary["adaptation"] = adaptation_note(contract, current)
     summary["mlflow_run_id"] = d.log_drift(model, summary, html, params.experiment, params.window)
     summary["model_version"] = model.version
     d.publish_drift(model, summary)
@@ -59,9 +60,24 @@ def drift_monitoring(params: DriftParameters) -> dict:
     print(
         f"{model.name} v{model.version}: {'DRIFT' if summary['drift_detected'] else 'no drift'} "
         f"(share {summary['drift_share']:.2f}, columns {summary['drifted_columns']}, "
-        f"score {summary['score_drift']:.4g})"
+        f"score {summary['score_drift']:.4g})" + (f"\n  {summary['adaptation']}" if summary["adaptation"] else "")
     )
     return summary
+
+
+def adaptation_note(contract, current: pd.DataFrame) -> str | None:
+    """An online series model learns what it scores: after a lasting change its alarms stop, while the values
+    still differ from the training period. The drift verdict says so, so that nobody learns of the change only
+    from alarms that stopped."""
+    if not (isinstance(contract, SeriesContract) and contract.series.mode == "online"):
+        return None
+    alarms = current["is_anomaly"].astype(bool).to_numpy()
+    first = f", the first at {current[contract.timestamp_column].iloc[alarms.argmax()]}" if alarms.any() else ""
+    return (
+        f"online model: it learnt from each of these {len(current):,} points after scoring it, so a lasting change "
+        f"stops raising alarms once learnt ({int(alarms.sum())} alarms in this window{first}); drift here is a "
+        "change it adapted to, not one it keeps flagging"
+    )
 
 
 def retraining_table(

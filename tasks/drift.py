@@ -203,7 +203,8 @@ def publish_drift(model: ModelRef, summary: dict) -> None:
         f"- {summary['rows']:,} live rows vs {summary['reference_rows']:,} reference rows; every score from "
         f"v{model.version} ({summary['compared']['rescored_rows']:,} rows scored by other versions re-scored, "
         f"{summary['compared']['left_out_rows']:,} left out)\n"
-        f"- live quality on rows with delayed labels: {summary['live_metrics'] or 'no labels yet'}",
+        f"- live quality on rows with delayed labels: {summary['live_metrics'] or 'no labels yet'}"
+        + (f"\n- {summary['adaptation']}" if summary.get("adaptation") else ""),
         key="drift-summary",
         description="Evidently data drift",
     )

@@ -85,6 +85,28 @@ def test_online_model_scores_the_same_in_the_pyfunc_batch_scoring_and_the_servic
     assert fresh == pytest.approx(replay["score"][:1].tolist(), abs=1e-12)  # a new series: the warm state
 
 
+def test_drift_report_of_an_online_model_shows_the_shift_it_adapted_to(workspace, online_model):
+    from flows.drift import DriftParameters, drift_monitoring
+    from flows.scoring import ScoringParameters, run_batch_scoring
+
+    MlflowClient(tracking_uri(), tracking_uri()).set_registered_model_alias(NAME, "champion", "1")
+    shifted = next_points(online_model, 600)
+    shifted["value"] = shifted["value"] * 1.5 + 40  # a new level for good
+    shifted.to_csv(workspace / "shifted.csv", index=False)
+    run_batch_scoring(
+        ScoringParameters(
+            data_path=str(workspace / "shifted.csv"),
+            model_uri=f"models:/{NAME}@champion",
+            live_store=str(workspace / "store"),
+        )
+    )
+    summary = drift_monitoring(DriftParameters(model_name=NAME, live_store=str(workspace / "store")))
+    assert summary["drift_detected"] and summary["drifted_columns"] == ["value"]
+    assert "online model: it learnt from each of these 600 points" in summary["adaptation"]
+    alarms = int(summary["adaptation"].split("(")[1].split(" alarms")[0])
+    assert 1 <= alarms <= 0.05 * 600  # the shift is flagged, then learnt: not 600 alarms
+
+
 def start_service(workspace, port: int) -> subprocess.Popen:
     command = [sys.executable, "-m", "flows.cli", "serve-api", "--model-name", NAME, "--alias", "challenger"]
     command += ["--port", str(port), "--workers", "2", "--poll-seconds", "0", "--live-store", str(workspace / "s")]
