@@ -7,7 +7,7 @@ DEMO := data/demo/thyroid.csv
 
 .PHONY: run demo-benchmark test test-fast lint soak bench bench-full bench-live bench-overhead bench-scale bench-explain bench-compress bench-images bench-schedule bench-series \
 	bench-series-full \
-	bench-series-ablation select-teacher select-alarm-score select-online clean
+	bench-series-ablation select-teacher select-alarm-score select-online bench-online-service clean
 
 $(BIN)/anomaly-distill: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -104,6 +104,11 @@ bench-series-full: $(BIN)/anomaly-distill
 		--nab-scorer $(NAB_SCORER) --json benchmarks/nab_full.json | tee benchmarks/nab_full.md
 	$(BIN)/python benchmarks/stream_peers.py --data $(NAB) --out outputs/nab-results --peers hstrank,loda,xstream \
 		--score | tee benchmarks/nab_peers.md
+
+# The service with an online series model: one-point requests over HTTP (p50/p99), a SIGKILL halfway, the scores
+# after the restart against an uninterrupted replay (BENCHMARKS.md).
+bench-online-service: $(BIN)/anomaly-distill
+	$(BIN)/python benchmarks/online_service.py --points 2000 --json benchmarks/online_service.json
 
 # How the online detector's settings were chosen: leave-one-folder-out over NAB's five folders (BENCHMARKS.md).
 select-online: $(BIN)/anomaly-distill
