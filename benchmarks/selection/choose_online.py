@@ -86,22 +86,32 @@ def main() -> None:
     parser.add_argument("--data", default="../shared/data/nab")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json")
+    parser.add_argument(
+        "--students-of",
+        help="a report this script wrote: keep its teacher scores and choices, replay only the students again "
+        "(after a change to the student alone)",
+    )
     args = parser.parse_args()
     corpus = read_corpus(Path(args.data))
     grid = candidates()
     start = time.perf_counter()
+    earlier = json.loads(Path(args.students_of).read_text()) if args.students_of else None
     with Pool(args.workers) as pool:
-        teacher = {c: run(corpus, pool, settings, "teacher") for c, settings in grid.items()}
-        chosen = leave_one_folder_out(corpus, teacher)
+        teacher = {} if earlier else {c: run(corpus, pool, settings, "teacher") for c, settings in grid.items()}
+        chosen = earlier["chosen_without_folder"] if earlier else leave_one_folder_out(corpus, teacher)
         student = {c: run(corpus, pool, grid[c], "student") for c in sorted(set(chosen.values()))}
     report = {"candidates": {}, "chosen_without_folder": chosen, "seconds": round(time.perf_counter() - start)}
     for c in grid:
-        report["candidates"][c] = {"teacher": nab_standard(corpus, teacher[c])}
+        of_teacher = earlier["candidates"][c]["teacher"] if earlier else nab_standard(corpus, teacher[c])
+        report["candidates"][c] = {"teacher": of_teacher}
         if c in student:
             report["candidates"][c]["student"] = nab_standard(corpus, student[c])
-    for scorer, runs in (("teacher", teacher), ("student", student)):
-        cross = {s["name"]: runs[chosen[s["name"].split("/")[0]]][s["name"]] for s in corpus}
+    runs = {"student": student} if earlier else {"teacher": teacher, "student": student}
+    for scorer, scored in runs.items():
+        cross = {s["name"]: scored[chosen[s["name"].split("/")[0]]][s["name"]] for s in corpus}
         report[f"cv_{scorer}"] = nab_standard(corpus, cross)
+    if earlier:
+        report["cv_teacher"] = earlier["cv_teacher"]
     print_report(report)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
