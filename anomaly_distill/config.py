@@ -163,7 +163,7 @@ class OnlineConfig(StrictModel):
         250, ge=1, description="Points between refreshes: the teacher's reference slides, the student is re-distilled."
     )
     warmup: int = Field(50, ge=10, description="Points seen before the first model; they score 0.")
-    neighbours: int = Field(1, ge=1, description="Teacher: mean distance to this many nearest reference windows.")
+    neighbours: int = Field(5, ge=1, description="Teacher: mean distance to this many nearest reference windows.")
     calibration: int = Field(4000, ge=100, description="Trailing raw scores a new raw score is ranked among.")
     range_history: int = Field(
         8000, ge=0, description="Trailing points whose range a value must leave to be a range alarm (0: all seen)."
