@@ -297,6 +297,18 @@ class Scored:
     log_line: bytes
 
 
+def scored_columns(ref, scores: np.ndarray, flags: np.ndarray, row_ids: list[str]) -> dict:
+    """What the live store keeps beside a row's input columns."""
+    n = len(scores)
+    return {
+        "score": scores,
+        "is_anomaly": flags,
+        "model_name": [ref.name] * n,
+        "model_version": [ref.version] * n,
+        ROW_ID: row_ids,
+    }
+
+
 def score_fast(loaded: Loaded, matrix: np.ndarray, threshold: float | None, explain: int = 0) -> Scored:
     student, ref = loaded.student, loaded.ref
     small = loaded.small is not None and len(matrix) <= SMALL_BATCH_ROWS
@@ -304,14 +316,7 @@ def score_fast(loaded: Loaded, matrix: np.ndarray, threshold: float | None, expl
     flags = scores > (student.threshold if threshold is None else threshold)
     row_ids = [uuid.uuid4().hex for _ in range(len(scores))]
     columns = dict(zip(student.model.input_columns, np.ascontiguousarray(matrix.T)))
-    n = len(scores)
-    columns |= {
-        "score": scores,
-        "is_anomaly": flags,
-        "model_name": [ref.name] * n,
-        "model_version": [ref.version] * n,
-        ROW_ID: row_ids,
-    }
+    columns |= scored_columns(ref, scores, flags, row_ids)
     answer = {"model_name": ref.name, "model_version": ref.version, "scores": scores, "is_anomaly": flags}
     if explain:
         from anomaly_distill.explain import EXPLANATION, explain_rows
@@ -353,15 +358,8 @@ def score_online(
     alarms, calibrated = states.advance(model, ref.name, ref.version, series, stamps, values, sent[0])
     flags = alarms >= (model.threshold if threshold is None else threshold)
     row_ids = [uuid.uuid4().hex for _ in range(len(values))]
-    n = len(values)
     columns = {contract.timestamp_column: sent, **dict(zip(contract.value_columns, np.ascontiguousarray(values.T)))}
-    columns |= {
-        "score": calibrated,
-        "is_anomaly": flags,
-        "model_name": [ref.name] * n,
-        "model_version": [ref.version] * n,
-        ROW_ID: row_ids,
-    }
+    columns |= scored_columns(ref, calibrated, flags, row_ids)
     answer = {
         "model_name": ref.name,
         "model_version": ref.version,

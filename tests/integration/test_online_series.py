@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import httpx
 import numpy as np
@@ -18,6 +17,7 @@ from flows.cli import main
 from tasks.tracking import tracking_uri
 from tests.conftest import NAB, require
 from tests.integration.conftest import free_port
+from tests.integration.test_service_process import wait_until_serving
 
 SERIES = NAB / "realKnownCause" / "rogue_agent_key_hold.csv"
 LABELS = NAB / "labels" / "combined_windows.json"
@@ -112,18 +112,6 @@ def start_service(workspace, port: int) -> subprocess.Popen:
     command += ["--port", str(port), "--workers", "2", "--poll-seconds", "0", "--live-store", str(workspace / "s")]
     log = open(workspace / f"service-{port}.log", "ab")
     return subprocess.Popen(command, cwd=workspace, stdout=log, stderr=log, start_new_session=True)
-
-
-def wait_until_serving(port: int, server: subprocess.Popen) -> None:
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        assert server.poll() is None, "the service exited"
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    raise AssertionError("the service did not start")
 
 
 @pytest.mark.slow
