@@ -84,6 +84,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--json")
     args = parser.parse_args()
+    out = Path(args.json).resolve() if args.json else None  # the replay runs in the temporary folder
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{workdir / 'mlflow.db'}"
@@ -104,8 +105,8 @@ def main() -> None:
         replay = replay_scores(workdir, records)
     report = summarise(np.array(seconds), np.array(scores), replay, args)
     print(json.dumps(report, indent=1))
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1))
+    if out:
+        out.write_text(json.dumps(report, indent=1))
 
 
 def replay_scores(workdir: Path, records: list[dict]) -> np.ndarray:
