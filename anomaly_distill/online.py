@@ -17,6 +17,7 @@ from collections import deque
 import numpy as np
 
 from anomaly_distill.config import OnlineConfig
+from anomaly_distill.timeseries import Normaliser
 
 NEAR_ONE = 0.01  # alarm scores above the calibrated range sit in (1 - NEAR_ONE, 1)
 ADAM_LR, ADAM_BETAS = 1e-2, (0.9, 0.999)
@@ -244,10 +245,9 @@ class OnlineSeriesDetector:
         c, start = self.config, time.perf_counter()
         self.recent = self.recent[-(c.reference + c.window - 1) :]
         values = np.asarray(self.recent)
-        q1, median, q3 = np.percentile(values, [25, 50, 75])
-        spread = q3 - q1 if q3 > q1 else values.std()
-        self.center, self.scale = float(median), float(spread) if spread > 0 else 1.0
-        reference = (np.lib.stride_tricks.sliding_window_view(values, c.window) - self.center) / self.scale
+        normaliser = Normaliser.fit(values)
+        self.center, self.scale = float(normaliser.center), float(normaliser.scale)
+        reference = self.window_rows(values)
         self.teacher = KnnTeacher(reference, c.neighbours)
         own = self.teacher.score(reference, leave_one_out=True)
         if c.scorer == "student":
@@ -319,10 +319,8 @@ class OnlineSeriesDetector:
     def _rebuild_teacher(self) -> None:
         """The teacher's reference is the windows of the values kept at the last refresh (the first ones of
         `recent`), normalised as then: it is rebuilt, not stored twice."""
-        c = self.config
         kept = np.asarray(self.recent[: len(self.recent) - self.since_refresh])
-        reference = (np.lib.stride_tricks.sliding_window_view(kept, c.window) - self.center) / self.scale
-        self.teacher = KnnTeacher(reference, c.neighbours)
+        self.teacher = KnnTeacher(self.window_rows(kept), self.config.neighbours)
 
 
 class OnlineSeriesModel:
@@ -377,9 +375,8 @@ class OnlineSeriesModel:
     def score(self, frame) -> np.ndarray:
         return self.advance(None, frame[self.value_columns].to_numpy(dtype=np.float64))[1]
 
-    def predict(self, frame, threshold: float | None = None, states: list[dict] | None = None):
-
-        alarms, calibrated, _ = self.advance(states, frame[self.value_columns].to_numpy(dtype=np.float64))
+    def predict(self, frame, threshold: float | None = None):
+        alarms, calibrated, _ = self.advance(None, frame[self.value_columns].to_numpy(dtype=np.float64))
         return self.answer(frame, alarms, calibrated, threshold)
 
     def answer(self, frame, alarms: np.ndarray, calibrated: np.ndarray, threshold: float | None = None):
