@@ -35,6 +35,9 @@ class DriftParameters(StrictModel):
         "(a series model: its training period + the live points, in time order, with its series settings).",
     )
     retrain_dir: str = Field("retraining", description="Where the retraining table is written.")
+    retrain_keep: int = Field(
+        10, ge=1, description="Retraining tables kept per model in retrain_dir; older ones are deleted."
+    )
 
 
 @flow(name="drift-monitoring", log_prints=True)
@@ -123,8 +126,9 @@ def retraining_parameters(
         table, settings = retraining_table(reference, current, contract.features, labels), {}
     folder = Path(params.retrain_dir).resolve()
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{params.model_name}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}.parquet"
-    table.to_parquet(path, index=False)
+    path = d.retraining_table_path(folder, params.model_name, datetime.now(timezone.utc))
+    s.write_table_file(table, str(path), "the retraining table")
+    d.prune_retraining_tables(folder, params.model_name, params.retrain_keep, path)
     return TrainingParameters(
         data_path=str(path),
         label_column=d.LABEL if d.LABEL in table else None,

@@ -12,6 +12,7 @@ from anomaly_distill.contract import ImageContract, SeriesContract
 from anomaly_distill.errors import DataError
 from flows.runners import RunnerKind, with_runner
 from serving.live_store import ROW_ID, TIMESTAMP, LiveStore, live_store_url
+from serving.storage import storage_error
 from tasks import scoring as s
 from tasks.registry import resolve_model
 
@@ -75,9 +76,7 @@ def _score_series(params: ScoringParameters, model, contract) -> dict:
     scored, rows_per_second = s.score_in_chunks(
         model.uri, features, params.chunk_rows, params.threshold, s.overlap(contract)
     )
-    stored = s.store_scored(features, scored, model, live_store_url(params.live_store))
-    if params.out_path:
-        s.write_output(stored, params.out_path)
+    stored = s.store_scored(features, scored, model, live_store_url(params.live_store), params.out_path)
     return {"rows": len(stored), "rows_per_second": rows_per_second, "anomalies": int(stored["is_anomaly"].sum())}
 
 
@@ -96,7 +95,11 @@ def _score_images(params: ScoringParameters, model, contract) -> dict:
     rows[ROW_ID] = [uuid.uuid4().hex for _ in range(len(rows))]
     if params.out_path:  # first: a failure here leaves no stored rows that a rerun would store twice
         s.write_output(rows.drop(columns=contract.features).assign(**{TIMESTAMP: pd.Timestamp(when)}), params.out_path)
-    LiveStore(live_store_url(params.live_store)).append(rows, when)
+    live_url = live_store_url(params.live_store)
+    try:
+        LiveStore(live_url).append(rows, when)
+    except OSError as error:
+        raise storage_error(f"the live store at {live_url}", error) from error
     return {"rows": len(rows), "rows_per_second": speed, "anomalies": int(rows["is_anomaly"].sum())}
 
 

@@ -1,6 +1,7 @@
 """Online scoring: FastAPI app serving the registry's champion, logging every scored row to the live store.
 
-A request is answered once its rows are in the write-ahead log (`serving/wal.py`). Rows of a plain tabular model
+A request is answered once its rows are in the write-ahead log (`serving/wal.py`); when they cannot be written
+(disk full) it is answered 503 with the reason, and nothing of it is kept. Rows of a plain tabular model
 go JSON → float array → student → log line without a DataFrame; anything else (series, segments, a record the
 fast path does not take) goes through the model's pyfunc and data contract, which also name every problem.
 """
@@ -31,6 +32,7 @@ from anomaly_distill.online import OnlineSeriesModel
 from serving.images import image_detector, read_uploads, score_uploads
 from serving.live_store import ROW_ID, TIMESTAMP, LiveStore, live_store_url, scored_rows
 from serving.series_state import SeriesStateStore
+from serving.storage import StorageError
 from serving.wal import WriteAheadLog, encode_columns, frame_columns
 from tasks import registry
 
@@ -40,6 +42,7 @@ DEFAULT_MAX_BODY_BYTES = 32 << 20
 INLINE_BYTES = 16 << 10  # a plain tabular model's requests up to this size are scored on the event loop: a
 # thread hand-off costs more than scoring a few rows; larger ones would hold up the other connections
 SMALL_BATCH_ROWS = 1024  # numpy beats torch's per-operator overhead up to a few thousand rows (measured)
+STORAGE_RETRY_SECONDS = 30  # Retry-After of a request refused because its rows could not be written
 
 
 @dataclass(frozen=True)
@@ -339,11 +342,12 @@ def score_checked(
 
 
 def score_online(
-    served: ServedModel, loaded: Loaded, body: bytes, series: str, threshold: float | None, states
+    served: ServedModel, loaded: Loaded, body: bytes, series: str, threshold: float | None, states, wal
 ) -> Scored:
     """An online series model: the records are the series' next points; they are scored from its stored state,
     which moves on past them (serving/series_state.py), so the service learns as it scores. Plain records (the
-    model's columns, ISO timestamps, numbers) skip pandas; anything else goes through the data contract."""
+    model's columns, ISO timestamps, numbers) skip pandas; anything else goes through the data contract.
+    The log line is written here, with the state: one is kept exactly when the other is."""
     if not series or len(series) > 200:
         raise DataError(f"series must name the stream in 1..200 characters, got {series!r}")
     records, model, contract = parse_records(body), loaded.online, loaded.contract
@@ -354,9 +358,17 @@ def score_online(
         stamps = pd.to_datetime(features[contract.timestamp_column], format="mixed", utc=True).dt.to_pydatetime()
         plain = sent, list(stamps), features[contract.value_columns].to_numpy(dtype=np.float64)
     sent, stamps, values = plain
-    ref = loaded.ref
-    alarms, calibrated = states.advance(model, ref.name, ref.version, series, stamps, values, sent[0])
-    flags = alarms >= (model.threshold if threshold is None else threshold)
+    ref, limit = loaded.ref, model.threshold if threshold is None else threshold
+
+    def log_with_state(alarms: np.ndarray, calibrated: np.ndarray, commit_state) -> Scored:
+        scored = online_answer(ref, contract, series, sent, values, alarms >= limit, calibrated)
+        wal.append_then(scored.log_line, commit_state)
+        return scored
+
+    return states.advance(model, ref.name, ref.version, series, stamps, values, sent[0], log_with_state)
+
+
+def online_answer(ref, contract, series: str, sent: list, values: np.ndarray, flags, calibrated) -> Scored:
     row_ids = [uuid.uuid4().hex for _ in range(len(values))]
     columns = {contract.timestamp_column: sent, **dict(zip(contract.value_columns, np.ascontiguousarray(values.T)))}
     columns |= scored_columns(ref, calibrated, flags, row_ids)
@@ -498,16 +510,25 @@ def create_app(
         try:
             if loaded.online is not None:
                 series = request.query_params.get("series", "default")
-                scored = await run_in_threadpool(score_online, served, loaded, body, series, threshold, series_states)
-            elif loaded.student is not None and len(body) <= INLINE_BYTES:
-                scored = score_body(served, loaded, body, threshold, explain)
+                scored = await run_in_threadpool(
+                    score_online, served, loaded, body, series, threshold, series_states, state["wal"]
+                )
             else:
-                scored = await run_in_threadpool(score_body, served, loaded, body, threshold, explain)
+                if loaded.student is not None and len(body) <= INLINE_BYTES:
+                    scored = score_body(served, loaded, body, threshold, explain)
+                else:
+                    scored = await run_in_threadpool(score_body, served, loaded, body, threshold, explain)
+                await log_scored(scored.log_line, request.client)
+        except StorageError as error:
+            raise storage_unavailable(error) from None
         except DataError as error:
             raise HTTPException(status_code=422, detail=str(error)) from None
-        if not (sender.alone(request.client) and state["wal"].append_now(scored.log_line)):
-            await asyncio.wrap_future(state["wal"].submit(scored.log_line))
         return Response(orjson.dumps(scored.answer, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
+
+    async def log_scored(line: bytes, client) -> None:
+        """Returns once the line is in the log (a StorageError if it could not be written)."""
+        if not (sender.alone(client) and state["wal"].append_now(line)):
+            await asyncio.wrap_future(state["wal"].submit(line))
 
     @app.post("/score-image")
     async def score_image(request: Request, threshold: float | None = None, maps: bool = True):
@@ -524,9 +545,11 @@ def create_app(
             answer, line = await run_in_threadpool(
                 score_uploads, loaded.images, loaded.contract, loaded.ref, uploads, threshold, maps
             )
+            await asyncio.wrap_future(state["wal"].submit(line))
+        except StorageError as error:
+            raise storage_unavailable(error) from None
         except DataError as error:
             raise HTTPException(status_code=422, detail=str(error)) from None
-        await asyncio.wrap_future(state["wal"].submit(line))
         return Response(orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
 
     @app.post("/reload")
@@ -541,6 +564,11 @@ def create_app(
         return {"reloaded": changed, "version": served.ref.version}
 
     return DirectScore(app, score)
+
+
+def storage_unavailable(error: StorageError) -> HTTPException:
+    """503, not 500: the request was fine and can be sent again once the disk has room."""
+    return HTTPException(status_code=503, detail=str(error), headers={"Retry-After": str(STORAGE_RETRY_SECONDS)})
 
 
 class DirectScore:

@@ -6,10 +6,14 @@ A request for a series reads its state, scores its points from it and writes the
 the second waits for the first and goes on from its state. WAL journal with synchronous=NORMAL: a committed
 state survives the process being killed (SIGKILL); only a power loss may take the last commits back.
 A version's states are its own: a new champion starts from its warm state, and an old version's rows stay for a
-rollback to go on from."""
+rollback to go on from.
+
+The state moves only with the request's rows: the request's log line is written inside the transaction and cut off
+again if the commit fails, so a request refused for a full disk leaves both the log and the state as they were."""
 
 import sqlite3
 import threading
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -17,6 +21,7 @@ import numpy as np
 import orjson
 
 from anomaly_distill.data import DataError
+from serving.storage import storage_error
 
 SCHEMA = """CREATE TABLE IF NOT EXISTS series_state (
     model TEXT NOT NULL, version TEXT NOT NULL, series TEXT NOT NULL,
@@ -39,23 +44,46 @@ class SeriesStateStore:
         self.cache: dict[tuple, tuple[int, list]] = {}  # (model, version, series) -> (points, detectors)
 
     def advance(
-        self, model, name: str, version: str, series: str, stamps: list[datetime], values: np.ndarray, first: str
+        self,
+        model,
+        name: str,
+        version: str,
+        series: str,
+        stamps: list[datetime],
+        values: np.ndarray,
+        first: str,
+        store: Callable[[np.ndarray, np.ndarray, Callable[[], None]], object] | None = None,
     ):
         """Scores `values` (checked points of one series, oldest first, at the UTC times `stamps`; `first` is the
         first timestamp as sent) from the series' state (the version's warm state for a new series) and stores the
-        state after them; returns (alarms, calibrated scores). Points at or before the series' last scored
-        timestamp are refused: a point is learnt from once."""
+        state after them. Points at or before the series' last scored timestamp are refused: a point is learnt
+        from once. `store(alarms, calibrated scores, commit)` keeps the scored points and calls `commit` (which
+        stores the state) before it returns; what it returns is returned (by default: the state alone is stored, and
+        (alarms, calibrated scores) returned). If anything fails, the state stays where it was."""
         key = (name, version, series)
         with self.lock:
-            self.db.execute("BEGIN IMMEDIATE")
             try:
+                self.db.execute("BEGIN IMMEDIATE")
                 alarms, calibrated = self._advance_locked(model, key, stamps, values, first)
-                self.db.execute("COMMIT")
-            except BaseException:
+                return (store or _state_only)(alarms, calibrated, self._commit)
+            except BaseException as error:
                 self.cache.pop(key, None)  # its detectors may have moved past what is stored
-                self.db.execute("ROLLBACK")
+                self._roll_back()
+                if isinstance(error, sqlite3.OperationalError):
+                    raise storage_error(
+                        f"the series state at {self.path}", error, "nothing from this request was stored"
+                    ) from error
                 raise
-        return alarms, calibrated
+
+    def _commit(self) -> None:
+        self.db.execute("COMMIT")
+
+    def _roll_back(self) -> None:
+        if self.db.in_transaction:  # SQLite rolls some failures (a full disk) back itself
+            try:
+                self.db.execute("ROLLBACK")
+            except sqlite3.OperationalError:
+                pass
 
     def _advance_locked(self, model, key: tuple, stamps: list[datetime], values: np.ndarray, first: str):
         where = "WHERE model=? AND version=? AND series=?"
@@ -93,3 +121,8 @@ class SeriesStateStore:
                 (name,),
             ).fetchall()
         return [dict(zip(("version", "series", "last_timestamp", "points"), r)) for r in rows]
+
+
+def _state_only(alarms: np.ndarray, calibrated: np.ndarray, commit: Callable[[], None]) -> tuple:
+    commit()
+    return alarms, calibrated

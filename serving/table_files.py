@@ -1,8 +1,10 @@
 """One table file written batch by batch, under a temporary name, and renamed into place only on commit.
 
 Readers never see half a file and a failed job leaves nothing behind: `abort` (or leaving the `with` block with an
-error) removes the temporary file. Parquet (one row group per batch) or CSV, on any fsspec filesystem."""
+error) removes the temporary file, also when the disk is full and closing it fails too. Parquet (one row group per
+batch) or CSV, on any fsspec filesystem."""
 
+import errno
 import os
 import shutil
 import threading
@@ -20,11 +22,13 @@ class StreamedTable:
         self.temporary = f"{folder}/.{name}.tmp"
         self.csv = path.endswith(".csv")
         self._handle = self._writer = None
+        self._started = False  # written to and not yet committed: abort has temporary files to remove
         self._mirror: StreamedTable | None = None
         self._follower: FileFollower | None = None
 
     def write(self, table: pa.Table) -> None:
         if self._writer is None:
+            self._started = True
             self.fs.makedirs(self.temporary.rsplit("/", 1)[0], exist_ok=True)
             # a local file is written by Arrow itself, not through a Python file object
             local = isinstance(self.fs, LocalFileSystem)
@@ -57,7 +61,7 @@ class StreamedTable:
 
     def commit(self) -> None:
         """Closes the file and renames it into place, its mirror first (nothing is written when no batch came)."""
-        if self._writer is None:
+        if not self._started:
             return
         self._close()
         mirror = self._mirror
@@ -69,11 +73,17 @@ class StreamedTable:
                     shutil.copyfileobj(source, sink, 16 << 20)
             mirror.fs.mv(mirror.temporary, mirror.path)
         self.fs.mv(self.temporary, self.path)
+        self._started = False
 
     def abort(self) -> None:
-        if self._writer is None:
+        """Removes the temporary files of an uncommitted table; closing errors (a full disk) do not stop that."""
+        if not self._started:
             return
-        self._close()
+        self._started = False
+        try:
+            self._close()
+        except OSError:
+            pass  # the file is being thrown away: what its last bytes were does not matter
         if self._follower is not None:
             self._follower.abandon()
         for table in (self, self._mirror):
@@ -82,9 +92,13 @@ class StreamedTable:
 
     def _close(self) -> None:
         writer, self._writer = self._writer, None
-        writer.close()
-        if not isinstance(self._handle, str):
-            self._handle.close()
+        handle, self._handle = self._handle, None
+        try:
+            if writer is not None:
+                writer.close()
+        finally:
+            if handle is not None and not isinstance(handle, str):
+                handle.close()
 
     def __enter__(self) -> "StreamedTable":
         return self
@@ -100,6 +114,7 @@ class FileFollower:
     def __init__(self, source: str, target: str):
         self._source, self._target = open(source, "rb"), open(target, "wb")
         self._copied = 0
+        self._in_kernel = True
         self._done = threading.Event()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._follow, name="mirror", daemon=True)
@@ -117,13 +132,22 @@ class FileFollower:
         size = os.fstat(self._source.fileno()).st_size
         copied_any = size > self._copied
         while self._copied < size:
-            count = os.copy_file_range(
-                self._source.fileno(), self._target.fileno(), size - self._copied, self._copied, self._copied
-            )
+            count = self._copy(size - self._copied)
             if count == 0:
                 break
             self._copied += count
         return copied_any
+
+    def _copy(self, count: int) -> int:
+        source, target, at = self._source.fileno(), self._target.fileno(), self._copied
+        if self._in_kernel:
+            try:
+                return os.copy_file_range(source, target, count, at, at)
+            except OSError as error:
+                if error.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+                    raise
+                self._in_kernel = False  # another filesystem (older kernels refuse to copy across): copy here
+        return os.pwrite(target, os.pread(source, min(count, 16 << 20), at), at)
 
     def finish(self) -> None:
         self.stop()

@@ -6,6 +6,9 @@ an exclusive `flock` on it while it is open. Appends from concurrent requests ar
 into the date-partitioned Parquet store as `date=D/part-<segment>.parquet`; the segment file is deleted only after
 every part is in place, and while it exists it — not its parts — is the truth (a crash mid-compaction leaves no
 duplicates). A segment whose writer died (SIGKILL) is unlocked: whoever compacts next picks it up.
+
+A write that fails (disk full, file too large) is cut off again, so the segment ends with the last acknowledged
+line and the next append does not land behind half a line; the requests of the failed write get a StorageError.
 """
 
 import fcntl
@@ -14,12 +17,15 @@ import queue
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
 import orjson
 import pandas as pd
+
+from serving.storage import storage_error
 
 SEGMENT_SUFFIX = ".jsonl"
 
@@ -74,6 +80,7 @@ class WriteAheadLog:
         self.seal_bytes, self.seal_seconds = seal_bytes, seal_seconds
         self.pending: queue.Queue = queue.Queue()
         self.segment = None
+        self.written = 0  # bytes of the open segment that are durable: where a failed write is cut back to
         self.closed = False
         self.lock = threading.Lock()  # one writer of the segment at a time: the writer thread or `append_now`
         self.sealed: queue.Queue = queue.Queue()  # compacted by their own thread: appends never wait for it
@@ -102,6 +109,20 @@ class WriteAheadLog:
         finally:
             self.lock.release()
         return True
+
+    def append_then(self, line: bytes, commit: Callable[[], None]) -> None:
+        """Writes (and fsyncs) the line on the caller's thread, then calls `commit` (what must be stored with it);
+        if `commit` fails the line is cut off again, so the log holds the line exactly when `commit` succeeded."""
+        with self.lock:
+            if self.closed:
+                raise RuntimeError("the write-ahead log is closed")
+            self._write_lines([line])
+            start = self.written - len(line)
+            try:
+                commit()
+            except BaseException:
+                self._cut_back(start)
+                raise
 
     def append(self, line: bytes, timeout: float = 30.0) -> None:
         self.submit(line).result(timeout)
@@ -154,23 +175,44 @@ class WriteAheadLog:
             done.set_result(None)
 
     def _write_lines(self, lines: list[bytes]) -> None:
-        segment = self._open_segment()
-        segment.write(b"".join(lines))
-        segment.flush()
-        if self.sync:
-            os.fdatasync(segment.fileno())
+        """Appends the lines durably, or raises a StorageError having left the segment as it was."""
+        try:
+            data = memoryview(b"".join(lines))
+            fd = self._open_segment().fileno()
+            while data:  # a write may take only part (the disk filling up); the next one then says why
+                data = data[os.write(fd, data) :]
+            if self.sync:
+                os.fdatasync(fd)
+        except OSError as error:
+            self._cut_back(self.written)
+            raise storage_error(
+                f"the write-ahead log at {self.directory}", error, "nothing from this request was stored"
+            ) from error
+        self.written += sum(map(len, lines))
+
+    def _cut_back(self, size: int) -> None:
+        """Truncates the open segment to `size` bytes; if even that fails, seals it there (a torn last line is
+        ignored by readers) so that no later line follows the torn one."""
+        if self.segment is None:
+            return
+        try:
+            os.ftruncate(self.segment.fileno(), size)
+            self.written = size
+        except OSError:
+            self._seal()
 
     def _open_segment(self):
         if self.segment is None:
             name = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:12]}{SEGMENT_SUFFIX}"
-            self.segment = open(self.directory / name, "ab")
+            # unbuffered: a failed write must not leave bytes in a buffer that a later flush or close would write
+            self.segment = open(self.directory / name, "ab", buffering=0)
             fcntl.flock(self.segment.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            self.opened_at = time.monotonic()
+            self.opened_at, self.written = time.monotonic(), 0
         return self.segment
 
     def _seal_if_old(self) -> None:
         if self.segment is not None and (
-            self.segment.tell() >= self.seal_bytes or time.monotonic() - self.opened_at >= self.seal_seconds
+            self.written >= self.seal_bytes or time.monotonic() - self.opened_at >= self.seal_seconds
         ):
             self._seal()
 

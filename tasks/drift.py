@@ -121,6 +121,21 @@ def live_quality(current: pd.DataFrame, feedback: pd.DataFrame) -> dict | None:
     return {k: float(v) for k, v in result.items()}
 
 
+def retraining_table_path(folder: Path, model_name: str, when: datetime) -> Path:
+    return folder / f"{model_name}-{when:%Y%m%dT%H%M%S%f}.parquet"
+
+
+def prune_retraining_tables(folder: Path, model_name: str, keep: int, written: Path) -> list[Path]:
+    """Deletes the model's retraining tables beyond the newest `keep` (the one just `written` is always kept);
+    other models' tables in the folder are not touched. Returns the deleted paths."""
+    pattern = re.compile(re.escape(model_name) + r"-\d{8}T\d{12}\.parquet")  # not a longer name's "<name>-v2-…"
+    tables = sorted((p for p in folder.iterdir() if pattern.fullmatch(p.name)), key=lambda p: p.name, reverse=True)
+    stale = [p for p in tables[keep:] if p != written]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 @task(cache_policy=NO_CACHE)
 def load_reference(model: ModelRef) -> pd.DataFrame:
     import mlflow

@@ -7,7 +7,7 @@ import uuid
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 from queue import Full, Queue
 from types import SimpleNamespace
@@ -21,7 +21,8 @@ from tqdm import tqdm
 from anomaly_distill.contract import SeriesContract, TabularContract, check_input
 from anomaly_distill.data import DataError, iter_frames
 from anomaly_distill.detector import predict
-from serving.live_store import LiveStore, scored_rows, stamped_batch
+from serving.live_store import ROW_ID, TIMESTAMP, LiveStore, scored_rows, stamped_batch
+from serving.storage import storage_error
 from serving.table_files import StreamedTable
 from tasks import registry
 from tasks.registry import ModelRef
@@ -82,13 +83,43 @@ def score_in_chunks(
 
 
 @task(cache_policy=NO_CACHE)
-def store_scored(features: pd.DataFrame, scored: pd.DataFrame, model: ModelRef, live_url: str) -> pd.DataFrame:
-    return LiveStore(live_url).append(scored_rows(features, scored, model.name, model.version))
+def store_scored(
+    features: pd.DataFrame, scored: pd.DataFrame, model: ModelRef, live_url: str, out_path: str | None = None
+) -> pd.DataFrame:
+    """The scored rows, stamped, into the output file (when given) and then the live store: a failure between the
+    two leaves a file the user can regenerate, never stored rows that a rerun would store twice."""
+    when = datetime.now(timezone.utc)
+    rows = scored_rows(features, scored, model.name, model.version)
+    rows[ROW_ID] = [uuid.uuid4().hex for _ in range(len(rows))]
+    if out_path:
+        write_table_file(rows.assign(**{TIMESTAMP: pd.Timestamp(when)}), out_path)
+    try:
+        return LiveStore(live_url).append(rows, when)
+    except OSError as error:
+        raise storage_error(f"the live store at {live_url}", error) from error
 
 
 @task(cache_policy=NO_CACHE)
 def write_output(stored: pd.DataFrame, path: str) -> None:
-    (stored.to_parquet if path.endswith((".parquet", ".pq")) else stored.to_csv)(path, index=False)
+    write_table_file(stored, path)
+
+
+def write_table_file(stored: pd.DataFrame, path: str, what: str = "the output file") -> None:
+    """CSV or Parquet (by the name), written under a temporary name and renamed into place: a failed write (disk
+    full) leaves no file."""
+    import fsspec
+
+    fs, target = fsspec.core.url_to_fs(path)
+    folder, name = target.rsplit("/", 1) if "/" in target else (".", target)
+    temporary = f"{folder}/.{name}.tmp"
+    try:
+        with fs.open(temporary, "wb") as handle:
+            (stored.to_parquet if path.endswith((".parquet", ".pq")) else stored.to_csv)(handle, index=False)
+        fs.mv(temporary, target)
+    except OSError as error:
+        with suppress(OSError):
+            fs.rm(temporary)
+        raise storage_error(f"{what} {path}", error) from error
 
 
 def score_batch(
@@ -177,6 +208,7 @@ class ScoredOutputs:
 
     def __init__(self, model: ModelRef, live_url: str, out_path: str | None):
         self.model, self.when, self.job_id = model, datetime.now(timezone.utc), uuid.uuid4().hex
+        self.live_url, self.out_path = live_url, out_path
         self.part = LiveStore(live_url).open_part(self.when.date())
         self.out = None
         if out_path:
@@ -195,9 +227,11 @@ class ScoredOutputs:
         return {"model_name": self.model.name, "version": self.model.version, "when": self.when, "job_id": self.job_id}
 
     def write(self, table: pa.Table, anomalies: int) -> None:
-        self.part.write(table)
+        with self.refused(f"the live store at {self.live_url}"):
+            self.part.write(table)
         if self.out is not None:
-            self.out.write(table)
+            with self.refused(f"the output file {self.out_path}"):
+                self.out.write(table)
         self.rows += table.num_rows
         self.anomalies += anomalies
 
@@ -205,8 +239,20 @@ class ScoredOutputs:
         if not self.rows:
             raise DataError("no rows to score")
         if self.out is not None:
-            self.out.commit()
-        self.part.commit()
+            with self.refused(f"the output file {self.out_path}"):
+                self.out.commit()
+        mirrored = f" or the output file {self.out_path} copied from it" if self.out_path and self.out is None else ""
+        with self.refused(f"the live store at {self.live_url}{mirrored}"):
+            self.part.commit()
+
+    @contextmanager
+    def refused(self, what: str):
+        """A write the disk refuses (full, file too large) becomes a StorageError naming the file: the command
+        then exits with its reason, and leaving the job removes every temporary file."""
+        try:
+            yield
+        except OSError as error:
+            raise storage_error(what, error, "nothing of this job was kept") from error
 
     def __enter__(self) -> "ScoredOutputs":
         return self
