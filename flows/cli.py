@@ -347,6 +347,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         cron=args.cron,
         timezone=args.timezone,
         drift_interval_seconds=args.drift_interval,
+        outage_seconds=args.outage_seconds,
     )
     return 0
 
@@ -509,6 +510,9 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--cron", default="0 2 * * *", help="nightly-retrain schedule (default 02:00)")
     deploy.add_argument("--timezone", default="UTC")
     deploy.add_argument("--drift-interval", type=int, default=3600, help="seconds between drift checks")
+    deploy.add_argument(
+        "--outage-seconds", type=float, default=300, help="how long to wait for a Prefect API that went away"
+    )
     deploy.set_defaults(func=cmd_deploy)
 
     promote = commands.add_parser("promote", help="point the champion alias at a model version")

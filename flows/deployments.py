@@ -1,12 +1,12 @@
 """The deployments users run from the Prefect UI: nightly retraining, hourly drift checks, scoring, promotion."""
 
-from prefect import serve
 from prefect.deployments.runner import EntrypointType
 from prefect.events import DeploymentEventTrigger
 from prefect.schedules import Cron
 
 from flows.drift import DriftParameters, drift_monitoring
 from flows.promotion import PromotionParameters, promote_model
+from flows.resilient_serve import serve_through_outages
 from flows.scoring import ScoringParameters, batch_scoring
 from flows.training import TrainingParameters, training_pipeline
 from tasks import registry
@@ -76,5 +76,6 @@ def promotion_deployment(model_name: str, common: dict):
     return deployment
 
 
-def serve_all(**kwargs) -> None:
-    serve(*build(**kwargs))
+def serve_all(outage_seconds: float = 300, **kwargs) -> None:
+    """Serves the deployments until Ctrl-C / SIGTERM, through Prefect API outages of up to `outage_seconds`."""
+    serve_through_outages(build(**kwargs), outage_seconds)
