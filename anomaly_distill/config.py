@@ -275,6 +275,13 @@ class GateConfig(StrictModel):
     min_images_per_second: float = Field(
         100, ge=0, description="Image models: slowest allowed single-thread scoring rate, in images/s."
     )
+    unlabelled: Literal["compare_reference", "hold", "fidelity_only"] = Field(
+        "compare_reference",
+        description="A run without labels (or with one class held out) while there is a champion: "
+        "compare_reference scores both on the champion's labelled reference snapshot and holds the challenger "
+        "for a person when that has no labels; hold always leaves it to a person; fidelity_only promotes on "
+        "fidelity, size and speed alone.",
+    )
 
 
 # Settings that used to sit at the top of the training parameters, and where they live now.

@@ -10,14 +10,28 @@ class Verdict:
     promote: bool
     reasons: list[str] = field(default_factory=list)
     champion_version: str | None = None  # the champion the challenger was compared with (None: there was none)
-    champion_metrics: dict[str, float] | None = None  # its metrics on the same held-out rows
+    champion_metrics: dict[str, float] | None = None  # its metrics on the same rows
+    evidence: str = "the held-out rows"  # the rows every AUROC in the verdict was measured on
+    new_best: bool = False  # the challenger beat the best champion since a person's choice: it becomes that mark
+    held: bool = False  # unlabelled and gate.unlabelled = hold: left as challenger for a person
 
     def refused(self, reason: str) -> "Verdict":
         """The same checks, overruled: the challenger does not become champion, and this says why."""
-        return Verdict(False, [*self.reasons, f"NOT PROMOTED: {reason}"], self.champion_version, self.champion_metrics)
+        return Verdict(
+            False,
+            [*self.reasons, f"NOT PROMOTED: {reason}"],
+            self.champion_version,
+            self.champion_metrics,
+            self.evidence,
+        )
+
+    @property
+    def outcome(self) -> str:
+        return "held" if self.held else "passed" if self.promote else "failed"
 
     def markdown(self, title: str) -> str:
-        lines = [f"# {title}", "", f"**Verdict: {'PROMOTE' if self.promote else 'KEEP CHAMPION'}**", ""]
+        verdict = "HOLD FOR A PERSON" if self.held else "PROMOTE" if self.promote else "KEEP CHAMPION"
+        lines = [f"# {title}", "", f"**Verdict: {verdict}**", "", f"Evidence: {self.evidence}.", ""]
         return "\n".join(lines + [f"- {reason}" for reason in self.reasons])
 
 
@@ -33,8 +47,8 @@ def _speed_check(challenger: dict[str, float], config: GateConfig) -> tuple[bool
     return _check(rate >= least, f"scoring {rate:,.0f} rows/s >= {least:,.0f}")
 
 
-def decide(challenger: dict[str, float], champion: dict[str, float] | None, config: GateConfig) -> Verdict:
-    """`challenger`/`champion` hold metrics on the same held-out rows (auroc may be absent without labels)."""
+def absolute_checks(challenger: dict[str, float], config: GateConfig) -> list[tuple[bool, str]]:
+    """What the challenger must meet on its own: fidelity, size, speed (and the AUROC floor, with labels)."""
     checks = [
         _check(
             challenger["fidelity"] >= config.min_fidelity,
@@ -47,23 +61,60 @@ def decide(challenger: dict[str, float], champion: dict[str, float] | None, conf
         _speed_check(challenger, config),
     ]
     if "auroc" in challenger:
-        checks.append(
-            _check(
-                challenger["auroc"] >= config.min_auroc,
-                f"AUROC {challenger['auroc']:.4f} >= minimum {config.min_auroc}",
-            )
-        )
+        auroc = challenger["auroc"]
+        checks.append(_check(auroc >= config.min_auroc, f"AUROC {auroc:.4f} >= minimum {config.min_auroc}"))
+    return checks
+
+
+def _versus(auroc: float, other: dict, who: str, config: GateConfig) -> tuple[bool, str]:
+    floor = other["auroc"] - config.auroc_tolerance
+    return _check(
+        auroc >= floor,
+        f"AUROC {auroc:.4f} >= {who} v{other['version']} {other['auroc']:.4f} - {config.auroc_tolerance} = {floor:.4f}",
+    )
+
+
+def decide(
+    challenger: dict[str, float],
+    champion: dict | None,
+    config: GateConfig,
+    best: dict | None = None,
+    evidence: str = "the held-out rows",
+) -> Verdict:
+    """`challenger`, `champion` and `best` hold metrics on the same rows (`evidence`); auroc may be absent without
+    labels. `best` is the best champion since a person last chose one: measured against it too, the quality the
+    pipeline may give up is bounded by the tolerance in total, not per promotion (no ratchet down)."""
+    checks = absolute_checks(challenger, config)
+    new_best = best is None
+    if "auroc" in challenger:
         if champion is not None and "auroc" in champion:
-            floor = champion["auroc"] - config.auroc_tolerance
-            checks.append(
-                _check(
-                    challenger["auroc"] >= floor,
-                    f"AUROC {challenger['auroc']:.4f} >= champion {champion['auroc']:.4f} "
-                    f"- {config.auroc_tolerance} = {floor:.4f}",
-                )
-            )
+            checks.append(_versus(challenger["auroc"], champion, "champion", config))
+        if best is not None and "auroc" in best and (champion is None or best["version"] != champion["version"]):
+            checks.append(_versus(challenger["auroc"], best, "best champion since a person's choice,", config))
+        new_best = best is None or "auroc" not in best or challenger["auroc"] > best["auroc"]
+        if champion is not None:
+            checks.append((True, f"note: every AUROC here is measured on {evidence}"))
     else:
         checks.append((True, "note: no labels in the evaluation rows, AUROC checks skipped"))
     if champion is None:
         checks.append((True, "note: no champion yet, absolute checks only"))
-    return Verdict(all(ok for ok, _ in checks), [text for _, text in checks])
+    return Verdict(
+        all(ok for ok, _ in checks),
+        [text for _, text in checks],
+        None if champion is None else str(champion["version"]),
+        None if champion is None else {k: v for k, v in champion.items() if k != "version"},
+        evidence,
+        new_best,
+    )
+
+
+def held(challenger: dict[str, float], config: GateConfig, champion_version: str, why: str) -> Verdict:
+    """An unlabelled challenger with no comparison to rest on: registered as `challenger`, a person decides."""
+    checks = [text for _, text in absolute_checks(challenger, config)]
+    return Verdict(
+        False,
+        [*checks, f"HOLD: {why}; left as challenger for a person (anomaly-distill promote --version …)"],
+        champion_version,
+        evidence="none with labels",
+        held=True,
+    )

@@ -196,7 +196,7 @@ def training_summary(outcome: dict, wall_seconds: float) -> str:
         else f"Registered {outcome['model_name']} version {outcome['version']} (alias: challenger)",
         f"  AUROC {m.get('auroc', float('nan')):.4f}  fidelity {m['fidelity']:.4f}  "
         f"params {m['params']:,}  size {m['size_bytes']:,} B  {_speed(m)}",
-        f"Gate: {'PASSED -> now champion' if outcome['promoted'] else 'FAILED -> champion unchanged'}",
+        f"Gate: {_gate_line(outcome)}",
         *[f"  - {reason}" for reason in outcome["reasons"]],
         f"Teacher {'reused from cache' if outcome['teacher_from_cache'] else 'trained'}; "
         f"MLflow run {outcome['run_id']}",
@@ -279,6 +279,13 @@ def cmd_drift(args: argparse.Namespace) -> int:
     if retrain:
         print(f"Retrained: version {retrain['version']}, gate {'passed' if retrain['promoted'] else 'failed'}")
     return 0
+
+
+def _gate_line(outcome: dict) -> str:
+    if outcome["promoted"]:
+        return "PASSED -> now champion"
+    held = any(reason.startswith("HOLD:") for reason in outcome["reasons"])
+    return "HELD for a person -> champion unchanged" if held else "FAILED -> champion unchanged"
 
 
 def cmd_serve_api(args: argparse.Namespace) -> int:
@@ -582,7 +589,11 @@ def unreachable_server(error: BaseException) -> str | None:
     import requests
     from mlflow.exceptions import MlflowException
 
+    from tasks.registry import RegistryUnreachable
+
     while error is not None:
+        if isinstance(error, RegistryUnreachable):
+            return str(error).partition(" could not be read")[0]
         if isinstance(error, httpx.TransportError):
             return f"the Prefect API at {os.environ.get('PREFECT_API_URL', '(ephemeral)')}"
         if isinstance(error, requests.ConnectionError) or (

@@ -87,7 +87,7 @@ def retraining_table(
     reference: pd.DataFrame, live: pd.DataFrame, features: list[str], live_labels: pd.Series
 ) -> pd.DataFrame:
     """Reference snapshot + live rows. Labelled only when both have labels for every row (then the gate can check
-    AUROC against the champion); otherwise unlabelled, and the gate checks fidelity, size and speed only."""
+    AUROC against the champion); otherwise unlabelled, and gate.unlabelled decides (README, "Reading the gate")."""
     table = pd.concat([reference[features], live[features]], ignore_index=True)
     if d.LABEL in reference and live_labels.notna().all():
         table[d.LABEL] = pd.concat([reference[d.LABEL], live_labels], ignore_index=True).astype(int).to_numpy()

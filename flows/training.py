@@ -177,7 +177,7 @@ def training_pipeline(params: TrainingParameters = TrainingParameters()) -> dict
             prepare = _prepare_series if params.series_input else _prepare_table
             prepared = prepare(params, frame, run_id)
             done = _distill(params, prepared, run_id, runs, clock)
-        verdict = t.gate(done.metrics, params.model_name, prepared.gate_rows, params.gate)
+        verdict = t.gate(done.metrics, params.model_name, prepared.gate_rows, params.gate, done.student)
         key = t.training_key(
             prepared.digest,
             params.model_dump_json(exclude=KEY_EXCLUDES),
@@ -199,7 +199,7 @@ def training_pipeline(params: TrainingParameters = TrainingParameters()) -> dict
         version = str(version.version)
         t.refresh_promote_form(params.model_name)
         previous, verdict = t.promote(
-            params.model_name, version, verdict, done.metrics, prepared.gate_rows, params.gate, started_at
+            params.model_name, version, verdict, done.metrics, prepared.gate_rows, params.gate, started_at, done.student
         )
         card = t.model_card(_card_facts(params, prepared, version, done.student), verdict, done.metrics, run_id)
         t.link_runs(params.model_name, version, run_id, verdict, done.metrics, reused, card)
@@ -320,6 +320,8 @@ def _prepare_table(params: TrainingParameters, frame: pd.DataFrame, run_id: str)
         features, params.label_column, t.reference_contract(params.model_name), run_id, params.check_ranges, segment
     )
     digest = t.log_training_data(run_id, frame, params.data_path, params.label_column, segment)
+    if candidates is not None:  # another hold-out is another split: neither teacher nor version may be reused
+        digest = t.digest_of(digest, "holdout", t.digest_of(np.flatnonzero(candidates).tolist()))
     train, test = pipeline.split(table_from_frame(frame, params.label_column, segment), params.engine, candidates)
     return Prepared(
         contract,

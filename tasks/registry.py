@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from mlflow.exceptions import MlflowException
 
 from anomaly_distill.contract import SeriesContract, TabularContract, contract_from_dict
-from tasks.tracking import client, load_json_artifact
+from tasks.tracking import client, load_json_artifact, tracking_uri
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 HISTORY_TAG = "champion_history"  # JSON list of earlier champion versions, newest last
@@ -21,6 +21,25 @@ REFERENCE_FILE = "reference.parquet"
 
 class RegistryError(LookupError):
     pass
+
+
+class RegistryUnreachable(RuntimeError):
+    """The registry did not answer a read. Unlike "no such alias" it says nothing about the champion, so the gate
+    and promotion stop (exit 3) instead of carrying on as if there were none."""
+
+
+def _not_found(error: MlflowException) -> bool:
+    """The registry answered that the model, version or alias does not exist (sqlite store and REST alike)."""
+    return error.error_code == "RESOURCE_DOES_NOT_EXIST" or (
+        error.error_code == "INVALID_PARAMETER_VALUE" and "not found" in str(error)
+    )
+
+
+def _unreachable(what: str, error: Exception) -> RegistryUnreachable:
+    code = getattr(error, "error_code", type(error).__name__)
+    return RegistryUnreachable(
+        f"the MLflow model registry at {tracking_uri()} could not be read ({what}; {code}: {str(error)[:200]})"
+    )
 
 
 @dataclass
@@ -48,25 +67,30 @@ def load_contract(run_id: str) -> TabularContract | SeriesContract:
 
 
 def version_by_alias(name: str, alias: str):
+    """The version `alias` points at; None only when the registry says the model or the alias does not exist."""
     try:
         return client().get_model_version_by_alias(name, alias)
-    except MlflowException:
-        return None
+    except MlflowException as error:
+        if _not_found(error):
+            return None
+        raise _unreachable(f"{name}@{alias}", error) from error
 
 
 def get_version(name: str, version: str | int):
     try:
         return client().get_model_version(name, str(version))
-    except MlflowException:
-        raise RegistryError(f"model {name!r} has no version {version}") from None
+    except MlflowException as error:
+        if _not_found(error):
+            raise RegistryError(f"model {name!r} has no version {version}") from None
+        raise _unreachable(f"{name} v{version}", error) from error
 
 
 def version_by_training_key(name: str, key: str):
     """The version an earlier run (perhaps one that crashed after registering) made from the same inputs."""
     try:
         found = client().search_model_versions(f"name='{name}' and tags.{TRAINING_KEY_TAG} = '{key}'")
-    except MlflowException:
-        return None
+    except MlflowException as error:  # not "none yet": that would register a second version of the same model
+        raise _unreachable(f"versions of {name} with training key {key}", error) from error
     return min(found, key=lambda v: int(v.version), default=None)
 
 
@@ -88,6 +112,7 @@ PERSON, PIPELINE = "person", "pipeline"  # who moved the champion
 MOVED_BY_TAG, MOVED_AT_TAG = "champion_moved_by", "champion_moved_at"  # registered-model tags
 MOVED_TO_TAG = "champion_recorded"  # the version this project last pointed `champion` at
 DEMOTED_TAG = "demoted"  # version tag: a person rolled it back; only a person brings it back
+BEST_TAG = "best_since_person"  # the best champion since a person last chose one: every challenger is held to it
 
 
 @contextmanager
@@ -146,12 +171,22 @@ def notice_outside_moves(name: str) -> bool:
     history = champion_history(name) + [recorded]
     mlflow_client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
     _record_move(name, PERSON, str(current.version))
+    mark_best(name, str(current.version))
     _tag_promotion(name, str(current.version), f"moved from v{recorded} outside anomaly-distill (noticed)")
     return True
 
 
-def move_champion(name: str, version: str | int, reason: str, by: str) -> str | None:
-    """The move itself; the caller holds `champion_lock(name)`."""
+def best_champion(name: str) -> str | None:
+    return client().get_registered_model(name).tags.get(BEST_TAG)
+
+
+def mark_best(name: str, version: str) -> None:
+    client().set_registered_model_tag(name, BEST_TAG, str(version))
+
+
+def move_champion(name: str, version: str | int, reason: str, by: str, new_best: bool = False) -> str | None:
+    """The move itself; the caller holds `champion_lock(name)`. A person's choice (or a challenger that beat the
+    best champion since one) becomes the mark later challengers are held to."""
     notice_outside_moves(name)
     target = get_version(name, version)
     previous = version_by_alias(name, CHAMPION)
@@ -165,6 +200,8 @@ def move_champion(name: str, version: str | int, reason: str, by: str) -> str | 
         )
     mlflow_client.set_registered_model_alias(name, CHAMPION, str(target.version))
     _record_move(name, by, str(target.version))
+    if by == PERSON or new_best or best_champion(name) is None:
+        mark_best(name, str(target.version))
     _tag_promotion(name, str(target.version), reason)
     if by == PERSON and DEMOTED_TAG in target.tags:
         mlflow_client.delete_model_version_tag(name, str(target.version), DEMOTED_TAG)
@@ -207,6 +244,7 @@ def _rollback(name: str, expected_from: str | None) -> tuple[str, str]:
     mlflow_client.set_registered_model_alias(name, CHAMPION, target)
     mlflow_client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
     _record_move(name, PERSON, target)
+    mark_best(name, target)
     stamp = datetime.now(timezone.utc).isoformat()
     mlflow_client.set_model_version_tag(name, current.version, DEMOTED_TAG, f"rolled back by a person at {stamp}")
     _tag_promotion(name, target, f"rollback from v{current.version}")

@@ -19,7 +19,7 @@ from anomaly_distill.config import EngineConfig, GateConfig
 from anomaly_distill.contract import SeriesContract, TabularContract, contract_json
 from anomaly_distill.data import DataError, Table, frame_digest, read_frame, sample_file, table_from_frame
 from anomaly_distill.detector import save_detector, size_bytes
-from anomaly_distill.gate import Verdict, decide
+from anomaly_distill.gate import Verdict, absolute_checks, decide, held
 from anomaly_distill.metrics import detection_metrics, event_metrics, has_both_classes, rows_per_second
 from anomaly_distill.model_card import ModelCard, render_model_card
 from anomaly_distill.segments import Segmented, segment_tables
@@ -292,60 +292,102 @@ class ChampionUnavailable(RuntimeError):
     """The champion could not be loaded or scored: the gate cannot compare, so it does not promote."""
 
 
-def champion_metrics(model_name: str, rows) -> dict | None:
-    """The current champion's AUROC on the gate rows (None: no champion yet); raises ChampionUnavailable."""
-    champion = registry.version_by_alias(model_name, registry.CHAMPION)
-    if champion is None:
-        return None
+def version_metrics(model_name: str, version: str, rows) -> dict:
+    """A registered version's AUROC on the gate rows (no auroc: one class there); raises ChampionUnavailable."""
     for attempt in range(1, CHAMPION_ATTEMPTS + 1):
         try:
-            scores, labels = _champion_scores(model_name, champion, rows)
+            scores, labels = _version_scores(model_name, registry.get_version(model_name, version), rows)
             break
+        except registry.RegistryUnreachable:
+            raise
         except Exception as error:
             if attempt == CHAMPION_ATTEMPTS or isinstance(error, DataError):  # refused rows: a retry cannot help
                 raise ChampionUnavailable(
-                    f"champion v{champion.version} could not be loaded or scored on the gate rows "
+                    f"champion v{version} could not be loaded or scored on the gate rows "
                     f"({'after ' + str(attempt) + ' attempts, ' if attempt > 1 else ''}{type(error).__name__}: "
                     f"{str(error)[:300]})"
                 ) from error
             time.sleep(2 * attempt)
     if not has_both_classes(labels):
-        return {"version": str(champion.version)}
-    return {"version": str(champion.version), "auroc": detection_metrics(labels, scores, float("inf"))["auroc"]}
+        return {"version": str(version)}
+    return {"version": str(version), "auroc": detection_metrics(labels, scores, float("inf"))["auroc"]}
 
 
-def _champion_scores(model_name: str, champion, rows) -> tuple[np.ndarray, np.ndarray | None]:
+def _version_scores(model_name: str, version, rows) -> tuple[np.ndarray, np.ndarray | None]:
     import mlflow.pyfunc
 
     # Not the alias: it may move. No requirement check: scanning every installed package's metadata takes ~0.4 s,
     # and a champion that cannot load or score here fails the gate closed anyway.
-    model = mlflow.pyfunc.load_model(f"models:/{model_name}/{champion.version}", suppress_warnings=True)
+    model = mlflow.pyfunc.load_model(f"models:/{model_name}/{version.version}", suppress_warnings=True)
     if hasattr(rows, "champion_scores"):  # a series: scored by timestamp with the champion's own window
-        return rows.champion_scores(model, registry.load_contract(champion.run_id))
+        return rows.champion_scores(model, registry.load_contract(version.run_id))
     return model.predict(rows.scoring_frame())["score"].to_numpy(), rows.labels
 
 
-def gate_verdict(challenger: dict, model_name: str, rows, config: GateConfig) -> Verdict:
-    """Fails closed: a champion that cannot be scored means no promotion, and the verdict says why."""
-    try:
-        champion = champion_metrics(model_name, rows)
-    except ChampionUnavailable as error:
-        current = registry.version_by_alias(model_name, registry.CHAMPION)
-        checks = decide(challenger, None, config).reasons[:-1]  # without "no champion yet"
-        return Verdict(
-            False,
-            [*checks, f"FAIL: {error}; not promoting without the comparison"],
-            None if current is None else str(current.version),
+def labelled_reference(champion, rows) -> Table | str:
+    """The champion's reference snapshot (its training rows) as gate rows, or why it cannot be (tables only)."""
+    if not isinstance(rows, Table):
+        return "comparing on the champion's reference snapshot is available for tables only"
+    snapshot = load_reference(champion.run_id)
+    if REFERENCE_LABEL not in snapshot.columns or not has_both_classes(snapshot[REFERENCE_LABEL].to_numpy()):
+        return f"champion v{champion.version}'s reference snapshot has no labels either"
+    columns = list(rows.scoring_frame().columns)
+    if not set(columns) <= set(snapshot.columns):
+        return f"champion v{champion.version}'s reference snapshot has other columns"
+    return Table(snapshot[columns], snapshot[REFERENCE_LABEL].to_numpy().astype(int))
+
+
+def load_reference(run_id: str) -> pd.DataFrame:
+    import mlflow.artifacts
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=REFERENCE_FILE, dst_path=tmp)
+        return pd.read_parquet(path)
+
+
+def gate_verdict(challenger: dict, model_name: str, rows, config: GateConfig, student=None) -> Verdict:
+    """Challenger against the champion and the best champion since a person's choice, on the same rows. Fails
+    closed: a champion that cannot be scored means no promotion; an unreadable registry stops the run."""
+    champion = registry.version_by_alias(model_name, registry.CHAMPION)  # RegistryUnreachable is not "none"
+    if champion is None:
+        return decide(challenger, None, config)
+    evidence = "the held-out rows"
+    if "auroc" not in challenger and config.unlabelled != "fidelity_only":
+        if config.unlabelled == "hold":
+            return held(challenger, config, str(champion.version), "no labels in this run (gate.unlabelled: hold)")
+        reference = labelled_reference(champion, rows)
+        if isinstance(reference, str):
+            return held(challenger, config, str(champion.version), f"no labels in this run, and {reference}")
+        challenger = {**challenger, "auroc": _candidate_auroc(student, reference)}
+        rows = reference
+        evidence = (
+            f"champion v{champion.version}'s labelled reference snapshot ({len(reference.labels):,} of its "
+            "training rows, as this run has no labels; the champion learnt from them, so they favour it)"
         )
-    verdict = decide(challenger, champion, config)
-    verdict.champion_version = None if champion is None else champion["version"]
-    verdict.champion_metrics = None if champion is None else {k: v for k, v in champion.items() if k != "version"}
-    return verdict
+    return _compared(challenger, model_name, champion, rows, config, evidence)
+
+
+def _candidate_auroc(student, rows: Table) -> float:
+    scores = student.predict(rows.scoring_frame())["score"].to_numpy()
+    return detection_metrics(rows.labels, scores, float("inf"))["auroc"]
+
+
+def _compared(challenger, model_name, champion, rows, config, evidence) -> Verdict:
+    best = registry.best_champion(model_name)
+    try:
+        measured = {str(champion.version): version_metrics(model_name, str(champion.version), rows)}
+        if best is not None and best not in measured:
+            measured[best] = version_metrics(model_name, best, rows)
+    except ChampionUnavailable as error:
+        checks = [text for _, text in absolute_checks(challenger, config)]
+        return Verdict(False, [*checks, f"FAIL: {error}; not promoting without the comparison"], str(champion.version))
+    champion_metrics = measured[str(champion.version)]
+    return decide(challenger, champion_metrics, config, measured.get(best), evidence)
 
 
 @task(cache_policy=NO_CACHE, **IO_RETRIES)
-def gate(challenger: dict, model_name: str, rows, config: GateConfig) -> Verdict:
-    return gate_verdict(challenger, model_name, rows, config)
+def gate(challenger: dict, model_name: str, rows, config: GateConfig, student=None) -> Verdict:
+    return gate_verdict(challenger, model_name, rows, config, student)
 
 
 def person_decision(model_name: str, version: str, started_at: datetime) -> str | None:
@@ -371,7 +413,14 @@ def person_decision(model_name: str, version: str, started_at: datetime) -> str 
 
 @task(cache_policy=NO_CACHE, **IO_RETRIES)
 def promote(
-    model_name: str, version: str, verdict: Verdict, challenger: dict, rows, config: GateConfig, started_at: datetime
+    model_name: str,
+    version: str,
+    verdict: Verdict,
+    challenger: dict,
+    rows,
+    config: GateConfig,
+    started_at: datetime,
+    student=None,
 ) -> tuple[str | None, Verdict]:
     """Gate-then-promote, atomic with respect to the champion: under the champion lock, a champion that moved
     since the gate is gated against again, and a person's decision (a demotion, a later promotion) stands.
@@ -379,12 +428,14 @@ def promote(
     previous = None
     if verdict.promote:
         with registry.champion_lock(model_name):
-            verdict, previous = _promote_locked(model_name, version, verdict, challenger, rows, config, started_at)
+            verdict, previous = _promote_locked(
+                model_name, version, verdict, challenger, rows, config, started_at, student
+            )
     publish_verdict(model_name, version, verdict)
     return previous, verdict
 
 
-def _promote_locked(model_name, version, verdict, challenger, rows, config, started_at):
+def _promote_locked(model_name, version, verdict, challenger, rows, config, started_at, student):
     registry.notice_outside_moves(model_name)
     refusal = person_decision(model_name, version, started_at)
     if refusal:
@@ -393,12 +444,12 @@ def _promote_locked(model_name, version, verdict, challenger, rows, config, star
     current = None if current is None else str(current.version)
     if current != verdict.champion_version:
         moved = f"note: the champion moved from v{verdict.champion_version} to v{current} during this run; gated again"
-        verdict = gate_verdict(challenger, model_name, rows, config)
+        verdict = gate_verdict(challenger, model_name, rows, config, student)
         verdict.reasons.append(moved)
         if not verdict.promote:
             return verdict, None
     reason = "gate passed: " + "; ".join(verdict.reasons)
-    return verdict, registry.move_champion(model_name, version, reason, registry.PIPELINE)
+    return verdict, registry.move_champion(model_name, version, reason, registry.PIPELINE, verdict.new_best)
 
 
 def reuse_note(version) -> str:
@@ -414,7 +465,7 @@ def link_runs(
 ) -> None:
     """Each side names the other: the MLflow run and version name the Prefect run (tags); the Prefect run gets
     links to the MLflow run and version; the version's description (and the run's note) is its model card."""
-    gate = "passed" if verdict.promote else "failed"
+    gate = verdict.outcome
     run_tags = {"model_version": version, "gate": gate, "reused_version": reused}
     tracking.set_tags(run_id, run_tags | {"mlflow.note.content": card})  # note: the run page's description
     tracking.rename_run(run_id, f"train-{model_name}-v{version}{' (reused)' if reused else ''}")
@@ -474,7 +525,7 @@ def publish_verdict(model_name: str, version: str, verdict: Verdict) -> None:
     registry.set_version_tags(
         model_name,
         version,
-        {"gate": "passed" if verdict.promote else "failed", "gate_reasons": "\n".join(verdict.reasons)},
+        {"gate": verdict.outcome, "gate_reasons": "\n".join(verdict.reasons)},
     )
 
 
@@ -518,7 +569,7 @@ def register(
             run_id, detector_file, contract_file, example, student.predict(example), student.threshold
         )
     tags = {
-        "gate": "passed" if verdict.promote else "failed",
+        "gate": verdict.outcome,
         "gate_reasons": "\n".join(verdict.reasons),
         registry.TRAINING_KEY_TAG: training_key,
     }

@@ -117,6 +117,22 @@ def test_failed_gate_keeps_champion(workspace, thyroid_csv):
     assert mlflow_client().get_model_version(NAME, "2").tags["gate"] == "failed"
 
 
+def test_the_same_table_with_another_hold_out_gets_a_new_teacher_and_version(workspace, thyroid_csv):
+    """The keys were digests taken after the hold-out column was dropped: a teacher fitted on another split was
+    reused, with the gate's rows in its training set."""
+    frame = pd.read_csv(thyroid_csv)
+    rows = np.random.default_rng(0).permutation(len(frame))
+    for name, marked in (("a", rows[: len(frame) // 2]), ("b", rows[len(frame) // 2 :])):
+        frame.assign(holdout=np.isin(np.arange(len(frame)), marked).astype(int)).to_csv(
+            workspace / f"{name}.csv", index=False
+        )
+    first = train(workspace / "a.csv", holdout_column="holdout")
+    other = train(workspace / "b.csv", holdout_column="holdout", gate=GateConfig(auroc_tolerance=1.0))
+    assert not other["teacher_from_cache"] and other["version"] == "2" and not other["reused_version"]
+    again = train(workspace / "a.csv", holdout_column="holdout")
+    assert again["teacher_from_cache"] and again["reused_version"] and again["version"] == first["version"]
+
+
 def test_rerun_after_a_crash_past_registration_reuses_the_version(workspace, thyroid_csv, monkeypatch):
     from tasks import registry
 

@@ -8,6 +8,8 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 import pytest
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INTERNAL_ERROR
 from mlflow.tracking import MlflowClient
 
 from anomaly_distill.config import GateConfig
@@ -236,3 +238,83 @@ def test_series_gate_scores_both_models_on_the_same_points_when_windows_differ(w
     compared = [r for r in second["reasons"] if "champion" in r and "AUROC" in r]
     assert compared and compared[0].startswith("pass")
     assert second["promoted"] and champion() == "2"
+
+
+REGISTRY_DOWN = MlflowException(
+    "API request to http://registry:5000/api/2.0/mlflow/registered-models/alias failed with exception "
+    "ConnectionError: Max retries exceeded",
+    INTERNAL_ERROR,
+)
+
+
+@pytest.mark.parametrize("fault_from", ["gate", "promotion lock"])
+def test_registry_unreachable_at_the_alias_reads_stops_with_exit_3_and_moves_nothing(
+    workspace, thyroid_csv, monkeypatch, capfd, fault_from
+):
+    """It used to read as "no champion": the challenger replaced the champion uncompared, off the history."""
+    from tasks import training as t
+
+    assert train(thyroid_csv)["promoted"]
+    down, read = [], MlflowClient.get_model_version_by_alias
+
+    def alias_read(self, name, alias):
+        if down:
+            down.append(alias)
+            raise REGISTRY_DOWN
+        return read(self, name, alias)
+
+    def fault_starts(original):
+        return lambda *args, **kwargs: (down.append("from now"), original(*args, **kwargs))[1]
+
+    monkeypatch.setattr(MlflowClient, "get_model_version_by_alias", alias_read)
+    if fault_from == "gate":
+        monkeypatch.setattr(t, "evaluate", fault_starts(t.evaluate))
+    else:
+        monkeypatch.setattr(registry, "champion_lock", fault_starts(registry.champion_lock))
+    capfd.readouterr()
+    (workspace / "seed1.yaml").write_text("engine: {seed: 1, distill: {epochs: 20}}\n")
+    argv = ["train", "--data", str(thyroid_csv), "--label-column", "label", "--model-name", NAME]
+    assert main([*argv, "--config", str(workspace / "seed1.yaml")]) == 3
+    out, err = capfd.readouterr()
+    assert "the MLflow model registry at sqlite:///" in err and "did not answer" in err and "Traceback" not in err
+    assert len(down) >= 3  # every retry read the alias again and failed
+    down.clear()  # the registry answers again
+    assert champion() == "1" and registry.champion_history(NAME) == []
+    versions = {str(v.version) for v in client().search_model_versions(f"name='{NAME}'")}
+    assert versions == ({"1"} if fault_from == "gate" else {"1", "2"})  # v2, if made, is a challenger only
+
+
+def test_slightly_worse_candidates_cannot_ratchet_quality_down_until_a_person_chooses(
+    workspace, thyroid_csv, monkeypatch
+):
+    """Each 0.008 below the one before: every one passes against the current champion alone."""
+    from tasks import training as t
+
+    auroc = {str(v): 0.9 - 0.008 * (v - 1) for v in range(1, 6)}
+    gate = t.gate_verdict
+    monkeypatch.setattr(t, "version_metrics", lambda name, version, rows: {"version": version, "auroc": auroc[version]})
+    night = iter(auroc)
+    monkeypatch.setattr(t, "gate_verdict", lambda c, *a, **k: gate({**c, "auroc": auroc[next(night)]}, *a, **k))
+    outcomes = [train(thyroid_csv, seed=seed) for seed in range(5)]
+    assert [o["promoted"] for o in outcomes] == [True, True, False, False, False] and champion() == "2"
+    refusal = "FAIL: AUROC 0.8840 >= best champion since a person's choice, v1 0.9000 - 0.01 = 0.8900"
+    assert refusal in outcomes[2]["reasons"] and registry.best_champion(NAME) == "1"
+    assert main(["promote", "--model-name", NAME, "--version", "3"]) == 0  # a person's choice is the new mark
+    assert registry.best_champion(NAME) == "3"
+
+
+@pytest.mark.parametrize("policy", ["compare_reference", "hold"])
+def test_an_unlabelled_retrain_is_compared_on_the_champions_labelled_reference_or_held(workspace, thyroid_csv, policy):
+    assert train(thyroid_csv)["promoted"]
+    unlabelled = workspace / "unlabelled.csv"
+    pd.read_csv(thyroid_csv).drop(columns=["label"]).to_csv(unlabelled, index=False)
+    second = train(unlabelled, seed=1, label_column=None, gate=GateConfig(auroc_tolerance=1.0, unlabelled=policy))
+    tags = client().get_model_version(NAME, "2").tags
+    if policy == "hold":
+        assert not second["promoted"] and champion() == "1" and tags["gate"] == "held"
+        assert any(r.startswith("HOLD: no labels in this run (gate.unlabelled: hold)") for r in second["reasons"])
+        assert str(client().get_model_version_by_alias(NAME, "challenger").version) == "2"
+    else:
+        assert second["promoted"] and champion() == "2"
+        assert any(r.startswith("pass: AUROC") and "champion v1" in r for r in second["reasons"])
+        assert "measured on champion v1's labelled reference snapshot (" in tags["gate_reasons"]
