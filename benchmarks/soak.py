@@ -27,26 +27,38 @@ import time
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # tests.small_disk (the full-disk night) lives beside the tests, not in the package
 DEMO = ROOT / "data" / "demo" / "thyroid.csv"
 NAME = "soak"
 TOLERANCE = 0.01  # the gate's auroc_tolerance (default)
 FAULTS = {  # never on an unchanged-data night (cycle % 3 == 2): there a fault would only meet a reused version
-    3: "drift",
+    3: "drift",  # an unlabelled retrain: compared on the champion's labelled reference snapshot, or held
     4: "kill_mlflow",
+    6: "registry_unreachable",
     7: "rollback",
-    10: "simultaneous",
-    12: "unloadable_champion",
+    9: "worse_candidate",  # 9-13: each night's training rows noisier than the last (11 reuses night 10's file)
+    10: "worse_candidate",
+    12: "worse_candidate",
+    13: "worse_candidate",
+    15: "simultaneous",
     16: "drift",
+    18: "unloadable_champion",
     19: "rollback",
+    21: "prefect_restart",
     22: "simultaneous",
+    24: "disk_full",
     25: "unloadable_champion",
+    27: "registry_unreachable",
     28: "kill_mlflow",
 }
+NOISE_STEP = 0.3  # the k-th worse-candidate night adds Gaussian noise of k x this x each column's std
+FAULTS_PATH = ROOT / "benchmarks" / "faults"  # sitecustomize.py: registry reads that fail on cue
 
 
 def free_port() -> int:
@@ -79,8 +91,12 @@ class Soak:
         }
         self.store = workdir / "live-store"
         self.scored_rows, self.faults, self.violations, self.log = 0, {}, [], []
-        self.best_auroc, self.demoted, self.exit_codes = 0.0, set(), []
+        self.best_auroc, self.demoted, self.exit_codes, self.notes = 0.0, set(), [], []
+        self.last_champion = None
         (workdir / "nightly.yaml").write_text("engine: {distill: {epochs: 20}}\n")
+        (workdir / "worse.yaml").write_text(
+            "engine: {distill: {epochs: 20}}\nholdout_column: holdout\ncheck_ranges: false\n"
+        )
 
     def start(self) -> None:
         self.servers.start_prefect(self.settings)
@@ -93,10 +109,15 @@ class Soak:
         for database in self.settings.databases:
             self.servers.drop_database(self.settings, database)
 
-    def cli(self, *args: str, wait: bool = True):
+    def cli(self, *args: str, wait: bool = True, env: dict | None = None):
         command = [sys.executable, "-m", "flows.cli", *args]
         process = subprocess.Popen(
-            command, cwd=self.workdir, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            command,
+            cwd=self.workdir,
+            env={**self.env, **(env or {})},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         if not wait:
             return process
@@ -104,20 +125,33 @@ class Soak:
         return process.returncode, out
 
     def nightly_data(self, cycle: int) -> Path:
-        """A fresh sample of the pool most nights; every third night last night's file, unchanged."""
+        """A fresh sample of the pool most nights; every third night last night's file, unchanged. A worse-candidate
+        night adds noise to the training rows only: the clean rows are the only ones the gate may hold out."""
         path = self.workdir / f"night-{cycle}.csv"
         if cycle % 3 == 2 and (self.workdir / f"night-{cycle - 1}.csv").exists():
             shutil.copy(self.workdir / f"night-{cycle - 1}.csv", path)
+        elif FAULTS.get(cycle) == "worse_candidate":
+            worse_nights = sorted(c for c, fault in FAULTS.items() if fault == "worse_candidate")
+            self.noisy_sample(cycle, NOISE_STEP * (worse_nights.index(cycle) + 1)).to_csv(path, index=False)
         else:
             self.pool.sample(frac=0.8, random_state=cycle).to_csv(path, index=False)
         return path
 
-    def train(self, data: Path, *extra: str, wait: bool = True):
+    def noisy_sample(self, cycle: int, noise: float) -> pd.DataFrame:
+        sample = self.pool.sample(frac=0.8, random_state=cycle).reset_index(drop=True)
+        features = sample.columns.drop("label")
+        train_rows = np.arange(len(sample)) < int(0.7 * len(sample))
+        jitter = np.random.default_rng(cycle).normal(size=(int(train_rows.sum()), len(features)))
+        sample.loc[train_rows, features] += noise * jitter * sample[features].std().to_numpy()
+        return sample.assign(holdout=(~train_rows).astype(int))
+
+    def train(self, data: Path, *extra: str, wait: bool = True, env: dict | None = None):
+        config = "worse.yaml" if "holdout" in data.read_text().partition("\n")[0] else "nightly.yaml"
         args = [
-            *f"train --data {data} --label-column label --model-name {NAME} --config nightly.yaml".split(),
+            *f"train --data {data} --label-column label --model-name {NAME} --config {config}".split(),
             *extra,
         ]
-        return self.cli(*args, wait=wait)
+        return self.cli(*args, wait=wait, env=env)
 
     def traffic(self, cycle: int, shifted: bool) -> None:
         rows = self.pool.drop(columns=["label"]).sample(300, random_state=1000 + cycle)
@@ -164,18 +198,166 @@ class Soak:
                 (versions == versions_before + 1, "no new version was registered"),
                 (champion == champion_before, "a champion that could not be scored was replaced (not fail-closed)"),
             ]
+        elif fault == "registry_unreachable":  # the first alias read (the contract) answers; the gate's does not
+            faulty = {"SOAK_FAULT": "alias_reads_fail_after=1", "PYTHONPATH": f"{FAULTS_PATH}:{ROOT}"}
+            code, out = self.train(data, env=faulty)
+            self.expect += [
+                (code == 3, f"an unreachable registry exited {code}, not 3"),
+                ("model registry" in out and "did not answer" in out, "the exit did not name the registry"),
+                (self.versions_and_champion() == (versions_before, champion_before), "something was registered"),
+            ]
+            code, out = self.train(data)  # the registry is back: the same command again
         else:
             code, out = self.train(data)
         self.exit_codes.append(code)
+        if fault == "worse_candidate":
+            self.notes.append(self.newest_verdict())
+        if fault == "prefect_restart":
+            self.expect += self.deploy_through_a_prefect_restart(cycle)
+        if fault == "disk_full":
+            self.expect += self.service_on_a_full_disk(cycle)
         if fault == "rollback":
             rolled, _ = self.cli("rollback", "--model-name", NAME)
             if rolled == 0:
                 self.demoted.add(self.last_rolled_back())
         if fault == "drift":
+            before_drift = self.versions_and_champion()[0]
             self.cli("drift", "--model-name", NAME, "--live-store", str(self.store), "--retrain-on-drift")
+            self.expect.append(self.unlabelled_retrain_was_compared(before_drift))
         if fault:
             self.faults[fault] = self.faults.get(fault, 0) + 1
         self.check(cycle, fault, time.perf_counter() - started)
+
+    def deploy_through_a_prefect_restart(self, cycle: int) -> list[tuple[bool, str]]:
+        """`deploy` (drift checks every 20 s, for a model of its own so that nothing it runs touches the soak's) while
+        the Prefect server is stopped until the runner gives up, then started again: deploy must still be running,
+        its deployments active, and a drift check must run after the restart. The runner gets no client retries
+        and a 1 s poll, so that it gives up within seconds instead of minutes (what the outage is meant to reach)."""
+        log = self.workdir / f"deploy-{cycle}.err"
+        quick = {"PREFECT_CLIENT_MAX_RETRIES": "0", "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
+        command = [sys.executable, "-m", "flows.cli", "deploy", "--data", str(DEMO), "--label-column", "label"]
+        command += ["--model-name", f"{NAME}-deploy", "--drift-interval", "20"]
+        deploy = subprocess.Popen(
+            command, cwd=self.workdir, env={**self.env, **quick}, stdout=subprocess.DEVNULL, stderr=log.open("wb")
+        )
+        try:
+            self.wait_until(lambda: self.deployment("drift-monitoring/drift-check"), "the deployments are applied")
+            self.servers.stop(self.settings, "prefect")
+            self.wait_until(lambda: deploy.poll() is not None or "lost the Prefect API" in log.read_text(), "gives up")
+            self.servers.start_prefect(self.settings)
+            restarted = time.time()
+            self.wait_until(lambda: deploy.poll() is not None or "is back" in log.read_text(), "deploy is back")
+            alive = deploy.poll() is None
+            ran = alive and self.wait_until(lambda: self.drift_check_after(restarted), "a drift check", fail=False)
+            active = alive and not self.deployment("drift-monitoring/drift-check").paused
+        finally:
+            deploy.terminate()
+            stopped = deploy.wait(60)
+        self.notes.append(f"prefect restart: deploy alive {alive}, active {active}, drift check ran {bool(ran)}")
+        return [
+            (alive, f"deploy exited across the restart: {log.read_text()[-300:]}"),
+            (active, "the drift-check deployment is paused after the restart"),
+            (bool(ran), "no drift check ran after the restart"),
+            (stopped == 0, f"deploy stopped with {stopped} on SIGTERM, not 0"),
+        ]
+
+    @staticmethod
+    def wait_until(condition, what: str, timeout: float = 180, fail: bool = True):
+        deadline = time.time() + timeout
+        while not (result := condition()):
+            if time.time() > deadline:
+                if fail:
+                    raise RuntimeError(f"soak: {what} did not happen within {timeout:.0f} s")
+                return result
+            time.sleep(1)
+        return result
+
+    @staticmethod
+    def deployment(name: str):
+        from prefect.client.orchestration import get_client
+
+        try:
+            with get_client(sync_client=True) as prefect:
+                return prefect.read_deployment_by_name(name)
+        except Exception:  # noqa: BLE001 - not applied yet, or the server is still starting
+            return None
+
+    def drift_check_after(self, since: float) -> bool:
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+        drift_check = self.deployment("drift-monitoring/drift-check").id
+        of_drift_check = DeploymentFilter(id=DeploymentFilterId(any_=[drift_check]))
+        with get_client(sync_client=True) as prefect:
+            runs = prefect.read_flow_runs(deployment_filter=of_drift_check)
+        return any(run.start_time and run.start_time.timestamp() > since for run in runs)
+
+    def service_on_a_full_disk(self, cycle: int) -> list[tuple[bool, str]]:
+        """serve-api with its live store on a 1 MiB tmpfs: scores, the disk fills (503, nothing stored), the disk is
+        freed (200 again); the store then holds exactly the acknowledged rows."""
+        import httpx
+
+        from serving.live_store import ROW_ID, LiveStore
+        from tests.small_disk import SmallDisk
+
+        disk, port = SmallDisk(self.workdir / f"disk-{cycle}"), free_port()
+        command = ["serve-api", "--model-name", NAME, "--port", str(port), "--workers", "1", "--poll-seconds", "0"]
+        service = self.cli(*command, "--live-store", str(disk.path / "store"), wait=False)
+        rows = self.audit.drop(columns=["label"]).to_dict(orient="records")
+        answers, acknowledged = [], []
+        try:
+            self.wait_until_serving(port, service)
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+                for phase in ("before", "full", "freed"):
+                    if phase == "full":
+                        disk.fill()
+                    elif phase == "freed":
+                        disk.free()
+                    # a full request's log line is more than the room left in the last page of the log's file
+                    answer = client.post("/score", json=rows if phase == "full" else rows[:5])
+                    answers.append(answer.status_code)
+                    acknowledged += answer.json()["row_ids"] if answer.status_code == 200 else []
+        finally:
+            service.terminate()
+            service.wait(30)
+            stored = sorted(LiveStore(str(disk.path / "store")).read()[ROW_ID])
+            disk.close()
+        self.notes.append(f"full disk: answers {answers}, {len(acknowledged)} rows acknowledged, {len(stored)} stored")
+        return [
+            (answers == [200, 503, 200], f"a full disk answered {answers}, not 200/503/200"),
+            (stored == sorted(acknowledged), "the store does not hold exactly the acknowledged rows"),
+        ]
+
+    @staticmethod
+    def wait_until_serving(port: int, process, timeout: float = 180) -> None:
+        import httpx
+
+        deadline = time.time() + timeout
+        while time.time() < deadline and process.poll() is None:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        raise RuntimeError(f"serve-api did not start: {process.stdout.read() if process.poll() is not None else ''}")
+
+    def newest_verdict(self) -> str:
+        """The newest version's gate outcome and the checks it failed (which comparison refused it)."""
+        from tasks.tracking import client
+
+        newest = max(client().search_model_versions(f"name='{NAME}'"), key=lambda v: int(v.version))
+        failed = [r for r in newest.tags.get("gate_reasons", "").splitlines() if r.startswith(("FAIL", "NOT"))]
+        return f"v{newest.version} gate {newest.tags.get('gate')}" + (f": {'; '.join(failed)}" if failed else "")
+
+    def unlabelled_retrain_was_compared(self, made_before: int) -> tuple[bool, str]:
+        """The drift retrain (unlabelled: no feedback in the soak) rested on a comparison, or was held."""
+        from tasks.tracking import client
+
+        versions = [v for v in client().search_model_versions(f"name='{NAME}'") if int(v.version) > made_before]
+        reasons = [v.tags.get("gate_reasons", "") for v in versions]
+        compared = all("labelled reference snapshot" in r or "HOLD:" in r for r in reasons)
+        self.notes.append(f"drift retrain: {len(versions)} version(s), " + "; ".join(r[-160:] for r in reasons))
+        return compared and bool(versions), "the drift retrain was promoted without a comparison (or none was made)"
 
     def wait_for_student_run(self, since_ms: int, timeout: float = 300) -> None:
         from tasks.tracking import client
@@ -263,6 +445,8 @@ class Soak:
                 "champion": champion and champion.version,
                 "versions": len(versions),
                 "audit_auroc": auroc,
+                "champion_moved": champion is not None and str(champion.version) != self.last_champion,
+                "notes": self.notes,
                 "seconds": round(seconds, 1),
                 "violations": problems,
             }
@@ -272,13 +456,26 @@ class Soak:
             f"versions, audit AUROC {auroc:.4f}, {seconds:.0f} s {'OK' if not problems else problems}",
             flush=True,
         )
+        self.last_champion, self.notes = champion and str(champion.version), []
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cycles", type=int, default=30)
     parser.add_argument("--json", help="write the cycle log and the summary here")
+    parser.add_argument(
+        "--try",
+        dest="try_faults",
+        nargs="+",
+        choices=sorted(set(FAULTS.values())),
+        help="only these faults, one per night after a first champion (a quick check of the soak)",
+    )
     args = parser.parse_args()
+    if args.try_faults:
+        nights = [c for c in range(1, 3 * len(args.try_faults) + 2) if c % 3 != 2][: len(args.try_faults)]
+        FAULTS.clear()
+        FAULTS.update(zip(nights, args.try_faults))
+        args.cycles = nights[-1] + 1
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stopped from outside: still stop the servers
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:

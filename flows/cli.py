@@ -594,7 +594,9 @@ def unreachable_server(error: BaseException) -> str | None:
     while error is not None:
         if isinstance(error, RegistryUnreachable):
             return str(error).partition(" could not be read")[0]
-        if isinstance(error, httpx.TransportError):
+        if isinstance(error, httpx.TransportError) or (  # 503: the server is up, its database is not
+            isinstance(error, httpx.HTTPStatusError) and error.response.status_code in (502, 503, 504)
+        ):
             return f"the Prefect API at {os.environ.get('PREFECT_API_URL', '(ephemeral)')}"
         if isinstance(error, requests.ConnectionError) or (
             isinstance(error, MlflowException) and "API request to" in str(error)
