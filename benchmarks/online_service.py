@@ -24,6 +24,8 @@ import httpx
 import numpy as np
 import pandas as pd
 
+from infra.servers import wait_healthy
+
 ROOT = Path(__file__).resolve().parents[1]
 NAB = ROOT.parent / "shared" / "data" / "nab"
 NAME = "online-bench"
@@ -55,14 +57,8 @@ def serve(workdir: Path, port: int, workers: int) -> subprocess.Popen:
     command += ["--port", str(port), "--workers", str(workers), "--poll-seconds", "0", "--live-store", "store"]
     log = open(workdir / "service.log", "ab")
     server = subprocess.Popen(command, cwd=workdir, stdout=log, stderr=log, start_new_session=True)
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    raise RuntimeError("the service did not start; see service.log")
+    wait_healthy(f"http://127.0.0.1:{port}/health", 180, server)
+    return server
 
 
 def send(port: int, records: list[dict]) -> tuple[list[float], list[float]]:

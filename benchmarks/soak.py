@@ -306,7 +306,7 @@ class Soak:
         rows = self.audit.drop(columns=["label"]).to_dict(orient="records")
         answers, acknowledged = [], []
         try:
-            self.wait_until_serving(port, service)
+            self.servers.wait_healthy(f"http://127.0.0.1:{port}/health", 180, service)
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
                 for phase in ("before", "full", "freed"):
                     if phase == "full":
@@ -327,19 +327,6 @@ class Soak:
             (answers == [200, 503, 200], f"a full disk answered {answers}, not 200/503/200"),
             (stored == sorted(acknowledged), "the store does not hold exactly the acknowledged rows"),
         ]
-
-    @staticmethod
-    def wait_until_serving(port: int, process, timeout: float = 180) -> None:
-        import httpx
-
-        deadline = time.time() + timeout
-        while time.time() < deadline and process.poll() is None:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.5)
-        raise RuntimeError(f"serve-api did not start: {process.stdout.read() if process.poll() is not None else ''}")
 
     def newest_verdict(self) -> str:
         """The newest version's gate outcome and the checks it failed (which comparison refused it)."""

@@ -138,13 +138,7 @@ def prune_retraining_tables(folder: Path, model_name: str, keep: int, written: P
 
 @task(cache_policy=NO_CACHE)
 def load_reference(model: ModelRef) -> pd.DataFrame:
-    import mlflow
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = mlflow.artifacts.download_artifacts(
-            run_id=model.run_id, artifact_path=REFERENCE_FILE, dst_path=tmp, tracking_uri=tracking.tracking_uri()
-        )
-        return pd.read_parquet(path)
+    return tracking.load_parquet_artifact(model.run_id, REFERENCE_FILE)
 
 
 @task(cache_policy=NO_CACHE)

@@ -158,15 +158,21 @@ def log_json(run_id: str, payload, name: str, artifact_path: str | None = None) 
         log_file(run_id, path, artifact_path)
 
 
-def load_json_artifact(run_id: str, artifact: str):
+def _read_artifact(run_id: str, artifact: str, read):
     with tempfile.TemporaryDirectory() as tmp:
-        return json.loads(
-            Path(
-                mlflow.artifacts.download_artifacts(
-                    run_id=run_id, artifact_path=artifact, dst_path=tmp, tracking_uri=tracking_uri()
-                )
-            ).read_text()
+        return read(
+            mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=artifact, dst_path=tmp, tracking_uri=tracking_uri()
+            )
         )
+
+
+def load_json_artifact(run_id: str, artifact: str):
+    return _read_artifact(run_id, artifact, lambda path: json.loads(Path(path).read_text()))
+
+
+def load_parquet_artifact(run_id: str, artifact: str) -> pd.DataFrame:
+    return _read_artifact(run_id, artifact, pd.read_parquet)
 
 
 def log_dataset(run_id: str, frame: pd.DataFrame, source: str, label_column: str | None) -> str:

@@ -328,21 +328,13 @@ def labelled_reference(champion, rows) -> Table | str:
     """The champion's reference snapshot (its training rows) as gate rows, or why it cannot be (tables only)."""
     if not isinstance(rows, Table):
         return "comparing on the champion's reference snapshot is available for tables only"
-    snapshot = load_reference(champion.run_id)
+    snapshot = tracking.load_parquet_artifact(champion.run_id, REFERENCE_FILE)
     if REFERENCE_LABEL not in snapshot.columns or not has_both_classes(snapshot[REFERENCE_LABEL].to_numpy()):
         return f"champion v{champion.version}'s reference snapshot has no labels either"
     columns = list(rows.scoring_frame().columns)
     if not set(columns) <= set(snapshot.columns):
         return f"champion v{champion.version}'s reference snapshot has other columns"
     return Table(snapshot[columns], snapshot[REFERENCE_LABEL].to_numpy().astype(int))
-
-
-def load_reference(run_id: str) -> pd.DataFrame:
-    import mlflow.artifacts
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=REFERENCE_FILE, dst_path=tmp)
-        return pd.read_parquet(path)
 
 
 def gate_verdict(challenger: dict, model_name: str, rows, config: GateConfig, student=None) -> Verdict:

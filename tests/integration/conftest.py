@@ -5,7 +5,10 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
+import time
 import uuid
+from contextlib import contextmanager
 
 import pytest
 from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
@@ -65,6 +68,28 @@ def champion(workspace, thyroid_csv):
     training_pipeline(params)
     _, test = pipeline.split(load_table(thyroid_csv, "label"), params.engine)
     return test
+
+
+@contextmanager
+def served_in_thread(app):
+    """The app on uvicorn in a thread on a free localhost port, with an httpx client of it."""
+    import httpx
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 60
+    while not server.started and time.time() < deadline:
+        time.sleep(0.1)
+    assert server.started, "service did not start"
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            yield client
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 def free_port() -> int:

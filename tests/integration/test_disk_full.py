@@ -1,18 +1,16 @@
 """A full disk is an error, not a loss, for real: the service on a small tmpfs answers 503 with the reason and
 keeps exactly what it acknowledged; batch scoring exits non-zero and leaves no file and no rows."""
 
-import threading
 import time
 
 import httpx
 import pytest
-import uvicorn
 
 from flows.cli import main
 from serving.app import create_app
 from serving.live_store import ROW_ID, LiveStore
 from tests.integration.conftest import LIVE_MODEL as NAME
-from tests.integration.conftest import free_port
+from tests.integration.conftest import served_in_thread
 from tests.small_disk import FULL_ERRORS, SmallDisk
 
 
@@ -25,19 +23,9 @@ def disk(workspace):
 
 @pytest.fixture
 def service_on(disk, champion):
-    port = free_port()
     app = create_app(NAME, live_store=str(disk.path / "store"), poll_seconds=0)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 60
-    while not server.started and time.time() < deadline:
-        time.sleep(0.1)
-    assert server.started, "service did not start"
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+    with served_in_thread(app) as client:
         yield client, champion.features.to_dict(orient="records")
-    server.should_exit = True
-    thread.join(10)
 
 
 def test_the_service_answers_503_on_a_full_disk_and_keeps_exactly_what_it_acknowledged(disk, service_on):

@@ -1,42 +1,23 @@
 """The online service for real: uvicorn on a free localhost port, httpx client, MLflow registry, live store."""
 
 import json
-import threading
 import time
 
-import httpx
 import numpy as np
 import pytest
-import uvicorn
 
 from flows.cli import main
 from serving.app import create_app
 from serving.live_store import ROW_ID, LiveStore
 from tests.integration.conftest import LIVE_MODEL as NAME
-from tests.integration.conftest import free_port
+from tests.integration.conftest import free_port, served_in_thread
 
 
 @pytest.fixture
 def service(workspace, champion):
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(NAME, live_store=str(workspace / "store"), poll_seconds=0),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 60
-    while not server.started and time.time() < deadline:
-        time.sleep(0.1)
-    assert server.started, "service did not start"
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+    app = create_app(NAME, live_store=str(workspace / "store"), poll_seconds=0)
+    with served_in_thread(app) as client:
         yield client, champion.features, LiveStore(str(workspace / "store"))
-    server.should_exit = True
-    thread.join(10)
 
 
 def test_scores_records_and_logs_them(service):
