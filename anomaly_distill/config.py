@@ -73,6 +73,17 @@ class TeacherConfig(StrictModel):
     member_hints: bool = Field(
         False, description="ensemble: give the student each member's calibrated score as hint targets."
     )
+    labels: Literal["use", "ignore"] = Field(
+        "use",
+        description="ensemble: use the labelled anomalies of a partly labelled file (a boosted-trees classifier "
+        "over the features and the members' scores, blended in; see models/labelled.py), or ignore every label.",
+    )
+    label_prior: float = Field(
+        1.0,
+        gt=0,
+        description="ensemble with labels: the classifier's share of the score is n / (n + label_prior) for n "
+        "labelled anomalies (1: one label makes it half, ten make it 0.91).",
+    )
     max_fit_rows: int = Field(
         20_000, ge=100, description="Teachers fit on a random subsample of at most this many training rows."
     )
@@ -268,6 +279,13 @@ class GateConfig(StrictModel):
     min_auroc: float = Field(0.7, ge=0, le=1, description="Absolute minimum held-out AUROC.")
     auroc_tolerance: float = Field(
         0.01, ge=0, le=1, description="The challenger may trail the champion's AUROC by at most this much."
+    )
+    auprc_tolerance: float = Field(
+        0.02,
+        ge=0,
+        le=1,
+        description="The challenger may trail the champion's AUPRC by at most this much (wider than AUROC's: "
+        "with few labelled anomalies AUPRC moves in larger steps).",
     )
     min_fidelity: float = Field(0.9, ge=-1, le=1, description="Minimum Spearman fidelity to the teacher.")
     max_size_bytes: int = Field(5_000_000, gt=0, description="Largest allowed serialized student.")

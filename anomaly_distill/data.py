@@ -12,6 +12,12 @@ import pandas as pd
 from anomaly_distill.errors import DataError  # noqa: F401 (re-exported: where callers import it from)
 
 NPZ_LABEL = "label"
+UNLABELLED = -1  # an empty label cell: the row was not reviewed, it is neither normal nor anomaly
+
+
+def labelled_mask(labels: np.ndarray | None) -> np.ndarray | None:
+    """Rows whose label a person gave (0 or 1); None when there is no label column."""
+    return None if labels is None else np.asarray(labels) != UNLABELLED
 
 
 @dataclass
@@ -277,19 +283,22 @@ def check_features(frame: pd.DataFrame, min_rows: int = 2) -> pd.DataFrame:
 
 
 def check_labels(labels: pd.Series) -> np.ndarray:
-    if labels.isna().any():
-        raise DataError(f"label column {labels.name!r} has {int(labels.isna().sum())} missing values")
-    values = pd.to_numeric(labels, errors="coerce")
-    invalid = sorted({str(v) for v, ok in zip(labels, values.isin([0, 1])) if not ok})
+    """0 (normal), 1 (anomaly) or an empty cell (not reviewed, returned as UNLABELLED); anything else is refused."""
+    missing = labels.isna() | labels.astype(str).str.strip().eq("")
+    values = pd.to_numeric(labels.where(~missing), errors="coerce")
+    invalid = sorted({str(v) for v, bad in zip(labels, ~missing & ~values.isin([0, 1])) if bad})
     if invalid:
-        raise DataError(f"label column {labels.name!r} must hold 0 (normal) or 1 (anomaly); found {invalid[:10]}")
-    return values.to_numpy(dtype=np.int64)
+        raise DataError(
+            f"label column {labels.name!r} must hold 0 (normal), 1 (anomaly) or an empty cell (not reviewed); "
+            f"found {invalid[:10]}"
+        )
+    return values.fillna(UNLABELLED).to_numpy(dtype=np.int8)
 
 
 def split_table(
     table: Table, test_fraction: float, seed: int, candidates: np.ndarray | None = None
 ) -> tuple[Table, Table]:
-    """Deterministic split, stratified on the labels when there are labels of both classes. With `candidates`
+    """Deterministic split, stratified on the labels when some rows of both classes are labelled. With `candidates`
     (a boolean mask), the held-out rows are drawn from those rows only; every other row trains."""
     pool = np.arange(len(table)) if candidates is None else np.flatnonzero(candidates)
     if len(pool) < 2:
@@ -299,7 +308,9 @@ def split_table(
 
     from anomaly_distill.metrics import has_both_classes
 
-    stratify = labels if has_both_classes(labels) and np.bincount(labels).min() >= 2 else None
+    # Stratified on every label value, "not reviewed" included: held-out rows get their share of the labelled ones.
+    counts = np.unique(labels, return_counts=True)[1] if labels is not None else None
+    stratify = labels if has_both_classes(labels) and counts.min() >= 2 else None
     _, test = train_test_split(pool, test_size=test_fraction, random_state=seed, stratify=stratify)
     train = np.setdiff1d(np.arange(len(table)), test)
     return table.take(train), table.take(np.sort(test))

@@ -18,7 +18,8 @@ LOGIT_CLIP = 1e-6
 
 def distillation_tensors(table: pd.DataFrame, preprocessor: Preprocessor) -> dict[str, torch.Tensor]:
     soft = table["soft_target"].to_numpy(dtype=np.float64).clip(LOGIT_CLIP, 1 - LOGIT_CLIP)
-    hard = table["true_label"].astype("Float64").fillna(table["teacher_label"]).to_numpy(dtype=np.float32)
+    # The hard term learns from true labels only: a row nobody reviewed is NaN there and left out of it.
+    hard = table["true_label"].astype("Float64").to_numpy(dtype=np.float32, na_value=np.nan)
     tensors = {
         "x": torch.as_tensor(preprocessor.transform(table)),
         "teacher_logits": torch.as_tensor(np.log(soft / (1 - soft)), dtype=torch.float32),

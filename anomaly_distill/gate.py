@@ -11,7 +11,7 @@ class Verdict:
     reasons: list[str] = field(default_factory=list)
     champion_version: str | None = None  # the champion the challenger was compared with (None: there was none)
     champion_metrics: dict[str, float] | None = None  # its metrics on the same rows
-    evidence: str = "the held-out rows"  # the rows every AUROC in the verdict was measured on
+    evidence: str = "the held-out rows"  # the rows every AUROC/AUPRC in the verdict was measured on
     new_best: bool = False  # the challenger beat the best champion since a person's choice: it becomes that mark
     held: bool = False  # unlabelled and gate.unlabelled = hold: left as challenger for a person
 
@@ -66,12 +66,22 @@ def absolute_checks(challenger: dict[str, float], config: GateConfig) -> list[tu
     return checks
 
 
-def _versus(auroc: float, other: dict, who: str, config: GateConfig) -> tuple[bool, str]:
-    floor = other["auroc"] - config.auroc_tolerance
-    return _check(
-        auroc >= floor,
-        f"AUROC {auroc:.4f} >= {who} v{other['version']} {other['auroc']:.4f} - {config.auroc_tolerance} = {floor:.4f}",
-    )
+TOLERANCES = {"auroc": "auroc_tolerance", "auprc": "auprc_tolerance"}
+
+
+def _versus(challenger: dict, other: dict, who: str, config: GateConfig) -> list[tuple[bool, str]]:
+    """AUROC, and AUPRC where both have it, against `other` less the metric's tolerance."""
+    checks = []
+    for metric, setting in TOLERANCES.items():
+        if metric not in challenger or metric not in other:
+            continue
+        tolerance = getattr(config, setting)
+        value, floor = challenger[metric], other[metric] - tolerance
+        text = (
+            f"{metric.upper()} {value:.4f} >= {who} v{other['version']} {other[metric]:.4f} - {tolerance} = {floor:.4f}"
+        )
+        checks.append(_check(value >= floor, text))
+    return checks
 
 
 def decide(
@@ -88,12 +98,12 @@ def decide(
     new_best = best is None
     if "auroc" in challenger:
         if champion is not None and "auroc" in champion:
-            checks.append(_versus(challenger["auroc"], champion, "champion", config))
+            checks += _versus(challenger, champion, "champion", config)
         if best is not None and "auroc" in best and (champion is None or best["version"] != champion["version"]):
-            checks.append(_versus(challenger["auroc"], best, "best champion since a person's choice,", config))
+            checks += _versus(challenger, best, "best champion since a person's choice,", config)
         new_best = best is None or "auroc" not in best or challenger["auroc"] > best["auroc"]
         if champion is not None:
-            checks.append((True, f"note: every AUROC here is measured on {evidence}"))
+            checks.append((True, f"note: every AUROC and AUPRC here is measured on {evidence}"))
     else:
         checks.append((True, "note: no labels in the evaluation rows, AUROC checks skipped"))
     if champion is None:

@@ -16,10 +16,13 @@ def soft_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temper
 
 
 def hard_loss(student_logits: torch.Tensor, hard_labels: torch.Tensor, pos_weight: float = 1.0) -> torch.Tensor:
-    """Cross-entropy against 0/1 labels (true labels where known, else the teacher's); a label-1 row's term is
-    multiplied by `pos_weight`."""
+    """Cross-entropy against the true 0/1 labels, averaged over the labelled rows only (NaN: nobody reviewed the
+    row; a batch without labelled rows adds 0); a label-1 row's term is multiplied by `pos_weight`."""
+    known = ~torch.isnan(hard_labels)
+    if not known.any():
+        return student_logits.sum() * 0.0  # keeps the graph: the total's backward needs every term connected
     weight = None if pos_weight == 1.0 else torch.tensor(pos_weight)
-    return F.binary_cross_entropy_with_logits(student_logits, hard_labels.float(), pos_weight=weight)
+    return F.binary_cross_entropy_with_logits(student_logits[known], hard_labels[known].float(), pos_weight=weight)
 
 
 def schedule_alpha(schedule: str, alpha: float, epoch: int) -> float:
@@ -30,12 +33,15 @@ def schedule_alpha(schedule: str, alpha: float, epoch: int) -> float:
 
 
 def positive_weight(class_weight, hard_labels: torch.Tensor) -> float:
-    """`class_weight` as the hard term's weight of label-1 rows: "none" → 1, "balanced" → normal ÷ anomaly rows."""
+    """`class_weight` as the hard term's weight of label-1 rows: "none" → 1, "balanced" → labelled normal ÷
+    labelled anomaly rows (1 when either is missing)."""
     if class_weight == "none":
         return 1.0
     if class_weight == "balanced":
-        anomalies = float(hard_labels.sum())
-        return (len(hard_labels) - anomalies) / anomalies if anomalies else 1.0
+        known = hard_labels[~torch.isnan(hard_labels)]
+        anomalies = float(known.sum())
+        normal = len(known) - anomalies
+        return normal / anomalies if anomalies and normal else 1.0
     return float(class_weight)
 
 

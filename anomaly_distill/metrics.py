@@ -7,10 +7,16 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
+UNLABELLED = -1  # as anomaly_distill.data.UNLABELLED (metrics imports no data module: scoring stays light)
+
 
 def has_both_classes(labels: np.ndarray | None) -> bool:
-    """Labels with normal and anomalous rows: what AUROC, stratified splits and a supervised teacher need."""
-    return labels is not None and len(labels) > 0 and len(np.unique(labels)) == 2
+    """Labelled normal and anomalous rows: what AUROC, stratified splits and a supervised teacher need."""
+    return labels is not None and {0, 1} <= set(np.unique(labels).tolist())
+
+
+def labelled_count(labels: np.ndarray | None) -> int:
+    return 0 if labels is None else int((np.asarray(labels) != UNLABELLED).sum())
 
 
 def threshold_at_contamination(train_scores: np.ndarray, contamination: float) -> float:
@@ -29,7 +35,11 @@ def detection_metrics(
     y_true: np.ndarray, scores: np.ndarray, threshold: float | None = None, flagged: np.ndarray | None = None
 ) -> dict[str, float]:
     """Ranking metrics from `scores`; precision/recall/F1 of the alarms, which are `scores > threshold` or, when
-    given, the `flagged` rows (e.g. live rows flagged at whatever threshold was in force when they were scored)."""
+    given, the `flagged` rows (e.g. live rows flagged at whatever threshold was in force when they were scored).
+    Rows not reviewed (label UNLABELLED) are left out."""
+    known = np.asarray(y_true) != UNLABELLED
+    y_true, scores = np.asarray(y_true)[known], np.asarray(scores)[known]
+    flagged = None if flagged is None else np.asarray(flagged)[known]
     predicted = (scores > threshold if flagged is None else np.asarray(flagged, dtype=bool)).astype(int)
     from sklearn.metrics import average_precision_score, precision_recall_fscore_support, roc_auc_score
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from anomaly_distill.config import EngineConfig
-from anomaly_distill.data import Preprocessor, Table
+from anomaly_distill.data import UNLABELLED, Preprocessor, Table
 from anomaly_distill.models.teachers import EcdfCalibrator
 
 META_COLUMNS = ["source", "teacher_score", "soft_target", "teacher_label", "true_label"]
@@ -58,8 +58,9 @@ def soft_label_table(
     table["soft_target"] = soft_target
     table["teacher_label"] = (soft_target > 1 - config.contamination).astype(np.int8)
     table["true_label"] = pd.array([pd.NA] * len(rows), dtype="Int8")
-    if train.labels is not None:
-        table.loc[is_real, "true_label"] = train.labels[real_index]
+    if train.labels is not None:  # rows nobody reviewed stay <NA>
+        known = train.labels[real_index]
+        table.loc[is_real, "true_label"] = pd.array(np.where(known == UNLABELLED, None, known), dtype="Int8")
     features = teacher.features(rows)
     if features is not None:
         for j in range(features.shape[1]):

@@ -17,10 +17,19 @@ from prefect.cache_policies import NO_CACHE
 from anomaly_distill import pipeline
 from anomaly_distill.config import EngineConfig, GateConfig
 from anomaly_distill.contract import SeriesContract, TabularContract, contract_json
-from anomaly_distill.data import DataError, Table, frame_digest, read_frame, sample_file, table_from_frame
+from anomaly_distill.data import (
+    UNLABELLED,
+    DataError,
+    Table,
+    check_labels,
+    frame_digest,
+    read_frame,
+    sample_file,
+    table_from_frame,
+)
 from anomaly_distill.detector import save_detector, size_bytes
 from anomaly_distill.gate import Verdict, absolute_checks, decide, held
-from anomaly_distill.metrics import detection_metrics, event_metrics, has_both_classes, rows_per_second
+from anomaly_distill.metrics import detection_metrics, event_metrics, has_both_classes, labelled_count, rows_per_second
 from anomaly_distill.model_card import ModelCard, render_model_card
 from anomaly_distill.segments import Segmented, segment_tables
 from tasks import plots, registry, tracking
@@ -293,7 +302,7 @@ class ChampionUnavailable(RuntimeError):
 
 
 def version_metrics(model_name: str, version: str, rows) -> dict:
-    """A registered version's AUROC on the gate rows (no auroc: one class there); raises ChampionUnavailable."""
+    """A registered version's AUROC and AUPRC on the gate rows (none: one class there); raises ChampionUnavailable."""
     for attempt in range(1, CHAMPION_ATTEMPTS + 1):
         try:
             scores, labels = _version_scores(model_name, registry.get_version(model_name, version), rows)
@@ -308,9 +317,15 @@ def version_metrics(model_name: str, version: str, rows) -> dict:
                     f"{str(error)[:300]})"
                 ) from error
             time.sleep(2 * attempt)
+    return {"version": str(version), **ranking_metrics(labels, scores)}
+
+
+def ranking_metrics(labels, scores) -> dict:
+    """AUROC and AUPRC on the labelled rows; none when they do not hold both classes."""
     if not has_both_classes(labels):
-        return {"version": str(version)}
-    return {"version": str(version), "auroc": detection_metrics(labels, scores, float("inf"))["auroc"]}
+        return {}
+    metrics = detection_metrics(labels, scores, float("inf"))
+    return {"auroc": metrics["auroc"], "auprc": metrics["auprc"]}
 
 
 def _version_scores(model_name: str, version, rows) -> tuple[np.ndarray, np.ndarray | None]:
@@ -329,12 +344,13 @@ def labelled_reference(champion, rows) -> Table | str:
     if not isinstance(rows, Table):
         return "comparing on the champion's reference snapshot is available for tables only"
     snapshot = tracking.load_parquet_artifact(champion.run_id, REFERENCE_FILE)
-    if REFERENCE_LABEL not in snapshot.columns or not has_both_classes(snapshot[REFERENCE_LABEL].to_numpy()):
-        return f"champion v{champion.version}'s reference snapshot has no labels either"
+    labels = check_labels(snapshot[REFERENCE_LABEL]) if REFERENCE_LABEL in snapshot.columns else None
+    if not has_both_classes(labels):
+        return f"champion v{champion.version}'s reference snapshot has no labels of both classes either"
     columns = list(rows.scoring_frame().columns)
     if not set(columns) <= set(snapshot.columns):
         return f"champion v{champion.version}'s reference snapshot has other columns"
-    return Table(snapshot[columns], snapshot[REFERENCE_LABEL].to_numpy().astype(int))
+    return Table(snapshot[columns], labels)
 
 
 def gate_verdict(challenger: dict, model_name: str, rows, config: GateConfig, student=None) -> Verdict:
@@ -350,18 +366,26 @@ def gate_verdict(challenger: dict, model_name: str, rows, config: GateConfig, st
         reference = labelled_reference(champion, rows)
         if isinstance(reference, str):
             return held(challenger, config, str(champion.version), f"no labels in this run, and {reference}")
-        challenger = {**challenger, "auroc": _candidate_auroc(student, reference)}
+        challenger = {**challenger, **_candidate_metrics(student, reference)}
         rows = reference
         evidence = (
-            f"champion v{champion.version}'s labelled reference snapshot ({len(reference.labels):,} of its "
-            "training rows, as this run has no labels; the champion learnt from them, so they favour it)"
+            f"champion v{champion.version}'s labelled reference snapshot ({labelled_rows(reference.labels)} of "
+            "its training rows, as this run's held-out rows lack labels of both classes; the champion learnt from "
+            "them, so they favour it)"
         )
+    elif "auroc" in challenger and isinstance(rows, Table):
+        evidence = f"the held-out rows ({labelled_rows(rows.labels)})"
     return _compared(challenger, model_name, champion, rows, config, evidence)
 
 
-def _candidate_auroc(student, rows: Table) -> float:
-    scores = student.predict(rows.scoring_frame())["score"].to_numpy()
-    return detection_metrics(rows.labels, scores, float("inf"))["auroc"]
+def _candidate_metrics(student, rows: Table) -> dict:
+    return ranking_metrics(rows.labels, student.predict(rows.scoring_frame())["score"].to_numpy())
+
+
+def labelled_rows(labels) -> str:
+    """How many labelled rows a comparison rests on, e.g. "412 labelled of 1,130: 12 anomalies"."""
+    labels = np.asarray(labels)
+    return f"{labelled_count(labels):,} labelled of {len(labels):,}: {int((labels == 1).sum()):,} anomalies"
 
 
 def _compared(challenger, model_name, champion, rows, config, evidence) -> Verdict:
@@ -525,7 +549,12 @@ def reference_snapshot(student: pipeline.Student, train: Table, seed: int, max_r
     """Training rows as the model saw them (features, score, flag): the reference for drift monitoring."""
     rows = train.take(np.sort(np.random.default_rng(seed).permutation(len(train))[:max_rows]))
     snapshot = pd.concat([rows.scoring_frame(), student.predict(rows.scoring_frame())], axis=1)
-    return snapshot if rows.labels is None else snapshot.assign(**{REFERENCE_LABEL: rows.labels})
+    return snapshot if rows.labels is None else snapshot.assign(**{REFERENCE_LABEL: label_cells(rows.labels)})
+
+
+def label_cells(labels: np.ndarray) -> pd.arrays.IntegerArray:
+    """Labels as a file holds them: 0, 1, or an empty cell for a row nobody reviewed."""
+    return pd.array(np.where(labels == UNLABELLED, None, labels), dtype="Int8")
 
 
 @task(cache_policy=NO_CACHE, **IO_RETRIES)

@@ -1,7 +1,7 @@
 """Great Expectations data contract: derived from reference data, saved with each model, validated before training.
 
 Two layers of expectations:
-- basic (always): numeric columns, no nulls, finite values, enough rows, labels in {0, 1};
+- basic (always): numeric columns, no nulls, finite values, enough rows, labels in {0, 1} or empty (not reviewed);
 - contract (when a saved contract exists): the exact column set and each column's range, widened by a tolerance.
 """
 

@@ -18,8 +18,8 @@ from torch import nn
 
 from anomaly_distill.config import TeacherConfig
 from anomaly_distill.data import DataError
-from anomaly_distill.metrics import has_both_classes
 from anomaly_distill.models.base import NeuralTeacher, subsample
+from anomaly_distill.models.labelled import LabelledBlend, keep_labelled, labelled_anomalies
 from anomaly_distill.models.layers import mlp
 from anomaly_distill.models.sequence import ConvAutoencoderTeacher
 
@@ -155,9 +155,10 @@ class EnsembleTeacher:
         self.config, self.seed = config, seed
 
     def fit(self, X: np.ndarray, y: np.ndarray | None = None, map_fn=map) -> "EnsembleTeacher":
-        """`map_fn` lets an orchestrator fit the members in parallel (e.g. on a Dask cluster)."""
-        X, _ = subsample(X, None, self.config.max_fit_rows, self.seed)
-        self.detectors = list(map_fn(functools.partial(fit_detector, X=X, seed=self.seed), self.config.detectors))
+        """`map_fn` lets an orchestrator fit the members in parallel (e.g. on a Dask cluster). With labelled
+        anomalies in `y` (and `labels: use`), a classifier learns from them too (models/labelled.py)."""
+        rows, _ = subsample(X, None, self.config.max_fit_rows, self.seed)
+        self.detectors = list(map_fn(functools.partial(fit_detector, X=rows, seed=self.seed), self.config.detectors))
         self.calibrators = [EcdfCalibrator(d.decision_scores_) for d in self.detectors]
         reference = np.column_stack([cal(d.decision_scores_) for d, cal in zip(self.detectors, self.calibrators)])
         self.weights = (
@@ -165,17 +166,29 @@ class EnsembleTeacher:
             if self.config.combine in AGREEMENT_RULES and len(self.detectors) > 1
             else None
         )
+        self.labelled = None
+        if self.config.labels == "use" and labelled_anomalies(y) > 0:
+            rows, y = keep_labelled(X, y, self.config.max_fit_rows, self.seed)
+            members = self.member_scores(rows)
+            self.labelled = LabelledBlend(self.config.label_prior, self.seed).fit(
+                rows, members, self._unsupervised(members), y
+            )
         return self
 
     def member_scores(self, X: np.ndarray) -> np.ndarray:
         return np.column_stack([cal(d.decision_function(X)) for d, cal in zip(self.detectors, self.calibrators)])
 
-    def score(self, X: np.ndarray) -> np.ndarray:
-        members = self.member_scores(X)
+    def _unsupervised(self, members: np.ndarray) -> np.ndarray:
         # getattr: a teacher pickled before `combine` existed has neither attribute and averaged its members
         if getattr(self, "weights", None) is not None:
             return members @ self.weights
         return combine_members(members, None, getattr(self.config, "combine", "mean"))
+
+    def score(self, X: np.ndarray) -> np.ndarray:
+        members = self.member_scores(X)
+        unsupervised = self._unsupervised(members)
+        labelled = getattr(self, "labelled", None)  # None: no labelled anomalies, or pickled before labels
+        return unsupervised if labelled is None else labelled.score(X, members, unsupervised)
 
     def features(self, X: np.ndarray) -> np.ndarray | None:
         return self.member_scores(X) if self.config.member_hints else None
@@ -222,8 +235,10 @@ class SupervisedTeacher(NeuralTeacher):
     """MLP classifier on known labels; the score is its logit, the hint features its last hidden layer."""
 
     def fit(self, X: np.ndarray, y: np.ndarray | None = None, map_fn=map) -> "SupervisedTeacher":
-        if not has_both_classes(y):
-            raise DataError("the supervised teacher needs a label column with both normal (0) and anomaly (1) rows")
+        """Rows nobody reviewed count as normal (positive-unlabelled learning: they mostly are)."""
+        if labelled_anomalies(y) == 0 or not (y != 1).any():
+            raise DataError("the supervised teacher needs a label column with labelled anomalies (1) and other rows")
+        y = np.where(y == 1, 1, 0)
         torch.manual_seed(self.seed)
         X, y = subsample(X, y, self.config.max_fit_rows, self.seed)
         self.net = mlp([X.shape[1], *self.config.hidden, 1], final_activation=False)

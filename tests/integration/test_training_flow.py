@@ -82,7 +82,9 @@ def test_first_run_promotes_with_everything_tracked_then_second_run_is_gated(wor
     assert version.tags["prefect.flow_run_id"] == flow_run_id
 
     # other student parameters: a new model, same (cached) teacher, gated against version 1 on the same rows
-    second = train(thyroid_csv, engine={"distill": {"epochs": 21}}, gate=GateConfig(auroc_tolerance=1.0))
+    second = train(
+        thyroid_csv, engine={"distill": {"epochs": 21}}, gate=GateConfig(auroc_tolerance=1.0, auprc_tolerance=1.0)
+    )
     assert second["version"] == "2" and second["teacher_from_cache"] and second["promoted"]
     assert any(reason.startswith("pass: AUROC") and "champion" in reason for reason in second["reasons"])
     assert str(mlflow_client().get_model_version_by_alias(NAME, "challenger").version) == "2" and champion() == "2"
@@ -127,7 +129,9 @@ def test_the_same_table_with_another_hold_out_gets_a_new_teacher_and_version(wor
             workspace / f"{name}.csv", index=False
         )
     first = train(workspace / "a.csv", holdout_column="holdout")
-    other = train(workspace / "b.csv", holdout_column="holdout", gate=GateConfig(auroc_tolerance=1.0))
+    other = train(
+        workspace / "b.csv", holdout_column="holdout", gate=GateConfig(auroc_tolerance=1.0, auprc_tolerance=1.0)
+    )
     assert not other["teacher_from_cache"] and other["version"] == "2" and not other["reused_version"]
     again = train(workspace / "a.csv", holdout_column="holdout")
     assert again["teacher_from_cache"] and again["reused_version"] and again["version"] == first["version"]

@@ -20,7 +20,9 @@ from tasks.tracking import tracking_uri
 
 NAME = "trust-test"
 FAST = {"engine": {"distill": {"epochs": 20}}, "model_name": NAME, "label_column": "label"}
-LENIENT = GateConfig(auroc_tolerance=1.0)  # any challenger passes: the promotion logic is what is under test
+LENIENT = GateConfig(
+    auroc_tolerance=1.0, auprc_tolerance=1.0
+)  # any challenger passes: the promotion logic is what is under test
 
 
 def train(data, seed=0, **overrides):
@@ -231,7 +233,9 @@ def test_series_gate_scores_both_models_on_the_same_points_when_windows_differ(w
         "labels_path": str(workspace / "labels.json"),
         "engine": {"distill": {"epochs": 20}},
     }
-    any_model = GateConfig(min_auroc=0.0, min_fidelity=-1.0, auroc_tolerance=1.0, min_rows_per_second=0)
+    any_model = GateConfig(
+        min_auroc=0.0, min_fidelity=-1.0, auroc_tolerance=1.0, auprc_tolerance=1.0, min_rows_per_second=0
+    )
     first = training_pipeline(TrainingParameters(**common, series={**fast, "window": 32}, gate=any_model))
     second = training_pipeline(TrainingParameters(**common, series={**fast, "window": 16}, gate=any_model))
     assert first["promoted"] and second["version"] == "2", first["reasons"]
@@ -308,7 +312,12 @@ def test_an_unlabelled_retrain_is_compared_on_the_champions_labelled_reference_o
     assert train(thyroid_csv)["promoted"]
     unlabelled = workspace / "unlabelled.csv"
     pd.read_csv(thyroid_csv).drop(columns=["label"]).to_csv(unlabelled, index=False)
-    second = train(unlabelled, seed=1, label_column=None, gate=GateConfig(auroc_tolerance=1.0, unlabelled=policy))
+    second = train(
+        unlabelled,
+        seed=1,
+        label_column=None,
+        gate=GateConfig(auroc_tolerance=1.0, auprc_tolerance=1.0, unlabelled=policy),
+    )
     tags = client().get_model_version(NAME, "2").tags
     if policy == "hold":
         assert not second["promoted"] and champion() == "1" and tags["gate"] == "held"

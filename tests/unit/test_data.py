@@ -52,7 +52,7 @@ def test_label_column_is_optional(tmp_path, small_frame):
             "labels",
             lambda f: f.assign(label=f["label"].replace(1, 2)),
             "label",
-            "must hold 0 (normal) or 1 (anomaly); found ['2']",
+            "must hold 0 (normal), 1 (anomaly) or an empty cell (not reviewed); found ['2']",
         ),
         ("no label", lambda f: f, "target", "label column 'target' not found"),
         ("single row", lambda f: f.head(1), "label", "single row"),
