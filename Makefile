@@ -7,7 +7,7 @@ DEMO := data/demo/thyroid.csv
 
 .PHONY: run demo-benchmark test test-fast lint soak bench bench-full bench-live bench-overhead bench-scale bench-explain bench-compress bench-images bench-schedule bench-series \
 	bench-series-full \
-	bench-series-ablation select-teacher select-alarm-score select-online bench-online-service clean
+	bench-series-ablation bench-labels select-teacher select-alarm-score select-online bench-online-service clean
 
 $(BIN)/anomaly-distill: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,19 @@ bench-full: $(BIN)/anomaly-distill
 	mkdir -p benchmarks
 	$(BIN)/anomaly-distill benchmark $(ADBENCH)/*.npz --seeds $(SEEDS) --workers 2 --json benchmarks/adbench_full.json \
 		| tee benchmarks/adbench_full.md
+
+# Partial labels (issue 31): ADBench's semi-supervised protocol on all 30 sets x 3 seeds, 1/5/25 % of the training
+# anomalies labelled; our student and teacher beside IForest, XGBOD, LightGBM, DevNet, DeepSAD and PReNet; the review
+# feedback loop (5 rounds; top, uncertain, random). Resumable: every result is a line in outputs/bench-labels.
+# deepod's metadata pins torch<1.13.1 but it runs on torch 2.13, so it is installed without dependencies (numpy,
+# scipy, scikit-learn, pandas, tqdm: the project's own; einops comes with the extra).
+LABEL_WORKERS ?= 1
+bench-labels: $(BIN)/anomaly-distill
+	$(BIN)/python -m pip install --quiet -e '.[labels-bench]'
+	$(BIN)/python -m pip install --quiet --no-deps 'deepod==0.4.1'
+	mkdir -p benchmarks
+	$(BIN)/python benchmarks/labels.py --seeds $(SEEDS) --workers $(LABEL_WORKERS) --feedback \
+		--json benchmarks/labels.json | tee benchmarks/labels.md
 
 # How the ensemble teacher's members and rule were chosen: on selection seeds 3 and 4, never reported (BENCHMARKS.md).
 SELECTION := outputs/selection
