@@ -9,6 +9,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 
+from anomaly_distill.metrics import UNLABELLED  # noqa: E402
+
 
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
@@ -18,6 +20,9 @@ def _save(fig, path: Path) -> Path:
 
 
 def curve_plots(y: np.ndarray, teacher: np.ndarray, student: np.ndarray, out: Path) -> list[Path]:
+    """ROC and precision-recall curves over the labelled rows (a row nobody reviewed is neither class)."""
+    known = np.asarray(y) != UNLABELLED
+    y, teacher, student = np.asarray(y)[known], np.asarray(teacher)[known], np.asarray(student)[known]
     roc, ax = plt.subplots(figsize=(5, 4))
     pr, ax2 = plt.subplots(figsize=(5, 4))
     for name, scores in (("teacher", teacher), ("student", student)):
