@@ -521,6 +521,21 @@ def per_fraction_report(records: list[dict], fraction: float) -> tuple[list[str]
     return lines, {"fraction": fraction, "rows": rows, "student_near_teacher": [close, compared]}
 
 
+def time_table(records: list[dict]) -> str:
+    """Label-free methods fit once per split, the others once per share (XGBOD's detectors once per split)."""
+    lines = ["| method | fits | total s | mean s | largest s (set) |", "|---|---|---|---|---|"]
+    for m in lb.ordered(r["method"] for r in records):
+        these = [r for r in records if r["method"] == m and r.get("fit_seconds") is not None]
+        if these:
+            top = max(these, key=lambda r: r["fit_seconds"])
+            total = sum(r["fit_seconds"] for r in these)
+            lines.append(
+                f"| {m} | {len(these)} | {total:,.0f} | {total / len(these):.1f} | {top['fit_seconds']:.0f} "
+                f"({top['dataset']}) |"
+            )
+    return "\n".join(lines)
+
+
 def per_set_table(records: list[dict]) -> str:
     methods = lb.ordered(r["method"] for r in records)
     means = lb.set_means(records, "auroc")
@@ -633,6 +648,9 @@ def report(opts: dict, sets: list[str], seeds: list[int], wall: float, deepod_er
         shown = 0.05 if 0.05 in fractions else fractions[0]
         lines += [f"### Per set: AUROC (mean over seeds), {shown:.0%} labelled", ""]
         lines += [per_set_table(lb.by_fraction(grid, [shown])[shown]), ""]
+    if grid:
+        lines += ["### Fit time per method (s, all splits and shares, one thread; student and teacher: one fit)", ""]
+        lines += [time_table(grid), ""]
     if errors:
         lines += ["### Not run", ""]
         reasons: dict[tuple, list] = {}
@@ -745,6 +763,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks/labels.json")
     parser.add_argument("--plot", type=Path, default=ROOT / "benchmarks/labels_feedback.png")
     parser.add_argument("--report-only", action="store_true", help="only the report of what the cache holds")
+    parser.add_argument("--code", help="our methods' results of this training-code digest (default: this checkout's)")
     args = parser.parse_args()
     start = time.perf_counter()
     sets = args.sets or sorted((p.stem for p in args.data.glob("*.npz")), key=lambda n: int(n.split("_")[0]))
@@ -767,7 +786,7 @@ def main() -> None:
         "plot": str(args.plot),
         "workers": args.workers,
         "deepod_error": deepod_error,
-        "code": code_digest(),
+        "code": args.code or code_digest(),
         "commit": _git("rev-parse", "--short", "HEAD"),
         "uncommitted_training_code": bool(_git("status", "--porcelain", "--", *_training_paths())),
     }
