@@ -35,7 +35,8 @@ def build(
         training_pipeline.to_deployment(
             name="nightly-retrain",
             description=f"Retrains {model_name} on {data_path} at '{cron}' ({timezone}), and on a drift event "
-            "with the drift run's table (reference + live window). Gate, registry and promotion included.",
+            "with the drift run's table (reference + live window, with the labels people gave through feedback). "
+            "Gate, registry and promotion included.",
             parameters={"params": training.model_dump()},
             schedules=[Cron(cron, timezone=timezone)],
             triggers=[retrain_on_drift],

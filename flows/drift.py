@@ -86,13 +86,24 @@ def adaptation_note(contract, current: pd.DataFrame) -> str | None:
 def retraining_table(
     reference: pd.DataFrame, live: pd.DataFrame, features: list[str], live_labels: pd.Series
 ) -> pd.DataFrame:
-    """Reference snapshot + live rows. Labelled only when both have labels for every row (then the gate can check
-    AUROC against the champion); otherwise unlabelled, and gate.unlabelled decides (README, "Reading the gate")."""
+    """Reference snapshot + live rows, each with whatever label it has: the reference's own (when the champion
+    trained with labels) and the live rows' through `feedback`; an empty cell for a row nobody labelled, which
+    training reads as not reviewed. No label column when no row has a label. The gate rests on the labelled live
+    rows it holds out (it says how many), or, with none of both classes, gate.unlabelled decides (README, "Reading
+    the gate")."""
     table = pd.concat([reference[features], live[features]], ignore_index=True)
-    if d.LABEL in reference and live_labels.notna().all():
-        table[d.LABEL] = pd.concat([reference[d.LABEL], live_labels], ignore_index=True).astype(int).to_numpy()
+    reference_labels = reference[d.LABEL] if d.LABEL in reference else pd.Series(np.nan, index=reference.index)
+    labels = pd.concat([label_cells(reference_labels), label_cells(live_labels)], ignore_index=True)
+    if labels.notna().any():
+        table[d.LABEL] = labels.to_numpy()
     table[LIVE_ROW] = np.repeat([0, 1], [len(reference), len(live)])  # only live rows are held out for the gate
     return table
+
+
+def label_cells(labels: pd.Series) -> pd.Series:
+    """0.0 / 1.0 where a label was given, NaN (an empty cell) where not: a snapshot's empty or -1 cells too."""
+    values = pd.to_numeric(pd.Series(labels), errors="coerce").astype("float64")
+    return values.where(values.isin([0.0, 1.0])).reset_index(drop=True)
 
 
 def series_retraining(

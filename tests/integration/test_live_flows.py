@@ -181,16 +181,21 @@ def test_the_report_headline_states_the_projects_verdict_when_only_the_score_dri
     assert f"here {len(summary['drifted_columns'])} of 4 features, and the score drifted" in html
 
 
-def test_retraining_table_is_labelled_only_when_every_row_is():
+def test_retraining_table_keeps_every_label_given_and_leaves_the_others_empty():
     from flows.drift import LIVE_ROW, retraining_table
 
-    reference = pd.DataFrame({"a": [1.0, 2.0], "label": [0, 1], "score": [0.1, 0.9]})
-    live = pd.DataFrame({"a": [3.0, 4.0], "row_id": ["x", "y"]})
+    reference = pd.DataFrame({"a": [1.0, 2.0, 3.0], "label": pd.array([0, 1, None], dtype="Int8"), "score": 0.5})
+    live = pd.DataFrame({"a": [4.0, 5.0], "row_id": ["x", "y"]})
     labelled = retraining_table(reference, live, ["a"], pd.Series([1.0, 0.0]))
-    assert labelled["label"].tolist() == [0, 1, 1, 0] and list(labelled.columns) == ["a", "label", LIVE_ROW]
+    assert labelled["label"].fillna(-1).tolist() == [0, 1, -1, 1, 0]  # the snapshot's empty cell stays empty
+    assert list(labelled.columns) == ["a", "label", LIVE_ROW]
     partial = retraining_table(reference, live, ["a"], pd.Series([1.0, float("nan")]))
-    assert list(partial.columns) == ["a", LIVE_ROW] and len(partial) == 4
-    assert partial[LIVE_ROW].tolist() == [0, 0, 1, 1]  # only live rows may be held out for the gate
+    assert partial["label"].fillna(-1).tolist() == [0, 1, -1, 1, -1]  # an empty cell: not reviewed
+    assert partial[LIVE_ROW].tolist() == [0, 0, 0, 1, 1]  # only live rows may be held out for the gate
+    unlabelled_reference = retraining_table(reference.drop(columns="label"), live, ["a"], pd.Series([float("nan"), 0]))
+    assert unlabelled_reference["label"].fillna(-1).tolist() == [-1, -1, -1, -1, 0]
+    nothing = retraining_table(reference.drop(columns="label"), live, ["a"], pd.Series([float("nan")] * 2))
+    assert list(nothing.columns) == ["a", LIVE_ROW]  # no row has a label: no label column
 
 
 @pytest.mark.slow
