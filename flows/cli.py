@@ -16,6 +16,7 @@ from anomaly_distill.config import BASELINES, EngineConfig, SettingsError, parse
 from anomaly_distill.errors import DataError
 
 EXPECTED_ERRORS = (DataError, LookupError, ValidationError, SettingsError)  # bad data/settings, unknown model
+REVIEW_STRATEGIES, REVIEW_DEFAULT = ("top", "uncertain"), "top"  # as anomaly_distill.review (not imported here)
 PREFECT_LOGGERS = ("", "prefect", "prefect.flow_runs", "prefect.task_runs")  # the loggers Prefect gives handlers
 
 
@@ -326,7 +327,7 @@ def cmd_serve_api(args: argparse.Namespace) -> int:
 
 
 def cmd_feedback(args: argparse.Namespace) -> int:
-    from anomaly_distill.data import check_labels, read_frame
+    from anomaly_distill.data import UNLABELLED, check_labels, read_frame
     from serving.live_store import ROW_ID, LiveStore, live_store_url
     from tasks.drift import LABEL, feedback_store
 
@@ -334,14 +335,60 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     missing = [c for c in (ROW_ID, LABEL) if c not in frame.columns]
     if missing:
         raise DataError(f"feedback needs columns {ROW_ID!r} and {LABEL!r}; missing {missing}")
-    labels = check_labels(frame[LABEL])
+    labels = check_labels(frame[LABEL])  # 0, 1, or an empty cell: not reviewed
     url = live_store_url(args.live_store)
     unknown = sorted(set(frame[ROW_ID].astype(str)) - set(LiveStore(url).read().get(ROW_ID, [])))
     if unknown:
         raise DataError(f"{len(unknown)} row ids are not in the live store at {url}, e.g. {unknown[:5]}")
-    feedback_store(url).append(frame[[ROW_ID]].astype(str).assign(**{LABEL: labels}))
-    print(f"attached {len(frame):,} labels ({int(labels.sum()):,} anomalies) to live rows in {url}")
+    given = labels != UNLABELLED
+    if given.any():
+        rows = frame.loc[given, [ROW_ID]].astype(str)
+        feedback_store(url).append(rows.assign(**{LABEL: labels[given].astype("int64")}))
+    skipped = int((~given).sum())
+    print(
+        f"attached {int(given.sum()):,} labels ({int((labels == 1).sum()):,} anomalies) to live rows in {url}"
+        + (f"; {skipped:,} rows with an empty label were left out (not reviewed)" if skipped else "")
+    )
     return 0
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    from serving.live_store import live_store_url
+    from tasks.review import STRATEGY_NOTES, StoreUnreachable, review_file, review_queue_rows
+    from tasks.scoring import write_table_file
+
+    if args.tracking_uri:
+        os.environ["MLFLOW_TRACKING_URI"] = args.tracking_uri
+    url = live_store_url(args.live_store)
+    try:
+        queue, facts = review_queue_rows(args.model_name, args.k, args.strategy, url, args.window, args.explain)
+    except StoreUnreachable as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 3
+    print(review_table(args, queue, facts, STRATEGY_NOTES))
+    if args.csv:
+        write_table_file(review_file(queue), args.csv, "the review file")
+        print(
+            f"\nwrote {args.csv}: fill its label column (1 = anomaly, 0 = normal, empty = not reviewed), then "
+            f"hand it back: anomaly-distill feedback --data {args.csv} --live-store {url}"
+        )
+    return 0
+
+
+def review_table(args: argparse.Namespace, queue, facts: dict, notes: dict[str, str]) -> str:
+    """What the queue holds and why these rows, one line per row, then the strategies to choose from."""
+    unreviewed = facts["rows"] - facts["reviewed"]
+    head = (
+        f"{args.model_name} v{facts['version']} (champion): {len(queue):,} of {unreviewed:,} unreviewed live rows "
+        f"({facts['reviewed']:,} of {facts['rows']:,} already labelled); strategy {args.strategy!r}"
+    )
+    width = max([len("row_id"), *map(len, queue["row_id"])])
+    rows = [f"{'row_id':<{width}}  {'score':>10}  {'flagged':<7}  explanation"] + [
+        f"{row.row_id:<{width}}  {row.score:>10.4g}  {'yes' if row.is_anomaly else 'no':<7}  {row.explanation}"
+        for row in queue.itertuples(index=False)
+    ]
+    strategies = [f"  {name}{' (default)' if name == REVIEW_DEFAULT else ''}: {note}" for name, note in notes.items()]
+    return "\n".join([head, "", *rows, "", "Strategies (--strategy):", *strategies])
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
@@ -506,9 +553,35 @@ def build_parser() -> argparse.ArgumentParser:
     daemon.set_defaults(func=cmd_daemon)
 
     feedback = commands.add_parser("feedback", help="attach delayed true labels to scored live rows by row_id")
-    feedback.add_argument("--data", required=True, help="CSV/Parquet with columns row_id and label (1 = anomaly)")
+    feedback.add_argument(
+        "--data",
+        required=True,
+        help="CSV/Parquet with columns row_id and label (1 = anomaly, 0 = normal, empty = not reviewed: left out)",
+    )
     feedback.add_argument("--live-store", help="live store URL (default $ANOMALY_DISTILL_LIVE_STORE or ./live-store)")
     feedback.set_defaults(func=cmd_feedback)
+
+    review = commands.add_parser(
+        "review",
+        help="the unlabelled live rows most worth a person's look, with score, flag and explanation; --csv writes "
+        "them with an empty label column for `feedback`",
+    )
+    review.add_argument("--model-name", required=True, help="registered model; its champion scores and explains")
+    review.add_argument("--k", type=int, default=20, help="rows to list (default 20)")
+    review.add_argument(
+        "--strategy",
+        choices=REVIEW_STRATEGIES,
+        default=REVIEW_DEFAULT,
+        help="top (default): the highest scores, the alerts a team reviews anyway and mostly anomalies, which is "
+        "what the teacher learns from; uncertain: the scores nearest the alarm threshold, which tell the boundary "
+        "apart but are mostly normal",
+    )
+    review.add_argument("--csv", help="write the rows here with an empty label column, to fill in and hand to feedback")
+    review.add_argument("--live-store", help="live store URL (default $ANOMALY_DISTILL_LIVE_STORE or ./live-store)")
+    review.add_argument("--window", help="only live rows from this far back (1d, 12h); default: every stored row")
+    review.add_argument("--explain", type=int, default=3, metavar="K", help="columns named per explanation (3)")
+    review.add_argument("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI)")
+    review.set_defaults(func=cmd_review)
 
     deploy = commands.add_parser("deploy", help="serve the deployments against a running Prefect server")
     deploy.add_argument("--data", required=True, help="training table the nightly retrain reads")
