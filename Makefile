@@ -52,13 +52,16 @@ bench-full: $(BIN)/anomaly-distill
 # feedback loop (5 rounds; top, uncertain, random). Resumable: every result is a line in outputs/bench-labels.
 # deepod's metadata pins torch<1.13.1 but it runs on torch 2.13, so it is installed without dependencies (numpy,
 # scipy, scikit-learn, pandas, tqdm: the project's own; einops comes with the extra).
+# LABEL_SETTINGS=benchmarks/labels_settings.json adds students of other teacher.label_prior values and chooses among
+# them across sets only (5 folds of 6 sets; the out-of-fold mean is the figure).
 LABEL_WORKERS ?= 1
+LABEL_SETTINGS ?=
 bench-labels: $(BIN)/anomaly-distill
 	$(BIN)/python -m pip install --quiet -e '.[labels-bench]'
 	$(BIN)/python -m pip install --quiet --no-deps 'deepod==0.4.1'
 	mkdir -p benchmarks
 	$(BIN)/python benchmarks/labels.py --seeds $(SEEDS) --workers $(LABEL_WORKERS) --feedback \
-		--json benchmarks/labels.json | tee benchmarks/labels.md
+		$(if $(LABEL_SETTINGS),--settings $(LABEL_SETTINGS)) --json benchmarks/labels.json | tee benchmarks/labels.md
 
 # How the ensemble teacher's members and rule were chosen: on selection seeds 3 and 4, never reported (BENCHMARKS.md).
 SELECTION := outputs/selection

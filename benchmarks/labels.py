@@ -221,13 +221,12 @@ def grid_job(path: str, seed: int, opts: dict) -> list[dict]:
     for setting, settings in opts["settings"].items() if "ours" in opts["methods"] else ():
         student_name, teacher_name = method_names(setting)
         key_settings = ours_key(settings, opts)
-        suffix = "" if setting == "default" else f"[{setting}]"
         keys = {m: digest(dataset, seed, m, key_settings, opts["max_train_rows"]) for m in WITHOUT_LABELS}
-        if any(need(k) for k in keys.values()):
+        if setting == "default" and any(need(k) for k in keys.values()):  # other settings: with labels only
             _, _, t_scores, s_scores, seconds = fit_ours(split, None, engine_config(settings, seed))
             for method, scores in (("student (no labels)", s_scores), ("teacher (no labels)", t_scores)):
                 scored = ranking(split.y_test, scores)
-                keep(split.record(method + suffix, None, keys[method], fit_seconds=seconds, **scored))
+                keep(split.record(method, None, keys[method], fit_seconds=seconds, **scored))
         for fraction in fractions:
             keys = {m: digest(dataset, seed, fraction, m, key_settings, opts["max_train_rows"]) for m in OURS}
             if not any(need(k) for k in keys.values()):
@@ -486,9 +485,9 @@ def collect(cache: Path, sets: list[str], seeds: list[int], opts: dict) -> tuple
 
 def expected_keys(dataset: str, seed: int, opts: dict):
     rows = opts["max_train_rows"]
+    yield from (digest(dataset, seed, m, ours_key(opts["settings"]["default"], opts), rows) for m in WITHOUT_LABELS)
     for settings in opts["settings"].values():
         settings = ours_key(settings, opts)
-        yield from (digest(dataset, seed, m, settings, rows) for m in WITHOUT_LABELS)
         yield from (digest(dataset, seed, f, m, settings, rows) for f in opts["fractions"] for m in OURS)
     yield digest(dataset, seed, "iforest", rows)
     for f in opts["fractions"]:
@@ -519,6 +518,46 @@ def per_fraction_report(records: list[dict], fraction: float) -> tuple[list[str]
         f"- labelled anomalies per split: median {np.median(labelled):.0f}, min {min(labelled)}",
     ]
     return lines, {"fraction": fraction, "rows": rows, "student_near_teacher": [close, compared]}
+
+
+def selection_report(records: list[dict], opts: dict, result: dict) -> list[str]:
+    """The student's setting chosen across sets only: per (set, seed) the AUROC averaged over the shares (one default
+    must serve every share), 5 folds of sets; then per share, for information."""
+    names = {method_names(s)[0]: s for s in opts["settings"]}
+    by: dict[tuple, list[float]] = {}
+    for r in records:
+        if r["method"] in names and r["fraction"] is not None:
+            by.setdefault((r["dataset"], r["seed"], names[r["method"]]), []).append(r["auroc"])
+    n_fractions = len(opts["fractions"])
+    scores = [{"dataset": d, "seed": s, "setting": st, "score": np.mean(v)} for (d, s, st), v in by.items()
+              if len(v) == n_fractions]  # fmt: skip
+    n_sets = len({s["dataset"] for s in scores})
+    if n_sets < 2:
+        return ["(Selection across sets needs results on at least 2 sets.)", ""]
+    folds = min(5, n_sets)
+    described = ", ".join(
+        f"{k} = {json.dumps(v) if v else 'EngineConfig defaults'}" for k, v in opts["settings"].items()
+    )
+    overall = lb.leave_sets_out(scores, n_folds=folds)
+    lines = [
+        "### Student setting chosen across sets only (leave-sets-out)",
+        "",
+        f"Settings: {described}. Score per (set, seed): student AUROC averaged over the shares.",
+        "",
+        lb.format_selection(overall),
+        "",
+    ]
+    result["selection"] = {"over_shares": overall}
+    for f in opts["fractions"]:
+        these = [{"dataset": r["dataset"], "seed": r["seed"], "setting": names[r["method"]], "score": r["auroc"]}
+                 for r in records if r["method"] in names and r["fraction"] == f]  # fmt: skip
+        one = lb.leave_sets_out(these, n_folds=folds)
+        result["selection"][str(f)] = one
+        lines.append(
+            f"- {f:.0%} alone: out-of-fold mean AUROC {one['out_of_fold_mean']:.4f}; chosen per fold: "
+            + ", ".join(fold["chosen"] for fold in one["folds"])
+        )
+    return lines + [""]
 
 
 def time_table(records: list[dict]) -> str:
@@ -623,6 +662,8 @@ def report(opts: dict, sets: list[str], seeds: list[int], wall: float, deepod_er
     ]
     result = {"settings": _public(opts), "sets": sets, "seeds": seeds, "wall_seconds": wall, "fractions": {}}
     grid.sort(key=lambda r: _method_rank(r["method"]))
+    variants = [r for r in grid if "[" in r["method"]]  # students of extra settings: the selection's, not the tables'
+    grid = [r for r in grid if "[" not in r["method"]]
     for f, records in lb.by_fraction(grid, fractions).items():
         with_student = {(r["dataset"], r["seed"]) for r in records if r["method"] == "student"}
         unfinished = sorted({(r["dataset"], r["seed"]) for r in records} - with_student)
@@ -633,17 +674,9 @@ def report(opts: dict, sets: list[str], seeds: list[int], wall: float, deepod_er
             continue
         section, summary = per_fraction_report(records, f)
         lines += section + [""]
-        if extra:
-            scores = [
-                {"dataset": r["dataset"], "seed": r["seed"], "setting": s, "score": r["auroc"]}
-                for s in opts["settings"]
-                for r in records
-                if r["method"] == method_names(s)[0]
-            ]
-            selection = lb.leave_sets_out(scores)
-            summary["selection"] = selection
-            lines += ["Student setting chosen across sets:", "", lb.format_selection(selection), ""]
         result["fractions"][str(f)] = summary
+    if extra:
+        lines += selection_report(grid + variants, opts, result)
     if grid:
         shown = 0.05 if 0.05 in fractions else fractions[0]
         lines += [f"### Per set: AUROC (mean over seeds), {shown:.0%} labelled", ""]
