@@ -644,7 +644,8 @@ def report(opts: dict, sets: list[str], seeds: list[int], wall: float, deepod_er
             max_rows=opts["max_train_rows"],
             capped=len(capped),
             fractions=", ".join(f"{f:.0%}" for f in fractions),
-            settings_note=f" (and the settings {extra} as extra students)" if extra else "",
+            settings_note=(f" with {json.dumps(opts['settings']['default'])}" if opts["settings"]["default"] else "")
+            + (f" (and the settings {extra} as extra students)" if extra else ""),
             deepod="0.4.1 installed without its dependencies (it pins torch<1.13.1; it runs on torch 2.13)"
             if not deepod_error
             else f"skipped: {deepod_error}",
@@ -697,7 +698,7 @@ def report(opts: dict, sets: list[str], seeds: list[int], wall: float, deepod_er
     result["errors"] = errors
     if opts["feedback"] and feedback:
         lines += feedback_report(feedback, opts, result)
-    result["records"] = grid
+    result["records"] = grid + variants
     return "\n".join(lines), result
 
 
