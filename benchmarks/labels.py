@@ -437,6 +437,19 @@ def _one_thread() -> None:
     warnings.filterwarnings("ignore")
 
 
+def job_order(largest: list[tuple[str, int]], workers: int, opts: dict) -> list[tuple]:
+    """Several workers: grid jobs largest first (no long job last), then the feedback loops. One worker: smallest
+    first, each split's loop right after its grid, so an interrupted run has every figure on the sets it finished."""
+    feedback = list(opts["feedback_seeds"]) if opts["feedback"] else []
+    if workers > 1:
+        return [("grid", p, s, opts) for p, s in largest] + [
+            ("feedback", p, s, opts) for p, s in largest if s in feedback
+        ]
+    return [
+        (kind, p, s, opts) for p, s in largest[::-1] for kind in ("grid", "feedback") if kind == "grid" or s in feedback
+    ]
+
+
 def run_job(kind: str, path: str, seed: int, opts: dict) -> tuple[str, str, int, float]:
     start = time.perf_counter()
     (grid_job if kind == "grid" else feedback_job)(path, seed, opts)
@@ -825,14 +838,7 @@ def main() -> None:
         "uncommitted_training_code": bool(_git("status", "--porcelain", "--", *_training_paths())),
     }
     paths = [str(args.data / f"{name}.npz") for name in sets]
-    order = largest_first(paths, args.seeds)
-    if args.workers == 1:  # one at a time: small sets first, so an interrupted run has many sets finished
-        order = order[::-1]
-    jobs = [("grid", p, s, opts) for p, s in order]
-    if args.feedback:  # seed by seed: every set's first seed before any set's second
-        jobs += [
-            ("feedback", p, s, opts) for p, s in sorted(order, key=lambda job: job[1]) if s in opts["feedback_seeds"]
-        ]
+    jobs = job_order(largest_first(paths, args.seeds), args.workers, opts)
     if not args.report_only:
         print(f"{len(jobs)} jobs; cache {args.cache}", file=sys.stderr)
         run_jobs(run_job, jobs, args.workers, lambda r: log_job(args.cache, *r))
