@@ -79,10 +79,10 @@ class TeacherConfig(StrictModel):
         "over the features and the members' scores, blended in; see models/labelled.py), or ignore every label.",
     )
     label_prior: float = Field(
-        1.0,
+        3.0,
         gt=0,
         description="ensemble with labels: the classifier's share of the score is n / (n + label_prior) for n "
-        "labelled anomalies (1: one label makes it half, ten make it 0.91).",
+        "labelled anomalies (3: three labels make it half, thirty 0.91; chosen across sets, BENCHMARKS.md).",
     )
     max_fit_rows: int = Field(
         20_000, ge=100, description="Teachers fit on a random subsample of at most this many training rows."

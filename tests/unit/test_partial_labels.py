@@ -74,7 +74,7 @@ def test_labelled_anomalies_teach_the_ensemble_what_its_members_miss():
 
     assert auroc(taught) > auroc(unsupervised) + 0.1
     assert np.array_equal(ignoring.score(X), unsupervised.score(X))
-    assert taught.labelled.weight == pytest.approx(10 / 11)
+    assert taught.labelled.weight == pytest.approx(10 / 13)
 
 
 def test_without_labelled_anomalies_the_teacher_is_todays():
