@@ -160,6 +160,8 @@ def _train(args: argparse.Namespace, api) -> int:
                 "modality": args.modality,
                 "timestamp_column": args.timestamp_column,
                 "labels_path": args.labels,
+                "live_window": args.live_window,
+                "live_store": args.live_store,
             }.items()
             if v is not None
         }
@@ -401,6 +403,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         cron=args.cron,
         timezone=args.timezone,
         drift_interval_seconds=args.drift_interval,
+        live_window=args.live_window or None,
         outage_seconds=args.outage_seconds,
     )
     return 0
@@ -493,6 +496,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--timestamp-column", help="timeseries: the timestamp column (default: timestamp)")
     train.add_argument("--labels", help="timeseries: NAB-style label-window JSON for evaluation")
+    train.add_argument(
+        "--live-window", help="also train on the model's live rows of this far back (7d) with their feedback labels"
+    )
+    train.add_argument("--live-store", help="live store URL for --live-window (default $ANOMALY_DISTILL_LIVE_STORE)")
     train.set_defaults(func=cmd_train)
 
     score = commands.add_parser("score", help="score a file with a registered model (batch-scoring flow)")
@@ -591,6 +598,9 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--timezone", default="UTC")
     deploy.add_argument("--drift-interval", type=int, default=3600, help="seconds between drift checks")
     deploy.add_argument(
+        "--live-window", default="7d", help="nightly-retrain also trains on the live rows of this far back ('': none)"
+    )
+    deploy.add_argument(
         "--outage-seconds", type=float, default=300, help="how long to wait for a Prefect API that went away"
     )
     deploy.set_defaults(func=cmd_deploy)
@@ -663,9 +673,10 @@ def unreachable_server(error: BaseException) -> str | None:
     from mlflow.exceptions import MlflowException
 
     from tasks.registry import RegistryUnreachable
+    from tasks.review import StoreUnreachable
 
     while error is not None:
-        if isinstance(error, RegistryUnreachable):
+        if isinstance(error, (RegistryUnreachable, StoreUnreachable)):
             return str(error).partition(" could not be read")[0]
         if isinstance(error, httpx.TransportError) or (  # 503: the server is up, its database is not
             isinstance(error, httpx.HTTPStatusError) and error.response.status_code in (502, 503, 504)

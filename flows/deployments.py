@@ -21,8 +21,11 @@ def build(
     timezone: str = "UTC",
     drift_interval_seconds: int = 3600,
     score_path: str | None = None,
+    live_window: str | None = "7d",
 ) -> list:
-    training = TrainingParameters(data_path=data_path, model_name=model_name, label_column=label_column)
+    training = TrainingParameters(
+        data_path=data_path, model_name=model_name, label_column=label_column, live_window=live_window
+    )
     retrain_on_drift = DeploymentEventTrigger(
         name="retrain-on-drift",
         expect={DRIFT_EVENT},
@@ -30,13 +33,14 @@ def build(
         # the drift run's own retraining parameters (reference + live window), not the nightly file
         parameters={"params": "{{ event.payload.training_parameters }}"},
     )
+    live = f" plus its live rows of the last {live_window} (labels from feedback where given)" if live_window else ""
     common = {"tags": ["anomaly-distill"], "entrypoint_type": EntrypointType.MODULE_PATH}  # not a cwd-relative path
     return [
         training_pipeline.to_deployment(
             name="nightly-retrain",
-            description=f"Retrains {model_name} on {data_path} at '{cron}' ({timezone}), and on a drift event "
-            "with the drift run's table (reference + live window, with the labels people gave through feedback). "
-            "Gate, registry and promotion included.",
+            description=f"Retrains {model_name} on {data_path}{live} at '{cron}' ({timezone}), and on a drift "
+            "event with the drift run's table (reference + live window, with the labels people gave through "
+            "feedback). Gate, registry and promotion included.",
             parameters={"params": training.model_dump()},
             schedules=[Cron(cron, timezone=timezone)],
             triggers=[retrain_on_drift],

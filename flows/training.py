@@ -10,7 +10,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 from prefect import flow
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from anomaly_distill import pipeline, series_pipeline
 from anomaly_distill.compress import compression_summary, hidden_widths
@@ -18,12 +18,16 @@ from anomaly_distill.config import EngineConfig, GateConfig, ImageConfig, Option
 from anomaly_distill.contract import SeriesContract, TabularContract
 from anomaly_distill.data import DataError, Table, table_from_frame
 from anomaly_distill.timeseries import chronological_split
+from flows.drift import LIVE_ROW, retraining_table
 from flows.image_training import distill_images, prepare_images
 from flows.runners import RunnerKind, with_runner
+from serving.live_store import live_store_url
 from tasks import online_series as online
 from tasks import series as ts
 from tasks import tracking
 from tasks import training as t
+from tasks.drift import LABEL
+from tasks.live_rows import live_rows
 
 
 class TabularInput(StrictModel):
@@ -44,7 +48,13 @@ class SeriesInput(StrictModel):
 
 
 # Where the files are or how the run is spread does not change the model (the label file's content does, apart)
-KEY_EXCLUDES = {"task_runner": True, "dask_address": True, "data_path": True, "modality": {"labels_path"}}
+KEY_EXCLUDES = {
+    "task_runner": True,
+    "dask_address": True,
+    "data_path": True,
+    "live_store": True,
+    "modality": {"labels_path"},
+}
 SERIES_KEYS = ("timestamp_column", "labels_path", "series")  # top-level keys before they moved under `modality`
 
 
@@ -105,6 +115,15 @@ class TrainingParameters(StrictModel):
         description="A file with more rows streams past once (whole-file checks for missing, infinite and text "
         "cells, and its digest), and a uniform random sample of this many rows trains and evaluates.",
     )
+    live_window: OptionalText = Field(
+        None,
+        description="Also train on this model's live rows of this far back (7d, 12h) with the labels people gave "
+        "through feedback (the rest not reviewed); the gate's held-out rows come from them, range checks are off. "
+        "The nightly deployment sets it. Empty: the file alone. Tabular models.",
+    )
+    live_store: OptionalText = Field(
+        None, description="Live store URL for live_window (default: $ANOMALY_DISTILL_LIVE_STORE or ./live-store)."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -119,6 +138,22 @@ class TrainingParameters(StrictModel):
         rest = {key: value for key, value in data.items() if key not in SERIES_KEYS}
         return {**rest, "modality": {"kind": kind, **flat}}
 
+    @field_validator("live_window")
+    @classmethod
+    def _window_is_a_duration(cls, value: str | None) -> str | None:
+        if value is not None and not _positive_duration(value):
+            raise ValueError(f"{value!r} is not a positive duration such as 7d, 12h or 30min")
+        return value
+
+    @model_validator(mode="after")
+    def _live_rows_are_tabular(self):
+        if self.live_window and (self.modality.kind != "tabular" or self.holdout_column):
+            raise ValueError(
+                "live_window: live rows join a tabular training table, and they are its held-out rows "
+                "(not with a time series, images or a holdout_column)"
+            )
+        return self
+
     @model_validator(mode="after")
     def _compression_is_tabular(self):
         if self.series_input and self.engine.student.compress != "none":
@@ -132,6 +167,13 @@ class TrainingParameters(StrictModel):
     @property
     def image_input(self) -> "ImageInput | None":
         return self.modality if isinstance(self.modality, ImageInput) else None
+
+
+def _positive_duration(value: str) -> bool:
+    try:
+        return pd.Timedelta(value) > pd.Timedelta(0)
+    except ValueError:
+        return False
 
 
 class Stopwatch(dict):
@@ -174,6 +216,8 @@ def training_pipeline(params: TrainingParameters = TrainingParameters()) -> dict
             prepared, done = _online_series(params, frame, run_id, runs, clock)
         else:
             frame = _load(params, run_id)
+            if params.live_window:
+                frame, params = _with_live_rows(params, frame, run_id)
             prepare = _prepare_series if params.series_input else _prepare_table
             prepared = prepare(params, frame, run_id)
             done = _distill(params, prepared, run_id, runs, clock)
@@ -305,6 +349,51 @@ def _load(params: TrainingParameters, run_id: str) -> pd.DataFrame:
         return t.load_data(params.data_path)
     sampling = params.max_rows_in_memory, params.engine.seed, run_id, (params.segment_column,)
     return t.load_training_rows(params.data_path, *sampling)
+
+
+def _with_live_rows(params: TrainingParameters, frame: pd.DataFrame, run_id: str):
+    """The file's rows + this model's live rows of the last `live_window`, each with the label it has (the live
+    rows' from feedback; an empty cell, not reviewed, for the rest), as the drift retrain builds its table: the
+    gate's held-out rows are drawn from the live rows, range checks are off. No live rows yet: the file alone."""
+    url, window = live_store_url(params.live_store), params.live_window
+    live, labels = live_rows(url, params.model_name, window)
+    if live.empty:
+        print(
+            f"no live rows of {params.model_name} in the last {window} in the live store at {url}: "
+            f"training on {params.data_path} alone"
+        )
+        t.record_run(run_id, params={"live_rows": 0})
+        return frame, params
+    table, label_column = _file_and_live(frame, live, labels, params.label_column)
+    given = int(labels.notna().sum())
+    print(
+        f"training on {len(frame):,} rows of {params.data_path} + {len(live):,} live rows of the last {window} "
+        f"({given:,} labelled through feedback, {int((labels == 1).sum()):,} of them anomalies; the rest not "
+        "reviewed); the held-out rows come from the live rows; range checks off"
+    )
+    t.record_run(run_id, params={"live_rows": len(live), "live_labelled_rows": given})
+    update = {"label_column": label_column, "holdout_column": LIVE_ROW, "check_ranges": False}
+    return table, params.model_copy(update=update)
+
+
+def _file_and_live(frame: pd.DataFrame, live: pd.DataFrame, labels: pd.Series, label_column: str | None):
+    """(the table, its label column or None): `retraining_table` with the file's rows as the reference."""
+    features = [c for c in frame.columns if c != label_column]
+    if label_column and label_column not in frame.columns:
+        raise DataError(f"label column {label_column!r} not found; columns are {list(frame.columns)}")
+    if LABEL in features:
+        raise DataError(
+            f"live_window: the file has a column {LABEL!r} but no label column is set (label_column, "
+            f"deploy --label-column): set it, or rename that feature"
+        )
+    missing = [c for c in features if c not in live.columns]
+    if missing:
+        raise DataError(f"the live rows lack the file's columns {missing}: were they scored by another model?")
+    reference = frame.rename(columns={label_column: LABEL}) if label_column else frame
+    table = retraining_table(reference, live, features, labels)
+    if LABEL not in table:
+        return table, None
+    return table.rename(columns={LABEL: label_column or LABEL}), label_column or LABEL
 
 
 def _prepare_table(params: TrainingParameters, frame: pd.DataFrame, run_id: str) -> Prepared:
