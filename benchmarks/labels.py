@@ -650,6 +650,7 @@ def report(opts: dict, sets: list[str], seeds: list[int], wall: float, deepod_er
     grid, feedback, errors = collect(cache, sets, seeds, opts)
     fractions = opts["fractions"]
     capped = sorted({r["dataset"] for r in grid if r["n_train_before_cap"] > r["n_train"]})
+    ours_done = {(r["dataset"], r["seed"]) for r in grid if r["method"] == "student (no labels)"}
     compute = sum(r.get("fit_seconds") or 0 for r in grid + feedback)
     extra = [s for s in opts["settings"] if s != "default"]
     lines = [
@@ -670,7 +671,8 @@ def report(opts: dict, sets: list[str], seeds: list[int], wall: float, deepod_er
             workers=opts["workers"],
             cores=os.cpu_count(),
         ),
-        f"Sets: {len({r['dataset'] for r in grid})} of {len(sets)} requested, seeds {seeds}; "
+        f"Splits with results: {len(ours_done)} of {len(sets) * len(seeds)} for our methods, "
+        f"{len({(r['dataset'], r['seed']) for r in grid})} for any method ({len(sets)} sets x seeds {seeds}); "
         f"capped sets: {', '.join(capped) or 'none'}.",
         "",
     ]
