@@ -197,7 +197,7 @@ def training_summary(outcome: dict, wall_seconds: float) -> str:
         f"Reused {outcome['model_name']} version {outcome['version']}: same data, parameters and code as its run"
         if outcome.get("reused_version")
         else f"Registered {outcome['model_name']} version {outcome['version']} (alias: challenger)",
-        f"  AUROC {m.get('auroc', float('nan')):.4f}  fidelity {m['fidelity']:.4f}  "
+        f"  {_held_out_quality(m)}  fidelity {m['fidelity']:.4f}  "
         f"params {m['params']:,}  size {m['size_bytes']:,} B  {_speed(m)}",
         f"Gate: {_gate_line(outcome)}",
         *[f"  - {reason}" for reason in outcome["reasons"]],
@@ -282,6 +282,13 @@ def cmd_drift(args: argparse.Namespace) -> int:
     if retrain:
         print(f"Retrained: version {retrain['version']}, gate {'passed' if retrain['promoted'] else 'failed'}")
     return 0
+
+
+def _held_out_quality(metrics: dict) -> str:
+    if "auroc" not in metrics:
+        return "AUROC n/a (held-out rows lack labels of both classes)"
+    auprc = f"  AUPRC {metrics['auprc']:.4f}" if "auprc" in metrics else ""
+    return f"AUROC {metrics['auroc']:.4f}{auprc}"
 
 
 def _gate_line(outcome: dict) -> str:
