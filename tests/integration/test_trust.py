@@ -276,7 +276,10 @@ def test_registry_unreachable_at_the_alias_reads_stops_with_exit_3_and_moves_not
     else:
         monkeypatch.setattr(registry, "champion_lock", fault_starts(registry.champion_lock))
     capfd.readouterr()
-    (workspace / "seed1.yaml").write_text("engine: {seed: 1, distill: {epochs: 20}}\n")
+    # A lenient gate: the promotion-lock case needs a challenger that passes the gate whatever its AUROC and AUPRC
+    # against v1 (the AUPRC check is new; a failed gate would never reach the lock and exit 0).
+    settings = "engine: {seed: 1, distill: {epochs: 20}}\ngate: {auroc_tolerance: 1.0, auprc_tolerance: 1.0}\n"
+    (workspace / "seed1.yaml").write_text(settings)
     argv = ["train", "--data", str(thyroid_csv), "--label-column", "label", "--model-name", NAME]
     assert main([*argv, "--config", str(workspace / "seed1.yaml")]) == 3
     out, err = capfd.readouterr()
