@@ -363,7 +363,8 @@ def cmd_feedback(args: argparse.Namespace) -> int:
 
 def cmd_review(args: argparse.Namespace) -> int:
     from serving.live_store import live_store_url
-    from tasks.review import STRATEGY_NOTES, StoreUnreachable, review_file, review_queue_rows
+    from tasks.live_rows import StoreUnreachable
+    from tasks.review import STRATEGY_NOTES, review_file, review_queue_rows
     from tasks.scoring import write_table_file
 
     if args.tracking_uri:
@@ -679,8 +680,8 @@ def unreachable_server(error: BaseException) -> str | None:
     import requests
     from mlflow.exceptions import MlflowException
 
+    from tasks.live_rows import StoreUnreachable
     from tasks.registry import RegistryUnreachable
-    from tasks.review import StoreUnreachable
 
     while error is not None:
         if isinstance(error, (RegistryUnreachable, StoreUnreachable)):

@@ -9,6 +9,7 @@ from anomaly_distill.data import DataError
 from anomaly_distill.explain import EXPLANATION
 from serving.live_store import ROW_ID
 from tasks import drift as d
+from tasks.live_rows import reading_store
 from tasks.registry import ModelRef, load_contract, resolve_model
 from tasks.scoring import load_pyfunc
 
@@ -19,10 +20,6 @@ STRATEGY_NOTES = {
     "which is what the teacher learns from",
     "uncertain": "the scores nearest the alarm threshold: they tell the boundary apart, but most are normal",
 }
-
-
-class StoreUnreachable(RuntimeError):
-    """The live store (or its feedback beside it) could not be read: nothing can be said about its rows."""
 
 
 def review_queue_rows(
@@ -47,13 +44,9 @@ def review_queue_rows(
 
 def unreviewed_rows(live_url: str, model: ModelRef, contract, window: str | None) -> tuple[pd.DataFrame, np.ndarray]:
     """The model's live rows (every score the champion's) and which of them already carry a person's label."""
-    try:
+    with reading_store(live_url):
         rows, _ = d.load_window.fn(live_url, model, contract, window or ALL_TIME)
         feedback = d.feedback_store(live_url).read()
-    except (ImportError, ValueError) as error:  # no filesystem for the URL's scheme, or not a URL at all
-        raise DataError(f"the live store {live_url!r} cannot be opened: {error}") from None
-    except OSError as error:
-        raise StoreUnreachable(f"the live store at {live_url} could not be read ({type(error).__name__}: {error})")
     if rows.empty:
         raise DataError(f"no live rows of {model.name} in the live store at {live_url}: nothing to review")
     labels = d.feedback_labels(rows, feedback)
