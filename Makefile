@@ -7,7 +7,7 @@ DEMO := data/demo/thyroid.csv
 
 .PHONY: run demo-benchmark test test-fast lint soak bench bench-full bench-live bench-overhead bench-scale bench-explain bench-compress bench-images bench-schedule bench-series \
 	bench-series-full \
-	bench-series-ablation bench-labels select-teacher select-label-prior labels-e2e select-alarm-score select-online bench-online-service clean
+	bench-series-ablation bench-labels bench-labels-quick select-teacher select-label-prior labels-e2e select-alarm-score select-online bench-online-service clean
 
 $(BIN)/anomaly-distill: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -62,6 +62,21 @@ bench-labels: $(BIN)/anomaly-distill
 	mkdir -p benchmarks
 	$(BIN)/python benchmarks/labels.py --seeds $(SEEDS) --workers $(LABEL_WORKERS) --feedback \
 		$(if $(LABEL_SETTINGS),--settings $(LABEL_SETTINGS)) --json benchmarks/labels.json | tee benchmarks/labels.md
+
+# The short version that fits a session (~1 h on 2 cores): training rows capped at 5,000, our methods, IForest,
+# LightGBM (3 seeds), DevNet and DeepSAD (seed 0), and the feedback loop on 8 mid-sized sets (seed 0). No XGBOD or
+# PReNet (minutes per split). Its figures are in BENCHMARKS.md ("Learning from the labels people give").
+QUICK := --data $(ADBENCH) --max-train-rows 5000 --cache outputs/bench-labels-quick --workers 1
+FEEDBACK_SETS := 19_landsat 20_letter 26_optdigits 27_PageBlocks 38_thyroid 40_vowels 44_Wilt 6_cardio
+bench-labels-quick: $(BIN)/anomaly-distill
+	$(BIN)/python -m pip install --quiet -e '.[labels-bench]'
+	$(BIN)/python -m pip install --quiet --no-deps 'deepod==0.4.1'
+	$(BIN)/python benchmarks/labels.py $(QUICK) --seeds 0 1 2 --methods ours iforest lightgbm --json /dev/null --plot outputs/bench-labels-quick/unused.png >/dev/null
+	$(BIN)/python benchmarks/labels.py $(QUICK) --seeds 0 --methods devnet deepsad --json /dev/null --plot outputs/bench-labels-quick/unused.png >/dev/null
+	$(BIN)/python benchmarks/labels.py $(QUICK) --sets $(FEEDBACK_SETS) --seeds 0 --feedback --methods ours iforest \
+		--json benchmarks/labels_feedback.json --plot benchmarks/labels_feedback.png | tee benchmarks/labels_feedback.md
+	$(BIN)/python benchmarks/labels.py $(QUICK) --seeds 0 1 2 --report-only --methods ours iforest lightgbm devnet deepsad \
+		--json benchmarks/labels_quick.json --plot outputs/bench-labels-quick/unused.png | tee benchmarks/labels_quick.md
 
 # How the ensemble teacher's members and rule were chosen: on selection seeds 3 and 4, never reported (BENCHMARKS.md).
 SELECTION := outputs/selection
