@@ -1,16 +1,17 @@
 """Which unlabelled rows a person should look at next (the review queue).
 
-- "top" (the default): the highest scores. At a low anomaly rate these are the alerts a team reviews anyway,
-  many of them are anomalies, and labelled anomalies are what the teacher learns most from (models/labelled.py).
-- "uncertain": the scores nearest the alarm threshold, where the model is least sure which side a row is on.
-  Classic uncertainty sampling; at a low anomaly rate most such rows turn out normal.
-`make bench-labels` compares both with random review over five feedback rounds (BENCHMARKS.md).
+- "uncertain" (the default): the scores nearest the alarm threshold, where the model is least sure which side a
+  row is on. In `make bench-labels-quick`'s feedback loop (8 sets, seed 0, 5 rounds of 1 % of the rows) it lifted
+  test AUPRC most: x1.86 (ratio of means), better than random review on 5 of 8 sets.
+- "top": the highest scores, the alerts a team reviews anyway. Most anomalies per look (about 4 in 10 there), but
+  the model learns least from them (x1.40, better than random on 3 of 8): it ranked them high already.
+BENCHMARKS.md ("Learning from the labels people give") has the curves.
 """
 
 import numpy as np
 
 REVIEW_STRATEGIES = ("top", "uncertain")
-DEFAULT_STRATEGY = "top"
+DEFAULT_STRATEGY = "uncertain"
 
 
 def review_queue(

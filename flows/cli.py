@@ -16,7 +16,7 @@ from anomaly_distill.config import BASELINES, EngineConfig, SettingsError, parse
 from anomaly_distill.errors import DataError
 
 EXPECTED_ERRORS = (DataError, LookupError, ValidationError, SettingsError)  # bad data/settings, unknown model
-REVIEW_STRATEGIES, REVIEW_DEFAULT = ("top", "uncertain"), "top"  # as anomaly_distill.review (not imported here)
+REVIEW_STRATEGIES, REVIEW_DEFAULT = ("top", "uncertain"), "uncertain"  # as anomaly_distill.review (not imported here)
 PREFECT_LOGGERS = ("", "prefect", "prefect.flow_runs", "prefect.task_runs")  # the loggers Prefect gives handlers
 
 

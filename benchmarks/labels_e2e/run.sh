@@ -33,7 +33,7 @@ pd.Series(ids).to_csv("row_ids.csv", index=False)
 print(f"served {len(ids)} live rows through /score")
 PY
 kill $SERVE; wait $SERVE 2>/dev/null || true
-t $A review --model-name cardio-e2e --k 20 --csv review.csv 2>/dev/null > review.txt; head -30 review.txt
+t $A review --model-name cardio-e2e --k 20 --strategy top --csv review.csv 2>/dev/null > review.txt; head -30 review.txt
 $PY - <<'PY'
 import pandas as pd  # the person: answers every row of the queue from the truth (an oracle here)
 truth = dict(zip(pd.read_csv("row_ids.csv").iloc[:, 0].astype(str), pd.read_csv("live_truth.csv").iloc[:, 0]))

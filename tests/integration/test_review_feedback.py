@@ -53,7 +53,7 @@ def review_and_label(workspace, truth: pd.Series, strategy: str, k: int, capsys)
     handed_out = pd.read_csv(path)
     assert list(handed_out.columns) == ["row_id", "score", "is_anomaly", "explanation", "label"]
     assert len(handed_out) == k and handed_out["label"].isna().all()
-    assert all(row_id in printed for row_id in handed_out["row_id"]) and "top (default)" in printed
+    assert all(row_id in printed for row_id in handed_out["row_id"]) and "uncertain (default)" in printed
     filled = handed_out.assign(label=truth[handed_out["row_id"]].to_numpy().astype(float))
     filled.loc[filled.index[-2:], "label"] = np.nan  # not reviewed yet
     filled.to_csv(path, index=False)

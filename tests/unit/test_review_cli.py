@@ -18,7 +18,7 @@ def review(*extra):
 def test_the_command_line_offers_the_core_strategies_and_default():
     from anomaly_distill import review as core
 
-    assert REVIEW_STRATEGIES == core.REVIEW_STRATEGIES and REVIEW_DEFAULT == core.DEFAULT_STRATEGY == "top"
+    assert REVIEW_STRATEGIES == core.REVIEW_STRATEGIES and REVIEW_DEFAULT == core.DEFAULT_STRATEGY == "uncertain"
 
 
 @pytest.mark.parametrize("k", ["0", "-3"])
