@@ -33,22 +33,19 @@ pd.Series(ids).to_csv("row_ids.csv", index=False)
 print(f"served {len(ids)} live rows through /score")
 PY
 kill $SERVE; wait $SERVE 2>/dev/null || true
-t $A review --model-name cardio-e2e --k 20 --strategy top --csv review.csv 2>/dev/null > review.txt; head -30 review.txt
-$PY - <<'PY'
-import pandas as pd  # the person: answers every row of the queue from the truth (an oracle here)
+# One review round: the queue by STRATEGY, answered by the person (an oracle here, from the truth), handed back.
+review_round() {  # STRATEGY K SHOWN_LINES
+  t $A review --model-name cardio-e2e --k "$2" --strategy "$1" --csv "review-$1.csv" 2>/dev/null > "review-$1.txt"
+  head -"$3" "review-$1.txt"
+  $PY - "review-$1.csv" <<'PY'
+import sys, pandas as pd
 truth = dict(zip(pd.read_csv("row_ids.csv").iloc[:, 0].astype(str), pd.read_csv("live_truth.csv").iloc[:, 0]))
-review = pd.read_csv("review.csv", dtype={"row_id": str}); review["label"] = review["row_id"].map(truth)
-review.to_csv("review.csv", index=False)
-print(f"review queue: {len(review)} rows, {int(review['label'].sum())} anomalies (precision {review['label'].mean():.2f})")
+review = pd.read_csv(sys.argv[1], dtype={"row_id": str}); review["label"] = review["row_id"].map(truth)
+review.to_csv(sys.argv[1], index=False)
+print(f"{sys.argv[1]}: {len(review)} rows, {int(review['label'].sum())} anomalies (precision {review['label'].mean():.2f})")
 PY
-t $A feedback --data review.csv 2>/dev/null
-t $A review --model-name cardio-e2e --k 40 --strategy uncertain --csv review2.csv 2>/dev/null > review2.txt; head -1 review2.txt
-$PY - <<'PY'
-import pandas as pd  # a second round: the rows nearest the threshold (mostly normal: the other class the gate needs)
-truth = dict(zip(pd.read_csv("row_ids.csv").iloc[:, 0].astype(str), pd.read_csv("live_truth.csv").iloc[:, 0]))
-review = pd.read_csv("review2.csv", dtype={"row_id": str}); review["label"] = review["row_id"].map(truth)
-review.to_csv("review2.csv", index=False)
-print(f"uncertain queue: {len(review)} rows, {int(review['label'].sum())} anomalies")
-PY
-t $A feedback --data review2.csv 2>/dev/null
+  t $A feedback --data "review-$1.csv" 2>/dev/null
+}
+review_round top 20 30        # the alerts: all anomalies on cardio
+review_round uncertain 40 1   # nearest the threshold: mostly normal, the other class the gate needs
 t $A train --data train.csv --label-column label --model-name cardio-e2e --live-window 7d 2>/dev/null | grep -v "^MLflow UI"
