@@ -243,11 +243,12 @@ class ImageConfig(StrictModel):
     size: int = Field(64, ge=16, le=512, multiple_of=4, description="Images are resized to size × size pixels.")
     channels: Literal[1, 3] = Field(3, description="3: colour (grey images are repeated); 1: grey.")
     min_size: int = Field(16, ge=1, description="Images smaller than this (either side) are refused by the contract.")
-    teacher: Literal["auto", "backbone", "autoencoder"] = Field(
+    teacher: Literal["auto", "autoencoder", "backbone", "ensemble"] = Field(
         "auto",
-        description="backbone: a frozen ResNet-18 (torchvision layout) from `weights`, nearest-normal-location "
-        "distance on its layer1–3 features; autoencoder: a convolutional autoencoder trained on the normal images; "
-        "auto: backbone when weights are given, else autoencoder.",
+        description="autoencoder: a convolutional autoencoder trained on the normal images (fastest); backbone: a "
+        "frozen ResNet-18 (torchvision layout) from `weights`, or seeded random weights without one, "
+        "nearest-normal-location distance on its layer1–3 features; ensemble: both, maps averaged; auto: backbone "
+        "(chosen leave-one-class-out on digits, BENCHMARKS.md).",
     )
     weights: OptionalText = Field(
         None, description="A local ResNet-18 weights file (state_dict); nothing is downloaded. Empty: none."
@@ -288,6 +289,14 @@ class GateConfig(StrictModel):
         "with few labelled anomalies AUPRC moves in larger steps).",
     )
     min_fidelity: float = Field(0.9, ge=-1, le=1, description="Minimum Spearman fidelity to the teacher.")
+    image_auroc_fidelity: float = Field(
+        0.02,
+        ge=0,
+        le=1,
+        description="Image models with both classes among the held-out images: fidelity is the student's AUROC "
+        "within this much of its teacher's, instead of the Spearman rank agreement (which asks a student that "
+        "learnt normal images' maps to rank unseen kinds of anomaly in the teacher's order among themselves).",
+    )
     max_size_bytes: int = Field(5_000_000, gt=0, description="Largest allowed serialized student.")
     min_rows_per_second: float = Field(50_000, ge=0, description="Slowest allowed single-thread scoring rate.")
     min_images_per_second: float = Field(

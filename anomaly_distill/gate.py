@@ -47,13 +47,22 @@ def _speed_check(challenger: dict[str, float], config: GateConfig) -> tuple[bool
     return _check(rate >= least, f"scoring {rate:,.0f} rows/s >= {least:,.0f}")
 
 
+def _fidelity_check(challenger: dict[str, float], config: GateConfig) -> tuple[bool, str]:
+    if "images_per_second" in challenger and {"auroc", "teacher_auroc"} <= set(challenger):
+        auroc, least = challenger["auroc"], challenger["teacher_auroc"] - config.image_auroc_fidelity
+        return _check(
+            auroc >= least,
+            f"fidelity: student AUROC {auroc:.4f} >= teacher's {challenger['teacher_auroc']:.4f} - "
+            f"{config.image_auroc_fidelity} (rank agreement {challenger['fidelity']:.2f}, not checked for images)",
+        )
+    fidelity = challenger["fidelity"]
+    return _check(fidelity >= config.min_fidelity, f"fidelity {fidelity:.4f} >= {config.min_fidelity}")
+
+
 def absolute_checks(challenger: dict[str, float], config: GateConfig) -> list[tuple[bool, str]]:
     """What the challenger must meet on its own: fidelity, size, speed (and the AUROC floor, with labels)."""
     checks = [
-        _check(
-            challenger["fidelity"] >= config.min_fidelity,
-            f"fidelity {challenger['fidelity']:.4f} >= {config.min_fidelity}",
-        ),
+        _fidelity_check(challenger, config),
         _check(
             challenger["size_bytes"] <= config.max_size_bytes,
             f"size {challenger['size_bytes']:,} B <= {config.max_size_bytes:,} B",

@@ -200,3 +200,19 @@ def digits_set(normal_digit: int = 0, size: int = 32) -> ImageSet:
     images = torch.nn.functional.interpolate(small, size=(size, size), mode="bilinear", align_corners=False)
     labels = (digits.target != normal_digit).astype(np.int8)
     return ImageSet(images.clamp(0, 1).numpy(), labels, [f"digits[{i}]" for i in range(len(labels))])
+
+
+def write_digits(folder: str | Path, normal_digit: int, others: int = 20, size: int = 32, seed: int = 0) -> Path:
+    """A folder a new user might make from scikit-learn's digits: every scan of `normal_digit` in good/ and
+    `others` scans of the other digits (drawn at random) in other/, as size × size grey PNGs."""
+    from PIL import Image
+
+    data = digits_set(normal_digit, size)
+    normal = np.flatnonzero(data.labels == 0)
+    other = np.random.default_rng(seed).choice(np.flatnonzero(data.labels == 1), others, replace=False)
+    for name, index in ((GOOD, normal), ("other", np.sort(other))):
+        (Path(folder) / name).mkdir(parents=True, exist_ok=True)
+        for i in index:
+            pixels = (data.images[i, 0] * 255).round().astype(np.uint8)
+            Image.fromarray(pixels, mode="L").save(Path(folder) / name / f"{i:04d}.png")
+    return Path(folder)

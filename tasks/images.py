@@ -38,13 +38,13 @@ def load_images(data_path: str, config: ImageConfig, run_id: str) -> tuple[Image
 
 
 @task(cache_policy=NO_CACHE)
-def train_teacher(train: ImageSet, config: ImageConfig) -> image_pipeline.ImageTeacher:
+def train_teacher(train: ImageSet, config: ImageConfig) -> image_pipeline.AnyImageTeacher:
     return image_pipeline.train_image_teacher(train, config)
 
 
 @task(cache_policy=NO_CACHE)
 def distill_student(
-    teacher: image_pipeline.ImageTeacher, train: ImageSet, config: ImageConfig
+    teacher: image_pipeline.AnyImageTeacher, train: ImageSet, config: ImageConfig
 ) -> image_pipeline.ImageDetector:
     return image_pipeline.distill_image_student(teacher, train, config)
 
@@ -56,6 +56,7 @@ def evaluate(teacher, student, test: ImageSet, config: ImageConfig, run_ids: lis
     speed = rows_per_second(student.score_images, np.resize(test.images, (64, *test.images.shape[1:])))
     metrics = {
         **result["student"],
+        **({"teacher_auroc": result["teacher"]["auroc"]} if "auroc" in result["teacher"] else {}),
         "size_bytes": size_bytes(student),
         "params": student.n_params,
         "images_per_second": speed,

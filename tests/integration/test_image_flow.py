@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from anomaly_distill.image_pipeline import ImageDetector
+from anomaly_distill.image_pipeline import AUTO_TEACHER, ImageDetector
 from anomaly_distill.textures import write_textures
 from flows.cli import main
 from serving.live_store import LiveStore
@@ -34,6 +34,10 @@ def test_the_image_flow_from_the_cli_registers_a_gated_student_with_overlays_ser
     overlays = [f.path for f in client.list_artifacts(version.run_id, "overlays")]
     assert len(overlays) == 6 and all(path.endswith(".png") for path in overlays)
     assert "images resized to 64×64" in version.description and "scoring" in version.tags["gate_reasons"]
+    teacher_run = client.search_runs(
+        [run.info.experiment_id], f"tags.mlflow.parentRunId = '{version.run_id}' and tags.mlflow.runName = 'teacher'"
+    )[0]
+    assert teacher_run.data.params["teacher"] == AUTO_TEACHER == "backbone"  # teacher: auto
     model = mlflow.pyfunc.load_model(f"models:/{NAME}/1")
     detector = model.unwrap_python_model().detector
     assert isinstance(detector, ImageDetector)
@@ -67,7 +71,8 @@ def test_images_are_served_scored_by_folder_and_monitored_for_drift(workspace):
     from serving.app import create_app
 
     folder = write_textures(workspace / "textures", normal=30, per_defect=3, size=64)
-    (workspace / "image.yaml").write_text("modality:\n  image: {size: 64, teacher_epochs: 3, epochs: 8}\n")
+    settings = "modality:\n  image: {size: 64, teacher: autoencoder, teacher_epochs: 3, epochs: 8}\n"
+    (workspace / "image.yaml").write_text(settings)
     train = ["train", "--modality", "image", "--data", str(folder), "--model-name", "served", "--config", "image.yaml"]
     assert main(train) == 0
     assert main(["promote", "--model-name", "served", "--version", "1"]) == 0  # a tiny model: its gate fails

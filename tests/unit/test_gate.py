@@ -40,3 +40,13 @@ def test_without_labels_the_held_verdict_leaves_the_decision_to_a_person():
     assert verdict.reasons[-1].startswith("HOLD: no labels in this run")
     assert "HOLD FOR A PERSON" in verdict.markdown("t")
     assert decide(FAST, {"version": "4"}, GateConfig()).promote  # fidelity_only: what the policy replaces
+
+
+def test_an_image_students_fidelity_is_its_auroc_against_its_teachers_when_both_classes_are_held_out():
+    image = {"fidelity": 0.45, "size_bytes": 10_000, "images_per_second": 5_000, "auroc": 0.985}
+    within = decide({**image, "teacher_auroc": 0.999}, None, GateConfig())
+    assert within.promote
+    assert any(r.startswith("pass: fidelity: student AUROC 0.9850 >= teacher's 0.9990 - 0.02") for r in within.reasons)
+    assert not decide({**image, "teacher_auroc": 0.999, "auroc": 0.97}, None, GateConfig()).promote
+    unlabelled = {k: v for k, v in image.items() if k != "auroc"}  # one class held out: the rank agreement decides
+    assert "FAIL: fidelity 0.4500 >= 0.9" in decide(unlabelled, None, GateConfig()).reasons

@@ -11,19 +11,32 @@ from anomaly_distill.contract import ImageContract
 from anomaly_distill.detector import load_detector, save_detector
 from anomaly_distill.errors import DataError
 from anomaly_distill.export import OnnxScorer
-from anomaly_distill.image_data import check_image_bytes, check_images, image_files, list_images, load_image_set
+from anomaly_distill.image_data import (
+    check_image_bytes,
+    check_images,
+    digits_set,
+    image_files,
+    list_images,
+    load_image_set,
+    write_digits,
+)
 from anomaly_distill.image_pipeline import (
+    AUTO_TEACHER,
+    TEACHER_KINDS,
+    choice_signals,
+    chosen_kind,
     distill_image_student,
     elastic_copies,
     evaluate_images,
+    fit_teacher,
     split_images,
     synthetic_defects,
     train_image_teacher,
 )
 from anomaly_distill.models.images import BackboneTeacher, ImageStudentNet, ResNet18, load_backbone, params
-from anomaly_distill.textures import make_image, write_textures
+from anomaly_distill.textures import FAMILIES, TINT, make_image, write_textures
 
-FAST = ImageConfig(size=64, teacher_epochs=10, epochs=40)
+FAST = ImageConfig(size=64, teacher="autoencoder", teacher_epochs=10, epochs=40)
 
 
 def test_textures_are_deterministic_and_masks_mark_exactly_the_defects():
@@ -202,3 +215,49 @@ def test_backbone_training_targets_never_measure_an_image_against_a_bank_that_ho
     torch.testing.assert_close(fair[~in_bank], naive[~in_bank])
     copies = torch.cat([images, images])  # a copy is mapped like the image it was made from
     torch.testing.assert_close(teacher.training_maps(copies, np.tile(np.arange(24), 2))[24:], fair)
+
+
+@pytest.mark.parametrize("defect", FAMILIES["fabric"])
+def test_fabric_defects_change_the_weave_inside_their_mask_but_neither_colour_nor_brightness(defect):
+    image, mask = make_image(3, defect, 128, "fabric")
+    normal, _ = make_image(3, None, 128, "fabric")
+    assert 0.005 < mask.mean() < 0.1 and np.array_equal(image[~mask], normal[~mask])
+    assert np.abs(image - normal)[mask].mean() > 0.02
+    unclipped = mask & (image.max(axis=2) < 1) & (image.min(axis=2) > 0)
+    np.testing.assert_allclose(image[unclipped] / image[unclipped][:, :1], np.broadcast_to(TINT, (unclipped.sum(), 3)))
+    assert abs(image[mask].mean() - normal[mask].mean()) < 0.02
+
+
+def test_the_ensemble_teacher_averages_its_members_standardised_maps_and_joins_their_features():
+    images = torch.from_numpy(digits_set(0, 16).images[:24])
+    config = ImageConfig(size=16, channels=1, teacher_epochs=2, bank_size=500)
+    ensemble = fit_teacher("ensemble", images, config)
+    autoencoder, backbone = ensemble.members
+    expected = (autoencoder.target_maps(images) + backbone.target_maps(images)) / 2
+    torch.testing.assert_close(ensemble.target_maps(images), expected)
+    assert ensemble.features(images).shape[1] == autoencoder.features(images).shape[1] + 448
+    assert ensemble.n_params == autoencoder.n_params + backbone.n_params
+
+
+def test_the_label_free_signals_score_each_candidate_and_ties_go_to_the_cheaper_one():
+    digits = digits_set(3, 16)
+    images = torch.from_numpy(digits.images[np.flatnonzero(digits.labels == 0)[:40]])
+    signals = choice_signals(images, ImageConfig(size=16, channels=1, teacher_epochs=2, bank_size=500))
+    assert set(signals) == set(TEACHER_KINDS) and all(set(v) == {"synthetic", "elastic"} for v in signals.values())
+    assert all(0 <= v <= 1 for values in signals.values() for v in values.values())
+    tie = {kind: {"synthetic": 0.9} for kind in TEACHER_KINDS}
+    assert chosen_kind(tie, "synthetic") == "autoencoder"
+    assert chosen_kind({**tie, "ensemble": {"synthetic": 0.95}}, "synthetic") == "ensemble"
+
+
+def test_auto_is_the_backbone_as_chosen_leave_one_class_out():
+    digits = digits_set(3, 16)
+    normal = digits.subset(np.flatnonzero(digits.labels == 0)[:20])
+    assert train_image_teacher(normal, ImageConfig(size=16, channels=1, bank_size=500)).kind == AUTO_TEACHER
+    assert AUTO_TEACHER == "backbone"
+
+
+def test_a_digits_folder_holds_every_scan_of_the_normal_digit_and_twenty_others(tmp_path):
+    paths, labels = list_images(write_digits(tmp_path, normal_digit=3))
+    assert (labels == 0).sum() == (digits_set(3).labels == 0).sum() and (labels == 1).sum() == 20
+    assert Image.open(paths[0]).size == (32, 32) and Image.open(paths[0]).mode == "L"
