@@ -1,0 +1,67 @@
+"""A new user's first image model, end to end (`make bench-images-quick`): for each digit, a folder of every
+scikit-learn scan of it (~180, good/) and 20 other digits (other/) at 32×32 is trained through the CLI with the
+README's quick settings (benchmarks/images_quick/quick.yaml) into a fresh sqlite MLflow store. Reported: the wall
+time of `anomaly-distill train` (process start to exit, on this machine), the gate's verdict and the student's
+held-out AUROC.
+
+Usage: .venv/bin/python benchmarks/image_quick.py [--digits 0 1 ...] [--json PATH]
+"""
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from anomaly_distill.image_data import write_digits
+
+ROOT = Path(__file__).resolve().parents[1]
+SETTINGS = ROOT / "benchmarks/images_quick/quick.yaml"
+
+
+def train_one(digit: int, tmp: Path) -> dict:
+    folder = write_digits(tmp / f"digits-{digit}", digit)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db"}
+    command = [str(ROOT / ".venv/bin/anomaly-distill"), "train", "--modality", "image", "--data", str(folder)]
+    command += ["--model-name", f"digits-{digit}", "--config", str(SETTINGS)]
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, cwd=tmp, env=env)
+    seconds = time.perf_counter() - started
+    out = done.stdout
+    auroc = re.search(r"AUROC (\d\.\d+)", out)
+    return {
+        "digit": digit,
+        "seconds": round(seconds, 1),
+        "exit": done.returncode,
+        "passed": "Gate: PASSED" in out,
+        "auroc": float(auroc.group(1)) if auroc else None,
+        "gate": next((line for line in out.splitlines() if line.startswith("Gate:")), done.stderr[-300:]),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--digits", type=int, nargs="+", default=list(range(10)))
+    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks/images_quick/results.json")
+    args = parser.parse_args()
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for digit in args.digits:
+            results.append(train_one(digit, Path(tmp)))
+            print(json.dumps(results[-1]), flush=True)
+    args.json.write_text(json.dumps(results, indent=1) + "\n")
+    passed = sum(r["passed"] for r in results)
+    print("\n| digit | seconds | gate | AUROC |\n|---:|---:|---|---:|")
+    for r in results:
+        print(f"| {r['digit']} | {r['seconds']:.0f} | {r['gate']} | {r['auroc']} |")
+    print(
+        f"\npassed the default gate: {passed} of {len(results)}; "
+        f"wall time {min(r['seconds'] for r in results):.0f}–{max(r['seconds'] for r in results):.0f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()
