@@ -109,10 +109,10 @@ def split_images(data: ImageSet, config: ImageConfig) -> tuple[ImageSet, ImageSe
 
 TEACHER_KINDS = ("autoencoder", "backbone", "ensemble")
 # `teacher: auto` is the backbone. The rule was chosen leave-one-class-out on the digits among always-autoencoder,
-# always-backbone, always-ensemble and "the candidate with the best label-free signal" (`choice_signals`, three
-# signals): on 9 of the 10 folds the rule with the best teacher AUROC on the other nine digits was always-backbone;
-# the signals picked the autoencoder where it was worst (benchmarks/images.py, BENCHMARKS.md "Images that hold").
-# The textures were not consulted.
+# always-backbone, always-ensemble and "the candidate with the best label-free signal" (`choice_signals`: two
+# signals and their mean): on 9 of the 10 folds the rule with the best teacher AUROC on the other nine digits was
+# always-backbone; the signals picked the autoencoder where it was worst (benchmarks/images.py, BENCHMARKS.md
+# "Images that hold"). The textures were not consulted.
 AUTO_TEACHER = "backbone"
 CHOICE_HOLDOUT = 0.2
 
@@ -121,7 +121,7 @@ def fit_teacher(kind: str, images: torch.Tensor, config: ImageConfig) -> AnyImag
     """One teacher of `kind` on normal images, standardised and thresholded on them."""
     if kind == "ensemble":
         members = [fit_teacher(member, images, config) for member in ("autoencoder", "backbone")]
-        return _thresholded(EnsembleTeacher(members), images, config)
+        return with_threshold(EnsembleTeacher(members), images, config)
     cross = in_bank = None
     if kind == "backbone":
         teacher = BackboneTeacher(load_backbone(config.weights, config.seed), config.bank_size, config.seed)
@@ -136,10 +136,11 @@ def fit_teacher(kind: str, images: torch.Tensor, config: ImageConfig) -> AnyImag
     teacher.fit(fit)
     log_maps = torch.log(teacher.maps(calibrate) + 1e-8)
     center, scale = float(log_maps.median()), float(log_maps.std()) + 1e-6
-    return _thresholded(ImageTeacher(teacher, kind, center, scale, 0.0, cross, in_bank), images, config)
+    return with_threshold(ImageTeacher(teacher, kind, center, scale, 0.0, cross, in_bank), images, config)
 
 
-def _thresholded(teacher, images: torch.Tensor, config: ImageConfig):
+def with_threshold(teacher: AnyImageTeacher, images: torch.Tensor, config: ImageConfig) -> AnyImageTeacher:
+    """The teacher with its threshold: the (1 − contamination) quantile of its training images' scores."""
     scores = image_score(teacher.training_maps(images, np.arange(len(images))), config.reduction).numpy()
     teacher.threshold = float(np.quantile(scores, 1 - config.contamination))
     return teacher

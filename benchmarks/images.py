@@ -38,13 +38,13 @@ from anomaly_distill.image_data import ImageSet, digits_set, load_image_set
 from anomaly_distill.image_pipeline import (
     TEACHER_KINDS,
     EnsembleTeacher,
-    _thresholded,
     choice_signals,
     chosen_kind,
     distill_image_student,
     evaluate_images,
     fit_teacher,
     split_images,
+    with_threshold,
 )
 from anomaly_distill.metrics import rows_per_second  # also images/s: one thread, best of 3
 from anomaly_distill.models.images import params
@@ -58,7 +58,7 @@ RULES = (*TEACHER_KINDS, *(f"argmax {signal}" for signal in SIGNALS))
 def teachers(train: ImageSet, config: ImageConfig) -> dict:
     images = torch.from_numpy(train.images)
     fitted = {kind: fit_teacher(kind, images, config) for kind in ("autoencoder", "backbone")}
-    fitted["ensemble"] = _thresholded(EnsembleTeacher(list(fitted.values())), images, config)
+    fitted["ensemble"] = with_threshold(EnsembleTeacher(list(fitted.values())), images, config)
     return fitted
 
 
