@@ -13,6 +13,31 @@ METRICS = (  # (key, label), in the order a reader compares them
     ("params", "parameters"),
     ("rows_per_second", "rows/s, one thread"),
 )
+IMAGE_METRICS = (  # an image model's: per image, and per pixel where defect masks are known
+    ("auroc", "image AUROC"),
+    ("teacher_auroc", "the teacher's image AUROC"),
+    ("pixel_auroc", "pixel AUROC"),
+    ("fidelity", "fidelity to the teacher (Spearman)"),
+    ("size_bytes", "size (bytes)"),
+    ("params", "parameters"),
+    ("images_per_second", "images/s, one thread"),
+)
+IMAGE_TEACHERS = {
+    "autoencoder": "a convolutional autoencoder trained on the normal images; its map is the reconstruction error",
+    "backbone": "a frozen ResNet-18's layer1–3 features; its map is the distance to the nearest normal location",
+    "ensemble": "the autoencoder and the backbone, their standardised maps averaged",
+}
+IMAGE_DISTILLATION = (
+    "size",
+    "channels",
+    "teacher_epochs",
+    "epochs",
+    "hint_weight",
+    "synthetic_per_image",
+    "elastic_per_image",
+    "reduction",
+    "weights",
+)  # the image settings a reader compares runs by
 
 
 @dataclass
@@ -21,7 +46,7 @@ class ModelCard:
     version: str
     run_id: str
     created: str  # ISO time, UTC
-    modality: str  # "tabular" or "timeseries"
+    modality: str  # "tabular", "timeseries" or "image"
     data_source: str
     data_digest: str
     data_rows: int  # rows of the file
@@ -54,15 +79,26 @@ def render_model_card(card: ModelCard) -> str:
         "## Input contract\n" + _contract(card.contract),
         "## Teacher and student\n" + _models(card),
         "## Metrics on held-out rows\n" + _metrics(card),
-        f"## Gate verdict: {'PROMOTE' if card.promoted else 'KEEP CHAMPION'}\n"
-        + "\n".join(f"- {reason}" for reason in card.reasons),
+        f"## Gate verdict: {_verdict(card)}\n" + "\n".join(f"- {reason}" for reason in card.reasons),
         f"## Compression\n{card.compression}",
         "## Known limitations\n" + "\n".join(f"- {item}" for item in _limitations(card)),
     ]
     return "\n\n".join(sections) + "\n"
 
 
+def _verdict(card: ModelCard) -> str:
+    return "PROMOTE" if card.promoted else "KEEP CHAMPION" if card.champion_version else "NOT PROMOTED"
+
+
 def _intended_use(card: ModelCard) -> str:
+    if card.modality == "image":
+        return (
+            f"Scores images (PNG or JPEG, by path or as bytes) with an anomaly map per image: a higher score is more "
+            f"anomalous, and `is_anomaly` flags images above the threshold set so that {card.contamination:.1%} of "
+            "the normal training images are flagged. Meant to send images of parts, surfaces or fabric to a person "
+            "for inspection, with the map showing where to look; not to pass or reject on its own, and not for "
+            "images that break the input contract (they are refused)."
+        )
     what = {
         "timeseries": "each point of a time series (with the window of points before it)",
         "image": "images (PNG or JPEG, by path or as bytes), with an anomaly map per image",
@@ -76,6 +112,16 @@ def _intended_use(card: ModelCard) -> str:
 
 
 def _data(card: ModelCard) -> str:
+    if card.modality == "image":
+        return "\n".join(
+            [
+                f"- source: `{card.data_source}`",
+                f"- digest: `{card.data_digest}`",
+                f"- images: {card.data_rows:,}",
+                f"- split: {card.train_rows:,} normal images trained on, {card.test_rows:,} held out",
+                f"- labels: {card.labels}",
+            ]
+        )
     lines = [
         f"- source: `{card.data_source}`",
         f"- digest: `{card.data_digest}`",
@@ -118,6 +164,8 @@ def _names(names: list[str], shown: int = 12) -> str:
 
 
 def _models(card: ModelCard) -> str:
+    if card.modality == "image":
+        return _image_models(card)
     teacher = card.teacher
     ensemble = teacher.get("kind") == "ensemble" and teacher.get("detectors")  # the others have no members
     members = f" ({', '.join(teacher['detectors'])})" if ensemble else ""
@@ -133,16 +181,40 @@ def _models(card: ModelCard) -> str:
     )
 
 
+def _image_models(card: ModelCard) -> str:
+    kind, metrics, settings = card.teacher.get("kind", "?"), card.metrics, card.student.get("distill", {})
+    scored = ", ".join(
+        f"{label} {card.teacher[key]:.4f}"
+        for key, label in (("auroc", "image AUROC"), ("pixel_auroc", "pixel AUROC"))
+        if key in card.teacher
+    )
+    teacher_size = f", {card.teacher['params']:,.0f} parameters" if "params" in card.teacher else ""
+    return "\n".join(
+        [
+            f"- teacher: {kind}: {IMAGE_TEACHERS.get(kind, 'image teacher')}{teacher_size}"
+            + (f"; held out: {scored}" if scored else ""),
+            f"- student: convolutional, channel widths {card.student.get('hidden')}, {metrics.get('params', 0):,} "
+            f"parameters, {metrics.get('size_bytes', 0):,} bytes; it alone scores each image",
+            "- distillation: "
+            + ", ".join(f"{key} {settings[key]}" for key in IMAGE_DISTILLATION if settings.get(key) not in (None, "")),
+        ]
+    )
+
+
 def _metrics(card: ModelCard) -> str:
     champion = card.champion_metrics or {}
     header = f"| metric | this version | champion{f' (v{card.champion_version})' if card.champion_version else ''} |"
     rows = [header, "|---|---:|---:|"]
-    for key, label in METRICS:
+    for key, label in IMAGE_METRICS if card.modality == "image" else METRICS:
         if key in card.metrics or key in champion:
             rows.append(f"| {label} | {_value(card.metrics.get(key))} | {_value(champion.get(key))} |")
     if not card.champion_metrics:
         rows.append("")
-        rows.append("No champion was scored on these rows (none yet, or it could not be loaded: see the verdict).")
+        rows.append(
+            f"Champion v{card.champion_version} was not scored on these rows: the gate verdict below says why."
+            if card.champion_version
+            else "No champion yet: there was none to compare with."
+        )
     return "\n".join(rows)
 
 
@@ -153,6 +225,14 @@ def _value(value) -> str:
 
 
 def _limitations(card: ModelCard) -> list[str]:
+    if card.modality == "image":
+        return [
+            "Held-out metrics come from images of the same set, not from future production; watch the drift reports.",
+            "Defects unlike the held-out ones may score lower: the student learnt from normal images, damaged "
+            "copies and the teacher's maps, never from real defects.",
+            "The student imitates the teacher: it inherits the teacher's blind spots (fidelity above says how "
+            "closely).",
+        ] + card.limitations
     items = [
         "Held-out metrics come from rows of the same data set, not from future data; watch the drift reports.",
         f"The threshold flags about {card.contamination:.1%} of rows like the training rows; the real share of "

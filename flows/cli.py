@@ -189,7 +189,7 @@ def _speed(metrics: dict) -> str:
 
 
 def training_summary(outcome: dict, wall_seconds: float) -> str:
-    from tasks.tracking import tracking_uri
+    from tasks.tracking import get_run, tracking_uri
 
     m = outcome["metrics"]
     lines = [
@@ -206,15 +206,18 @@ def training_summary(outcome: dict, wall_seconds: float) -> str:
         f"Time: {wall_seconds:.1f} s in the flow, of which compute "
         + ", ".join(f"{stage} {s:.1f} s" for stage, s in outcome["seconds"].items())
         + f"; orchestration + tracking {wall_seconds - sum(outcome['seconds'].values()):.1f} s",
-        f"MLflow UI: {tracking_ui(tracking_uri())}",
+        f"MLflow UI: {tracking_ui(tracking_uri(), get_run(outcome['run_id']).info.experiment_id)}",
     ]
     return "\n".join(lines)
 
 
-def tracking_ui(uri: str) -> str:
+def tracking_ui(uri: str, experiment: str) -> str:
+    """Where to see the runs: the experiment's page on a server; with a sqlite store, how to start the UI first."""
+    from tasks.tracking import experiment_url
+
     if uri.startswith(("http://", "https://")):
-        return uri
-    return f"mlflow ui --backend-store-uri {uri}   (then open http://127.0.0.1:5000)"
+        return experiment_url(uri, experiment)
+    return f"mlflow ui --backend-store-uri {uri}   (then open {experiment_url('http://127.0.0.1:5000', experiment)})"
 
 
 def cmd_promote(args: argparse.Namespace) -> int:

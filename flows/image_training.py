@@ -39,6 +39,7 @@ def distill_images(params, prepared, run_id: str, runs: list, clock):
     with clock("train_teacher"):
         teacher = im.train_teacher(prepared.train, config)
     tracking.log_params(teacher_run, {"teacher": teacher.kind, "weights": config.weights or ""})
+    tracking.set_tags(run_id, {"teacher_kind": teacher.kind, "teacher_choice": _teacher_choice(config.teacher)})
     tracking.log_metrics(teacher_run, {"params": teacher.n_params})
     with clock("distill_student"):
         student = im.distill_student(teacher, prepared.train, config)
@@ -47,3 +48,11 @@ def distill_images(params, prepared, run_id: str, runs: list, clock):
     with clock("evaluate"):
         metrics = im.evaluate(teacher, student, prepared.test, config, [run_id, student_run])
     return Distilled(student, metrics, student_run)
+
+
+def _teacher_choice(setting: str) -> str:
+    return (
+        "image.teacher: auto (the backbone, chosen leave-one-class-out)"
+        if setting == "auto"
+        else "set by image.teacher"
+    )

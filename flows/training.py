@@ -55,7 +55,13 @@ KEY_EXCLUDES = {
     "live_store": True,
     "modality": {"labels_path"},
 }
-SERIES_KEYS = ("timestamp_column", "labels_path", "series")  # top-level keys before they moved under `modality`
+SERIES_KEYS = ("timestamp_column", "labels_path", "series")
+TABLE_ONLY = ("segment_column", "min_segment_rows", "holdout_column", "live_window", "live_store")
+NOT_APPLIED = {  # settings a modality's runs never read: not logged as their parameters
+    "timeseries": TABLE_ONLY + ("max_rows_in_memory", "check_ranges"),
+    "image": TABLE_ONLY
+    + ("engine", "label_column", "max_rows_in_memory", "check_ranges", "task_runner", "dask_address"),
+}  # top-level keys before they moved under `modality`
 
 
 class ImageInput(StrictModel):
@@ -160,6 +166,13 @@ class TrainingParameters(StrictModel):
             raise ValueError("engine.student.compress: compression is available for tabular models, not time series")
         return self
 
+    def applied_settings(self) -> dict:
+        """The settings this run's modality uses, as the run's MLflow parameters (an image run has no engine)."""
+        unused = set(NOT_APPLIED.get(self.modality.kind, ()))
+        if self.series_input and self.series_input.series.mode == "online":
+            unused |= {"engine", "task_runner", "dask_address"}  # the online detector has its own settings
+        return self.model_dump(exclude=unused)
+
     @property
     def series_input(self) -> "SeriesInput | None":
         return self.modality if isinstance(self.modality, SeriesInput) else None
@@ -206,8 +219,8 @@ def training_pipeline(params: TrainingParameters = TrainingParameters()) -> dict
     run_id = tracking.start_run(params.experiment, f"train-{params.model_name}", tags=tags)
     runs = [run_id]
     try:
-        tracking.log_params(run_id, params.model_dump())
-        tracking.log_json(run_id, params.model_dump(), "config.json")
+        tracking.log_params(run_id, params.applied_settings())
+        tracking.log_json(run_id, params.model_dump(), "config.json")  # all of them: the run can be repeated
         if params.image_input:
             prepared = prepare_images(params, run_id)
             done = distill_images(params, prepared, run_id, runs, clock)

@@ -31,6 +31,7 @@ def load_images(data_path: str, config: ImageConfig, run_id: str) -> tuple[Image
         digest.update(hashlib.sha256(Path(path).read_bytes()).digest())
     labels = {"normal": int((data.labels == 0).sum()), "defect": int((data.labels == 1).sum())}
     tracking.log_params(run_id, {"images": len(data), **{f"images_{k}": v for k, v in labels.items()}})
+    tracking.log_params(run_id, {"data_digest": digest.hexdigest()[:16]})  # the model card's, too
     contract = ImageContract(
         size=config.size, channels=config.channels, min_size=config.min_size, embedding_dim=config.student_widths[1]
     )

@@ -36,13 +36,15 @@ def validate_series(
         "steps" + "".join(f"\n- {a} → {b}" for a, b in found[:20]),
         key="data-validation",
     )
-    tracking.log_dataset(run_id, frame, "series", None)
+    digest = frame_digest(frame)
+    tracking.log_dataset(run_id, frame, "series", None, digest)
+    tracking.log_params(run_id, {"data_digest": digest})  # the model card's, too
     return SeriesContract(
         timestamp_column=timestamp_column,
         value_columns=value_columns,
         series=config,
         gaps=len(found),
-        digest=frame_digest(frame),
+        digest=digest,
     )
 
 

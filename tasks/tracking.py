@@ -75,6 +75,11 @@ def prefect_tags() -> dict[str, str]:
     return tags
 
 
+# MLflow 3.17's UI opens an experiment on its GenAI view (traces, token usage) unless the URL says otherwise: the
+# browser's remembered choice (local storage, GenAI in a fresh profile) outranks the experiment's kind tag.
+RUNS_VIEW = "?workflowType=machine_learning"
+
+
 def ui_url(run_id: str | None = None, model: tuple[str, str] | None = None) -> str | None:
     """The MLflow UI page of a run or of a model version, when tracking is a server (a sqlite file has no UI)."""
     uri = tracking_uri()
@@ -82,8 +87,12 @@ def ui_url(run_id: str | None = None, model: tuple[str, str] | None = None) -> s
         return None
     if model is not None:
         return f"{uri.rstrip('/')}/#/models/{model[0]}/versions/{model[1]}"
-    experiment = client().get_run(run_id).info.experiment_id
-    return f"{uri.rstrip('/')}/#/experiments/{experiment}/runs/{run_id}"
+    return experiment_url(uri, client().get_run(run_id).info.experiment_id, run_id)
+
+
+def experiment_url(ui: str, experiment: str, run_id: str | None = None) -> str:
+    """An experiment's runs table (or one run's page) in the MLflow UI at `ui`, opened on the runs, not traces."""
+    return f"{ui.rstrip('/')}/#/experiments/{experiment}/runs{f'/{run_id}' if run_id else ''}{RUNS_VIEW}"
 
 
 def rename_run(run_id: str, name: str) -> None:
@@ -175,9 +184,9 @@ def load_parquet_artifact(run_id: str, artifact: str) -> pd.DataFrame:
     return _read_artifact(run_id, artifact, pd.read_parquet)
 
 
-def log_dataset(run_id: str, frame: pd.DataFrame, source: str, label_column: str | None) -> str:
-    """Logs the training data as an MLflow dataset (with its digest); returns the digest."""
-    dataset = mlflow.data.from_pandas(frame, source=source, name=Path(source).name, targets=label_column)
+def log_dataset(run_id: str, frame: pd.DataFrame, source: str, label_column: str | None, digest: str) -> str:
+    """Logs the training data as an MLflow dataset with our digest (not MLflow's own, a third number)."""
+    dataset = mlflow.data.from_pandas(frame, source=source, name=Path(source).name, targets=label_column, digest=digest)
     context = InputTag(key="mlflow.data.context", value="training")
     client().log_inputs(run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags=[context])])
     return dataset.digest
@@ -193,20 +202,31 @@ def git_commit() -> str:
 
 
 def log_detector_model(
-    run_id: str, detector_file: Path, contract_file: Path, example: pd.DataFrame, output: pd.DataFrame, threshold: float
+    run_id: str,
+    files: tuple[Path, Path],
+    columns: list[str],
+    example_and_output: tuple[pd.DataFrame, pd.DataFrame],
+    threshold: float,
+    name: str,
 ):
-    """Logs the pyfunc from code (tasks/pyfunc_model.py) with the detector's state and contract as artifacts.
+    """Logs the pyfunc from code (tasks/pyfunc_model.py) with the detector's state and contract (`files`) as
+    artifacts, named `name`.
 
-    The signature has outputs and the threshold parameter but no input schema: MLflow's schema check refuses
-    integers for float columns, the contract's check (run by the pyfunc) casts them and names every problem."""
+    The input schema names every column the model reads, typed `any` and optional: MLflow's own check would refuse
+    integers for float columns and a missing column before the contract's check (run by the pyfunc), which casts
+    integers and names every problem at once. The contract in the model card gives the types."""
     from mlflow.models import infer_signature
     from mlflow.models.signature import ModelSignature
+    from mlflow.types.schema import AnyType, ColSpec, Schema
 
+    example, output = example_and_output
     inferred = infer_signature(example, output, params={"threshold": float(threshold), "explain": 0})
-    signature = ModelSignature(inputs=None, outputs=inferred.outputs, params=inferred.params)
+    inputs = Schema([ColSpec(AnyType(), column, required=False) for column in columns])
+    signature = ModelSignature(inputs=inputs, outputs=inferred.outputs, params=inferred.params)
+    detector_file, contract_file = files
     with mlflow.start_run(run_id=run_id):
         return mlflow.pyfunc.log_model(
-            name="model",
+            name=name,
             python_model=str(Path(__file__).with_name("pyfunc_model.py")),
             artifacts={"detector": str(detector_file), "contract": str(contract_file)},
             signature=signature,

@@ -3,6 +3,7 @@
 import hashlib
 import json
 import pickle
+import re
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -38,6 +39,7 @@ from tasks.validation import ValidationFailed, derive_contract, validate_frame
 
 ONNX_NAME = {"tabular": "detector.onnx", "timeseries": "detector.onnx", "image": "detector.onnx"}
 ONNX_NAME["segmented"] = "detector"  # a folder: one graph per segment
+DATA_DIGEST = "data_digest"  # one digest of the data: card, parameter and MLflow dataset
 REFERENCE_LABEL = "label"  # the true label in the reference snapshot, when training had labels
 
 
@@ -78,7 +80,8 @@ def load_training_rows(path: str, max_rows: int, seed: int, run_id: str, text_co
     if Path(path).suffix.lower() not in (".csv", ".parquet", ".pq"):
         return read_frame(path)
     frame, profile = sample_file(path, max_rows, seed)
-    tracking.log_params(run_id, {"file_rows": profile.rows, "file_digest": profile.digest, "rows_sampled": len(frame)})
+    tracking.log_params(run_id, {"file_rows": profile.rows, "rows_sampled": len(frame)})
+    frame.attrs[DATA_DIGEST] = profile.digest  # the whole file's, read by log_training_data
     problems = profile.problems(skip=text_columns) if profile.sampled < profile.rows else []
     if problems:
         tracking.set_tags(run_id, {"validation": "failed"})
@@ -126,9 +129,15 @@ def validate_data(
 def log_training_data(
     run_id: str, frame: pd.DataFrame, source: str, label_column: str | None, segment_column: str | None = None
 ) -> str:
-    tracking.log_dataset(run_id, frame, source, label_column)
+    """The data's one digest (the whole file's when it was streamed, else the rows') as the MLflow dataset's digest
+    and the `data_digest` parameter the model card shows; returns the digest of the rows and labels trained on,
+    part of the teacher's cache key."""
     table = table_from_frame(frame, label_column, segment_column)
-    return frame_digest(table.scoring_frame(), table.labels)
+    rows_digest = frame_digest(table.scoring_frame(), table.labels)
+    shown = frame.attrs.get(DATA_DIGEST) or rows_digest
+    tracking.log_dataset(run_id, frame, source, label_column, shown)
+    tracking.log_params(run_id, {DATA_DIGEST: shown})
+    return rows_digest
 
 
 @task(cache_key_fn=lambda ctx, p: _teacher_key(p["config"], p["digest"]), persist_result=True)
@@ -508,7 +517,7 @@ def model_card(facts: dict, verdict: Verdict, metrics: dict, run_id: str) -> str
     run = tracking.get_run(run_id)
     logged, teacher_metrics = run.data.params, run.data.metrics
     card = ModelCard(
-        **facts,
+        **{**facts, "data_digest": logged.get(DATA_DIGEST, facts["data_digest"])},
         run_id=run_id,
         created=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         data_rows=int(logged.get("file_rows", facts["rows_used"])),
@@ -587,7 +596,12 @@ def register(
         reference.to_parquet(Path(tmp) / REFERENCE_FILE)
         tracking.log_file(run_id, Path(tmp) / REFERENCE_FILE)
         info = tracking.log_detector_model(
-            run_id, detector_file, contract_file, example, student.predict(example), student.threshold
+            run_id,
+            (detector_file, contract_file),
+            input_columns(contract),
+            (example, student.predict(example)),
+            student.threshold,
+            logged_model_name(model_name, student.kind),
         )
     tags = {
         "gate": verdict.outcome,
@@ -595,6 +609,16 @@ def register(
         registry.TRAINING_KEY_TAG: training_key,
     }
     return registry.register(info.model_uri, info.model_id, model_name, run_id, tags)
+
+
+def input_columns(contract) -> list[str]:
+    """What the registered model reads: the features (and segment), the timestamp and values, or an image."""
+    return ["path", "image"] if contract.kind == "image" else contract.input_columns  # an image: file path or bytes
+
+
+def logged_model_name(model_name: str, kind: str) -> str:
+    """The Logged Model's name in MLflow's Models tab: whose student, of which kind (not `model` for all)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{model_name}-{kind}-student")
 
 
 @task(cache_policy=NO_CACHE)

@@ -34,6 +34,15 @@ def test_the_image_flow_from_the_cli_registers_a_gated_student_with_overlays_ser
     overlays = [f.path for f in client.list_artifacts(version.run_id, "overlays")]
     assert len(overlays) == 6 and all(path.endswith(".png") for path in overlays)
     assert "images resized to 64×64" in version.description and "scoring" in version.tags["gate_reasons"]
+    params, card = run.data.params, version.description  # the card says what the run's parameters say
+    assert not any(key.startswith(("engine.", "segment_column", "live_")) for key in params)  # tabular settings
+    assert f"- teacher: {run.data.tags['teacher_kind']}: " in card and run.data.tags["teacher_kind"] == AUTO_TEACHER
+    widths, size = json.loads(params["modality.image.student_widths"]), params["modality.image.size"]
+    assert f"- student: convolutional, channel widths {widths}" in card and f"size {size}, " in card
+    assert f"epochs {params['modality.image.epochs']}" in card and "images/s, one thread" in card
+    assert "rows/s" not in card and "MLP" not in card and "weights ," not in card
+    info = mlflow.models.get_model_info(f"models:/{NAME}/1")
+    assert info.name == f"{NAME}-image-student" and info.signature.inputs.input_names() == ["path", "image"]
     teacher_run = client.search_runs(
         [run.info.experiment_id], f"tags.mlflow.parentRunId = '{version.run_id}' and tags.mlflow.runName = 'teacher'"
     )[0]

@@ -347,6 +347,7 @@ def _why(flow_run_id: str) -> str:
 
 
 def test_browser_custom_run_form_is_in_order_modality_specific_and_the_run_links_to_mlflow(servers, deployed, page):
+    from flows.cli import tracking_ui
     from flows.training import TrainingParameters
     from tasks.tracking import client
 
@@ -399,6 +400,13 @@ def test_browser_custom_run_form_is_in_order_modality_specific_and_the_run_links
     assert run.data.tags["prefect.flow_run_id"] == flow_run_id and run.info.run_name == "train-srv-browser-v1"
     assert run.data.params["engine.distill.epochs"] == "22" and run.data.params["dask_address"] == ""
 
+    with browser(servers) as fresh:  # a new profile: nothing remembered of an earlier choice of view
+        fresh.goto(tracking_ui(servers.mlflow_uri, run.info.experiment_id))  # the link the CLI prints
+        expect(fresh.get_by_text("train-srv-browser-v1").first).to_be_visible(timeout=30_000)
+        expect(fresh.get_by_text("Model registry").first).to_be_visible()  # the model-training sidebar
+        for genai in ("Judges", "Prompts", "Evaluation runs"):  # the GenAI sidebar, opened without ?workflowType
+            expect(fresh.get_by_text(genai, exact=True)).to_have_count(0)
+        fresh.screenshot(path=str(SCREENSHOTS / "experiment-landing.png"))
     page.goto(f"{servers.mlflow_uri}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}")
     expect(page.get_by_text("train-srv-browser-v1").first).to_be_visible(timeout=30_000)
     expect(page.get_by_text("srv-browser").nth(1)).to_be_visible()

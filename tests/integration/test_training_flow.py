@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -71,7 +72,14 @@ def test_first_run_promotes_with_everything_tracked_then_second_run_is_gated(wor
     sections = ["Intended use", "Data", "Input contract", "Teacher and student", "Metrics on held-out rows"]
     assert all(f"## {section}\n" in card for section in [*sections, "Compression", "Known limitations"])
     assert "- teacher: ensemble (iforest, ecod, knn); held out: AUROC 0." in card and "labels: column `label`" in card
-    assert "| champion |" in card and "No champion was scored" in card  # the first version has none to compare
+    assert "| champion |" in card and "No champion yet" in card  # the first version has none to compare
+    digest = parent.data.params["data_digest"]  # one digest: card, parameter, MLflow dataset
+    assert f"- digest: `{digest}`" in card and parent.inputs.dataset_inputs[0].dataset.digest == digest
+    members = json.loads(parent.data.params["engine.teacher.detectors"])  # the card says what the parameters say
+    assert f"- teacher: {parent.data.params['engine.teacher.kind']} ({', '.join(members)})" in card
+    assert f"hidden widths {json.loads(parent.data.params['engine.student.hidden'])}" in card
+    info = mlflow.models.get_model_info(f"models:/{NAME}/1")
+    assert info.name == f"{NAME}-tabular-student" and info.signature.inputs.input_names() == [f"f{i}" for i in range(6)]
     logged = client.download_artifacts(first["run_id"], "model_card.md", str(thyroid_csv.parent))
     assert Path(logged).read_text() == card
     assert client.get_run(first["run_id"]).info.run_name == f"train-{NAME}-v1"

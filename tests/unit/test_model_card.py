@@ -52,7 +52,9 @@ def test_sampling_and_missing_labels_show_as_limitations():
     unsupervised = render_model_card(facts(labels=None, data_rows=500_000, champion_metrics=None, promoted=False))
     assert "labels: none (unsupervised)" in unsupervised and "No labels: AUROC" in unsupervised
     assert "Trained on a sample" not in unsupervised and "uniform sample" not in unsupervised
-    assert "No champion was scored on these rows" in unsupervised and "## Gate verdict: KEEP CHAMPION" in unsupervised
+    assert (
+        "Champion v2 was not scored on these rows" in unsupervised and "## Gate verdict: KEEP CHAMPION" in unsupervised
+    )
 
 
 def test_a_series_card_describes_its_window():
@@ -62,3 +64,43 @@ def test_a_series_card_describes_its_window():
     assert "- teacher: conv_autoencoder\n" in card
     assert "time series: timestamp `ts`, values `value`" in card and "window: 32 points" in card
     assert "each point of a time series" in card
+
+
+def test_an_image_card_names_the_image_teacher_the_conv_student_and_images_per_second():
+    card = render_model_card(
+        facts(
+            modality="image",
+            labels="folders: good/ normal, the others defects",
+            contract={"kind": "image", "size": 64, "channels": 3, "min_size": 16},
+            teacher={"kind": "backbone", "detectors": [], "auroc": 0.97, "pixel_auroc": 0.9, "params": 683_072},
+            student={"hidden": [16, 32], "distill": {"size": 64, "epochs": 15, "weights": None, "reduction": "max"}},
+            metrics={
+                "auroc": 0.95,
+                "pixel_auroc": 0.88,
+                "images_per_second": 812.0,
+                "params": 5_000,
+                "size_bytes": 21_000,
+                "fidelity": 0.8,
+            },
+            champion_version=None,
+            champion_metrics=None,
+            data_rows=120,
+            rows_used=120,
+        )
+    )
+    assert "- teacher: backbone: a frozen ResNet-18's" in card and "683,072 parameters" in card
+    assert "held out: image AUROC 0.9700, pixel AUROC 0.9000" in card
+    assert "- student: convolutional, channel widths [16, 32], 5,000 parameters" in card
+    assert "- distillation: size 64, epochs 15, reduction max\n" in card  # no empty `weights`
+    assert "| images/s, one thread | 812 | – |" in card and "| pixel AUROC | 0.8800 | – |" in card
+    for tabular_wording in ("rows/s", "rank events", "MLP", "iforest", "numeric features", "training rows"):
+        assert tabular_wording not in card, tabular_wording
+    assert "- images: 120" in card and "No champion yet" in card and "## Gate verdict: PROMOTE" in card
+
+
+def test_a_champion_skipped_for_lack_of_labels_is_named_not_called_missing():
+    card = render_model_card(facts(champion_metrics=None, promoted=False, labels=None))
+    assert "Champion v2 was not scored on these rows: the gate verdict below says why." in card
+    assert "none yet" not in card and "## Gate verdict: KEEP CHAMPION" in card
+    first = render_model_card(facts(champion_version=None, champion_metrics=None, promoted=False))
+    assert "## Gate verdict: NOT PROMOTED" in first
