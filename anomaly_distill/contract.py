@@ -140,7 +140,7 @@ def _check_images(contract: ImageContract, frame: pd.DataFrame) -> pd.DataFrame:
     if column is None:
         raise DataError(f"images are scored from a column `path` (file paths) or `image` (bytes); got {list(frame)}")
     if column == "image":
-        check_image_items(contract, [(f"row {row}", item) for row, item in enumerate(frame[column])])
+        check_image_items(contract, [(f"row {row}", item) for row, item in enumerate(frame[column], start=1)])
     else:
         check_image_items(contract, [(str(item), Path(item)) for item in frame[column]])
     return frame[[column]]
@@ -187,7 +187,7 @@ def _float_column(values: pd.Series, column: str, first_row: int = 0) -> np.ndar
             unparseable = bad & pd.to_numeric(values.astype(str), errors="coerce").isna().to_numpy()
             row = int(np.flatnonzero(unparseable if unparseable.any() else bad)[0])
             raise DataError(
-                f"column {column!r} must be numeric; row {first_row + row} holds {_shown(values.iloc[row])!r}"
+                f"column {column!r} must be numeric; row {first_row + row + 1} holds {_shown(values.iloc[row])!r}"
             )
         values = pd.to_numeric(values)  # an object column of ints and floats (JSON mixing 1 and 1.5)
     as_float = values.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -196,14 +196,14 @@ def _float_column(values: pd.Series, column: str, first_row: int = 0) -> np.ndar
         if inexact.any():
             row = int(np.flatnonzero(inexact)[0])
             raise DataError(
-                f"column {column!r}: integer {values.iloc[row]} in row {first_row + row} has no exact float value"
+                f"column {column!r}: integer {values.iloc[row]} in row {first_row + row + 1} has no exact float value"
             )
     bad = ~np.isfinite(as_float) | (np.abs(as_float) > FLOAT32_MAX)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise DataError(
             f"column {column!r} has {int(bad.sum())} missing, infinite or out-of-range values "
-            f"(|x| > {FLOAT32_MAX:.3g}), e.g. row {first_row + row}: {_shown(values.iloc[row])!r}"
+            f"(|x| > {FLOAT32_MAX:.3g}), e.g. row {first_row + row + 1}: {_shown(values.iloc[row])!r}"
         )
     return as_float
 

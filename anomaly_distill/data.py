@@ -80,7 +80,7 @@ def iter_frames(path: str | Path, rows: int) -> Iterator[tuple[int, pd.DataFrame
         raise
     except Exception as error:
         reason = _reader_error(error)
-        raise DataError(f"{path}: cannot be read as {suffix[1:]} after row {first_row} ({reason})") from None
+        raise DataError(f"{path}: cannot be read as {suffix[1:]} after row {first_row:,} ({reason})") from None
 
 
 def _batches(path: Path, suffix: str, rows: int) -> Iterator[pd.DataFrame]:
@@ -164,7 +164,7 @@ def _profile_batch(profile: FileProfile, batch: pd.DataFrame, first_row: int) ->
             text = ~missing & pd.to_numeric(values.astype(str), errors="coerce").isna().to_numpy()
         bad = missing | infinite | text
         if bad.any() and counts.first_bad_row is None:
-            counts.first_bad_row = first_row + int(np.flatnonzero(bad)[0])
+            counts.first_bad_row = first_row + int(np.flatnonzero(bad)[0]) + 1  # 1-based
         counts.missing += int(missing.sum())
         counts.infinite += int(infinite.sum())
         counts.text += int(text.sum())

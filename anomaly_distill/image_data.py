@@ -63,7 +63,7 @@ def _manifest(path: Path) -> tuple[list[Path], np.ndarray]:
     bad = ~frame["label"].isin([0, 1])
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
-        raise DataError(f"{path}: label must be 0 or 1; row {first + 2} has {frame['label'].iloc[first]!r}")
+        raise DataError(f"{path}: label must be 0 or 1; row {first + 1} has {frame['label'].iloc[first]!r}")
     paths = [p if p.is_absolute() else path.parent / p for p in map(Path, frame["path"])]
     return paths, frame["label"].to_numpy(dtype=np.int8)
 

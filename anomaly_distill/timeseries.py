@@ -46,7 +46,7 @@ def series_from_frame(
     bad = np.flatnonzero(stamps.isna().to_numpy())
     if len(bad):
         raise DataError(
-            f"{len(bad)} timestamps do not parse, e.g. row {bad[0]}: {frame[timestamp_column].iloc[bad[0]]!r}"
+            f"{len(bad)} timestamps do not parse, e.g. row {bad[0] + 1}: {frame[timestamp_column].iloc[bad[0]]!r}"
         )
     steps = stamps.diff().iloc[1:]
     if timestamp_policy == "file_order":
@@ -54,13 +54,13 @@ def series_from_frame(
     duplicates = np.flatnonzero((steps == pd.Timedelta(0)).to_numpy()) + 1
     if len(duplicates):
         raise DataError(
-            f"{len(duplicates)} duplicate timestamps, e.g. row {duplicates[0]}: {stamps.iloc[duplicates[0]]}"
+            f"{len(duplicates)} duplicate timestamps, e.g. row {duplicates[0] + 1}: {stamps.iloc[duplicates[0]]}"
         )
     backwards = np.flatnonzero((steps < pd.Timedelta(0)).to_numpy()) + 1
     if len(backwards):
         row = backwards[0]
         raise DataError(
-            f"timestamps are not sorted: row {row} ({stamps.iloc[row]}) is earlier than row {row - 1} "
+            f"timestamps are not sorted: row {row + 1} ({stamps.iloc[row]}) is earlier than row {row} "
             f"({stamps.iloc[row - 1]}); {len(backwards)} such rows"
         )
     columns = value_columns or [c for c in frame.columns if c != timestamp_column]
@@ -78,7 +78,7 @@ def _numeric(frame: pd.DataFrame, column: str) -> np.ndarray:
     if len(bad):
         raise DataError(
             f"value column {column!r} has {len(bad)} non-numeric or non-finite values, "
-            f"e.g. row {bad[0]}: {frame[column].iloc[bad[0]]!r}"
+            f"e.g. row {bad[0] + 1}: {frame[column].iloc[bad[0]]!r}"
         )
     return values
 

@@ -156,16 +156,16 @@ class ServedModel:
         ignored = {getattr(contract, "label_column", None)}  # a training label sent along is ignored
         for i, record in enumerate(records):
             if not isinstance(record, dict):
-                raise DataError(f"record {i} must be a JSON object of column: value, got {type(record).__name__}")
+                raise DataError(f"record {i + 1} must be a JSON object of column: value, got {type(record).__name__}")
             keys = record.keys() - ignored
             if keys != expected:
                 raise DataError(
-                    f"record {i} must have exactly the model's columns; missing "
+                    f"record {i + 1} must have exactly the model's columns; missing "
                     f"{sorted(expected - keys)}, unexpected {sorted(keys - expected)}"
                 )
             for column, value in record.items():  # checked here: a column mixing ints and floats becomes float64
                 if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_EXACT_INTEGER:
-                    raise DataError(f"column {column!r}: integer {value} in row {i} has no exact float value")
+                    raise DataError(f"column {column!r}: integer {value} in row {i + 1} has no exact float value")
         return check_input(contract, pd.DataFrame.from_records(records))
 
 

@@ -172,7 +172,7 @@ def notice_outside_moves(name: str) -> bool:
     mlflow_client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
     _record_move(name, PERSON, str(current.version))
     mark_best(name, str(current.version))
-    _tag_promotion(name, str(current.version), f"moved from v{recorded} outside anomaly-distill (noticed)")
+    _tag_promotion(name, str(current.version), f"moved from v{recorded} outside anomaly-distill (noticed)", recorded)
     return True
 
 
@@ -202,7 +202,7 @@ def move_champion(name: str, version: str | int, reason: str, by: str, new_best:
     _record_move(name, by, str(target.version))
     if by == PERSON or new_best or best_champion(name) is None:
         mark_best(name, str(target.version))
-    _tag_promotion(name, str(target.version), reason)
+    _tag_promotion(name, str(target.version), reason, previous_version)
     if by == PERSON and DEMOTED_TAG in target.tags:
         mlflow_client.delete_model_version_tag(name, str(target.version), DEMOTED_TAG)
     return previous_version
@@ -247,14 +247,25 @@ def _rollback(name: str, expected_from: str | None) -> tuple[str, str]:
     mark_best(name, target)
     stamp = datetime.now(timezone.utc).isoformat()
     mlflow_client.set_model_version_tag(name, current.version, DEMOTED_TAG, f"rolled back by a person at {stamp}")
-    _tag_promotion(name, target, f"rollback from v{current.version}")
+    _tag_promotion(name, target, f"rollback from v{current.version}", str(current.version))
     return str(current.version), target
 
 
-def _tag_promotion(name: str, version: str, reason: str) -> None:
-    """Why and when the version last became champion (dated: a later run's gate tags may say otherwise)."""
+PROMOTION_TAG = "promotion"
+
+
+def _tag_promotion(name: str, version: str, reason: str, replaced: str | None = None) -> None:
+    """Why and when the version last became champion (dated: a later run's gate tags may say otherwise); the
+    champion it replaced says so in the past tense, not "champion since" any more."""
     stamp = f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC"
-    client().set_model_version_tag(name, version, "promotion", f"champion since {stamp}: {reason}")
+    mlflow_client = client()
+    mlflow_client.set_model_version_tag(name, version, PROMOTION_TAG, f"champion since {stamp}: {reason}")
+    if replaced is None or str(replaced) == str(version):
+        return
+    was = get_version(name, replaced).tags.get(PROMOTION_TAG, "")
+    became = was.removeprefix("champion since ").partition(" UTC")[0] if was.startswith("champion since") else None
+    history = f"was champion from {became} UTC to {stamp}" if became else f"was champion until {stamp}"
+    mlflow_client.set_model_version_tag(name, replaced, PROMOTION_TAG, f"{history}; replaced by v{version}")
 
 
 PROMOTE_DEPLOYMENT = "promote-model/promote-model"

@@ -90,7 +90,7 @@ def test_a_thousand_malformed_payloads_get_422_and_store_nothing(http):
     big = json.dumps([{**{c: 0.5 for c in FEATURES}, "f0": "x" if i == 159_999 else 0.5} for i in range(160_000)])
     assert len(big) > 10_000_000
     response = client.post("/score", content=big.encode(), headers={"content-type": "application/json"})
-    assert response.status_code == 422 and "row 159999" in response.json()["detail"]
+    assert response.status_code == 422 and "row 160000" in response.json()["detail"]
     print(
         f"\nfuzz: {tried['payloads'] + 1} malformed payloads, {tried['server_errors']} 5xx, "
         f"{len(store.read())} rows stored"

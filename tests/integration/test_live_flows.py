@@ -39,8 +39,8 @@ def test_scored_rows_reach_the_output_and_the_live_store(workspace, champion):
     "case, message",
     [
         ("missing column", "missing ['f2'], unexpected []"),
-        ("nan", "column 'f0' has 1 missing, infinite or out-of-range values (|x| > 3.4e+38), e.g. row 3: nan"),
-        ("string", "column 'f1' must be numeric; row 4 holds 'high'"),
+        ("nan", "column 'f0' has 1 missing, infinite or out-of-range values (|x| > 3.4e+38), e.g. row 4: nan"),
+        ("string", "column 'f1' must be numeric; row 5 holds 'high'"),
         ("extra column", "missing [], unexpected ['merchant']"),
     ],
 )
@@ -77,7 +77,7 @@ def test_a_file_streams_in_batches_and_a_bad_row_deep_in_it_leaves_nothing_behin
     rows.to_parquet(workspace / "bad.parquet", row_group_size=700)
     refused = workspace / "refused.csv"
     assert score(workspace / "bad.parquet", workspace / "store", "--out", str(refused), "--chunk-rows", "300") == 2
-    assert "e.g. row 2345: inf" in capsys.readouterr().err  # the file's row, not the batch's
+    assert "e.g. row 2346: inf" in capsys.readouterr().err  # the file's row (1-based), not the batch's
     assert not refused.exists() and not list(workspace.rglob("*.tmp"))  # no output, no half-written part
     assert LiveStore(str(workspace / "store")).read()["row_id"].tolist() == stored["row_id"].tolist()
 

@@ -55,7 +55,7 @@ def test_explain_names_the_columns_behind_each_alert_and_stores_them(service):
     [
         (lambda r: {k: v for k, v in r.items() if k != "f2"}, "missing ['f2']"),
         (lambda r: {**r, "merchant": 1.0}, "unexpected ['merchant']"),
-        (lambda r: {**r, "f0": "high"}, "column 'f0' must be numeric; row 1 holds 'high'"),
+        (lambda r: {**r, "f0": "high"}, "column 'f0' must be numeric; row 2 holds 'high'"),
         (lambda r: {**r, "f0": None}, "column 'f0' has 1 missing, infinite or out-of-range values"),
     ],
 )
@@ -123,10 +123,10 @@ def test_integer_json_values_are_scored_like_the_same_floats(service):
 @pytest.mark.parametrize(
     "value, message",
     [
-        ({"nested": 1}, "column 'f0' must be numeric; row 1 holds {'nested': 1}"),
-        (True, "column 'f0' must be numeric; row 1 holds True"),
+        ({"nested": 1}, "column 'f0' must be numeric; row 2 holds {'nested': 1}"),
+        (True, "column 'f0' must be numeric; row 2 holds True"),
         (1e308, "column 'f0' has 1 missing, infinite or out-of-range values"),
-        (2**60, "column 'f0': integer 1152921504606846976 in row 1 has no exact float value"),
+        (2**60, "column 'f0': integer 1152921504606846976 in row 2 has no exact float value"),
     ],
 )
 def test_values_the_model_cannot_take_get_a_422_naming_column_and_row(service, value, message):

@@ -217,7 +217,7 @@ def test_a_file_over_the_memory_limit_trains_on_a_sample_and_a_bad_cell_outside_
     config.write_text("max_rows_in_memory: 1500\nengine: {distill: {epochs: 20}}\n")
     argv = ["train", "--data", str(workspace / "bad.parquet"), "--label-column", "label", "--model-name", NAME]
     assert main([*argv, "--config", str(config)]) == 2
-    assert f"whole file ({len(frame):,} rows): column 'f1': 1 missing (first in row {outside:,})" in (
+    assert f"whole file ({len(frame):,} rows): column 'f1': 1 missing (first in row {outside + 1:,})" in (
         capsys.readouterr().err
     )
     assert versions() == [1]

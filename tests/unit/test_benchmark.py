@@ -179,7 +179,7 @@ def test_series_benchmark_keeps_a_repeated_hour_in_file_order_unless_told_strict
     ]
     assert main(common) == 0
     assert main(common + ["--timestamp-policy", "strict"]) == 2
-    assert "1 duplicate timestamps, e.g. row 500" in capsys.readouterr().err
+    assert "1 duplicate timestamps, e.g. row 501" in capsys.readouterr().err
 
 
 def test_nab_protocol_fits_on_the_probationary_period_and_writes_nab_results(tmp_path, capsys):

@@ -172,8 +172,8 @@ def test_the_profile_counts_bad_cells_anywhere_and_names_the_first_row(tmp_path)
     frame.to_csv(tmp_path / "t.csv", index=False)
     sample, profile = sample_file(tmp_path / "t.csv", 500, seed=0, batch_rows=1_000)
     assert profile.problems() == [
-        "column 'x': 1 missing, 1 infinite, 1 text (first in row 1,234)",
-        "column 'label': 1 missing (first in row 3,000)",
+        "column 'x': 1 missing, 1 infinite, 1 text (first in row 1,235)",
+        "column 'label': 1 missing (first in row 3,001)",
     ]
     assert profile.problems(skip=("x", "label")) == []
 

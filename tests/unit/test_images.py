@@ -82,7 +82,7 @@ def test_a_manifest_lists_paths_and_labels(tmp_path):
     paths, labels = list_images(manifest)
     assert paths == [tmp_path / "good/0000.png", tmp_path / "hole/0000.png"] and labels.tolist() == [0, 1]
     pd.DataFrame({"path": ["good/0000.png"], "label": [2]}).to_csv(manifest, index=False)
-    with pytest.raises(DataError, match="label must be 0 or 1; row 2"):
+    with pytest.raises(DataError, match="label must be 0 or 1; row 1 "):
         list_images(manifest)
 
 

@@ -46,24 +46,24 @@ def test_split_is_chronological_and_normalisation_sees_only_the_training_period(
     [
         (
             lambda f: f.iloc[[0, 2, 1, *range(3, len(f))]],
-            "timestamps are not sorted: row 2 (2024-01-01 00:05:00) is earlier than row 1",
+            "timestamps are not sorted: row 3 (2024-01-01 00:05:00) is earlier than row 2",
         ),
         (
             lambda f: f.assign(timestamp=f["timestamp"].where(f.index != 5, f["timestamp"][4])),
-            "duplicate timestamps, e.g. row 5",
+            "duplicate timestamps, e.g. row 6",
         ),
         (
             lambda f: f.assign(value=f["value"].astype(object).where(f.index != 7, "n/a")),
-            "non-numeric or non-finite values, e.g. row 7: 'n/a'",
+            "non-numeric or non-finite values, e.g. row 8: 'n/a'",
         ),
         (
             lambda f: f.assign(value=f["value"].where(f.index != 3, np.inf)),
-            "non-numeric or non-finite values, e.g. row 3",
+            "non-numeric or non-finite values, e.g. row 4",
         ),
         (lambda f: f.head(5), "the series has 5 points; one window needs 8"),
         (
             lambda f: f.assign(timestamp=f["timestamp"].where(f.index != 9, "yesterday-ish")),
-            "1 timestamps do not parse, e.g. row 9",
+            "1 timestamps do not parse, e.g. row 10",
         ),
         (lambda f: f.rename(columns={"timestamp": "time"}), "timestamp column 'timestamp' not found"),
     ],
