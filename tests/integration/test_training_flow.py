@@ -230,6 +230,9 @@ def test_promote_and_rollback(workspace, thyroid_csv, capsys):
     assert main(["promote", "--model-name", NAME, "--version", "2"]) == 0 and champion() == "2"
     assert main(["rollback", "--model-name", NAME]) == 0 and champion() == "1"
     assert "rolled back v2 -> v1" in capsys.readouterr().out
+    tags = {v: mlflow_client().get_model_version(NAME, v).tags["promotion"] for v in ("1", "2")}
+    assert tags["1"].startswith("champion since ") and tags["1"].endswith("rollback from v2")
+    assert tags["2"].startswith("was champion from ") and tags["2"].endswith("replaced by v1")  # not "since"
     assert main(["rollback", "--model-name", NAME]) == 2
     assert "no previous champion" in capsys.readouterr().err
     assert main(["promote", "--model-name", NAME, "--version", "9"]) == 2
