@@ -9,7 +9,8 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from prefect import flow
+from prefect import flow, get_run_logger
+from prefect.states import Completed
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from anomaly_distill import pipeline, series_pipeline
@@ -23,8 +24,8 @@ from flows.image_training import distill_images, prepare_images
 from flows.runners import RunnerKind, with_runner
 from serving.live_store import live_store_url
 from tasks import online_series as online
+from tasks import run_page, tracking
 from tasks import series as ts
-from tasks import tracking
 from tasks import training as t
 from tasks.drift import LABEL
 from tasks.live_rows import live_rows
@@ -260,6 +261,7 @@ def training_pipeline(params: TrainingParameters = TrainingParameters()) -> dict
         )
         card = t.model_card(_card_facts(params, prepared, version, done.student), verdict, done.metrics, run_id)
         t.link_runs(params.model_name, version, run_id, verdict, done.metrics, reused, card)
+        verdict_line = run_page.publish(params.model_name, version, run_id, verdict, done.metrics, reused)
         t.record_run(run_id, metrics={f"seconds_{stage}": s for stage, s in clock.items()})
     except BaseException:
         for run in runs:
@@ -268,7 +270,7 @@ def training_pipeline(params: TrainingParameters = TrainingParameters()) -> dict
         raise
     for run in runs:
         tracking.end_run(run)
-    return asdict(
+    outcome = asdict(
         TrainingOutcome(
             params.model_name,
             version,
@@ -282,6 +284,8 @@ def training_pipeline(params: TrainingParameters = TrainingParameters()) -> dict
             reused,
         )
     )
+    get_run_logger().info(verdict_line)  # the run's last line, and its state message
+    return Completed(message=verdict_line, data=outcome)
 
 
 @dataclass

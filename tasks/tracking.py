@@ -80,6 +80,33 @@ def prefect_tags() -> dict[str, str]:
 RUNS_VIEW = "?workflowType=machine_learning"
 
 
+def prefect_link_line() -> str:
+    """A Markdown line linking the Prefect flow run (MLflow renders a run's description as Markdown)."""
+    tags = prefect_tags()
+    url = tags.get("prefect.flow_run_url")
+    if url is None:
+        return f"Prefect flow run `{tags['prefect.flow_run_name']}`\n\n" if tags else ""
+    return f"**Prefect flow run:** [{tags['prefect.flow_run_name']}]({url})\n\n"
+
+
+def source_tags(git: str) -> dict[str, str]:
+    """What MLflow shows as a run's Source and User (`client.create_run` sets neither, unlike `mlflow.start_run`):
+    the Prefect flow, or the CLI command; the tracking login, else the operating-system user."""
+    import getpass
+
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    flow = context.flow.name if context is not None and context.flow is not None else None
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME") or getpass.getuser()
+    return {
+        "mlflow.source.type": "JOB",
+        "mlflow.source.name": f"prefect flow {flow}" if flow else "anomaly-distill",
+        "mlflow.source.git.commit": git,
+        "mlflow.user": user,
+    }
+
+
 def ui_url(run_id: str | None = None, model: tuple[str, str] | None = None) -> str | None:
     """The MLflow UI page of a run or of a model version, when tracking is a server (a sqlite file has no UI)."""
     uri = tracking_uri()
@@ -101,7 +128,8 @@ def rename_run(run_id: str, name: str) -> None:
 
 def start_run(experiment: str, name: str, tags: dict | None = None) -> str:
     """A new top-level run, or the run `mlflow run` (MLflow Projects) created for us, named by MLFLOW_RUN_ID."""
-    tags = {key: str(value) for key, value in {**prefect_tags(), **(tags or {})}.items()}  # a server takes strings
+    tags = {**source_tags((tags or {}).get("git_commit", "")), **prefect_tags(), **(tags or {})}
+    tags = {key: str(value) for key, value in tags.items()}  # a server takes strings
     project_run = os.environ.get("MLFLOW_RUN_ID")
     if project_run:
         set_tags(project_run, tags)
@@ -111,8 +139,10 @@ def start_run(experiment: str, name: str, tags: dict | None = None) -> str:
 
 def start_child_run(parent_id: str, name: str) -> str:
     mlflow_client = client()
-    experiment = mlflow_client.get_run(parent_id).info.experiment_id
-    tags = {MLFLOW_PARENT_RUN_ID: parent_id, **prefect_tags()}
+    parent = mlflow_client.get_run(parent_id)
+    experiment, tags = parent.info.experiment_id, parent.data.tags
+    same_source = {key: value for key, value in tags.items() if key.startswith(("mlflow.source.", "mlflow.user"))}
+    tags = {MLFLOW_PARENT_RUN_ID: parent_id, **same_source, **prefect_tags()}
     return mlflow_client.create_run(experiment, run_name=name, tags=tags).info.run_id
 
 

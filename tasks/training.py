@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from prefect import task
-from prefect.artifacts import create_link_artifact, create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from anomaly_distill import pipeline
@@ -456,7 +456,9 @@ def promote(
             verdict, previous = _promote_locked(
                 model_name, version, verdict, challenger, rows, config, started_at, student
             )
-    publish_verdict(model_name, version, verdict)
+    registry.set_version_tags(
+        model_name, version, {"gate": verdict.outcome, "gate_reasons": "\n".join(verdict.reasons)}
+    )  # a reused version gets this run's verdict
     return previous, verdict
 
 
@@ -488,26 +490,16 @@ def reuse_note(version) -> str:
 def link_runs(
     model_name: str, version: str, run_id: str, verdict: Verdict, metrics: dict, reused: bool, card: str
 ) -> None:
-    """Each side names the other: the MLflow run and version name the Prefect run (tags); the Prefect run gets
-    links to the MLflow run and version; the version's description (and the run's note) is its model card."""
+    """Each side names the other: the MLflow run and version name the Prefect run (tags, and a link on top of the
+    run's description); the version's description (and the run's note) is its model card. The Prefect side's
+    links are artifacts of the flow run (tasks/run_page.py)."""
     gate = verdict.outcome
     run_tags = {"model_version": version, "gate": gate, "reused_version": reused}
-    tracking.set_tags(run_id, run_tags | {"mlflow.note.content": card})  # note: the run page's description
+    note = tracking.prefect_link_line() + card  # the run page's description, Markdown: the link is clickable
+    tracking.set_tags(run_id, run_tags | {"mlflow.note.content": note})
     tracking.rename_run(run_id, f"train-{model_name}-v{version}{' (reused)' if reused else ''}")
     registry.describe_version(model_name, version, card)
     registry.set_version_tags(model_name, version, tracking.prefect_tags())
-    run_url, version_url = tracking.ui_url(run_id), tracking.ui_url(model=(model_name, version))
-    lines = [
-        f"# {model_name} v{version}: gate {gate}{', reused version' if reused else ''}",
-        f"- MLflow run: {f'[{run_id}]({run_url})' if run_url else run_id} (tracking: {tracking.tracking_uri()})",
-        f"- model version: {f'[v{version}]({version_url})' if version_url else f'models:/{model_name}/{version}'}",
-        f"- AUROC {metrics.get('auroc', float('nan')):.4f}, fidelity {metrics['fidelity']:.4f}",
-        *(f"- {reason}" for reason in verdict.reasons),
-    ]
-    create_markdown_artifact("\n".join(lines), key="training-summary", description="Links to MLflow")
-    if run_url:
-        create_link_artifact(run_url, link_text=f"MLflow run {run_id[:8]}", key="mlflow-run")
-        create_link_artifact(version_url, link_text=f"{model_name} v{version}", key="model-version")
 
 
 @task(cache_policy=NO_CACHE, **IO_RETRIES)
@@ -541,17 +533,6 @@ def model_card(facts: dict, verdict: Verdict, metrics: dict, run_id: str) -> str
 def _listed(logged: str | None) -> list[str]:
     """A list parameter as `tracking.log_params` logged it (JSON)."""
     return json.loads(logged) if logged else []
-
-
-def publish_verdict(model_name: str, version: str, verdict: Verdict) -> None:
-    """The final verdict: Prefect artifact and the version's tags (a reused version gets this run's verdict)."""
-    title = f"Promotion gate for {model_name} v{version}"
-    create_markdown_artifact(verdict.markdown(title), key="gate-verdict", description="Challenger vs champion")
-    registry.set_version_tags(
-        model_name,
-        version,
-        {"gate": verdict.outcome, "gate_reasons": "\n".join(verdict.reasons)},
-    )
 
 
 def reference_snapshot(student: pipeline.Student, train: Table, seed: int, max_rows: int = 20_000) -> pd.DataFrame:

@@ -393,8 +393,9 @@ def test_browser_custom_run_form_is_in_order_modality_specific_and_the_run_links
     wait_until_completed(page, servers, flow_run_id)
 
     page.get_by_role("tab", name="Artifacts").or_(page.get_by_text("Artifacts", exact=True)).first.click()
-    expect(page.get_by_text("mlflow-run").first).to_be_visible()
-    page.screenshot(path=str(SCREENSHOTS / "training-run-links.png"), full_page=True)
+    for key in ("mlflow-run", "model-version", "mlflow-experiment", "metrics", "gate-verdict"):  # the flow run's
+        expect(page.get_by_text(key, exact=True).first).to_be_visible()
+    page.screenshot(path=str(SCREENSHOTS / "flow-run-artifacts.png"), full_page=True)
     version = client().get_model_version_by_alias("srv-browser", "champion")
     run = client().get_run(version.run_id)
     assert run.data.tags["prefect.flow_run_id"] == flow_run_id and run.info.run_name == "train-srv-browser-v1"

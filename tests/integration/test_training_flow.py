@@ -369,3 +369,35 @@ def test_the_validation_report_lists_every_check_not_just_a_verdict(thyroid_csv)
     broken = frame.assign(f0=frame["f0"].where(frame.index != 3))
     failed = validate_frame(broken, "label", None).markdown()
     assert failed.startswith("# Data validation FAILED") and "| FAIL | `expect_column_values_to_not_be_null" in failed
+
+
+def test_the_flow_run_carries_the_verdict_metrics_and_links_and_mlflow_names_its_source(workspace, thyroid_csv):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogHandler
+
+    state = training_pipeline(TrainingParameters(data_path=str(thyroid_csv), **FAST), return_state=True)
+    outcome = state.result()
+    assert state.message == f"{NAME} v1: gate passed, promoted to champion"  # the run's state message
+    APILogHandler().flush()  # the run's logs are sent in batches
+    with get_client(sync_client=True) as prefect:
+        flow_run = prefect.read_flow_run(state.state_details.flow_run_id)
+        found = prefect.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run.id]))
+        )
+        logs = prefect.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run.id])))
+    by_key = {artifact.key: artifact for artifact in found if artifact.key}
+    assert {"gate-verdict", "metrics", "data-validation"} <= set(by_key)
+    assert by_key["gate-verdict"].task_run_id is None and by_key["metrics"].task_run_id is None  # the flow run's own
+    table = json.loads(by_key["metrics"].data) if isinstance(by_key["metrics"].data, str) else by_key["metrics"].data
+    auroc = next(row for row in table if row["metric"] == "auroc")
+    assert auroc["this version"] == f"{outcome['metrics']['auroc']:.4f}" and auroc["champion"] == "–"
+    own = [log.message for log in sorted(logs, key=lambda log: log.timestamp) if log.task_run_id is None]
+    assert own[-2] == state.message  # the last line before Prefect's "Finished in state …"
+    run = mlflow_client().get_run(outcome["run_id"])
+    tags = run.data.tags
+    assert tags["mlflow.source.name"] == "prefect flow training-pipeline" and tags["mlflow.user"]
+    note = tags["mlflow.note.content"]  # the run's description: a clickable link back, then the model card
+    assert note.startswith(f"**Prefect flow run:** [{flow_run.name}](http") and f"/runs/flow-run/{flow_run.id})" in note
+    children = mlflow_client().search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
+    assert {child.data.tags["mlflow.user"] for child in children} == {tags["mlflow.user"]}
