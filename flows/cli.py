@@ -422,6 +422,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="anomaly-distill", description=__doc__)
+    parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     commands = parser.add_subparsers(dest="command", required=True)
 
     bench = commands.add_parser("benchmark", help="teacher vs student vs PyOD baselines on labelled datasets")
@@ -624,7 +625,12 @@ def build_parser() -> argparse.ArgumentParser:
     rollback = commands.add_parser("rollback", help="move the champion alias back to the previous champion")
     rollback.add_argument("--model-name", required=True)
     rollback.set_defaults(func=cmd_rollback)
+    for command in commands.choices.values():  # `anomaly-distill train … --verbose` as well as before the command
+        command.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
     return parser
+
+
+VERBOSE_HELP = "also show the libraries' warnings and progress bars and Prefect's per-task lines"
 
 
 class ExpectedFailureFilter(logging.Filter):
@@ -637,12 +643,60 @@ class ExpectedFailureFilter(logging.Filter):
         return True
 
 
+class EngineChatterFilter(logging.Filter):
+    """On the console, below warnings: Prefect's own per-run lines ("Finished in state Completed()") and other
+    libraries' INFO lines go; the run's lines (the flow's log, what its tasks print) stay. The Prefect UI's log
+    keeps everything."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        engine = record.pathname.endswith(("task_engine.py", "flow_engine.py"))
+        runs = record.name.startswith(("prefect.flow_runs", "prefect.task_runs"))
+        message = record.getMessage()
+        if engine and any(name in message for name in _expected_error_names()):
+            return False  # bad input: the command's own `error:` line says it once
+        if message.startswith("Still processing items"):
+            return False  # Prefect flushing its events at exit
+        return record.levelno >= logging.WARNING or (runs and not engine)
+
+
+def _expected_error_names() -> set[str]:
+    found, todo = set(), list(EXPECTED_ERRORS)
+    while todo:
+        error = todo.pop()
+        found.add(error.__name__)
+        todo += error.__subclasses__()
+    return found
+
+
 def quiet_expected_failures() -> None:
     """On the handlers Prefect sets up (console, API): installed once Prefect is imported."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
     for name in PREFECT_LOGGERS:
         for handler in logging.getLogger(name).handlers:
             if not any(isinstance(f, ExpectedFailureFilter) for f in handler.filters):
                 handler.addFilter(ExpectedFailureFilter())
+            chatter = any(isinstance(f, EngineChatterFilter) for f in handler.filters)
+            if QUIET["on"] and isinstance(handler, PrefectConsoleHandler) and not chatter:
+                handler.addFilter(EngineChatterFilter())
+
+
+QUIET = {"on": False}  # set by main: no --verbose
+
+
+def quiet_libraries() -> None:
+    """Only the project's lines: no library warnings, MLflow's INFO lines or its download progress bars."""
+    import os
+    import warnings
+
+    QUIET["on"] = True
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # MLflow sets its loggers' level when imported
+    for category in (UserWarning, FutureWarning, DeprecationWarning):
+        warnings.filterwarnings("ignore", category=category)
+    logging.getLogger("py.warnings").setLevel(logging.ERROR)  # Prefect logs warnings: some come past the filters
+    for name in ("great_expectations", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -653,6 +707,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no calls home from the embedded API
     args = build_parser().parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else list(argv)
+    if not args.verbose:
+        quiet_libraries()
     try:
         return args.func(args)
     except (

@@ -1,6 +1,7 @@
 """The training pipeline for real: Prefect flow, Great Expectations, MLflow tracking and registry."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -401,3 +402,27 @@ def test_the_flow_run_carries_the_verdict_metrics_and_links_and_mlflow_names_its
     assert note.startswith(f"**Prefect flow run:** [{flow_run.name}](http") and f"/runs/flow-run/{flow_run.id})" in note
     children = mlflow_client().search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
     assert {child.data.tags["mlflow.user"] for child in children} == {tags["mlflow.user"]}
+
+
+def test_the_cli_prints_only_the_projects_lines_unless_verbose(tmp_path, thyroid_csv):
+    """A real `anomaly-distill` process: no library warnings, MLflow INFO lines, download progress bars or
+    Prefect's per-task lines; bad input is one `error:` line. --verbose shows them again."""
+    command = [str(Path(sys.executable).with_name("anomaly-distill")), "train", "--label-column", "label"]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'quiet.db'}"}
+    env.pop("PREFECT_API_URL", None)
+
+    def run(*args):
+        return subprocess.run([*command, *args], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+
+    (tmp_path / "fast.yaml").write_text("engine: {distill: {epochs: 20}}\n")
+    trained = run("--data", str(thyroid_csv), "--model-name", "quiet", "--config", str(tmp_path / "fast.yaml"))
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    noise = ("Warning", "Downloading artifacts", "Finished in state", "INFO mlflow", "great_expectations")
+    assert not [line for line in trained.stderr.splitlines() if any(n in line for n in noise)], trained.stderr
+    assert "quiet v1: gate passed, promoted to champion" in trained.stderr and "Gate: PASSED" in trained.stdout
+    missing = run("--data", str(tmp_path / "none.csv"), "--model-name", "quiet")
+    assert missing.returncode == 2 and missing.stderr.strip().splitlines() == [
+        f"error: data file not found: {tmp_path / 'none.csv'}"
+    ]
+    verbose = run("--data", str(tmp_path / "none.csv"), "--model-name", "quiet", "--verbose")
+    assert verbose.returncode == 2 and "Finished in state Failed" in verbose.stderr
