@@ -72,7 +72,8 @@ def evaluate(teacher, student, test: ImageSet, config: ImageConfig, run_ids: lis
 
 
 def log_overlays(run_id: str, student, test: ImageSet) -> None:
-    """The highest-scoring held-out images with the student's map over them: `overlays/*.png`."""
+    """The highest-scoring held-out images with the student's map over them, translucent, with a colour bar, the
+    score and the threshold: `overlays/*.png`, 400 px wide."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -83,16 +84,26 @@ def log_overlays(run_id: str, student, test: ImageSet) -> None:
     maps = student.maps(test.images[top])
     with tempfile.TemporaryDirectory() as tmp:
         for rank, (index, heat) in enumerate(zip(top, maps)):
-            image = test.images[index].transpose(1, 2, 0).squeeze()
-            figure, axis = plt.subplots(figsize=(3, 3))
-            axis.imshow(image, cmap="gray" if image.ndim == 2 else None)
-            axis.imshow(heat, cmap="jet", alpha=0.45)
-            axis.set_title(f"{Path(test.paths[index]).name}: {scores[index]:.2f}", fontsize=8)
-            axis.axis("off")
             path = Path(tmp) / f"{rank + 1:02d}_{Path(test.paths[index]).stem}.png"
-            figure.savefig(path, dpi=80, bbox_inches="tight")
-            plt.close(figure)
+            _overlay(
+                plt, test.images[index], heat, Path(test.paths[index]).name, scores[index], student.threshold, path
+            )
             tracking.log_file(run_id, path, "overlays")
+
+
+def _overlay(plt, image: np.ndarray, heat: np.ndarray, name: str, score: float, threshold: float, path: Path):
+    image = image.transpose(1, 2, 0).squeeze()
+    figure, axis = plt.subplots(figsize=(5, 4.4))
+    axis.imshow(image, cmap="gray" if image.ndim == 2 else None)
+    shown = axis.imshow(
+        heat, cmap="inferno", alpha=0.4, extent=(-0.5, image.shape[1] - 0.5, image.shape[0] - 0.5, -0.5)
+    )
+    figure.colorbar(shown, ax=axis, fraction=0.046, pad=0.04, label="anomaly map")
+    verdict = "ANOMALY" if score >= threshold else "normal"
+    axis.set_title(f"{name}\nscore {score:.3f}, threshold {threshold:.3f}: {verdict}", fontsize=10)
+    axis.axis("off")
+    figure.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(figure)
 
 
 class ImageGateRows:

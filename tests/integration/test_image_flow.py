@@ -6,6 +6,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
+from PIL import Image
 
 from anomaly_distill.image_pipeline import AUTO_TEACHER, ImageDetector
 from anomaly_distill.textures import write_textures
@@ -33,6 +34,8 @@ def test_the_image_flow_from_the_cli_registers_a_gated_student_with_overlays_ser
     )
     overlays = [f.path for f in client.list_artifacts(version.run_id, "overlays")]
     assert len(overlays) == 6 and all(path.endswith(".png") for path in overlays)
+    with Image.open(client.download_artifacts(version.run_id, overlays[0], str(workspace))) as overlay:
+        assert min(overlay.size) >= 256  # big enough to see where the map points
     assert "images resized to 64×64" in version.description and "scoring" in version.tags["gate_reasons"]
     params, card = run.data.params, version.description  # the card says what the run's parameters say
     assert not any(key.startswith(("engine.", "segment_column", "live_")) for key in params)  # tabular settings
