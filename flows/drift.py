@@ -13,6 +13,7 @@ from anomaly_distill.contract import ImageContract, SeriesContract
 from anomaly_distill.timeseries import merged_history
 from serving.live_store import live_store_url
 from tasks import drift as d
+from tasks import monitoring
 from tasks import scoring as s
 from tasks.registry import resolve_model
 
@@ -28,7 +29,9 @@ class DriftParameters(StrictModel):
     drift_share_threshold: float = Field(
         0.3, gt=0, le=1, description="Drift when at least this share of features drifted (or the score drifted)."
     )
-    experiment: str = Field("anomaly-distill", description="MLflow experiment for the drift runs.")
+    experiment: OptionalText = Field(
+        None, description="MLflow experiment for the drift runs; empty: <model_name>-monitoring."
+    )
     retrain_on_drift: bool = Field(
         False,
         description="On drift, run the training pipeline on the reference snapshot + the live window "
@@ -51,8 +54,9 @@ def drift_monitoring(params: DriftParameters) -> dict:
     summary, html = d.detect_drift(reference, current, features, params.drift_share_threshold, live_url)
     summary["compared"] = compared
     summary["adaptation"] = adaptation_note(contract, current)
-    summary["mlflow_run_id"] = d.log_drift(model, summary, html, params.experiment, params.window)
     summary["model_version"] = model.version
+    experiment = monitoring.experiment_name(model.name, params.experiment)
+    summary["mlflow_run_id"] = d.log_drift(model, summary, html, experiment, params.window)
     d.publish_drift(model, summary)
     if summary["drift_detected"]:
         retraining = retraining_parameters(params, model, contract, reference, current, live_url)
@@ -144,7 +148,7 @@ def retraining_parameters(
         data_path=str(path),
         label_column=d.LABEL if d.LABEL in table else None,
         model_name=params.model_name,
-        experiment=params.experiment,
+        experiment=d.training_experiment(model),
         check_ranges=False,  # range checks off: drift is the point
         holdout_column=LIVE_ROW if LIVE_ROW in table else None,
         **settings,

@@ -15,7 +15,7 @@ from anomaly_distill.contract import ImageContract, SeriesContract, check_input
 from anomaly_distill.data import DataError
 from anomaly_distill.metrics import detection_metrics, has_both_classes
 from serving.live_store import ROW_ID, LiveStore
-from tasks import tracking
+from tasks import monitoring, tracking
 from tasks.registry import REFERENCE_FILE, ModelRef
 from tasks.scoring import load_pyfunc
 
@@ -45,16 +45,20 @@ def column_drift(report_dict: dict) -> dict[str, dict]:
 def drift_summary(
     reference: pd.DataFrame, current: pd.DataFrame, features: list[str], drift_share_threshold: float
 ) -> tuple[dict, str]:
-    """(JSON-able summary, HTML report). The score column is tested like a feature but reported apart."""
+    """(JSON-able summary, HTML report). The score is tested on its own, beside the features and not one of them,
+    in the summary and in the report alike: the report's count and share of drifted columns are the summary's."""
     from evidently import Report
+    from evidently.metrics import ValueDrift
     from evidently.presets import DataDriftPreset
 
     columns = features + ["score"]
-    preset = DataDriftPreset(columns=columns, drift_share=drift_share_threshold)
-    snapshot = Report([preset]).run(current[columns], reference[columns])
-    per_column = column_drift(snapshot.dict())
+    preset = DataDriftPreset(columns=features, drift_share=drift_share_threshold)
+    snapshot = Report([preset, ValueDrift(column="score")]).run(current[columns], reference[columns])
+    report = snapshot.dict()
+    per_column = column_drift(report)
     drifted = [c for c in features if per_column[c]["drifted"]]
     share = len(drifted) / len(features)
+    _agrees_with_report(report, len(drifted), share)
     score = per_column["score"]
     summary = {
         "drift_detected": share >= drift_share_threshold or score["drifted"],
@@ -69,7 +73,26 @@ def drift_summary(
         "reference_rows": len(reference),
         "columns": per_column,
     }
-    return summary, with_project_headline(snapshot.get_html_str(as_iframe=False), summary, drift_share_threshold)
+    html = with_project_headline(snapshot.get_html_str(as_iframe=False), summary, drift_share_threshold)
+    return summary, fit_narrow_frames(html)
+
+
+def _agrees_with_report(report: dict, drifted: int, share: float) -> None:
+    counted = next(m["value"] for m in report["metrics"] if m["config"]["type"].endswith(":DriftedColumnsCount"))
+    if int(counted["count"]) != drifted or abs(float(counted["share"]) - share) > 1e-9:
+        raise RuntimeError(f"Evidently's report counts {counted}, the verdict {drifted} drifted, share {share}")
+
+
+# Evidently lays its widgets out for ~1000 px and cuts them off in narrower frames, such as MLflow's artifact
+# preview: scaled down to fit there instead.
+NARROW_FRAMES = (
+    "<style>@media (max-width: 999px) {body {zoom: 0.78}} @media (max-width: 779px) {body {zoom: 0.6}} "
+    "@media (max-width: 599px) {body {zoom: 0.45}}</style>"
+)
+
+
+def fit_narrow_frames(html: str) -> str:
+    return html.replace("</head>", NARROW_FRAMES + "</head>", 1)
 
 
 EVIDENTLY_HEADLINE = re.compile(r"Dataset Drift is (NOT )?detected\. Dataset drift detection threshold is [0-9.]+")
@@ -78,7 +101,7 @@ EVIDENTLY_HEADLINE = re.compile(r"Dataset Drift is (NOT )?detected\. Dataset dri
 def project_headline(summary: dict, threshold: float) -> str:
     verdict = "detected" if summary["drift_detected"] else "NOT detected"
     drifted = len(summary["drifted_columns"])
-    features = len(summary["columns"]) - 1
+    features = len(summary["columns"]) - 1  # every column but the score
     score = "drifted" if summary["score_drifted"] else "did not drift"
     return (
         f"Dataset Drift is {verdict} (anomaly-distill rule: drift when at least {threshold:.0%} of the features "
@@ -141,6 +164,12 @@ def load_reference(model: ModelRef) -> pd.DataFrame:
     return tracking.load_parquet_artifact(model.run_id, REFERENCE_FILE)
 
 
+def training_experiment(model: ModelRef) -> str:
+    """The experiment the monitored version was trained in: a drift retrain belongs there, not with the checks."""
+    run = tracking.get_run(model.run_id)
+    return tracking.client().get_experiment(run.info.experiment_id).name
+
+
 @task(cache_policy=NO_CACHE)
 def champion_training_parameters(model: ModelRef) -> dict:
     """The parameters the monitored version was trained with (its run's config.json)."""
@@ -185,19 +214,34 @@ def detect_drift(
 
 @task(cache_policy=NO_CACHE)
 def log_drift(model: ModelRef, summary: dict, html: str, experiment: str, window: str) -> str:
+    """The check's own run (report, summary, the version judged) and its step on the model's monitoring run, in
+    the experiment `experiment`; the version's card links to both."""
     tags = {"kind": "drift", "model_name": model.name, "model_version": model.version, "window": window}
     run_id = tracking.start_run(experiment, f"drift-{model.name}-v{model.version}", tags=tags)
-    tracking.log_metrics(
-        run_id,
-        {k: float(summary[k]) for k in ("drift_share", "score_drift", "anomaly_rate", "reference_anomaly_rate", "rows")}
-        | {"drift_detected": float(summary["drift_detected"])},
-    )
+    tracking.log_metrics(run_id, monitoring.window_metrics(summary))
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "drift_report.html").write_text(html)
         tracking.log_file(run_id, Path(tmp) / "drift_report.html")
     tracking.log_json(run_id, summary, "drift_summary.json")
+    trend = monitoring.monitoring_run(experiment, model.name)
+    step = monitoring.log_window(trend, summary)
+    version_url = tracking.ui_url(model=(model.name, model.version))
+    note = f"Judged [{model.name} v{model.version}]({version_url})" if version_url else f"Judged {model.uri}"
+    tracking.set_tags(run_id, {"monitoring_run": trend, "window_step": step, "mlflow.note.content": note})
     tracking.end_run(run_id)
+    verdict = "DRIFT" if summary["drift_detected"] else "no drift"
+    monitoring.link_from_card(model.name, model.version, _card_line(experiment, run_id, trend, step, verdict))
     return run_id
+
+
+def _card_line(experiment: str, run_id: str, trend: str, step: int, verdict: str) -> str:
+    runs, chart = tracking.ui_url(run_id), tracking.ui_url(trend)
+    check = f"[run {run_id[:8]}]({runs})" if runs else f"run `{run_id}`"
+    trend_text = f"[monitoring run]({chart})" if chart else f"monitoring run `{trend}`"
+    return (
+        f"- latest drift check (window {step + 1}): **{verdict}**, {check} in experiment `{experiment}`; every "
+        f"window's drift share, score drift, rows and live metrics over time: the {trend_text}'s charts"
+    )
 
 
 @task(cache_policy=NO_CACHE)

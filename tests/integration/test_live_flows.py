@@ -2,6 +2,7 @@
 
 import json
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +12,9 @@ from mlflow.tracking import MlflowClient
 
 from flows.cli import main
 from serving.live_store import LiveStore
-from tasks.tracking import tracking_uri
+from tasks.tracking import RUNS_VIEW, tracking_uri
 from tests.integration.conftest import LIVE_MODEL as NAME
+from tests.integration.test_servers import SCREENSHOTS, browser, expect
 
 
 def score(path, store, *extra):
@@ -228,3 +230,63 @@ def test_batch_scoring_on_a_two_worker_dask_cluster_matches_threads(workspace, c
     threads, dask = pd.read_csv(workspace / "threads.csv"), pd.read_csv(workspace / "dask.csv")
     np.testing.assert_allclose(dask["score"], threads["score"], rtol=1e-6)
     assert len(LiveStore(str(workspace / "dask")).read()) == len(champion.features)
+
+
+def test_five_drift_windows_make_a_trend_on_one_monitoring_run_linked_from_the_card(workspace, champion):
+    """Each check: its own run in `<model>-monitoring` tagged with the version it judged; its figures are one
+    step of the model's monitoring run, every window's equal to its check's; the card links the latest."""
+    features = champion.features
+    checks = []
+    for window, shift in enumerate((0.0, 0.05, 0.1, 0.2, 0.4)):
+        features.assign(f1=features["f1"] + shift, f4=features["f4"] + shift).to_csv(workspace / "w.csv", index=False)
+        assert score(workspace / "w.csv", workspace / f"store{window}") == 0
+        checks.append(drift(workspace / f"store{window}", workspace / f"w{window}.json"))
+    client = MlflowClient(tracking_uri(), tracking_uri())
+    experiment = client.get_experiment_by_name(f"{NAME}-monitoring")
+    runs = client.search_runs([experiment.experiment_id], "tags.kind = 'drift'")
+    assert {run.info.run_id for run in runs} == {check["mlflow_run_id"] for check in checks}
+    assert {run.data.tags["model_version"] for run in runs} == {"1"}
+    (trend,) = client.search_runs([experiment.experiment_id], "tags.kind = 'monitoring'")
+    for metric in ("drift_share", "score_drift", "rows", "anomaly_rate"):
+        history = sorted(client.get_metric_history(trend.info.run_id, metric), key=lambda point: point.step)
+        assert [point.step for point in history] == [0, 1, 2, 3, 4]
+        assert [point.value for point in history] == pytest.approx([float(check[metric]) for check in checks])
+    shares = [check["drift_share"] for check in checks]
+    assert shares[0] == 0 and shares[-1] >= 2 / 6  # the shift grows, and the trend shows it
+    card = client.get_model_version(NAME, "1").description
+    assert card.count("## Monitoring") == 1 and "latest drift check (window 5)" in card
+    assert checks[-1]["mlflow_run_id"] in card and trend.info.run_id in card
+    with mlflow_ui(workspace) as ui, browser() as page:  # the chart a user opens
+        page.goto(f"{ui}/#/experiments/{experiment.experiment_id}/runs/{trend.info.run_id}/model-metrics{RUNS_VIEW}")
+        expect(page.get_by_text("drift_share").first).to_be_visible(timeout=60_000)
+        page.wait_for_timeout(2_000)
+        page.screenshot(path=str(SCREENSHOTS / "monitoring-trend.png"), full_page=True)
+
+
+@contextmanager
+def mlflow_ui(workspace):
+    """`mlflow server` on this test's sqlite store, as a user starts it to look at the runs."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", tracking_uri(), "--port", str(port)]
+    server = subprocess.Popen(command, cwd=workspace, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except OSError:
+                assert time.time() < deadline and server.poll() is None, "mlflow server did not start"
+                time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(30)

@@ -195,7 +195,7 @@ def test_drift_run_triggers_a_retrain_on_the_live_rows_that_never_revives_an_old
     assert registry.get_version(NAME, newest).run_id != registry.get_version(NAME, champion_before).run_id
 
     drift_run = registry.client().search_runs(
-        [registry.client().get_experiment_by_name("anomaly-distill").experiment_id],
+        [registry.client().get_experiment_by_name(f"{NAME}-monitoring").experiment_id],
         f"tags.kind = 'drift' and tags.model_name = '{NAME}'",
     )[0]
     report = registry.client().download_artifacts(drift_run.info.run_id, "drift_report.html", str(tmp_path))
