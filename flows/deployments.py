@@ -4,6 +4,7 @@ from prefect.deployments.runner import EntrypointType
 from prefect.events import DeploymentEventTrigger
 from prefect.schedules import Cron
 
+from flows import jobs
 from flows.drift import DriftParameters, drift_monitoring
 from flows.promotion import PromotionParameters, promote_model
 from flows.resilient_serve import serve_through_outages
@@ -65,7 +66,28 @@ def build(
             **common,
         ),
         promotion_deployment(model_name, common),
+        *short_form_deployments(data_path, model_name, label_column, common),
     ]
+
+
+def short_form_deployments(data_path: str, model_name: str, label_column: str | None, common: dict) -> list:
+    """train-table/train, train-series/train and train-images/train: one short form each, for a one-off run."""
+    forms = [
+        (jobs.train_table, jobs.TableJob(data_path=data_path, model_name=model_name, label_column=label_column), True),
+        (jobs.train_series, jobs.SeriesJob(data_path="-", model_name=model_name), False),
+        (jobs.train_images, jobs.ImageJob(data_path="-", model_name=model_name), False),
+    ]
+    deployments = []
+    for job, defaults, with_data in forms:
+        deployment = job.to_deployment(
+            name="train",
+            description=f"{job.__doc__} Data, label and model name first; every engine setting under Advanced.",
+            parameters={"params": jobs.form_defaults(defaults, with_data)},
+            **common,
+        )
+        jobs.short_form({"definitions": deployment._parameter_openapi_schema.definitions}, type(defaults))
+        deployments.append(deployment)
+    return deployments
 
 
 def promotion_deployment(model_name: str, common: dict):

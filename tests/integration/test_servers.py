@@ -419,6 +419,43 @@ def test_browser_custom_run_form_is_in_order_modality_specific_and_the_run_links
     page.screenshot(path=str(SCREENSHOTS / "model-version-card.png"), full_page=True)
 
 
+SHORT_FORMS = {"train-table": "Tabular", "train-series": "Time series", "train-images": "Images"}
+
+
+def open_short_form(page, servers, flow: str) -> None:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as prefect:
+        deployment = prefect.read_deployment_by_name(f"{flow}/train")
+    page.goto(f"{servers.prefect_api.removesuffix('/api')}/deployments/deployment/{deployment.id}")
+    page.get_by_role("button", name="Run", exact=True).click()
+    page.get_by_text("Custom run").click()
+    expect(page.get_by_text("Advanced (Optional)", exact=True).first).to_be_visible()
+
+
+def test_browser_each_job_has_a_short_form_and_the_table_one_trains(servers, deployed, page):
+    """Data, label and model name first; at most 12 fields before Advanced; no toggles, duplicates or internals."""
+    for flow, kind in SHORT_FORMS.items():
+        open_short_form(page, servers, flow)
+        labels = field_labels(page)
+        first = labels[labels.index("Data Path") : labels.index("Advanced")]  # the form's fields, in order
+        assert labels.index("Data Path") <= 1 and "Model Name" in first and len(first) <= 12, (flow, labels)
+        assert len(first) == len(set(first)), first
+        assert not {"Sequence", "Member Hints", "Synthetic", "Modality"} & set(labels), (flow, labels)
+        assert page.locator(".schema-form-property .p-button-group").count() == 0, f"{flow}: a type toggle"
+        if kind == "Images":
+            assert "Engine" not in labels and labels.count("Seed") == 1 and labels.count("Contamination") == 1
+        page.screenshot(path=str(SCREENSHOTS / f"form-{flow}.png"), full_page=True)
+    earlier = flow_run_ids("srv-short", "train-table")
+    open_short_form(page, servers, "train-table")
+    form_field(page, "Model Name").locator("input, textarea").first.fill("srv-short")
+    form_field(form_field(page, "Distill"), "Epochs").locator("input").first.fill("20")
+    page.get_by_role("button", name="Submit").click()
+    flow_run_id = wait_for_browser_run("srv-short", "train-table", earlier)
+    wait_until_completed(page, servers, flow_run_id)
+    assert _why(flow_run_id).startswith("srv-short v1: gate passed, promoted to champion")  # the state message
+
+
 def promote_form_choices() -> list[str]:
     from prefect.client.orchestration import get_client
 

@@ -426,3 +426,16 @@ def test_the_cli_prints_only_the_projects_lines_unless_verbose(tmp_path, thyroid
     ]
     verbose = run("--data", str(tmp_path / "none.csv"), "--model-name", "quiet", "--verbose")
     assert verbose.returncode == 2 and "Finished in state Failed" in verbose.stderr
+
+
+def test_the_short_table_form_runs_the_one_training_pipeline(workspace, thyroid_csv):
+    from flows.jobs import TableJob, train_table
+
+    job = TableJob.model_validate(
+        {"data_path": str(thyroid_csv), "model_name": NAME, "advanced": {"engine": {"distill": {"epochs": 20}}}}
+    )
+    outcome = train_table(job)
+    assert outcome["version"] == "1" and outcome["promoted"] and champion() == "1"
+    run = mlflow_client().get_run(outcome["run_id"])
+    assert run.data.tags["mlflow.source.name"] == "prefect flow train-table"
+    assert run.data.params["engine.distill.epochs"] == "20" and run.data.params["label_column"] == "label"
