@@ -90,3 +90,19 @@ def test_compression_of_a_series_model_is_refused_by_name():
         TrainingParameters(modality={"kind": "timeseries"}, engine={"student": {"compress": "int8"}})
     with pytest.raises(ValueError, match="compress"):
         TrainingParameters(engine={"student": {"compress": "float16"}})
+
+
+def test_the_readmes_image_settings_example_is_every_image_setting_at_its_default():
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    from anomaly_distill.config import GateConfig, ImageConfig
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = re.search(r"Every image setting, with its default.*?```yaml\n(.*?)```", readme, re.S).group(1)
+    example = yaml.safe_load(block)
+    assert set(example["modality"]["image"]) == set(ImageConfig.model_fields)
+    assert ImageConfig(**example["modality"]["image"]) == ImageConfig()
+    assert GateConfig(**example["gate"]) == GateConfig()
