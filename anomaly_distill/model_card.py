@@ -78,7 +78,7 @@ def render_model_card(card: ModelCard) -> str:
         "## Data\n" + _data(card),
         "## Input contract\n" + _contract(card.contract),
         "## Teacher and student\n" + _models(card),
-        "## Metrics on held-out rows\n" + _metrics(card),
+        f"## Metrics on held-out {'images' if card.modality == 'image' else 'rows'}\n" + _metrics(card),
         f"## Gate verdict: {_verdict(card)}\n" + "\n".join(f"- {reason}" for reason in card.reasons),
         f"## Compression\n{card.compression}",
         "## Known limitations\n" + "\n".join(f"- {item}" for item in _limitations(card)),

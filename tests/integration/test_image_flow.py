@@ -13,6 +13,7 @@ from anomaly_distill.textures import write_textures
 from flows.cli import main
 from serving.live_store import LiveStore
 from tasks.tracking import tracking_uri
+from tests.integration.ui import SCREENSHOTS, browser, expect, mlflow_ui
 
 NAME = "textures-test"
 SETTINGS = "modality:\n  image: {size: 64, teacher_epochs: 5, epochs: 15}\n"
@@ -46,6 +47,11 @@ def test_the_image_flow_from_the_cli_registers_a_gated_student_with_overlays_ser
     assert "rows/s" not in card and "MLP" not in card and "weights ," not in card
     info = mlflow.models.get_model_info(f"models:/{NAME}/1")
     assert info.name == f"{NAME}-image-student" and info.signature.inputs.input_names() == ["path", "image"]
+    with mlflow_ui(workspace) as ui, browser() as page:  # the card as a user reads it on the version page
+        page.goto(f"{ui}/#/models/{NAME}/versions/1")
+        expect(page.get_by_text(f"Model card: {NAME} v1")).to_be_visible(timeout=60_000)
+        expect(page.get_by_text("images/s, one thread").first).to_be_visible()
+        page.screenshot(path=str(SCREENSHOTS / "image-card.png"), full_page=True)
     teacher_run = client.search_runs(
         [run.info.experiment_id], f"tags.mlflow.parentRunId = '{version.run_id}' and tags.mlflow.runName = 'teacher'"
     )[0]

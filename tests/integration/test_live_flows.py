@@ -1,8 +1,10 @@
 """Scoring and drift for real: registered champion, live store on disk, Evidently, MLflow, Prefect."""
 
 import json
+import os
 import re
-from contextlib import contextmanager
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,7 @@ from flows.cli import main
 from serving.live_store import LiveStore
 from tasks.tracking import RUNS_VIEW, tracking_uri
 from tests.integration.conftest import LIVE_MODEL as NAME
-from tests.integration.test_servers import SCREENSHOTS, browser, expect
+from tests.integration.ui import SCREENSHOTS, browser, expect, mlflow_ui
 
 
 def score(path, store, *extra):
@@ -240,7 +242,16 @@ def test_five_drift_windows_make_a_trend_on_one_monitoring_run_linked_from_the_c
     for window, shift in enumerate((0.0, 0.05, 0.1, 0.2, 0.4)):
         features.assign(f1=features["f1"] + shift, f4=features["f4"] + shift).to_csv(workspace / "w.csv", index=False)
         assert score(workspace / "w.csv", workspace / f"store{window}") == 0
-        checks.append(drift(workspace / f"store{window}", workspace / f"w{window}.json"))
+        if window < 4:
+            checks.append(drift(workspace / f"store{window}", workspace / f"w{window}.json"))
+    cli = [str(Path(sys.executable).with_name("anomaly-distill")), "drift", "--model-name", NAME, "--live-store"]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri()}
+    env.pop("PREFECT_API_URL", None)
+    last = subprocess.run(
+        [*cli, str(workspace / "store4"), "--json", str(workspace / "w4.json")], capture_output=True, text=True, env=env
+    )
+    assert last.returncode == 0, last.stderr[-2000:]
+    checks.append(json.loads((workspace / "w4.json").read_text()))
     client = MlflowClient(tracking_uri(), tracking_uri())
     experiment = client.get_experiment_by_name(f"{NAME}-monitoring")
     runs = client.search_runs([experiment.experiment_id], "tags.kind = 'drift'")
@@ -261,32 +272,15 @@ def test_five_drift_windows_make_a_trend_on_one_monitoring_run_linked_from_the_c
         expect(page.get_by_text("drift_share").first).to_be_visible(timeout=60_000)
         page.wait_for_timeout(2_000)
         page.screenshot(path=str(SCREENSHOTS / "monitoring-trend.png"), full_page=True)
-
-
-@contextmanager
-def mlflow_ui(workspace):
-    """`mlflow server` on this test's sqlite store, as a user starts it to look at the runs."""
-    import socket
-    import subprocess
-    import sys
-    import time
-    import urllib.request
-
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
-    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", tracking_uri(), "--port", str(port)]
-    server = subprocess.Popen(command, cwd=workspace, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
-                break
-            except OSError:
-                assert time.time() < deadline and server.poll() is None, "mlflow server did not start"
-                time.sleep(0.5)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(30)
+        newest = checks[-1]  # its report in MLflow's artifact preview, beside the verdict the CLI printed
+        page.goto(f"{ui}/#/experiments/{experiment.experiment_id}/runs/{newest['mlflow_run_id']}/artifacts{RUNS_VIEW}")
+        page.get_by_text("drift_report.html").first.click()
+        report = page.frame_locator("iframe").first
+        drifted = f"{len(newest['drifted_columns'])} of 6 features"
+        expect(report.get_by_text(drifted, exact=False).first).to_be_visible(timeout=60_000)
+        expect(report.get_by_text("Share of Drifted Columns").first).to_be_visible()
+        page.wait_for_timeout(1_000)
+        page.screenshot(path=str(SCREENSHOTS / "drift-report-in-mlflow.png"))
+        verdict = next(line for line in last.stderr.splitlines() if f"{NAME} v1: DRIFT (share" in line)
+        (SCREENSHOTS / "drift-report-in-mlflow.txt").write_text(verdict + "\n")  # the CLI's words, kept beside it
+        assert f"share {newest['drift_share']:.2f}" in verdict

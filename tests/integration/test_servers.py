@@ -2,7 +2,6 @@
 runs triggered through the Prefect API exactly as the UI's Run button does."""
 
 import asyncio
-import importlib.util
 import os
 import re
 import shutil
@@ -10,13 +9,13 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import DEMO, require
+from tests.conftest import DEMO
 from tests.integration.conftest import prefect_client_of
+from tests.integration.ui import SCREENSHOTS, browser, expect
 
 pytestmark = pytest.mark.slow
 
@@ -245,18 +244,6 @@ def test_simultaneous_promotions_are_serialised(deployed):
     assert registry.champion_history(NAME) == before + [str(first.version), other]
 
 
-CHROMIUM = "/usr/bin/chromium"  # Debian's package; .ci/run installs it
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "outputs" / "browser"  # the test's output folder (gitignored)
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]  # no calls home: this machine has no way out
-
-
 def flow_run_ids(model_name: str, flow: str) -> set[str]:
     """Runs of `flow` whose parameters name `model_name`."""
     from prefect.client.orchestration import get_client
@@ -286,29 +273,6 @@ def page(servers):
         opened.keyboard.press("Enter")
         expect(opened.get_by_text("Dashboard").first).to_be_visible(timeout=30_000)
         yield opened
-
-
-@contextmanager
-def browser(servers=None):
-    """A Chromium page (with the MLflow login when `servers`). Playwright's sync API runs an event loop in this
-    thread while it is open: asyncio.run and Prefect's sync-or-async helpers fail or return coroutines then (hence
-    _sync=True in `run`)."""
-    require(os.path.exists(CHROMIUM), f"Chromium not installed at {CHROMIUM} (apt-get install chromium; .ci/run does)")
-    require(importlib.util.find_spec("playwright") is not None, "playwright not installed (pip install playwright)")
-    import playwright.sync_api as playwright
-
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    with playwright.sync_playwright() as driver:
-        chromium = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        login = {"username": servers.mlflow_admin, "password": servers.mlflow_admin_password} if servers else None
-        yield chromium.new_page(viewport={"width": 1400, "height": 1000}, http_credentials=login)
-        chromium.close()
-
-
-def expect(locator):
-    import playwright.sync_api as playwright
-
-    return playwright.expect(locator)
 
 
 def open_custom_run(page, servers, deployment: str) -> None:
