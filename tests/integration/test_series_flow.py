@@ -53,6 +53,12 @@ def test_series_trains_through_the_flow_and_the_model_scores_a_history_frame(wor
     parent = run  # the model hangs on the parent run
     assert parent.data.tags["teacher_kind"] in {"ensemble", "conv_autoencoder"}
     assert "validation AUROC" in parent.data.tags["teacher_choice"]
+    card, params = version.description, parent.data.params  # the card says what the run's parameters say
+    assert (
+        f"window: {params['modality.series.window']} points" in card
+        and "- teacher: " + parent.data.tags["teacher_kind"] in card
+    )
+    assert f"- digest: `{params['data_digest']}`" in card and not any(k.startswith("segment_") for k in params)
 
     import mlflow.pyfunc
 
