@@ -62,6 +62,6 @@ def publish(model_name: str, version: str, run_id: str, verdict: Verdict, metric
     if run_url:
         create_link_artifact(run_url, link_text=f"MLflow run {run_id[:8]}", key="mlflow-run")
         create_link_artifact(version_url, link_text=f"{model_name} v{version}", key="model-version")
-        experiment = run_url.split("/runs/")[0] + "/runs" + tracking.RUNS_VIEW
+        experiment = tracking.experiment_url(tracking.tracking_uri(), tracking.get_run(run_id).info.experiment_id)
         create_link_artifact(experiment, link_text="MLflow experiment (all runs)", key="mlflow-experiment")
     return line

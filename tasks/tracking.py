@@ -99,12 +99,8 @@ def source_tags(git: str) -> dict[str, str]:
     context = FlowRunContext.get()
     flow = context.flow.name if context is not None and context.flow is not None else None
     user = os.environ.get("MLFLOW_TRACKING_USERNAME") or getpass.getuser()
-    return {
-        "mlflow.source.type": "JOB",
-        "mlflow.source.name": f"prefect flow {flow}" if flow else "anomaly-distill",
-        "mlflow.source.git.commit": git,
-        "mlflow.user": user,
-    }
+    tags = {"mlflow.source.type": "JOB", "mlflow.source.name": f"prefect flow {flow}" if flow else "anomaly-distill"}
+    return tags | {"mlflow.user": user} | ({"mlflow.source.git.commit": git} if git else {})
 
 
 def ui_url(run_id: str | None = None, model: tuple[str, str] | None = None) -> str | None:
@@ -128,9 +124,9 @@ def rename_run(run_id: str, name: str) -> None:
 
 def start_run(experiment: str, name: str, tags: dict | None = None) -> str:
     """A new top-level run, or the run `mlflow run` (MLflow Projects) created for us, named by MLFLOW_RUN_ID."""
-    tags = {**source_tags((tags or {}).get("git_commit", "")), **prefect_tags(), **(tags or {})}
-    tags = {key: str(value) for key, value in tags.items()}  # a server takes strings
-    project_run = os.environ.get("MLFLOW_RUN_ID")
+    project_run = os.environ.get("MLFLOW_RUN_ID")  # its source tags are MLflow Projects' own: kept
+    source = {} if project_run else source_tags((tags or {}).get("git_commit", ""))
+    tags = {key: str(value) for key, value in {**source, **prefect_tags(), **(tags or {})}.items()}  # strings only
     if project_run:
         set_tags(project_run, tags)
         return project_run
