@@ -656,6 +656,8 @@ class EngineChatterFilter(logging.Filter):
             return False  # bad input: the command's own `error:` line says it once
         if message.startswith("Still processing items"):
             return False  # Prefect flushing its events at exit
+        if engine and " - Retry " in message:
+            return True  # a step that failed and will be tried again: what an operator watches for
         return record.levelno >= logging.WARNING or (runs and not engine)
 
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -365,7 +366,10 @@ def test_browser_custom_run_form_is_in_order_modality_specific_and_the_run_links
     assert run.data.tags["prefect.flow_run_id"] == flow_run_id and run.info.run_name == "train-srv-browser-v1"
     assert run.data.params["engine.distill.epochs"] == "22" and run.data.params["dask_address"] == ""
 
-    with browser(servers) as fresh:  # a new profile: nothing remembered of an earlier choice of view
+    login = {"username": servers.mlflow_admin, "password": servers.mlflow_admin_password}
+    profile = page.context.browser.new_context(viewport={"width": 1400, "height": 1000}, http_credentials=login)
+    with closing(profile):  # a new profile: nothing remembered of an earlier choice of view
+        fresh = profile.new_page()
         fresh.goto(tracking_ui(servers.mlflow_uri, run.info.experiment_id))  # the link the CLI prints
         expect(fresh.get_by_text("train-srv-browser-v1").first).to_be_visible(timeout=30_000)
         expect(fresh.get_by_text("Model registry").first).to_be_visible()  # the model-training sidebar
