@@ -4,11 +4,13 @@ Prefect + MLflow servers on PostgreSQL (the `servers` fixture, one pair per test
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import threading
 import time
 import uuid
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
@@ -55,17 +57,58 @@ def thyroid_csv(tmp_path):
 LIVE_MODEL = "thyroid-live"
 
 
-@pytest.fixture
-def champion(workspace, thyroid_csv):
-    """A registered champion trained on thyroid; returns the held-out rows (with labels) as "live" traffic."""
-    from anomaly_distill import pipeline
-    from anomaly_distill.data import load_table
+def _train_champion(data_path) -> None:
     from flows.training import TrainingParameters, training_pipeline
 
     params = TrainingParameters(
-        data_path=str(thyroid_csv), label_column="label", model_name=LIVE_MODEL, engine={"distill": {"epochs": 20}}
+        data_path=str(data_path), label_column="label", model_name=LIVE_MODEL, engine={"distill": {"epochs": 20}}
     )
     training_pipeline(params)
+
+
+@pytest.fixture(scope="session")
+def champion_template(tmp_path_factory, prefect_api):
+    """One champion trained through the real flow, once per session; tests get a relocated copy of its stores."""
+    root = tmp_path_factory.mktemp("champion-template")
+    shutil.copy(DEMO, root / "thyroid.csv")
+    _prefect_console_to_current_stderr()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+        patch.chdir(root)
+        with temporary_settings({PREFECT_LOCAL_STORAGE_PATH: root / "prefect-results"}):
+            _train_champion(root / "thyroid.csv")
+    return root
+
+
+def relocate_workspace(source: Path, target: Path) -> None:
+    """Copy a workspace (MLflow sqlite store, artifacts, Prefect results) and rewrite the absolute paths that
+    MLflow recorded (artifact locations, model sources, the data path) from `source` to `target`."""
+    shutil.copytree(source, target, dirs_exist_ok=True)
+    old, new = str(source), str(target)
+    with sqlite3.connect(target / "mlflow.db") as db:
+        tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        for table in tables:
+            for column in db.execute(f'PRAGMA table_info("{table}")').fetchall():
+                name, kind = column[1], (column[2] or "").upper()
+                if any(text in kind for text in ("CHAR", "TEXT", "CLOB")):
+                    db.execute(f'UPDATE "{table}" SET "{name}" = replace("{name}", ?, ?)', (old, new))
+    for path in target.rglob("*"):
+        if path.is_file() and (path.suffix in {".json", ".md", ".yaml", ".txt"} or path.name == "MLmodel"):
+            text = path.read_text()
+            if old in text:
+                path.write_text(text.replace(old, new))
+
+
+@pytest.fixture
+def champion(workspace, thyroid_csv, champion_template):
+    """A registered champion trained on thyroid (the session's one, relocated into this test's workspace);
+    returns the held-out rows (with labels) as "live" traffic."""
+    from anomaly_distill import pipeline
+    from anomaly_distill.data import load_table
+    from flows.training import TrainingParameters
+
+    relocate_workspace(champion_template, workspace)
+    params = TrainingParameters(data_path=str(thyroid_csv), label_column="label", model_name=LIVE_MODEL)
     _, test = pipeline.split(load_table(thyroid_csv, "label"), params.engine)
     return test
 
