@@ -33,6 +33,7 @@ test-fast: $(BIN)/anomaly-distill
 lint: $(BIN)/anomaly-distill
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 # Regenerates the table in BENCHMARKS.md (all six shared ADBench sets).
 bench: $(BIN)/anomaly-distill

@@ -328,7 +328,7 @@ class OnlineSeriesModel:
     (its state after the last training point), scoring a point by the largest of its columns' scores.
 
     The version is a fixed artifact: `predict(frame)` replays the frame from a copy of that warm state and leaves
-    the model as it was. The live service keeps each series' state as data (`serving/series_state.py`) and goes
+    the model as it was. The live service keeps each series' state as data (`stores/series_state.py`) and goes
     on from it with `advance`; both call the same detectors in the same order."""
 
     kind = "online_series"

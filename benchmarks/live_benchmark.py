@@ -39,7 +39,7 @@ def throughput(data: Path, features: pd.DataFrame) -> list[str]:
 
     from anomaly_distill.detector import load_detector
     from anomaly_distill.metrics import rows_per_second
-    from tasks.registry import resolve_model
+    from stores.registry import resolve_model
 
     ref = resolve_model(f"models:/{NAME}@champion")
     pyfunc = mlflow.pyfunc.load_model(ref.uri)
@@ -199,7 +199,7 @@ def drift(workdir: Path, features: pd.DataFrame) -> list[str]:
     import mlflow.pyfunc
 
     from flows.drift import DriftParameters, drift_monitoring
-    from serving.live_store import LiveStore
+    from stores.live_store import LiveStore
 
     rows = live_rows(features, 100_000)
     scored = mlflow.pyfunc.load_model(f"models:/{NAME}@champion").predict(rows)

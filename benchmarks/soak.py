@@ -297,7 +297,7 @@ class Soak:
         freed (200 again); the store then holds exactly the acknowledged rows."""
         import httpx
 
-        from serving.live_store import ROW_ID, LiveStore
+        from stores.live_store import ROW_ID, LiveStore
         from tests.small_disk import SmallDisk
 
         disk, port = SmallDisk(self.workdir / f"disk-{cycle}"), free_port()
@@ -360,7 +360,7 @@ class Soak:
             time.sleep(0.2)
 
     def versions_and_champion(self) -> tuple[int, str | None]:
-        from tasks import registry
+        from stores import registry
         from tasks.tracking import client
 
         try:
@@ -372,7 +372,7 @@ class Soak:
 
     def hide_champion_artifacts(self):
         """Moves the champion's logged model away (an artifact store losing files); returns how to undo it."""
-        from tasks import registry
+        from stores import registry
 
         champion = registry.version_by_alias(NAME, registry.CHAMPION)
         model_id = champion.source.rsplit("/", 1)[-1]  # models:/m-…: the logged model's folder name
@@ -386,7 +386,7 @@ class Soak:
         return lambda: [aside.rename(folder) for folder, aside in moved]
 
     def last_rolled_back(self) -> str:
-        from tasks import registry
+        from stores import registry
         from tasks.tracking import client
 
         versions = client().search_model_versions(f"name='{NAME}'")
@@ -400,7 +400,7 @@ class Soak:
         return float(roc_auc_score(self.audit["label"], scores))
 
     def check(self, cycle: int, fault: str | None, seconds: float) -> None:
-        from tasks import registry
+        from stores import registry
         from tasks.tracking import client
 
         versions = client().search_model_versions(f"name='{NAME}'")

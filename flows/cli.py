@@ -221,7 +221,7 @@ def tracking_ui(uri: str, experiment: str) -> str:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    from tasks import registry
+    from stores import registry
 
     previous = registry.promote(args.model_name, args.version, "manual promotion (CLI)")
     print(f"{args.model_name}: champion -> v{args.version} (was {f'v{previous}' if previous else 'none'})")
@@ -229,7 +229,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from tasks import registry
+    from stores import registry
 
     old, new = registry.rollback(args.model_name)
     print(f"{args.model_name}: champion rolled back v{old} -> v{new}")
@@ -340,7 +340,7 @@ def cmd_serve_api(args: argparse.Namespace) -> int:
 
 def cmd_feedback(args: argparse.Namespace) -> int:
     from anomaly_distill.data import UNLABELLED, check_labels, read_frame
-    from serving.live_store import ROW_ID, LiveStore, live_store_url
+    from stores.live_store import ROW_ID, LiveStore, live_store_url
     from tasks.drift import LABEL, feedback_store
 
     frame = read_frame(args.data)
@@ -365,7 +365,7 @@ def cmd_feedback(args: argparse.Namespace) -> int:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from serving.live_store import live_store_url
+    from stores.live_store import live_store_url
     from tasks.live_rows import StoreUnreachable
     from tasks.review import STRATEGY_NOTES, review_file, review_queue_rows
     from tasks.scoring import write_table_file
@@ -741,8 +741,8 @@ def unreachable_server(error: BaseException) -> str | None:
     import requests
     from mlflow.exceptions import MlflowException
 
+    from stores.registry import RegistryUnreachable
     from tasks.live_rows import StoreUnreachable
-    from tasks.registry import RegistryUnreachable
 
     while error is not None:
         if isinstance(error, (RegistryUnreachable, StoreUnreachable)):

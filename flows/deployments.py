@@ -10,7 +10,7 @@ from flows.promotion import PromotionParameters, promote_model
 from flows.resilient_serve import serve_through_outages
 from flows.scoring import ScoringParameters, batch_scoring
 from flows.training import TrainingParameters, training_pipeline
-from tasks import registry
+from stores import registry
 from tasks.drift import DRIFT_EVENT
 
 

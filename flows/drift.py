@@ -11,11 +11,11 @@ from pydantic import Field
 from anomaly_distill.config import OptionalText, StrictModel
 from anomaly_distill.contract import ImageContract, SeriesContract
 from anomaly_distill.timeseries import merged_history
-from serving.live_store import live_store_url
+from stores.live_store import live_store_url
+from stores.registry import resolve_model
 from tasks import drift as d
 from tasks import monitoring
 from tasks import scoring as s
-from tasks.registry import resolve_model
 
 LIVE_ROW = "_live_row"  # in a retraining table: 1 for rows from the live window, 0 for the champion's reference
 

@@ -7,7 +7,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 
 from anomaly_distill.config import OptionalText, StrictModel
-from tasks import registry
+from stores import registry
 
 
 class PromotionParameters(StrictModel):

@@ -11,10 +11,10 @@ from anomaly_distill.config import OptionalText, StrictModel
 from anomaly_distill.contract import ImageContract, SeriesContract
 from anomaly_distill.errors import DataError
 from flows.runners import RunnerKind, with_runner
-from serving.live_store import ROW_ID, TIMESTAMP, LiveStore, live_store_url
-from serving.storage import storage_error
+from stores.live_store import ROW_ID, TIMESTAMP, LiveStore, live_store_url
+from stores.registry import resolve_model
+from stores.storage import storage_error
 from tasks import scoring as s
-from tasks.registry import resolve_model
 
 IMAGE_CHUNK = 256  # images decoded and scored together
 

@@ -22,7 +22,7 @@ from anomaly_distill.timeseries import chronological_split
 from flows.drift import LIVE_ROW, retraining_table
 from flows.image_training import distill_images, prepare_images
 from flows.runners import RunnerKind, with_runner
-from serving.live_store import live_store_url
+from stores.live_store import live_store_url
 from tasks import online_series as online
 from tasks import run_page, tracking
 from tasks import series as ts

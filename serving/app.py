@@ -1,6 +1,6 @@
 """Online scoring: FastAPI app serving the registry's champion, logging every scored row to the live store.
 
-A request is answered once its rows are in the write-ahead log (`serving/wal.py`); when they cannot be written
+A request is answered once its rows are in the write-ahead log (`stores/wal.py`); when they cannot be written
 (disk full) it is answered 503 with the reason, and nothing of it is kept. Rows of a plain tabular model
 go JSON → float array → student → log line without a DataFrame; anything else (series, segments, a record the
 fast path does not take) goes through the model's pyfunc and data contract, which also name every problem.
@@ -30,11 +30,11 @@ from anomaly_distill.data import DataError
 from anomaly_distill.models.student import SmallBatchScorer
 from anomaly_distill.online import OnlineSeriesModel
 from serving.images import image_detector, read_uploads, score_uploads
-from serving.live_store import ROW_ID, TIMESTAMP, LiveStore, live_store_url, scored_rows
-from serving.series_state import SeriesStateStore
-from serving.storage import StorageError
-from serving.wal import WriteAheadLog, encode_columns, frame_columns
-from tasks import registry
+from stores import registry
+from stores.live_store import ROW_ID, TIMESTAMP, LiveStore, live_store_url, scored_rows
+from stores.series_state import SeriesStateStore
+from stores.storage import StorageError
+from stores.wal import WriteAheadLog, encode_columns, frame_columns
 
 API_KEY_ENV = "ANOMALY_DISTILL_API_KEY"
 SERVE_ENV = "ANOMALY_DISTILL_SERVE"  # the service's settings, for worker processes started by uvicorn
@@ -345,7 +345,7 @@ def score_online(
     served: ServedModel, loaded: Loaded, body: bytes, series: str, threshold: float | None, states, wal
 ) -> Scored:
     """An online series model: the records are the series' next points; they are scored from its stored state,
-    which moves on past them (serving/series_state.py), so the service learns as it scores. Plain records (the
+    which moves on past them (stores/series_state.py), so the service learns as it scores. Plain records (the
     model's columns, ISO timestamps, numbers) skip pandas; anything else goes through the data contract.
     The log line is written here, with the state: one is kept exactly when the other is."""
     if not series or len(series) > 200:

@@ -16,8 +16,8 @@ from anomaly_distill.contract import check_image_items
 from anomaly_distill.errors import DataError
 from anomaly_distill.image_data import load_images
 from anomaly_distill.image_pipeline import describe_images
-from serving.live_store import ROW_ID
-from serving.wal import encode_columns, frame_columns
+from stores.live_store import ROW_ID
+from stores.wal import encode_columns, frame_columns
 
 MAX_IMAGES = 256  # per request
 

@@ -14,9 +14,9 @@ from prefect.events import emit_event
 from anomaly_distill.contract import ImageContract, SeriesContract, check_input
 from anomaly_distill.data import DataError
 from anomaly_distill.metrics import detection_metrics, has_both_classes
-from serving.live_store import ROW_ID, LiveStore
+from stores.live_store import ROW_ID, LiveStore
+from stores.registry import REFERENCE_FILE, ModelRef
 from tasks import monitoring, tracking
-from tasks.registry import REFERENCE_FILE, ModelRef
 from tasks.scoring import load_pyfunc
 
 DRIFT_EVENT = "anomaly_distill.drift.detected"

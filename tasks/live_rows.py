@@ -9,7 +9,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from anomaly_distill.data import DataError
-from serving.live_store import LiveStore
+from stores.live_store import LiveStore
 from tasks import drift as d
 
 

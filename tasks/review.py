@@ -7,10 +7,10 @@ import pandas as pd
 
 from anomaly_distill.data import DataError
 from anomaly_distill.explain import EXPLANATION
-from serving.live_store import ROW_ID
+from stores.live_store import ROW_ID
+from stores.registry import ModelRef, load_contract, resolve_model
 from tasks import drift as d
 from tasks.live_rows import reading_store
-from tasks.registry import ModelRef, load_contract, resolve_model
 from tasks.scoring import load_pyfunc
 
 QUEUE_COLUMNS = [ROW_ID, "score", "is_anomaly", EXPLANATION]

@@ -21,11 +21,11 @@ from tqdm import tqdm
 from anomaly_distill.contract import SeriesContract, TabularContract, check_input
 from anomaly_distill.data import DataError, iter_frames
 from anomaly_distill.detector import predict
-from serving.live_store import ROW_ID, TIMESTAMP, LiveStore, scored_rows, stamped_batch
-from serving.storage import storage_error
-from serving.table_files import StreamedTable
-from tasks import registry
-from tasks.registry import ModelRef
+from stores import registry
+from stores.live_store import ROW_ID, TIMESTAMP, LiveStore, scored_rows, stamped_batch
+from stores.registry import ModelRef
+from stores.storage import storage_error
+from stores.table_files import StreamedTable
 
 
 @task(cache_policy=NO_CACHE)

@@ -14,22 +14,15 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
-from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-DEFAULT_DB = "mlflow.db"
-
-
-def tracking_uri() -> str:
-    """MLFLOW_TRACKING_URI if set (a server in production), else a sqlite file in the working directory."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / DEFAULT_DB}"
-
-
-def client() -> MlflowClient:
-    uri = tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    return MlflowClient(uri, uri)
+from stores.mlflow_client import (  # noqa: F401 (re-exported: tasks call tracking.client() and friends)
+    DEFAULT_DB,
+    client,
+    load_json_artifact,
+    load_parquet_artifact,
+    tracking_uri,
+)
 
 
 def warm_up() -> None:
@@ -191,23 +184,6 @@ def log_json(run_id: str, payload, name: str, artifact_path: str | None = None) 
         path = Path(tmp) / name
         path.write_text(json.dumps(payload, indent=2, default=str))
         log_file(run_id, path, artifact_path)
-
-
-def _read_artifact(run_id: str, artifact: str, read):
-    with tempfile.TemporaryDirectory() as tmp:
-        return read(
-            mlflow.artifacts.download_artifacts(
-                run_id=run_id, artifact_path=artifact, dst_path=tmp, tracking_uri=tracking_uri()
-            )
-        )
-
-
-def load_json_artifact(run_id: str, artifact: str):
-    return _read_artifact(run_id, artifact, lambda path: json.loads(Path(path).read_text()))
-
-
-def load_parquet_artifact(run_id: str, artifact: str) -> pd.DataFrame:
-    return _read_artifact(run_id, artifact, pd.read_parquet)
 
 
 def log_dataset(run_id: str, frame: pd.DataFrame, source: str, label_column: str | None, digest: str) -> str:

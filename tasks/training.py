@@ -33,8 +33,8 @@ from anomaly_distill.gate import Verdict, absolute_checks, decide, held
 from anomaly_distill.metrics import detection_metrics, event_metrics, has_both_classes, labelled_count, rows_per_second
 from anomaly_distill.model_card import ModelCard, render_model_card
 from anomaly_distill.segments import Segmented, segment_tables
+from stores.registry import CONTRACT_FILE, REFERENCE_FILE
 from tasks import plots, registry, tracking
-from tasks.registry import CONTRACT_FILE, REFERENCE_FILE
 from tasks.validation import ValidationFailed, derive_contract, validate_frame
 
 ONNX_NAME = {"tabular": "detector.onnx", "timeseries": "detector.onnx", "image": "detector.onnx"}

@@ -8,7 +8,7 @@ import pytest
 
 from flows.cli import main
 from serving.app import create_app
-from serving.live_store import ROW_ID, LiveStore
+from stores.live_store import ROW_ID, LiveStore
 from tests.integration.conftest import LIVE_MODEL as NAME
 from tests.integration.conftest import served_in_thread
 from tests.small_disk import FULL_ERRORS, SmallDisk

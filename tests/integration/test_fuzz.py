@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from anomaly_distill.contract import TabularContract, check_input
 from anomaly_distill.data import DataError, read_frame
 from serving.app import create_app
-from serving.live_store import LiveStore
+from stores.live_store import LiveStore
 from tests.integration.conftest import LIVE_MODEL as NAME
 
 FEATURES = [f"f{i}" for i in range(6)]

@@ -11,7 +11,7 @@ from PIL import Image
 from anomaly_distill.image_pipeline import AUTO_TEACHER, ImageDetector
 from anomaly_distill.textures import write_textures
 from flows.cli import main
-from serving.live_store import LiveStore
+from stores.live_store import LiveStore
 from tasks.tracking import tracking_uri
 from tests.integration.ui import SCREENSHOTS, browser, expect, mlflow_ui
 

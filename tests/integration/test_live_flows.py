@@ -13,7 +13,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from flows.cli import main
-from serving.live_store import LiveStore
+from stores.live_store import LiveStore
 from tasks.tracking import RUNS_VIEW, tracking_uri
 from tests.integration.conftest import LIVE_MODEL as NAME
 from tests.integration.ui import SCREENSHOTS, browser, expect, mlflow_ui

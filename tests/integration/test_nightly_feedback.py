@@ -11,7 +11,7 @@ import flows.training as training
 from flows.cli import main
 from flows.deployments import build
 from flows.training import TrainingParameters, training_pipeline
-from serving.live_store import LiveStore
+from stores.live_store import LiveStore
 from tasks.drift import feedback_labels, feedback_store
 
 NAME = "nightly-demo"

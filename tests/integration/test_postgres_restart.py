@@ -73,7 +73,7 @@ def training_runs(model_name: str) -> list:
 
 
 def test_postgres_restart_mid_run_then_rerun_is_exact(servers, tmp_path, monkeypatch):
-    from tasks import registry
+    from stores import registry
     from tasks.tracking import client
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", servers.mlflow_uri)  # this process's checks

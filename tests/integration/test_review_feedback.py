@@ -10,7 +10,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from flows.cli import main
-from serving.live_store import LiveStore
+from stores.live_store import LiveStore
 from tasks.drift import feedback_labels, feedback_store
 from tasks.tracking import tracking_uri
 

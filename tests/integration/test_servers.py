@@ -79,7 +79,7 @@ def run(deployment: str, params: dict):
 
 
 def champion() -> str:
-    from tasks import registry
+    from stores import registry
 
     return str(registry.version_by_alias(NAME, registry.CHAMPION).version)
 
@@ -159,7 +159,7 @@ def test_drift_run_triggers_a_retrain_on_the_live_rows_that_never_revives_an_old
     import pandas as pd
     from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL
 
-    from tasks import registry
+    from stores import registry
     from tasks.tracking import tracking_uri as tracking
 
     if registry.version_by_alias(NAME, registry.CHAMPION) is None:
@@ -219,7 +219,7 @@ def _flow_run_state(flow_run_id):
 def test_simultaneous_promotions_are_serialised(deployed):
     """Two promotions at the same instant must end as if one ran after the other: the history then names both
     earlier champions, so two rollbacks retrace the steps (unserialised, both read champion 1 and one is lost)."""
-    from tasks import registry
+    from stores import registry
     from tasks.tracking import client
 
     if registry.version_by_alias(NAME, registry.CHAMPION) is None:
@@ -435,7 +435,7 @@ def promote_form_choices() -> list[str]:
 def test_browser_promote_form_offers_the_versions_and_a_champion_moved_in_mlflow_is_rolled_back(
     servers, deployed, page, tmp_path
 ):
-    from tasks import registry
+    from stores import registry
 
     while len(registry.version_choices(NAME)) < 3:  # "", then at least two versions
         seed = len(registry.version_choices(NAME))
@@ -584,7 +584,7 @@ def test_train_through_the_daemon_runs_there_and_what_it_would_run_differently_r
     finally:
         daemon.terminate()
         daemon.wait(60)
-    from tasks import registry
+    from stores import registry
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", servers.mlflow_uri)
     assert registry.get_version("by-daemon", 1)

@@ -8,7 +8,7 @@ import pytest
 
 from flows.cli import main
 from serving.app import create_app
-from serving.live_store import ROW_ID, LiveStore
+from stores.live_store import ROW_ID, LiveStore
 from tests.integration.conftest import LIVE_MODEL as NAME
 from tests.integration.conftest import free_port, served_in_thread
 
@@ -145,7 +145,7 @@ def registry_down(uri):
 def test_the_service_keeps_serving_the_last_good_model_while_the_registry_is_away(workspace, champion):
     from fastapi.testclient import TestClient
 
-    from tasks import registry
+    from stores import registry
 
     records = champion.features.head(3).to_dict(orient="records")
     with TestClient(create_app(NAME, live_store=str(workspace / "store"), poll_seconds=0.2)) as http:

@@ -9,7 +9,7 @@ import time
 
 import httpx
 
-from serving.live_store import ROW_ID, LiveStore
+from stores.live_store import ROW_ID, LiveStore
 from tests.integration.conftest import LIVE_MODEL as NAME
 from tests.integration.conftest import free_port
 

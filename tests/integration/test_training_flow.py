@@ -147,7 +147,7 @@ def test_the_same_table_with_another_hold_out_gets_a_new_teacher_and_version(wor
 
 
 def test_rerun_after_a_crash_past_registration_reuses_the_version(workspace, thyroid_csv, monkeypatch):
-    from tasks import registry
+    from stores import registry
 
     def server_gone(*args, **kwargs):
         raise ConnectionError("tracking server went away")

@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 from anomaly_distill.config import GateConfig
 from flows.cli import main
 from flows.training import TrainingParameters, training_pipeline
-from tasks import registry
+from stores import registry
 from tasks.tracking import tracking_uri
 
 NAME = "trust-test"

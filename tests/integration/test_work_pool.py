@@ -29,7 +29,7 @@ def test_prefect_yaml_deploys_to_a_process_pool_and_a_worker_runs_it(servers, th
     from prefect.deployments import run_deployment
 
     from flows.training import TrainingParameters
-    from tasks import registry
+    from stores import registry
 
     env = {
         **os.environ,

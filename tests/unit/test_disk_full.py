@@ -8,11 +8,11 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from serving.live_store import ROW_ID, LiveStore
-from serving.series_state import SeriesStateStore
-from serving.storage import StorageError
-from serving.table_files import StreamedTable
-from serving.wal import WriteAheadLog, encode_columns, frame_columns
+from stores.live_store import ROW_ID, LiveStore
+from stores.series_state import SeriesStateStore
+from stores.storage import StorageError
+from stores.table_files import StreamedTable
+from stores.wal import WriteAheadLog, encode_columns, frame_columns
 from tests.small_disk import FULL_ERRORS, SmallDisk
 from tests.unit.test_online import noisy, served_model
 

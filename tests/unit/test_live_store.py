@@ -10,8 +10,8 @@ import pandas as pd
 import pyarrow as pa
 from fsspec.implementations.local import LocalFileSystem
 
-from serving.live_store import ROW_ID, TIMESTAMP, LiveStore, stamped_batch
-from serving.table_files import StreamedTable
+from stores.live_store import ROW_ID, TIMESTAMP, LiveStore, stamped_batch
+from stores.table_files import StreamedTable
 
 
 def rows(n: int, seed: int = 0) -> pd.DataFrame:

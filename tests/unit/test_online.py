@@ -147,7 +147,7 @@ def test_two_workers_on_one_state_file_never_diverge(tmp_path):
     state, so the scores are those of one uninterrupted replay."""
     from datetime import datetime, timedelta, timezone
 
-    from serving.series_state import SeriesStateStore
+    from stores.series_state import SeriesStateStore
 
     model = served_model()
     values = noisy(200, seed=5)[:, None]

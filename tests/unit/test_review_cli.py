@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from flows.cli import REVIEW_DEFAULT, REVIEW_STRATEGIES, main
-from serving.live_store import LiveStore
+from stores.live_store import LiveStore
 from tasks.drift import feedback_store
 
 

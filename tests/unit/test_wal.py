@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from serving.live_store import ROW_ID, TIMESTAMP, LiveStore
-from serving.wal import WriteAheadLog, encode_columns, frame_columns, try_lock
+from stores.live_store import ROW_ID, TIMESTAMP, LiveStore
+from stores.wal import WriteAheadLog, encode_columns, frame_columns, try_lock
 
 DAY = pd.Timestamp("2026-11-01T12:00:00Z")
 

@@ -21,7 +21,7 @@ import numpy as np
 import orjson
 
 from anomaly_distill.data import DataError
-from serving.storage import storage_error
+from stores.storage import storage_error
 
 SCHEMA = """CREATE TABLE IF NOT EXISTS series_state (
     model TEXT NOT NULL, version TEXT NOT NULL, series TEXT NOT NULL,

@@ -2,7 +2,7 @@
 
 Every append writes a new uniquely named file under a temporary name and renames it into place, so readers
 never see half a file, a killed writer leaves only an ignored temp file, and concurrent writers cannot collide.
-The online service writes through a write-ahead log (`serving/wal.py`) instead; `read` returns the rows of log
+The online service writes through a write-ahead log (`stores/wal.py`) instead; `read` returns the rows of log
 segments not yet compacted as well, so an acknowledged row is visible at once.
 """
 
@@ -17,8 +17,8 @@ import pandas as pd
 import pyarrow as pa
 from fsspec.implementations.local import LocalFileSystem
 
-from serving.table_files import StreamedTable
-from serving.wal import SEGMENT_SUFFIX, decode_segment, segment_id, try_lock
+from stores.table_files import StreamedTable
+from stores.wal import SEGMENT_SUFFIX, decode_segment, segment_id, try_lock
 
 TIMESTAMP, ROW_ID = "scored_at", "row_id"  # scored_at: not "timestamp", which series data often uses
 LIVE_STORE_ENV = "ANOMALY_DISTILL_LIVE_STORE"

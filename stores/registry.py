@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from mlflow.exceptions import MlflowException
 
 from anomaly_distill.contract import SeriesContract, TabularContract, contract_from_dict
-from tasks.tracking import client, load_json_artifact, tracking_uri
+from stores.mlflow_client import client, load_json_artifact, tracking_uri
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 HISTORY_TAG = "champion_history"  # JSON list of earlier champion versions, newest last

@@ -25,7 +25,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from serving.storage import storage_error
+from stores.storage import storage_error
 
 SEGMENT_SUFFIX = ".jsonl"
 
