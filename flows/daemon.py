@@ -106,14 +106,14 @@ class Daemon(socketserver.UnixStreamServer):
     """Serves one command at a time, in the order they connect."""
 
     def __init__(self, path: str):
-        from tasks.training import code_digest
+        from tasks.registration import code_digest
 
         self.settings, self.code = run_settings(os.environ), code_digest()
         super().__init__(path, RunHandler)
         os.chmod(path, 0o600)
 
     def decline_reason(self, request: dict) -> str | None:
-        from tasks.training import code_digest
+        from tasks.registration import code_digest
 
         if request.get("root") != str(ROOT):
             return f"it runs the checkout at {ROOT}, not {request.get('root')}"

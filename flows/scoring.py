@@ -68,9 +68,9 @@ def _score_streamed(params: ScoringParameters, model, contract) -> dict:
 
 def _score_series(params: ScoringParameters, model, contract) -> dict:
     """A series is read whole: every point's score needs the window of points before it."""
-    from tasks import training as t  # here: the training tasks import what tabular scoring needs no memory for
+    from tasks import inputs  # here: the training tasks import what tabular scoring needs no memory for
 
-    features = s.validate_input(t.load_data(params.data_path), contract)
+    features = s.validate_input(inputs.load_data(params.data_path), contract)
     if params.explain:
         raise DataError(f"explanations are available for tabular models; {model.name} scores a time series")
     scored, rows_per_second = s.score_in_chunks(

@@ -23,10 +23,9 @@ from flows.drift import LIVE_ROW, retraining_table
 from flows.image_training import distill_images, prepare_images
 from flows.runners import RunnerKind, with_runner
 from stores.live_store import live_store_url
+from tasks import common, evaluation, fitting, gating, inputs, registration, run_page, tracking
 from tasks import online_series as online
-from tasks import run_page, tracking
 from tasks import series as ts
-from tasks import training as t
 from tasks.drift import LABEL
 from tasks.live_rows import live_rows
 
@@ -235,13 +234,13 @@ def training_pipeline(params: TrainingParameters = TrainingParameters()) -> dict
             prepare = _prepare_series if params.series_input else _prepare_table
             prepared = prepare(params, frame, run_id)
             done = _distill(params, prepared, run_id, runs, clock)
-        verdict = t.gate(done.metrics, params.model_name, prepared.gate_rows, params.gate, done.student)
-        key = t.training_key(
+        verdict = gating.gate(done.metrics, params.model_name, prepared.gate_rows, params.gate, done.student)
+        key = registration.training_key(
             prepared.digest,
             params.model_dump_json(exclude=KEY_EXCLUDES),
             params.series_input and params.series_input.labels_path,
         )
-        version = t.register(
+        version = registration.register(
             done.student,
             prepared.example(done.student),
             prepared.reference(done.student),
@@ -253,16 +252,18 @@ def training_pipeline(params: TrainingParameters = TrainingParameters()) -> dict
         )
         reused = version.run_id != run_id
         if reused:
-            verdict.reasons.insert(0, t.reuse_note(version))
+            verdict.reasons.insert(0, registration.reuse_note(version))
         version = str(version.version)
-        t.refresh_promote_form(params.model_name)
-        previous, verdict = t.promote(
+        registration.refresh_promote_form(params.model_name)
+        previous, verdict = gating.promote(
             params.model_name, version, verdict, done.metrics, prepared.gate_rows, params.gate, started_at, done.student
         )
-        card = t.model_card(_card_facts(params, prepared, version, done.student), verdict, done.metrics, run_id)
-        t.link_runs(params.model_name, version, run_id, verdict, done.metrics, reused, card)
+        card = registration.model_card(
+            _card_facts(params, prepared, version, done.student), verdict, done.metrics, run_id
+        )
+        registration.link_runs(params.model_name, version, run_id, verdict, done.metrics, reused, card)
         verdict_line = run_page.publish(params.model_name, version, run_id, verdict, done.metrics, reused)
-        t.record_run(run_id, metrics={f"seconds_{stage}": s for stage, s in clock.items()})
+        common.record_run(run_id, metrics={f"seconds_{stage}": s for stage, s in clock.items()})
     except BaseException:
         for run in runs:
             with suppress(Exception):  # best effort: the tracking server may be the thing that is down
@@ -363,9 +364,9 @@ def _hidden_widths(student, engine) -> list[int]:
 def _load(params: TrainingParameters, run_id: str) -> pd.DataFrame:
     """A series is read whole (its order is the data); a table may be a sample of a file larger than memory."""
     if params.series_input:
-        return t.load_data(params.data_path)
+        return inputs.load_data(params.data_path)
     sampling = params.max_rows_in_memory, params.engine.seed, run_id, (params.segment_column,)
-    return t.load_training_rows(params.data_path, *sampling)
+    return inputs.load_training_rows(params.data_path, *sampling)
 
 
 def _with_live_rows(params: TrainingParameters, frame: pd.DataFrame, run_id: str):
@@ -379,7 +380,7 @@ def _with_live_rows(params: TrainingParameters, frame: pd.DataFrame, run_id: str
             f"no live rows of {params.model_name} in the last {window} in the live store at {url}: "
             f"training on {params.data_path} alone"
         )
-        t.record_run(run_id, params={"live_rows": 0})
+        common.record_run(run_id, params={"live_rows": 0})
         return frame, params
     table, label_column = _file_and_live(frame, live, labels, params.label_column)
     given = int(labels.notna().sum())
@@ -388,7 +389,7 @@ def _with_live_rows(params: TrainingParameters, frame: pd.DataFrame, run_id: str
         f"({given:,} labelled through feedback, {int((labels == 1).sum()):,} of them anomalies; the rest not "
         "reviewed); the held-out rows come from the live rows; range checks off"
     )
-    t.record_run(run_id, params={"live_rows": len(live), "live_labelled_rows": given})
+    common.record_run(run_id, params={"live_rows": len(live), "live_labelled_rows": given})
     update = {"label_column": label_column, "holdout_column": LIVE_ROW, "check_ranges": False}
     return table, params.model_copy(update=update)
 
@@ -422,12 +423,17 @@ def _prepare_table(params: TrainingParameters, frame: pd.DataFrame, run_id: str)
         frame = frame.drop(columns=[params.holdout_column])
     segment = params.segment_column
     features = frame.drop(columns=[segment], errors="ignore") if segment else frame
-    contract = t.validate_data(
-        features, params.label_column, t.reference_contract(params.model_name), run_id, params.check_ranges, segment
+    contract = inputs.validate_data(
+        features,
+        params.label_column,
+        inputs.reference_contract(params.model_name),
+        run_id,
+        params.check_ranges,
+        segment,
     )
-    digest = t.log_training_data(run_id, frame, params.data_path, params.label_column, segment)
+    digest = inputs.log_training_data(run_id, frame, params.data_path, params.label_column, segment)
     if candidates is not None:  # another hold-out is another split: neither teacher nor version may be reused
-        digest = t.digest_of(digest, "holdout", t.digest_of(np.flatnonzero(candidates).tolist()))
+        digest = common.digest_of(digest, "holdout", common.digest_of(np.flatnonzero(candidates).tolist()))
     train, test = pipeline.split(table_from_frame(frame, params.label_column, segment), params.engine, candidates)
     return Prepared(
         contract,
@@ -438,7 +444,7 @@ def _prepare_table(params: TrainingParameters, frame: pd.DataFrame, run_id: str)
         lambda s: s,
         test,
         example=lambda _: test.scoring_frame().head(5),
-        reference=lambda detector: t.reference_snapshot(detector, train, 0),
+        reference=lambda detector: registration.reference_snapshot(detector, train, 0),
     )
 
 
@@ -489,7 +495,7 @@ def _online_series(
     with clock("evaluate"):
         metrics = online.online_metrics(model, frame, student, teacher, test, labels)
     online.log_online([run_id, student_run], config.online, metrics, refresh_seconds)
-    t.record_run(run_id, tags={"teacher_kind": "online knn", "teacher_choice": "online mode: one teacher"})
+    common.record_run(run_id, tags={"teacher_kind": "online knn", "teacher_choice": "online mode: one teacher"})
     history = frame[[ts_column, *values]].reset_index(drop=True)
     prepared = Prepared(
         contract,
@@ -516,31 +522,33 @@ def _distill(params: TrainingParameters, prepared: Prepared, run_id: str, runs: 
     if params.segment_column:
         config = params.engine
         with clock("train_per_segment"):
-            trained, student = t.train_per_segment(train, config, params.min_segment_rows)
-        t.record_run(run_id, params={"segments": ",".join(student.members)})
+            trained, student = fitting.train_per_segment(train, config, params.min_segment_rows)
+        common.record_run(run_id, params={"segments": ",".join(student.members)})
         cached, kind, why = False, config.teacher.kind, "per segment"
     else:
         with clock("train_teacher"):  # submitted: the candidates run on the task runner side by side
             futures = {
-                kind: t.train_teacher.submit(train, config, prepared.digest)
+                kind: fitting.train_teacher.submit(train, config, prepared.digest)
                 for kind, config in prepared.candidates.items()
             }
             teachers = {kind: future.result() for kind, future in futures.items()}
             cached = all(future.state.name == "Cached" for future in futures.values())
         kind, why = series_pipeline.choose_teacher(teachers, prepared.validation)
         trained, config = teachers[kind], prepared.candidates[kind]
-        t.log_teacher(teacher_run, trained, config, cached)
+        fitting.log_teacher(teacher_run, trained, config, cached)
         with clock("generate_soft_labels"):
-            soft_labels = t.generate_soft_labels(trained, train, config, prepared.digest)
-        t.log_soft_labels(student_run, soft_labels)
+            soft_labels = fitting.generate_soft_labels(trained, train, config, prepared.digest)
+        fitting.log_soft_labels(student_run, soft_labels)
         with clock("distill_student"):
-            rows_student = t.distill_student(soft_labels, trained, train, config)
+            rows_student = fitting.distill_student(soft_labels, trained, train, config)
         student = prepared.wrap(rows_student)
-    t.record_run(run_id, tags={"teacher_kind": kind, "teacher_choice": why})
-    t.log_student(student_run, student, config)
+    common.record_run(run_id, tags={"teacher_kind": kind, "teacher_choice": why})
+    fitting.log_student(student_run, student, config)
     with clock("evaluate"):
         row_scorer = student if params.segment_column else rows_student
-        metrics = t.evaluate(row_scorer, trained, prepared.test, [run_id, student_run], student, prepared.test_stamps)
+        metrics = evaluation.evaluate(
+            row_scorer, trained, prepared.test, [run_id, student_run], student, prepared.test_stamps
+        )
     return Distilled(student, metrics, student_run, cached)
 
 

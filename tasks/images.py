@@ -17,7 +17,7 @@ from anomaly_distill.detector import size_bytes
 from anomaly_distill.image_data import ImageSet, check_images, image_files, load_image_set
 from anomaly_distill.metrics import rows_per_second
 from tasks import tracking
-from tasks.training import IO_RETRIES
+from tasks.common import IO_RETRIES
 
 OVERLAYS = 6  # highest-scoring held-out images logged with their maps
 

@@ -6,7 +6,8 @@ Why MLflow metrics and not an Evidently workspace: the users already read MLflow
 already served with PostgreSQL and logins, and a step-indexed metric is exactly a trend chart there; a workspace
 would be a third server to run, secure and back up for one view."""
 
-from stores import registry, tracking
+from stores import registry
+from tasks import tracking
 
 MONITORING_KIND = "monitoring"
 CARD_SECTION = "\n\n## Monitoring\n"

@@ -13,7 +13,7 @@ from anomaly_distill.detector import size_bytes
 from anomaly_distill.metrics import detection_metrics, fidelity, has_both_classes
 from anomaly_distill.online import OnlineSeriesModel
 from tasks import tracking
-from tasks.training import IO_RETRIES
+from tasks.common import IO_RETRIES
 
 
 @task(cache_policy=NO_CACHE)

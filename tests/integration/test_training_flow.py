@@ -352,7 +352,7 @@ def test_teacher_members_on_a_two_worker_dask_cluster_match_local_training(works
 def test_cluster_map_fans_out_on_a_dask_worker_and_is_plain_map_elsewhere():
     from distributed import Client, LocalCluster
 
-    from tasks.training import cluster_map
+    from tasks.fitting import cluster_map
 
     assert cluster_map() is map
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True) as cluster, Client(cluster) as client:

@@ -69,7 +69,7 @@ def test_a_rollback_by_a_person_is_not_undone_by_the_nightly_run(workspace, thyr
 
 
 def test_a_persons_promotion_during_a_run_is_not_overturned(workspace, thyroid_csv, monkeypatch):
-    from tasks import training as t
+    from tasks import gating as t
 
     train(thyroid_csv)
     assert train(thyroid_csv, seed=1, gate=LENIENT)["promoted"] and champion() == "2"
@@ -115,7 +115,7 @@ def test_a_champion_moved_in_the_mlflow_ui_is_a_persons_move_and_rollback_return
 
 
 def test_gate_and_promote_re_gate_when_the_champion_moved_in_between(workspace, thyroid_csv, monkeypatch):
-    from tasks import training as t
+    from tasks import gating as t
 
     train(thyroid_csv)
     train(thyroid_csv, seed=1, gate=GateConfig(min_auroc=0.99999))  # version 2, not promoted
@@ -176,7 +176,7 @@ def test_drift_compares_scores_of_the_serving_version_only(workspace, thyroid_cs
 
 
 def test_training_key_follows_code_library_versions_and_label_content(tmp_path, monkeypatch):
-    from tasks import training as t
+    from tasks import registration as t
 
     (tmp_path / "anomaly_distill").mkdir()
     (tmp_path / "anomaly_distill" / "engine.py").write_text("X = 1\n")
@@ -256,7 +256,7 @@ def test_registry_unreachable_at_the_alias_reads_stops_with_exit_3_and_moves_not
     workspace, thyroid_csv, monkeypatch, capfd, fault_from
 ):
     """It used to read as "no champion": the challenger replaced the champion uncompared, off the history."""
-    from tasks import training as t
+    from tasks import evaluation as t
 
     assert train(thyroid_csv)["promoted"]
     down, read = [], MlflowClient.get_model_version_by_alias
@@ -295,7 +295,7 @@ def test_slightly_worse_candidates_cannot_ratchet_quality_down_until_a_person_ch
     workspace, thyroid_csv, monkeypatch
 ):
     """Each 0.008 below the one before: every one passes against the current champion alone."""
-    from tasks import training as t
+    from tasks import gating as t
 
     auroc = {str(v): 0.9 - 0.008 * (v - 1) for v in range(1, 6)}
     gate = t.gate_verdict

@@ -33,7 +33,7 @@ def test_the_daemon_runs_train_of_its_own_checkout_with_its_own_settings_only(ru
     assert "runs the checkout at" in running.decline_reason(request(root="/elsewhere"))
     other = request()["settings"] | {"MLFLOW_TRACKING_URI": "sqlite:///other.db"}
     assert running.decline_reason(request(settings=other)) == "settings differ: ['MLFLOW_TRACKING_URI']"
-    monkeypatch.setattr("tasks.training.code_digest", lambda: "changed")
+    monkeypatch.setattr("tasks.registration.code_digest", lambda: "changed")
     assert "the code changed since it started" in running.decline_reason(request())
 
 
