@@ -27,7 +27,7 @@ from anomaly_distill.config import EngineConfig
 from anomaly_distill.data import Preprocessor
 from anomaly_distill.export import INPUT_NAME, OUTPUT_NAME, _export
 from anomaly_distill.models.student import ScoringModel, StudentNet
-from anomaly_distill.pipeline import Student
+from anomaly_distill.tabular_student import Student
 
 CALIBRATION_ROWS = 20_000
 
@@ -281,3 +281,8 @@ def compression_summary(method: str, detector) -> str:
             "the metrics above are the compressed student's."
         )
     return what
+
+
+def load_tabular(saved: dict) -> Student:
+    """A saved tabular student: the int8 one carries its quantised graph, the float one its weights."""
+    return Int8Student.from_state(saved) if "graph" in saved else Student.from_state(saved)

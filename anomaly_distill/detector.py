@@ -6,12 +6,16 @@ that the exported graph scores exactly what `score` does. What cannot be exporte
 part.
 """
 
+import importlib
+import tempfile
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
 import torch
+
+from anomaly_distill.errors import DataError
 
 
 class ExportError(ValueError):
@@ -41,8 +45,6 @@ def predict(detector: Detector, frame: pd.DataFrame, threshold: float | None = N
     if explain <= 0:
         return detector.predict(frame, threshold)
     if detector.kind != "tabular":
-        from anomaly_distill.errors import DataError
-
         raise DataError(f"explanations are available for tabular models; this is a {detector.kind} model")
     return detector.predict(frame, threshold, explain=explain)
 
@@ -54,8 +56,6 @@ def save_detector(detector: Detector, path: str | Path) -> Path:
 
 def size_bytes(detector: Detector) -> int:
     """Bytes of the saved state file (`detector.pt`): what the registry stores and a device must hold."""
-    import tempfile
-
     with tempfile.TemporaryDirectory() as tmp:
         return save_detector(detector, Path(tmp) / "detector.pt").stat().st_size
 
@@ -66,25 +66,30 @@ def load_detector(path: str | Path) -> Detector:
     return detector_from_state(kind, saved)
 
 
+# The registry of detector kinds: each kind's loader of a saved state, as "module:callable". Imported only when a
+# state of that kind is loaded, because the kinds' modules import this one (the protocol, ExportError).
+LOADERS = {
+    "tabular": "anomaly_distill.compress:load_tabular",
+    "timeseries": "anomaly_distill.series_pipeline:SeriesStudent.from_state",
+    "segmented": "anomaly_distill.segments:Segmented.from_state",
+    "online_series": "anomaly_distill.online:OnlineSeriesModel.from_state",
+    "image": "anomaly_distill.image_pipeline:ImageDetector.from_state",
+}
+
+
+def register_kind(kind: str, loader: str) -> None:
+    """Add a detector kind (a plug-in): `loader` is "module:callable" returning the detector from its state."""
+    LOADERS[kind] = loader
+
+
 def detector_from_state(kind: str, saved: dict) -> Detector:
-    from anomaly_distill.online import OnlineSeriesModel
-    from anomaly_distill.pipeline import Student
-    from anomaly_distill.segments import Segmented
-    from anomaly_distill.series_pipeline import SeriesStudent
-
-    loaders = {
-        "tabular": Student.from_state,
-        "timeseries": SeriesStudent.from_state,
-        "segmented": Segmented.from_state,
-        OnlineSeriesModel.kind: OnlineSeriesModel.from_state,
-    }
-    if kind == "image":
-        from anomaly_distill.image_pipeline import ImageDetector
-
-        loaders[kind] = ImageDetector.from_state
-    if kind not in loaders:
-        raise ValueError(f"unknown detector kind {kind!r} in saved state")
-    return loaders[kind](saved)
+    if kind not in LOADERS:
+        raise ValueError(f"unknown detector kind {kind!r} in saved state; known: {sorted(LOADERS)}")
+    module, _, attribute = LOADERS[kind].partition(":")
+    loader = importlib.import_module(module)
+    for name in attribute.split("."):
+        loader = getattr(loader, name)
+    return loader(saved)
 
 
 def _legacy_kind(saved: dict) -> str:

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from anomaly_distill import pipeline
+from anomaly_distill.compress import load_tabular
 from anomaly_distill.config import EngineConfig, SeriesConfig
 from anomaly_distill.data import Table
 from anomaly_distill.export import export_series_graph
@@ -51,7 +52,7 @@ class SeriesStudent:
         recipe = saved["series"]
         normaliser = Normaliser(np.asarray(recipe["center"]), np.asarray(recipe["scale"]))
         return cls(
-            pipeline.Student.from_state(saved["student"]),
+            load_tabular(saved["student"]),
             normaliser,
             recipe["window"],
             recipe["timestamp_column"],

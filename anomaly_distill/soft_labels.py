@@ -7,7 +7,7 @@ import pandas as pd
 
 from anomaly_distill.config import EngineConfig
 from anomaly_distill.data import UNLABELLED, Preprocessor, Table
-from anomaly_distill.models.teachers import EcdfCalibrator
+from anomaly_distill.models.base import EcdfCalibrator
 
 META_COLUMNS = ["source", "teacher_score", "soft_target", "teacher_label", "true_label"]
 FEATURE_PREFIX = "teacher_feature_"

@@ -14,10 +14,10 @@ from pydantic import ValidationError
 
 from anomaly_distill.config import BASELINES, EngineConfig, SettingsError, parse_settings
 from anomaly_distill.errors import DataError
+from flows.daemon import PREFECT_LOGGERS, forward_train, serve  # stdlib only: cheap at start-up
 
 EXPECTED_ERRORS = (DataError, LookupError, ValidationError, SettingsError)  # bad data/settings, unknown model
 REVIEW_STRATEGIES, REVIEW_DEFAULT = ("top", "uncertain"), "uncertain"  # as anomaly_distill.review (not imported here)
-PREFECT_LOGGERS = ("", "prefect", "prefect.flow_runs", "prefect.task_runs")  # the loggers Prefect gives handlers
 
 
 def read_settings(path: str | None) -> dict:
@@ -120,8 +120,6 @@ def _write_records(path: str | None, records: list[dict]) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from flows.daemon import forward_train
-
     code = forward_train(args.argv)  # None: no daemon named, or it declined
     if code is not None:
         return code
@@ -131,9 +129,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:
-    from flows.daemon import serve
-
-    return serve(args.socket)
+    return serve(args.socket, main)
 
 
 def _train(args: argparse.Namespace, api) -> int:

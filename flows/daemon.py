@@ -18,9 +18,11 @@ import socket
 import socketserver
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 DAEMON_ENV = "ANOMALY_DISTILL_DAEMON"
+PREFECT_LOGGERS = ("", "prefect", "prefect.flow_runs", "prefect.task_runs")  # the loggers Prefect gives handlers
 SETTINGS_PREFIXES = ("PREFECT_", "MLFLOW_", "ANOMALY_DISTILL_", "AWS_", "DASK_", "OMP_")
 ROOT = Path(__file__).resolve().parents[1]
 OUT, ERR, EXIT, DECLINED = b"o", b"e", b"x", b"n"
@@ -105,10 +107,11 @@ def _relay(replies, path: str) -> int | None:
 class Daemon(socketserver.UnixStreamServer):
     """Serves one command at a time, in the order they connect."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, run_cli: Callable[[list[str]], int]):
         from tasks.registration import code_digest
 
         self.settings, self.code = run_settings(os.environ), code_digest()
+        self.run_cli = run_cli  # the CLI's entry point, handed in by `anomaly-distill daemon` (it imports this module)
         super().__init__(path, RunHandler)
         os.chmod(path, 0o600)
 
@@ -141,14 +144,12 @@ class RunHandler(socketserver.StreamRequestHandler):
             return
         err = Channel(self.request, ERR)
         err.write(f"(run by the anomaly-distill daemon, pid {os.getpid()})\n")
-        code = run_command(request["argv"], request["cwd"], Channel(self.request, OUT), err)
+        code = run_command(self.server.run_cli, request["argv"], request["cwd"], Channel(self.request, OUT), err)
         with contextlib.suppress(OSError):
             send_frame(self.request, EXIT, str(code).encode())
 
 
-def run_command(argv: list[str], cwd: str, out: Channel, err: Channel) -> int:
-    from flows.cli import main
-
+def run_command(main: Callable[[list[str]], int], argv: list[str], cwd: str, out: Channel, err: Channel) -> int:
     with contextlib.chdir(cwd), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         console_logging_to(err)
         try:
@@ -164,8 +165,6 @@ def run_command(argv: list[str], cwd: str, out: Channel, err: Channel) -> int:
 
 def console_logging_to(stream) -> None:
     """Prefect's console handler writes to the stderr of the moment logging was set up: point it at this run's."""
-    from flows.cli import PREFECT_LOGGERS
-
     for name in PREFECT_LOGGERS:
         for handler in logging.getLogger(name).handlers:
             if hasattr(handler, "console"):
@@ -174,7 +173,7 @@ def console_logging_to(stream) -> None:
                 handler.setStream(stream)
 
 
-def serve(path: str) -> int:
+def serve(path: str, run_cli: Callable[[list[str]], int]) -> int:
     """`anomaly-distill daemon --socket PATH`: imports what a run needs, then serves commands until stopped."""
     if not os.environ.get("PREFECT_API_URL"):
         print("error: the daemon serves runs against running servers: set PREFECT_API_URL", file=sys.stderr)
@@ -190,7 +189,7 @@ def serve(path: str) -> int:
     from tasks.validation import warm_up
 
     warm_up()
-    with Daemon(path) as daemon:
+    with Daemon(path, run_cli) as daemon:
         print(f"anomaly-distill daemon: serving `train` at {path} (pid {os.getpid()})", file=sys.stderr, flush=True)
         try:
             daemon.serve_forever()

@@ -3,7 +3,6 @@
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from prefect import flow
 from pydantic import Field
@@ -16,8 +15,6 @@ from stores.registry import resolve_model
 from tasks import drift as d
 from tasks import monitoring
 from tasks import scoring as s
-
-LIVE_ROW = "_live_row"  # in a retraining table: 1 for rows from the live window, 0 for the champion's reference
 
 
 class DriftParameters(StrictModel):
@@ -87,29 +84,6 @@ def adaptation_note(contract, current: pd.DataFrame) -> str | None:
     )
 
 
-def retraining_table(
-    reference: pd.DataFrame, live: pd.DataFrame, features: list[str], live_labels: pd.Series
-) -> pd.DataFrame:
-    """Reference snapshot + live rows, each with whatever label it has: the reference's own (when the champion
-    trained with labels) and the live rows' through `feedback`; an empty cell for a row nobody labelled, which
-    training reads as not reviewed. No label column when no row has a label. The gate rests on the labelled live
-    rows it holds out (it says how many), or, with none of both classes, gate.unlabelled decides (README, "Reading
-    the gate")."""
-    table = pd.concat([reference[features], live[features]], ignore_index=True)
-    reference_labels = reference[d.LABEL] if d.LABEL in reference else pd.Series(np.nan, index=reference.index)
-    labels = pd.concat([label_cells(reference_labels), label_cells(live_labels)], ignore_index=True)
-    if labels.notna().any():
-        table[d.LABEL] = labels.to_numpy()
-    table[LIVE_ROW] = np.repeat([0, 1], [len(reference), len(live)])  # only live rows are held out for the gate
-    return table
-
-
-def label_cells(labels: pd.Series) -> pd.Series:
-    """0.0 / 1.0 where a label was given, NaN (an empty cell) where not: a snapshot's empty or -1 cells too."""
-    values = pd.to_numeric(pd.Series(labels), errors="coerce").astype("float64")
-    return values.where(values.isin([0.0, 1.0])).reset_index(drop=True)
-
-
 def series_retraining(
     reference: pd.DataFrame, live: pd.DataFrame, contract: SeriesContract
 ) -> tuple[pd.DataFrame, dict]:
@@ -138,7 +112,7 @@ def retraining_parameters(
         table, settings = series_retraining(reference, current, contract)
     else:
         labels = d.feedback_labels(current, d.feedback_store(live_url).read())
-        table, settings = retraining_table(reference, current, contract.features, labels), {}
+        table, settings = d.retraining_table(reference, current, contract.features, labels), {}
     folder = Path(params.retrain_dir).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     path = d.retraining_table_path(folder, params.model_name, datetime.now(timezone.utc))
@@ -150,7 +124,7 @@ def retraining_parameters(
         model_name=params.model_name,
         experiment=d.training_experiment(model),
         check_ranges=False,  # range checks off: drift is the point
-        holdout_column=LIVE_ROW if LIVE_ROW in table else None,
+        holdout_column=d.LIVE_ROW if d.LIVE_ROW in table else None,
         **settings,
     )
 

@@ -6,13 +6,12 @@ tabular and series branches (flows/training.py)."""
 import pandas as pd
 
 from anomaly_distill.image_pipeline import split_images
+from flows.stages import Distilled, Prepared
 from tasks import images as im
 from tasks import tracking
 
 
 def prepare_images(params, run_id: str):
-    from flows.training import Prepared
-
     config = params.image_input.image
     data, contract, digest = im.load_images(params.data_path, config, run_id)
     train, test = split_images(data, config)
@@ -30,8 +29,6 @@ def prepare_images(params, run_id: str):
 
 
 def distill_images(params, prepared, run_id: str, runs: list, clock):
-    from flows.training import Distilled
-
     config = params.image_input.image
     teacher_run = tracking.start_child_run(run_id, "teacher")
     student_run = tracking.start_child_run(run_id, "student")

@@ -1,7 +1,6 @@
 """training-pipeline: validate → teacher → soft labels → student → evaluate → gate → register → promote."""
 
 import time
-from collections.abc import Callable
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -16,14 +15,13 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 from anomaly_distill import pipeline, series_pipeline
 from anomaly_distill.compress import compression_summary, hidden_widths
 from anomaly_distill.config import EngineConfig, GateConfig, ImageConfig, OptionalText, SeriesConfig, StrictModel
-from anomaly_distill.contract import SeriesContract, TabularContract
 from anomaly_distill.data import DataError, Table, table_from_frame
 from anomaly_distill.timeseries import chronological_split
-from flows.drift import LIVE_ROW, retraining_table
 from flows.image_training import distill_images, prepare_images
 from flows.runners import RunnerKind, with_runner
+from flows.stages import Distilled, Prepared
 from stores.live_store import live_store_url
-from tasks import common, evaluation, fitting, gating, inputs, registration, run_page, tracking
+from tasks import common, drift, evaluation, fitting, gating, inputs, registration, run_page, tracking
 from tasks import online_series as online
 from tasks import series as ts
 from tasks.drift import LABEL
@@ -289,36 +287,6 @@ def training_pipeline(params: TrainingParameters = TrainingParameters()) -> dict
     return Completed(message=verdict_line, data=outcome)
 
 
-@dataclass
-class Prepared:
-    """What the data-specific first steps hand to the shared teacher → soft labels → student → evaluate steps.
-
-    A series arrives here as a table of window rows: its teacher candidates carry the window shape and the
-    window synthesizer in their engine config, and `wrap` puts the normaliser and window around the student."""
-
-    contract: TabularContract | SeriesContract
-    digest: str  # of the data and of how it was turned into rows: part of the teacher's cache key
-    train: Table
-    test: Table
-    candidates: dict[str, EngineConfig]  # teacher kind -> the engine settings it is trained with
-    wrap: Callable[[pipeline.Student], object]  # student over rows -> the shippable detector
-    gate_rows: object  # held-out input (with labels) the champion is scored on too (Table, or SeriesGateRows)
-    example: Callable[[object], pd.DataFrame]  # input example of the logged model
-    reference: Callable[[object], pd.DataFrame]  # drift reference: training rows as the detector scores them
-    validation: Table | None = None  # picks the teacher when there are several candidates
-    test_stamps: object = None  # series: timestamps of the test rows (event metrics)
-
-
-@dataclass
-class Distilled:
-    """What the shared steps hand to gate → register → promote."""
-
-    student: object
-    metrics: dict
-    student_run: str
-    teacher_cached: bool = False
-
-
 def _card_facts(params: TrainingParameters, prepared: Prepared, version: str, student) -> dict:
     """What the model card needs from this flow (the rest it reads from the run)."""
     rows = len(prepared.train) + len(prepared.test) + (0 if prepared.validation is None else len(prepared.validation))
@@ -390,12 +358,12 @@ def _with_live_rows(params: TrainingParameters, frame: pd.DataFrame, run_id: str
         "reviewed); the held-out rows come from the live rows; range checks off"
     )
     common.record_run(run_id, params={"live_rows": len(live), "live_labelled_rows": given})
-    update = {"label_column": label_column, "holdout_column": LIVE_ROW, "check_ranges": False}
+    update = {"label_column": label_column, "holdout_column": drift.LIVE_ROW, "check_ranges": False}
     return table, params.model_copy(update=update)
 
 
 def _file_and_live(frame: pd.DataFrame, live: pd.DataFrame, labels: pd.Series, label_column: str | None):
-    """(the table, its label column or None): `retraining_table` with the file's rows as the reference."""
+    """(the table, its label column or None): `drift.retraining_table` with the file's rows as the reference."""
     features = [c for c in frame.columns if c != label_column]
     if label_column and label_column not in frame.columns:
         raise DataError(f"label column {label_column!r} not found; columns are {list(frame.columns)}")
@@ -408,7 +376,7 @@ def _file_and_live(frame: pd.DataFrame, live: pd.DataFrame, labels: pd.Series, l
     if missing:
         raise DataError(f"the live rows lack the file's columns {missing}: were they scored by another model?")
     reference = frame.rename(columns={label_column: LABEL}) if label_column else frame
-    table = retraining_table(reference, live, features, labels)
+    table = drift.retraining_table(reference, live, features, labels)
     if LABEL not in table:
         return table, None
     return table.rename(columns={LABEL: label_column or LABEL}), label_column or LABEL

@@ -5,6 +5,7 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -279,3 +280,29 @@ def announce_drift(model: ModelRef, summary: dict, window: str) -> None:
             "training_parameters": summary["retrain_parameters"],
         },
     )
+
+
+LIVE_ROW = "_live_row"  # in a retraining table: 1 for rows from the live window, 0 for the champion's reference
+
+
+def retraining_table(
+    reference: pd.DataFrame, live: pd.DataFrame, features: list[str], live_labels: pd.Series
+) -> pd.DataFrame:
+    """Reference snapshot + live rows, each with whatever label it has: the reference's own (when the champion
+    trained with labels) and the live rows' through `feedback`; an empty cell for a row nobody labelled, which
+    training reads as not reviewed. No label column when no row has a label. The gate rests on the labelled live
+    rows it holds out (it says how many), or, with none of both classes, gate.unlabelled decides (README, "Reading
+    the gate")."""
+    table = pd.concat([reference[features], live[features]], ignore_index=True)
+    reference_labels = reference[LABEL] if LABEL in reference else pd.Series(np.nan, index=reference.index)
+    labels = pd.concat([label_cells(reference_labels), label_cells(live_labels)], ignore_index=True)
+    if labels.notna().any():
+        table[LABEL] = labels.to_numpy()
+    table[LIVE_ROW] = np.repeat([0, 1], [len(reference), len(live)])  # only live rows are held out for the gate
+    return table
+
+
+def label_cells(labels: pd.Series) -> pd.Series:
+    """0.0 / 1.0 where a label was given, NaN (an empty cell) where not: a snapshot's empty or -1 cells too."""
+    values = pd.to_numeric(pd.Series(labels), errors="coerce").astype("float64")
+    return values.where(values.isin([0.0, 1.0])).reset_index(drop=True)

@@ -1,4 +1,5 @@
-"""What every teacher shares: training-row subsampling and the neural teachers' training loop."""
+"""What every teacher shares: training-row subsampling, the score calibrator, and the neural teachers' training
+loop."""
 
 import numpy as np
 import torch
@@ -36,3 +37,17 @@ class NeuralTeacher:
     @property
     def n_params(self) -> int:
         return sum(p.numel() for p in self.net.parameters())
+
+
+class EcdfCalibrator:
+    """Maps a score to the share of reference scores at or below it, interpolated between reference values."""
+
+    def __init__(self, reference_scores: np.ndarray):
+        values, counts = np.unique(np.asarray(reference_scores, dtype=np.float64), return_counts=True)
+        self.values = values
+        self.fractions = np.cumsum(counts) / counts.sum()
+
+    def __call__(self, scores: np.ndarray) -> np.ndarray:
+        if len(self.values) == 1:
+            return (scores >= self.values[0]).astype(np.float64)
+        return np.interp(scores, self.values, self.fractions, left=0.0, right=1.0)

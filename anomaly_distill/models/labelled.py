@@ -14,6 +14,7 @@ BENCHMARKS.md ("Learning from the labels people give") has the exploration and t
 import numpy as np
 
 from anomaly_distill.metrics import UNLABELLED
+from anomaly_distill.models.base import EcdfCalibrator
 
 SQUASH = 5.0  # robust-scaled inputs through tanh(x / SQUASH): outliers bounded, the bulk nearly linear
 
@@ -24,8 +25,6 @@ class LabelledBlend:
 
     def fit(self, X: np.ndarray, members: np.ndarray, unsupervised: np.ndarray, y: np.ndarray) -> "LabelledBlend":
         from sklearn.linear_model import LogisticRegression
-
-        from anomaly_distill.models.teachers import EcdfCalibrator  # here: teachers imports this module
 
         positives = int((y == 1).sum())
         self.weight = positives / (positives + self.label_prior)

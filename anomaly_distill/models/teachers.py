@@ -18,24 +18,10 @@ from torch import nn
 
 from anomaly_distill.config import TeacherConfig
 from anomaly_distill.data import DataError
-from anomaly_distill.models.base import NeuralTeacher, subsample
+from anomaly_distill.models.base import EcdfCalibrator, NeuralTeacher, subsample
 from anomaly_distill.models.labelled import LabelledBlend, keep_labelled, labelled_anomalies
 from anomaly_distill.models.layers import mlp
 from anomaly_distill.models.sequence import ConvAutoencoderTeacher
-
-
-class EcdfCalibrator:
-    """Maps a score to the share of reference scores at or below it, interpolated between reference values."""
-
-    def __init__(self, reference_scores: np.ndarray):
-        values, counts = np.unique(np.asarray(reference_scores, dtype=np.float64), return_counts=True)
-        self.values = values
-        self.fractions = np.cumsum(counts) / counts.sum()
-
-    def __call__(self, scores: np.ndarray) -> np.ndarray:
-        if len(self.values) == 1:
-            return (scores >= self.values[0]).astype(np.float64)
-        return np.interp(scores, self.values, self.fractions, left=0.0, right=1.0)
 
 
 def _tail_log_probabilities(sorted_train: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

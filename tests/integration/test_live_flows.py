@@ -186,7 +186,7 @@ def test_the_report_headline_states_the_projects_verdict_when_only_the_score_dri
 
 
 def test_retraining_table_keeps_every_label_given_and_leaves_the_others_empty():
-    from flows.drift import LIVE_ROW, retraining_table
+    from tasks.drift import LIVE_ROW, retraining_table
 
     reference = pd.DataFrame({"a": [1.0, 2.0, 3.0], "label": pd.array([0, 1, None], dtype="Int8"), "score": 0.5})
     live = pd.DataFrame({"a": [4.0, 5.0], "row_id": ["x", "y"]})

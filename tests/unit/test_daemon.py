@@ -12,7 +12,7 @@ from flows.cli import main
 def running(tmp_path, monkeypatch):
     monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:1/api")
     monkeypatch.delenv(daemon.DAEMON_ENV, raising=False)
-    server = daemon.Daemon(str(tmp_path / "d.sock"))
+    server = daemon.Daemon(str(tmp_path / "d.sock"), main)
     yield server
     server.server_close()
 
