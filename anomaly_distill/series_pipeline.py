@@ -89,7 +89,20 @@ class SeriesFit:
     seconds: dict[str, float] = field(default_factory=dict)  # fit time of the teacher(s) and of the student
 
 
+# Engine settings a frozen series run takes from its series settings (`engine_for`): (engine path, series key).
+SERIES_OWNS = (
+    ("teacher.kind", "teacher"),
+    ("student.hidden", "student_hidden"),
+    ("distill.min_rows", "distill_rows"),
+    ("distill.temperature", "temperature"),
+    ("distill.beta", "hint_weight"),
+    ("distill.synthetic", "augment"),
+    ("contamination", "contamination"),
+)
+
+
 def engine_for(series: Series, config: SeriesConfig, engine: EngineConfig, kind: str) -> EngineConfig:
+    """The engine settings of one teacher candidate: those in SERIES_OWNS come from the series settings."""
     teacher = engine.teacher.model_copy(
         update={"kind": kind, "sequence": (series.values.shape[1], config.window), "member_hints": True}
     )

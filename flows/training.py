@@ -164,6 +164,24 @@ class TrainingParameters(StrictModel):
             raise ValueError("engine.student.compress: compression is available for tabular models, not time series")
         return self
 
+    @model_validator(mode="after")
+    def _one_home_per_setting(self):
+        """An engine setting this run would not read is refused, not silently dropped: images and online series
+        have their own settings; a frozen series takes some engine settings from its series settings."""
+        changed = _changed_engine_settings(self.engine)
+        if self.image_input or (self.series_input and self.series_input.series.mode == "online"):
+            where = "image" if self.image_input else "series.online"
+            unused = {path: f"{self.modality.kind} runs read their own settings ({where})" for path in changed}
+        elif self.series_input:
+            owner = dict(series_pipeline.SERIES_OWNS)
+            unused = {path: f"a series takes it from series.{owner[path]}" for path in changed if path in owner}
+        else:
+            unused = {}
+        if unused:
+            listed = "; ".join(f"engine.{path}: {why}" for path, why in sorted(unused.items()))
+            raise ValueError(f"settings this run would not use (remove them or set their own): {listed}")
+        return self
+
     def applied_settings(self) -> dict:
         """The settings this run's modality uses, as the run's MLflow parameters (an image run has no engine)."""
         unused = set(NOT_APPLIED.get(self.modality.kind, ()))
@@ -178,6 +196,18 @@ class TrainingParameters(StrictModel):
     @property
     def image_input(self) -> "ImageInput | None":
         return self.modality if isinstance(self.modality, ImageInput) else None
+
+
+def _changed_engine_settings(engine: EngineConfig) -> list[str]:
+    """Dotted paths of the engine settings that differ from their defaults."""
+
+    def leaves(value, prefix=""):
+        if isinstance(value, dict):
+            return {k: v for key, item in value.items() for k, v in leaves(item, f"{prefix}{key}.").items()}
+        return {prefix.rstrip("."): value}
+
+    given, default = leaves(engine.model_dump(mode="json")), leaves(EngineConfig().model_dump(mode="json"))
+    return [path for path, value in given.items() if default.get(path) != value]
 
 
 def _positive_duration(value: str) -> bool:

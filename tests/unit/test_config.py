@@ -1,5 +1,8 @@
 """One strict settings tree: an unknown key at any level is an error naming the key and the nearest valid one."""
 
+import re
+from functools import reduce
+
 import pytest
 import yaml
 
@@ -90,6 +93,56 @@ def test_compression_of_a_series_model_is_refused_by_name():
         TrainingParameters(modality={"kind": "timeseries"}, engine={"student": {"compress": "int8"}})
     with pytest.raises(ValueError, match="compress"):
         TrainingParameters(engine={"student": {"compress": "float16"}})
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (
+            {"modality": {"kind": "timeseries"}, "engine": {"contamination": 0.2, "distill": {"beta": 0.3}}},
+            "engine.contamination: a series takes it from series.contamination; "
+            "engine.distill.beta: a series takes it from series.hint_weight",
+        ),
+        ({"modality": {"kind": "image"}, "engine": {"seed": 3}}, "engine.seed: image runs read their own"),
+        (
+            {"modality": {"kind": "timeseries", "series": {"mode": "online"}}, "engine": {"distill": {"epochs": 5}}},
+            "engine.distill.epochs: timeseries runs read their own settings (series.online)",
+        ),
+    ],
+)
+def test_an_engine_setting_the_run_would_not_read_is_refused_by_name(settings, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        TrainingParameters(**settings)
+
+
+def test_settings_a_run_reads_are_accepted_for_every_modality():
+    assert TrainingParameters(modality={"kind": "timeseries"}, engine={"distill": {"epochs": 5}}).engine.distill.epochs
+    assert TrainingParameters(engine={"contamination": 0.2}).engine.contamination == 0.2
+    assert TrainingParameters(modality={"kind": "image"}, engine=EngineConfig().model_dump()).image_input
+
+
+def test_the_engine_settings_a_series_owns_are_exactly_those_it_overrides():
+    """SERIES_OWNS names what `engine_for` overwrites: engine values there never reach the series teacher."""
+    import pandas as pd
+
+    from anomaly_distill.series_pipeline import SERIES_OWNS, engine_for
+    from anomaly_distill.timeseries import Series
+
+    series = Series(pd.Series(pd.date_range("2026-01-01", periods=4)), pd.DataFrame({"v": [1.0, 2.0, 3.0, 4.0]}))
+    changed = EngineConfig(
+        contamination=0.3,
+        teacher={"kind": "autoencoder"},
+        student={"hidden": [7]},
+        distill={"min_rows": 5, "temperature": 9.0, "beta": 0.7, "synthetic": "perturb"},
+    )
+    made = engine_for(series, SeriesConfig(), changed, "ensemble").model_dump()
+    given = changed.model_dump()
+    for path, _ in SERIES_OWNS:
+        keys = path.split(".")
+        assert reduce(dict.get, keys, made) != reduce(dict.get, keys, given), f"{path} reached the series teacher"
+    unowned = {"seed": 5, "distill": {"epochs": 3}}
+    made = engine_for(series, SeriesConfig(), EngineConfig(**unowned), "ensemble")
+    assert made.seed == 5 and made.distill.epochs == 3  # what a series does not own passes through
 
 
 def test_the_readmes_image_settings_example_is_every_image_setting_at_its_default():
