@@ -7,13 +7,14 @@ import pandas as pd
 
 from anomaly_distill.image_pipeline import split_images
 from flows.stages import Distilled, Prepared
+from tasks import common
 from tasks import images as im
-from tasks import tracking
 
 
 def prepare_images(params, run_id: str):
     config = params.image_input.image
-    data, contract, digest = im.load_images(params.data_path, config, run_id)
+    data, contract, digest = im.load_images(params.data_path, config)
+    common.record_run(run_id, params=im.image_set_params(data, digest))
     train, test = split_images(data, config)
     return Prepared(
         contract,
@@ -30,18 +31,17 @@ def prepare_images(params, run_id: str):
 
 def distill_images(params, prepared, run_id: str, runs: list, clock):
     config = params.image_input.image
-    teacher_run = tracking.start_child_run(run_id, "teacher")
-    student_run = tracking.start_child_run(run_id, "student")
+    teacher_run, student_run = common.start_child_runs(run_id, "teacher", "student")
     runs += [teacher_run, student_run]
     with clock("train_teacher"):
         teacher = im.train_teacher(prepared.train, config)
-    tracking.log_params(teacher_run, {"teacher": teacher.kind, "weights": config.weights or ""})
-    tracking.set_tags(run_id, {"teacher_kind": teacher.kind, "teacher_choice": _teacher_choice(config.teacher)})
-    tracking.log_metrics(teacher_run, {"params": teacher.n_params})
+    teacher_params = {"teacher": teacher.kind, "weights": config.weights or ""}
+    common.record_run(teacher_run, params=teacher_params, metrics={"params": teacher.n_params})
+    common.record_run(run_id, tags={"teacher_kind": teacher.kind, "teacher_choice": _teacher_choice(config.teacher)})
     with clock("distill_student"):
         student = im.distill_student(teacher, prepared.train, config)
-    tracking.log_params(student_run, {"image": config.model_dump()})
-    tracking.log_history(student_run, student.history)
+    common.record_run(student_run, params={"image": config.model_dump()})
+    common.log_history(student_run, student.history)
     with clock("evaluate"):
         metrics = im.evaluate(teacher, student, prepared.test, config, [run_id, student_run])
     return Distilled(student, metrics, student_run)

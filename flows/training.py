@@ -486,7 +486,7 @@ def _online_series(
     labels = ts.series_labels(frame, ts_column, label_column, params.series_input.labels_path, params.data_path)
     train_end, test_start = chronological_split(len(frame), config)
     test = np.arange(len(frame)) >= test_start
-    student_run = tracking.start_child_run(run_id, "student")
+    (student_run,) = common.start_child_runs(run_id, "student")
     runs.append(student_run)
     with clock("warm_online"):
         model, student, teacher, refresh_seconds = online.warm_online(frame, ts_column, values, config.online)
@@ -514,8 +514,7 @@ def _online_series(
 def _distill(params: TrainingParameters, prepared: Prepared, run_id: str, runs: list, clock: Stopwatch) -> Distilled:
     """Teacher(s) → the chosen one → soft labels → student → detector → held-out evaluation (or per segment)."""
     train = prepared.train
-    teacher_run = tracking.start_child_run(run_id, "teacher")
-    student_run = tracking.start_child_run(run_id, "student")
+    teacher_run, student_run = common.start_child_runs(run_id, "teacher", "student")
     runs += [teacher_run, student_run]
     if params.segment_column:
         config = params.engine

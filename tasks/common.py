@@ -39,3 +39,15 @@ def record_run(run_id: str, params: dict | None = None, tags: dict | None = None
         tracking.set_tags(run_id, tags)
     if metrics:
         tracking.log_metrics(run_id, metrics)
+
+
+@task(cache_policy=NO_CACHE, **IO_RETRIES)
+def start_child_runs(parent_id: str, *names: str) -> list[str]:
+    """The teacher/student child runs of a training run, one per name."""
+    return [tracking.start_child_run(parent_id, name) for name in names]
+
+
+@task(cache_policy=NO_CACHE, **IO_RETRIES)
+def log_history(run_id: str, history: list[dict]) -> None:
+    """A model's training curve (loss per epoch) as step metrics."""
+    tracking.log_history(run_id, history)

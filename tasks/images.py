@@ -23,19 +23,22 @@ OVERLAYS = 6  # highest-scoring held-out images logged with their maps
 
 
 @task(cache_policy=NO_CACHE)
-def load_images(data_path: str, config: ImageConfig, run_id: str) -> tuple[ImageSet, ImageContract, str]:
+def load_images(data_path: str, config: ImageConfig) -> tuple[ImageSet, ImageContract, str]:
     """The image contract first (every failing file named; nothing trains), then the images, resized."""
     data = load_image_set(data_path, config.size, config.channels, config.min_size)
     digest = hashlib.sha256()
     for path in data.paths:
         digest.update(hashlib.sha256(Path(path).read_bytes()).digest())
-    labels = {"normal": int((data.labels == 0).sum()), "defect": int((data.labels == 1).sum())}
-    tracking.log_params(run_id, {"images": len(data), **{f"images_{k}": v for k, v in labels.items()}})
-    tracking.log_params(run_id, {"data_digest": digest.hexdigest()[:16]})  # the model card's, too
     contract = ImageContract(
         size=config.size, channels=config.channels, min_size=config.min_size, embedding_dim=config.student_widths[1]
     )
     return data, contract, digest.hexdigest()
+
+
+def image_set_params(data: ImageSet, digest: str) -> dict:
+    """The run's parameters about its images: counts per class, and the data digest (the model card's, too)."""
+    labels = {"normal": int((data.labels == 0).sum()), "defect": int((data.labels == 1).sum())}
+    return {"images": len(data), **{f"images_{k}": v for k, v in labels.items()}, "data_digest": digest[:16]}
 
 
 @task(cache_policy=NO_CACHE)
