@@ -15,6 +15,9 @@ from pydantic import ValidationError
 from anomaly_distill.config import BASELINES, EngineConfig, SettingsError, parse_settings
 from anomaly_distill.errors import DataError
 from flows.daemon import PREFECT_LOGGERS, forward_train, serve  # stdlib only: cheap at start-up
+from flows.flags import add_flags, flag_values
+from flows.parameters import DriftParameters
+from serving.settings import ServeParameters
 
 EXPECTED_ERRORS = (DataError, LookupError, ValidationError, SettingsError)  # bad data/settings, unknown model
 REVIEW_STRATEGIES, REVIEW_DEFAULT = ("top", "uncertain"), "uncertain"  # as anomaly_distill.review (not imported here)
@@ -263,18 +266,11 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_drift(args: argparse.Namespace) -> int:
-    from flows.drift import DriftParameters, drift_monitoring
+    from flows.drift import drift_monitoring
 
     quiet_expected_failures()
 
-    summary = drift_monitoring(
-        DriftParameters(
-            model_name=args.model_name,
-            window=args.window,
-            live_store=args.live_store,
-            retrain_on_drift=args.retrain_on_drift,
-        )
-    )
+    summary = drift_monitoring(DriftParameters(**flag_values(DriftParameters, args)))
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2, default=str))
     retrain = summary.get("retrain")
@@ -302,32 +298,21 @@ def cmd_serve_api(args: argparse.Namespace) -> int:
 
     from serving.app import API_KEY_ENV, SERVE_ENV, is_loopback
 
-    api_key = os.environ.get(API_KEY_ENV) or None
-    if api_key is None and not is_loopback(args.host):
+    serve = ServeParameters(**flag_values(ServeParameters, args))
+    if not os.environ.get(API_KEY_ENV) and not is_loopback(serve.host):
         print(
-            f"error: --host {args.host} lets other machines in; set {API_KEY_ENV} to an API key first "
+            f"error: --host {serve.host} lets other machines in; set {API_KEY_ENV} to an API key first "
             "(clients then send 'Authorization: Bearer <key>')",
             file=sys.stderr,
         )
         return 2
-    if args.workers < 1 or args.max_body_bytes < 1:
-        print("error: --workers and --max-body-bytes must be at least 1", file=sys.stderr)
-        return 2
-    settings = {
-        "model_name": args.model_name,
-        "alias": args.alias,
-        "live_store": args.live_store,
-        "poll_seconds": args.poll_seconds,
-        "max_body_bytes": args.max_body_bytes,
-        "wal_dir": args.wal_dir,
-    }
-    os.environ[SERVE_ENV] = json.dumps(settings)  # each worker process builds its app from these
+    os.environ[SERVE_ENV] = json.dumps(serve.app_settings())  # each worker process builds its app from these
     uvicorn.run(
         "serving.app:app_from_environment",
         factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
+        host=serve.host,
+        port=serve.port,
+        workers=serve.workers,
         log_level="info",
         access_log=False,  # a log line per request costs more than scoring one row
     )
@@ -535,28 +520,12 @@ def build_parser() -> argparse.ArgumentParser:
     score.set_defaults(func=cmd_score)
 
     drift = commands.add_parser("drift", help="Evidently drift report of live rows vs the champion's training data")
-    drift.add_argument("--model-name", default="anomaly-detector")
-    drift.add_argument("--window", default="1d", help="live rows from this far back (1d, 12h, 30min)")
-    drift.add_argument("--live-store", help="live store URL (default $ANOMALY_DISTILL_LIVE_STORE or ./live-store)")
+    add_flags(drift, DriftParameters)
     drift.add_argument("--json", help="write the drift summary here")
-    drift.add_argument("--retrain-on-drift", action="store_true", help="run the training pipeline when drift is found")
     drift.set_defaults(func=cmd_drift)
 
     serve = commands.add_parser("serve-api", help="online scoring service (FastAPI) for the champion")
-    serve.add_argument("--model-name", default="anomaly-detector")
-    serve.add_argument("--alias", default="champion")
-    serve.add_argument("--host", default="127.0.0.1", help="bind address (default: this machine only)")
-    serve.add_argument("--port", type=int, default=8008)
-    serve.add_argument("--live-store", help="live store URL (default $ANOMALY_DISTILL_LIVE_STORE or ./live-store)")
-    serve.add_argument("--poll-seconds", type=float, default=30.0, help="how often to check whether the alias moved")
-    serve.add_argument("--workers", type=int, default=2, help="worker processes on the one port (default 2)")
-    serve.add_argument(
-        "--max-body-bytes", type=int, default=32 << 20, help="larger request bodies get 413 (default 32 MiB)"
-    )
-    serve.add_argument(
-        "--wal-dir",
-        help="write-ahead log folder, on local disk (default <live store>/_wal; ./live-wal for a remote store)",
-    )
+    add_flags(serve, ServeParameters)
     serve.set_defaults(func=cmd_serve_api)
 
     daemon = commands.add_parser(

@@ -30,6 +30,7 @@ from anomaly_distill.data import DataError
 from anomaly_distill.models.student import SmallBatchScorer
 from anomaly_distill.online import OnlineSeriesModel
 from serving.images import image_detector, read_uploads, score_uploads
+from serving.settings import ServeParameters
 from stores import registry
 from stores.live_store import ROW_ID, TIMESTAMP, LiveStore, live_store_url, scored_rows
 from stores.series_state import SeriesStateStore
@@ -38,7 +39,6 @@ from stores.wal import WriteAheadLog, encode_columns, frame_columns
 
 API_KEY_ENV = "ANOMALY_DISTILL_API_KEY"
 SERVE_ENV = "ANOMALY_DISTILL_SERVE"  # the service's settings, for worker processes started by uvicorn
-DEFAULT_MAX_BODY_BYTES = 32 << 20
 INLINE_BYTES = 16 << 10  # a plain tabular model's requests up to this size are scored on the event loop: a
 # thread hand-off costs more than scoring a few rows; larger ones would hold up the other connections
 SMALL_BATCH_ROWS = 1024  # numpy beats torch's per-operator overhead up to a few thousand rows (measured)
@@ -434,18 +434,15 @@ def score_body(served: ServedModel, loaded: Loaded, body: bytes, threshold: floa
     return score_checked(served, loaded, records, threshold, explain)
 
 
-def create_app(
-    model_name: str,
-    alias: str = "champion",
-    live_store: str | None = None,
-    poll_seconds: float = 30.0,
-    api_key: str | None = None,
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-    wal_dir: str | None = None,
-    wal_sync: bool = True,
-    seal_seconds: float = 60.0,
-) -> "DirectScore":
-    """`api_key`: when given, /score and /reload need `Authorization: Bearer <api_key>`."""
+def create_app(model_name: str, api_key: str | None = None, **settings) -> "DirectScore":
+    """`settings`: any of `ServeParameters`' (its defaults, its checks: an unknown one is an error). `api_key`:
+    when given, /score and /reload need `Authorization: Bearer <api_key>`."""
+    listening = sorted(set(settings) & {"host", "port", "workers"})
+    if listening:
+        raise TypeError(f"create_app: {listening} are uvicorn's (serve-api), not the app's")
+    serve = ServeParameters(model_name=model_name, **settings)
+    model_name, alias, live_store, wal_dir = serve.model_name, serve.alias, serve.live_store, serve.wal_dir
+    poll_seconds, max_body_bytes = serve.poll_seconds, serve.max_body_bytes
     served = ServedModel(model_name, alias)
     store = LiveStore(live_store_url(live_store), wal_dir)
     store.wal_dir = store.wal_dir or Path("live-wal")  # a remote store: the log stays on this machine's disk
@@ -474,7 +471,9 @@ def create_app(
     async def lifespan(app: FastAPI):
         served.refresh()
         await asyncio.to_thread(store.compact)  # what a killed predecessor left in the log
-        state["wal"] = WriteAheadLog(store.wal_dir, store.compact_segment, wal_sync, seal_seconds=seal_seconds)
+        state["wal"] = WriteAheadLog(
+            store.wal_dir, store.compact_segment, serve.wal_sync, seal_seconds=serve.seal_seconds
+        )
         tasks = [asyncio.create_task(follow_reloads())]
         if poll_seconds > 0:
             tasks.append(asyncio.create_task(poll()))
