@@ -16,7 +16,7 @@ from anomaly_distill.config import BASELINES, EngineConfig, SettingsError, parse
 from anomaly_distill.errors import DataError
 from flows.daemon import PREFECT_LOGGERS, forward_train, serve  # stdlib only: cheap at start-up
 from flows.flags import add_flags, flag_values
-from flows.parameters import DriftParameters
+from flows.parameters import DriftParameters, ScoringParameters
 from serving.settings import ServeParameters
 
 EXPECTED_ERRORS = (DataError, LookupError, ValidationError, SettingsError)  # bad data/settings, unknown model
@@ -239,22 +239,16 @@ def cmd_score(args: argparse.Namespace) -> int:
     from flows.embedded_api import flow_settings, start_embedded_api
 
     api = start_embedded_api()  # the API starts while the libraries import
-    from flows.scoring import ScoringParameters, run_batch_scoring
+    from flows.scoring import run_batch_scoring
 
     quiet_expected_failures()
 
-    uri = args.model_uri or f"models:/{args.model_name}@champion"
-    parameters = ScoringParameters(
-        data_path=args.data,
-        model_uri=uri,
-        out_path=args.out,
-        live_store=args.live_store,
-        threshold=args.threshold,
-        explain=args.explain,
-        task_runner=args.task_runner,
-        dask_address=args.dask_address,
-        **({"chunk_rows": args.chunk_rows} if args.chunk_rows else {}),
-    )
+    given = flag_values(ScoringParameters, args)
+    if args.model_name:
+        if "model_uri" in given:
+            raise SettingsError("--model-name and --model-uri: give one (the name means models:/NAME@champion)")
+        given["model_uri"] = f"models:/{args.model_name}@champion"
+    parameters = ScoringParameters(**given)
     with flow_settings(api):
         result = run_batch_scoring(parameters)
     print(
@@ -496,27 +490,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=cmd_train)
 
     score = commands.add_parser("score", help="score a file with a registered model (batch-scoring flow)")
-    score.add_argument("--data", required=True, help="CSV, Parquet or .npz rows to score; images: a folder")
-    score.add_argument("--model-uri", help="models:/NAME@alias or models:/NAME/VERSION")
-    score.add_argument("--model-name", default="anomaly-detector", help="shortcut for models:/NAME@champion")
-    score.add_argument("--out", help="write rows with score and is_anomaly (.csv or .parquet)")
-    score.add_argument("--live-store", help="live store URL (default $ANOMALY_DISTILL_LIVE_STORE or ./live-store)")
-    score.add_argument("--threshold", type=float, help="override the model's stored threshold")
-    score.add_argument(
-        "--task-runner",
-        choices=["threads", "dask"],
-        default="threads",
-        help="score chunks on local threads or on a Dask cluster",
-    )
-    score.add_argument("--dask-address", help="existing Dask scheduler (tcp://host:8786); default: a LocalCluster")
-    score.add_argument(
-        "--explain",
-        type=int,
-        default=0,
-        metavar="K",
-        help="an explanation column: for each flagged row the K columns that raise its score most",
-    )
-    score.add_argument("--chunk-rows", type=int, help="rows per batch, read, checked and scored together (100,000)")
+    add_flags(score, ScoringParameters, names={"data_path": "--data", "out_path": "--out"})
+    score.add_argument("--model-name", help="shortcut for --model-uri models:/NAME@champion")
     score.set_defaults(func=cmd_score)
 
     drift = commands.add_parser("drift", help="Evidently drift report of live rows vs the champion's training data")

@@ -13,8 +13,11 @@ from typing import Annotated, Literal, Union, get_args, get_origin
 from pydantic import BaseModel
 
 
-def add_flags(parser: argparse.ArgumentParser, model: type[BaseModel], skip: tuple[str, ...] = ()) -> None:
-    """`--field-name` for each field of `model` (except `skip`); booleans get `--x / --no-x`."""
+def add_flags(
+    parser: argparse.ArgumentParser, model: type[BaseModel], skip: tuple[str, ...] = (), names: dict | None = None
+) -> None:
+    """`--field-name` for each field of `model` (except `skip`; `names` gives a field another flag, such as
+    `--data` for data_path); booleans get `--x / --no-x`; a field without a default is a required flag."""
     for name, field in model.model_fields.items():
         if name in skip:
             continue
@@ -22,11 +25,16 @@ def add_flags(parser: argparse.ArgumentParser, model: type[BaseModel], skip: tup
         default = field.get_default(call_default_factory=True)
         shown = "none" if default in (None, "") else default
         help_text = f"{field.description or ''} (default: {shown})".replace("%", "%%")
-        flag = "--" + name.replace("_", "-")
+        flag = (names or {}).get(name, "--" + name.replace("_", "-"))
+        common = {"dest": name, "default": argparse.SUPPRESS, "help": help_text}
         if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **common)
+        elif field.is_required():
+            parser.add_argument(
+                flag, type=kind, choices=choices, required=True, **{**common, "help": field.description}
+            )
         else:
-            parser.add_argument(flag, type=kind, choices=choices, default=argparse.SUPPRESS, help=help_text)
+            parser.add_argument(flag, type=kind, choices=choices, **common)
 
 
 def flag_values(model: type[BaseModel], args: argparse.Namespace) -> dict:

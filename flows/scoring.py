@@ -5,43 +5,17 @@ from datetime import datetime, timezone
 
 import pandas as pd
 from prefect import flow
-from pydantic import Field
 
-from anomaly_distill.config import OptionalText, StrictModel
 from anomaly_distill.contract import ImageContract, SeriesContract
 from anomaly_distill.errors import DataError
-from flows.runners import RunnerKind, with_runner
+from flows.parameters import ScoringParameters
+from flows.runners import with_runner
 from stores.live_store import ROW_ID, TIMESTAMP, LiveStore, live_store_url
 from stores.registry import resolve_model
 from stores.storage import storage_error
 from tasks import scoring as s
 
 IMAGE_CHUNK = 256  # images decoded and scored together
-
-
-class ScoringParameters(StrictModel):
-    data_path: str = Field(
-        ..., description="CSV, Parquet or .npz file with the rows to score; for an image model, a folder of images."
-    )
-    model_uri: str = Field(
-        "models:/anomaly-detector@champion",
-        description="Registered model to use: models:/NAME@alias or models:/NAME/VERSION.",
-    )
-    out_path: OptionalText = Field(None, description="Write rows with score and is_anomaly here (.csv or .parquet).")
-    live_store: OptionalText = Field(
-        None, description="Live store URL (default: $ANOMALY_DISTILL_LIVE_STORE or ./live-store)."
-    )
-    chunk_rows: int = Field(100_000, ge=1, description="Rows per batch: read, checked and scored together.")
-    threshold: float | None = Field(None, description="Override the model's stored alarm threshold.")
-    explain: int = Field(
-        0, ge=0, le=50, description="For each flagged row, name the k columns that raise its score most (0: none)."
-    )
-    task_runner: RunnerKind = Field(
-        "threads", description="Where chunks are scored: local threads, or a Dask cluster (see dask_address)."
-    )
-    dask_address: OptionalText = Field(
-        None, description="Scheduler of an existing Dask cluster (tcp://host:8786); empty: a local cluster."
-    )
 
 
 @flow(name="batch-scoring", log_prints=True)

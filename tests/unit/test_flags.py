@@ -6,7 +6,7 @@ import pytest
 
 from flows.cli import build_parser, main
 from flows.flags import add_flags, flag_values
-from flows.parameters import DriftParameters
+from flows.parameters import DriftParameters, ScoringParameters
 from serving.settings import ServeParameters
 
 
@@ -46,3 +46,13 @@ def test_the_app_takes_the_same_settings_and_refuses_an_unknown_one():
         create_app("m", poll_secs=1)
     with pytest.raises(TypeError, match="uvicorn"):
         create_app("m", port=1)
+
+
+def test_score_flags_come_from_the_scoring_parameters_under_their_short_names(capsys):
+    renamed = {"data_path": "--data", "out_path": "--out"}
+    expected = {renamed.get(name, "--" + name.replace("_", "-")) for name in ScoringParameters.model_fields}
+    assert expected | {"--model-name"} <= flags_of("score")
+    assert main(["score", "--data", "x.csv", "--model-name", "a", "--model-uri", "models:/b@champion"]) == 2
+    assert "give one" in capsys.readouterr().err
+    assert main(["score", "--data", "x.csv", "--chunk-rows", "0"]) == 2
+    assert "chunk_rows" in capsys.readouterr().err
