@@ -24,7 +24,9 @@ import orjson
 import pandas as pd
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from pydantic import Field, ValidationError
 
+from anomaly_distill.config import StrictModel
 from anomaly_distill.contract import FLOAT32_MAX, MAX_EXACT_INTEGER, TabularContract, check_input
 from anomaly_distill.data import DataError
 from anomaly_distill.models.student import SmallBatchScorer
@@ -170,29 +172,37 @@ class ServedModel:
 
 
 MAX_EXPLAIN = 50
+
+
+class ScoreQuery(StrictModel):
+    """POST /score's query options: declared once, read and checked here, documented from this (an unknown option
+    is a 422, not silently ignored)."""
+
+    threshold: float | None = Field(
+        None, allow_inf_nan=False, description="flag rows scoring above this instead of the model's threshold"
+    )
+    explain: int = Field(
+        0, ge=0, le=MAX_EXPLAIN, description="for each flagged row, the k columns that raise its score most"
+    )
+    series: str = Field(
+        "default",
+        min_length=1,
+        description="online series models: which stream these points continue (its state is kept)",
+    )
+
+
+def _query_parameter(name: str, schema: dict) -> dict:
+    field = {key: value for key, value in schema.items() if key not in ("title", "description", "position")}
+    if "anyOf" in field:  # an optional value: documented as the value's type
+        field = next(option for option in field.pop("anyOf") if option.get("type") != "null") | field
+        field.pop("default", None)
+    described = ScoreQuery.model_fields[name].description
+    return {"name": name, "in": "query", "required": False, "schema": field, "description": described}
+
+
 SCORE_DOCS = {
     "parameters": [
-        {
-            "name": "threshold",
-            "in": "query",
-            "required": False,
-            "schema": {"type": "number"},
-            "description": "flag rows scoring above this instead of the model's threshold",
-        },
-        {
-            "name": "explain",
-            "in": "query",
-            "required": False,
-            "schema": {"type": "integer", "minimum": 0, "maximum": MAX_EXPLAIN, "default": 0},
-            "description": "for each flagged row, the k columns that raise its score most",
-        },
-        {
-            "name": "series",
-            "in": "query",
-            "required": False,
-            "schema": {"type": "string", "default": "default"},
-            "description": "online series models: which stream these points continue (its state is kept)",
-        },
+        _query_parameter(name, schema) for name, schema in ScoreQuery.model_json_schema()["properties"].items()
     ],
     "requestBody": {
         "required": True,
@@ -206,19 +216,15 @@ SCORE_DOCS = {
 }
 
 
-def score_options(request: Request) -> tuple[float | None, int]:
-    """`threshold` and `explain` from the query string; a value out of range is a 422 that names it."""
-    query = request.query_params
-    threshold, explain = query.get("threshold"), query.get("explain", "0")
+def score_options(request: Request) -> ScoreQuery:
+    """The query options, checked against `ScoreQuery`; a bad or unknown one is a 422 that names it."""
     try:
-        threshold = None if threshold is None else float(threshold)
-        if threshold is not None and not np.isfinite(threshold):
-            raise ValueError
-    except ValueError:
-        raise HTTPException(status_code=422, detail=f"threshold must be a finite number, got {threshold!r}") from None
-    if not (explain.isdigit() and int(explain) <= MAX_EXPLAIN):
-        raise HTTPException(status_code=422, detail=f"explain must be an integer 0..{MAX_EXPLAIN}, got {explain!r}")
-    return threshold, int(explain)
+        return ScoreQuery.model_validate(dict(request.query_params))
+    except ValidationError as error:
+        problem = error.errors()[0]
+        name = ".".join(map(str, problem["loc"])) or "query"
+        detail = f"{name}: {problem['msg']}, got {problem.get('input')!r}"
+        raise HTTPException(status_code=422, detail=detail) from None
 
 
 def parse_records(body: bytes) -> list:
@@ -500,7 +506,8 @@ def create_app(model_name: str, api_key: str | None = None, **settings) -> "Dire
         The answer holds each scored row's `row_ids` (for `anomaly-distill feedback`); with `explain=k`, also
         `explanations`: for each flagged row the k columns that raise its score most ("" for the others)."""
         check_api_key(request, api_key)
-        threshold, explain = score_options(request)
+        options = score_options(request)
+        threshold, explain = options.threshold, options.explain
         body = await read_body(request, max_body_bytes)
         loaded = served.loaded
         if loaded.images is not None:
@@ -508,9 +515,8 @@ def create_app(model_name: str, api_key: str | None = None, **settings) -> "Dire
             raise HTTPException(status_code=422, detail=detail)
         try:
             if loaded.online is not None:
-                series = request.query_params.get("series", "default")
                 scored = await run_in_threadpool(
-                    score_online, served, loaded, body, series, threshold, series_states, state["wal"]
+                    score_online, served, loaded, body, options.series, threshold, series_states, state["wal"]
                 )
             else:
                 if loaded.student is not None and len(body) <= INLINE_BYTES:

@@ -46,20 +46,32 @@ def request(query: str) -> Request:
 @pytest.mark.parametrize(
     "query, expected", [("", (None, 0)), ("threshold=1.5&explain=3", (1.5, 3)), ("explain=50", (None, 50))]
 )
-def test_query_options_are_read_by_hand(query, expected):
-    assert score_options(request(query)) == expected
+def test_query_options_are_read_through_their_declared_schema(query, expected):
+    options = score_options(request(query))
+    assert (options.threshold, options.explain) == expected
 
 
 @pytest.mark.parametrize(
     "query, message",
     [
-        ("explain=-1", "explain must be an integer 0..50, got '-1'"),
-        ("explain=51", "explain must be an integer 0..50"),
-        ("threshold=high", "threshold must be a finite number, got 'high'"),
-        ("threshold=nan", "threshold must be a finite number"),
+        ("explain=-1", "explain: Input should be greater than or equal to 0, got '-1'"),
+        ("explain=51", "explain: Input should be less than or equal to 50"),
+        ("threshold=high", "threshold: Input should be a valid number, unable to parse string as a number, got 'high'"),
+        ("threshold=nan", "threshold: Input should be a finite number"),
+        ("explan=3", "explan: Extra inputs are not permitted"),  # a typo is refused, not ignored
+        ("series=", "series: String should have at least 1 character"),
     ],
 )
 def test_bad_query_options_are_a_422_that_names_them(query, message):
     with pytest.raises(HTTPException) as refused:
         score_options(request(query))
     assert refused.value.status_code == 422 and message in refused.value.detail
+
+
+def test_the_documented_query_options_are_the_declared_ones():
+    from serving.app import SCORE_DOCS, ScoreQuery
+
+    documented = {p["name"]: p["schema"] for p in SCORE_DOCS["parameters"]}
+    assert set(documented) == set(ScoreQuery.model_fields)
+    assert documented["explain"] == {"type": "integer", "minimum": 0, "maximum": 50, "default": 0}
+    assert documented["threshold"] == {"type": "number"}
