@@ -7,7 +7,7 @@ the model's column order or raises a DataError naming the column and the row.
 """
 
 import json
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -37,6 +37,12 @@ class TabularContract(StrictModel):
     def input_columns(self) -> list[str]:
         return self.features + ([self.segment_column] if self.segment_column else [])
 
+    schema_columns = input_columns  # what the logged model's input schema names
+    context_rows: ClassVar[int] = 0  # rows each scoring chunk repeats from the previous one
+
+    def check(self, frame: pd.DataFrame, first_row: int = 0) -> pd.DataFrame:
+        return _check_table(self, frame, first_row)
+
 
 class SeriesContract(StrictModel):
     kind: Literal["timeseries"] = "timeseries"
@@ -61,6 +67,16 @@ class SeriesContract(StrictModel):
         """Points of history each score needs from the input (an online model keeps its past in its state)."""
         return 1 if self.series.mode == "online" else self.series.window
 
+    schema_columns = input_columns
+
+    @property
+    def context_rows(self) -> int:
+        """A series point needs its window's history: each scoring chunk repeats that many rows."""
+        return self.window - 1
+
+    def check(self, frame: pd.DataFrame, first_row: int = 0) -> pd.DataFrame:
+        return _check_series(self, frame)
+
 
 class ImageContract(StrictModel):
     """Images: scored from a `path` column (files) or an `image` column (encoded PNG/JPEG bytes)."""
@@ -83,12 +99,22 @@ class ImageContract(StrictModel):
     def input_columns(self) -> list[str]:
         return ["path"]
 
+    @property
+    def schema_columns(self) -> list[str]:
+        return ["path", "image"]  # a file path or the encoded bytes
 
-Contract = Annotated[TabularContract | SeriesContract | ImageContract, Field(discriminator="kind")]
+    context_rows: ClassVar[int] = 0
+
+    def check(self, frame: pd.DataFrame, first_row: int = 0) -> pd.DataFrame:
+        return _check_images(self, frame)
+
+
+AnyContract = TabularContract | SeriesContract | ImageContract
+Contract = Annotated[AnyContract, Field(discriminator="kind")]
 _ADAPTER = TypeAdapter(Contract)
 
 
-def contract_from_dict(payload: dict) -> TabularContract | SeriesContract | ImageContract:
+def contract_from_dict(payload: dict) -> AnyContract:
     """Parses a saved contract; contracts saved before the schema was versioned are upgraded first."""
     payload = dict(payload)
     if "schema_version" not in payload:
@@ -111,23 +137,19 @@ def _upgrade_unversioned(payload: dict) -> dict:
     return {"kind": kind, **{k: v for k, v in payload.items() if k in known}}
 
 
-def contract_json(contract: TabularContract | SeriesContract) -> str:
+def contract_json(contract: AnyContract) -> str:
     return contract.model_dump_json(indent=2)
 
 
-def contract_to_dict(contract: TabularContract | SeriesContract) -> dict:
+def contract_to_dict(contract: AnyContract) -> dict:
     return json.loads(contract.model_dump_json())
 
 
-def check_input(contract: TabularContract | SeriesContract, frame: pd.DataFrame, first_row: int = 0) -> pd.DataFrame:
+def check_input(contract: AnyContract, frame: pd.DataFrame, first_row: int = 0) -> pd.DataFrame:
     """What a model scores, checked: exactly its columns, numeric, finite, within float32; integers are cast to
     float64 where that is lossless. A training label column, if present, is ignored. `first_row`: the file row
     of the frame's first row when the frame is one batch of a streamed file (errors name the file's row)."""
-    if isinstance(contract, SeriesContract):
-        return _check_series(contract, frame)
-    if isinstance(contract, ImageContract):
-        return _check_images(contract, frame)
-    return _check_table(contract, frame, first_row)
+    return contract.check(frame, first_row)
 
 
 def _check_images(contract: ImageContract, frame: pd.DataFrame) -> pd.DataFrame:

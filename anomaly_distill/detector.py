@@ -24,8 +24,9 @@ class ExportError(ValueError):
 
 @runtime_checkable
 class Detector(Protocol):
-    kind: str  # "tabular" | "timeseries" | "segmented"
+    kind: str  # a key of LOADERS: "tabular" | "timeseries" | "segmented" | "online_series" | "image"
     threshold: float
+    explains: bool  # whether `predict(..., explain=k)` names the k columns behind each alert
 
     def score(self, frame: pd.DataFrame) -> np.ndarray: ...
 
@@ -44,7 +45,7 @@ def predict(detector: Detector, frame: pd.DataFrame, threshold: float | None = N
     student); asking another detector for them is an error, not a silently missing column."""
     if explain <= 0:
         return detector.predict(frame, threshold)
-    if detector.kind != "tabular":
+    if not detector.explains:
         raise DataError(f"explanations are available for tabular models; this is a {detector.kind} model")
     return detector.predict(frame, threshold, explain=explain)
 

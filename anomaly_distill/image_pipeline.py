@@ -257,6 +257,7 @@ class ImageDetector:
     reduction: str = "topk_mean"
     history: list[dict] = field(default_factory=list)
     kind = "image"
+    explains = False
 
     @property
     def n_params(self) -> int:

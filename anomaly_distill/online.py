@@ -162,6 +162,7 @@ class OnlineSeriesDetector:
     value, in order; it may be called with any split of the stream and gives the same scores."""
 
     kind = "online_series"
+    explains = False
 
     def __init__(self, config: OnlineConfig):
         self.config = config
@@ -332,6 +333,7 @@ class OnlineSeriesModel:
     on from it with `advance`; both call the same detectors in the same order."""
 
     kind = "online_series"
+    explains = False
 
     def __init__(self, timestamp_column: str, value_columns: list[str], states: list[dict], threshold: float):
         self.timestamp_column, self.value_columns = timestamp_column, value_columns

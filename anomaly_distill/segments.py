@@ -40,6 +40,7 @@ class Segmented:
         return self.members[GLOBAL]
 
     kind = "segmented"
+    explains = False
     # The global member stands for the whole in the speed check (size and parameters count every member).
     model = property(lambda self: self.fallback.model)
     threshold = property(lambda self: self.fallback.threshold)

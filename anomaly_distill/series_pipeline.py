@@ -34,6 +34,7 @@ class SeriesStudent:
     history = property(lambda self: self.student.history)
     n_params = property(lambda self: self.student.n_params)
     kind = "timeseries"
+    explains = False
 
     def state(self) -> dict:
         return {

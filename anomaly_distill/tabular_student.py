@@ -21,6 +21,7 @@ class Student:
     history: list[dict] = field(default_factory=list)
     compressed_from: dict | None = None  # params and size_bytes of the float student it was compressed from
     kind = "tabular"
+    explains = True  # per-alert explanations (integrated gradients over its columns)
 
     @property
     def n_params(self) -> int:

@@ -143,7 +143,7 @@ def register(
 
 def input_columns(contract) -> list[str]:
     """What the registered model reads: the features (and segment), the timestamp and values, or an image."""
-    return ["path", "image"] if contract.kind == "image" else contract.input_columns  # an image: file path or bytes
+    return contract.schema_columns
 
 
 def logged_model_name(model_name: str, kind: str) -> str:

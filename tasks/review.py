@@ -57,7 +57,7 @@ def unreviewed_rows(live_url: str, model: ModelRef, contract, window: str | None
 def explanations(detector, contract, queue: pd.DataFrame, explain: int) -> list[str]:
     """Why each queued row scores as it does (its `explain` columns that raise the score most), flagged or not: a
     row near the threshold needs its reason as much as an alert. Tabular students only; "" for other models."""
-    if detector.kind != "tabular" or explain < 1 or queue.empty:
+    if not detector.explains or explain < 1 or queue.empty:
         return [""] * len(queue)
     explained = detector.predict(queue[contract.input_columns], float("-inf"), explain=explain)
     return explained[EXPLANATION].tolist()

@@ -35,7 +35,7 @@ def load_contract(model: ModelRef) -> TabularContract | SeriesContract:
 
 def overlap(contract: TabularContract | SeriesContract) -> int:
     """Rows each scoring chunk repeats from the previous one: a series point needs its window's history."""
-    return contract.window - 1 if isinstance(contract, SeriesContract) else 0
+    return contract.context_rows
 
 
 @task(cache_policy=NO_CACHE)

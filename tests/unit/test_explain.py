@@ -59,7 +59,27 @@ def test_asking_a_model_without_explanations_for_them_is_an_error():
     from anomaly_distill.detector import predict
     from anomaly_distill.errors import DataError
 
-    series = SimpleNamespace(kind="timeseries", predict=lambda frame, threshold: frame)
+    series = SimpleNamespace(kind="timeseries", explains=False, predict=lambda frame, threshold: frame)
     assert predict(series, "rows") == "rows"  # no explanation asked: scored as always
     with pytest.raises(DataError, match="explanations are available for tabular models; this is a timeseries model"):
         predict(series, "rows", explain=3)
+
+
+def test_every_detector_kind_says_whether_it_explains():
+    import importlib
+
+    from anomaly_distill.detector import LOADERS
+
+    explains = {}
+    for kind, loader in LOADERS.items():
+        module, _, attribute = loader.partition(":")
+        owner = getattr(importlib.import_module(module), attribute.split(".")[0])
+        explains[kind] = getattr(owner, "explains", None)
+    explains["tabular"] = importlib.import_module("anomaly_distill.tabular_student").Student.explains
+    assert explains == {
+        "tabular": True,
+        "timeseries": False,
+        "segmented": False,
+        "online_series": False,
+        "image": False,
+    }
