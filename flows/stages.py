@@ -9,7 +9,7 @@ import pandas as pd
 
 from anomaly_distill import pipeline
 from anomaly_distill.config import EngineConfig
-from anomaly_distill.contract import SeriesContract, TabularContract
+from anomaly_distill.contract import AnyContract
 from anomaly_distill.data import Table
 
 
@@ -20,7 +20,7 @@ class Prepared:
     A series arrives here as a table of window rows: its teacher candidates carry the window shape and the
     window synthesizer in their engine config, and `wrap` puts the normaliser and window around the student."""
 
-    contract: TabularContract | SeriesContract
+    contract: AnyContract
     digest: str  # of the data and of how it was turned into rows: part of the teacher's cache key
     train: Table
     test: Table

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 from mlflow.exceptions import MlflowException
 
-from anomaly_distill.contract import SeriesContract, TabularContract, contract_from_dict
+from anomaly_distill.contract import AnyContract, contract_from_dict
 from stores.mlflow_client import client, load_json_artifact, tracking_uri
 
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -61,7 +61,7 @@ def resolve_model(uri: str) -> ModelRef:
     return ModelRef(f"models:/{name}/{version.version}", name, str(version.version), version.run_id)
 
 
-def load_contract(run_id: str) -> TabularContract | SeriesContract:
+def load_contract(run_id: str) -> AnyContract:
     """The data contract saved with a version's run."""
     return contract_from_dict(load_json_artifact(run_id, CONTRACT_FILE))
 

@@ -7,7 +7,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from anomaly_distill.contract import SeriesContract, TabularContract
+from anomaly_distill.contract import AnyContract, SeriesContract, TabularContract
 from anomaly_distill.data import (
     frame_digest,
     read_frame,
@@ -42,7 +42,7 @@ def load_training_rows(path: str, max_rows: int, seed: int, run_id: str, text_co
 
 
 @task(cache_policy=NO_CACHE, **IO_RETRIES)
-def reference_contract(model_name: str) -> TabularContract | SeriesContract | None:
+def reference_contract(model_name: str) -> AnyContract | None:
     """The data contract saved with the current champion, or None on a first run."""
     champion = registry.version_by_alias(model_name, registry.CHAMPION)
     return None if champion is None else registry.load_contract(champion.run_id)

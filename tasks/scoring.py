@@ -18,7 +18,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from tqdm import tqdm
 
-from anomaly_distill.contract import SeriesContract, TabularContract, check_input
+from anomaly_distill.contract import AnyContract, TabularContract, check_input
 from anomaly_distill.data import DataError, iter_frames
 from anomaly_distill.detector import predict
 from stores import registry
@@ -29,17 +29,17 @@ from stores.table_files import StreamedTable
 
 
 @task(cache_policy=NO_CACHE)
-def load_contract(model: ModelRef) -> TabularContract | SeriesContract:
+def load_contract(model: ModelRef) -> AnyContract:
     return registry.load_contract(model.run_id)
 
 
-def overlap(contract: TabularContract | SeriesContract) -> int:
+def overlap(contract: AnyContract) -> int:
     """Rows each scoring chunk repeats from the previous one: a series point needs its window's history."""
     return contract.context_rows
 
 
 @task(cache_policy=NO_CACHE)
-def validate_input(frame: pd.DataFrame, contract: TabularContract | SeriesContract) -> pd.DataFrame:
+def validate_input(frame: pd.DataFrame, contract: AnyContract) -> pd.DataFrame:
     return check_input(contract, frame)
 
 
