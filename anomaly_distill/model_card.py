@@ -207,7 +207,7 @@ def _metrics(card: ModelCard) -> str:
     rows = [header, "|---|---:|---:|"]
     for key, label in IMAGE_METRICS if card.modality == "image" else METRICS:
         if key in card.metrics or key in champion:
-            rows.append(f"| {label} | {_value(card.metrics.get(key))} | {_value(champion.get(key))} |")
+            rows.append(f"| {label} | {metric_text(card.metrics.get(key))} | {metric_text(champion.get(key))} |")
     if not card.champion_metrics:
         rows.append("")
         rows.append(
@@ -218,7 +218,8 @@ def _metrics(card: ModelCard) -> str:
     return "\n".join(rows)
 
 
-def _value(value) -> str:
+def metric_text(value) -> str:
+    """A metric as the card and the Prefect run page show it: 4 decimals, or a grouped whole number from 100."""
     if value is None:
         return "–"
     return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.4f}"

@@ -236,7 +236,11 @@ def log_drift(model: ModelRef, summary: dict, html: str, experiment: str, window
 
 
 def _card_line(experiment: str, run_id: str, trend: str, step: int, verdict: str) -> str:
-    runs, chart = tracking.ui_url(run_id), tracking.ui_url(trend)
+    ui = tracking.ui_base()
+    runs = chart = None
+    if ui:  # both runs are in the monitoring experiment: one lookup for both links
+        experiment_id = tracking.experiment_id(experiment)
+        runs, chart = (tracking.experiment_url(ui, experiment_id, run) for run in (run_id, trend))
     check = f"[run {run_id[:8]}]({runs})" if runs else f"run `{run_id}`"
     trend_text = f"[monitoring run]({chart})" if chart else f"monitoring run `{trend}`"
     return (

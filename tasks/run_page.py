@@ -5,21 +5,10 @@ verdict as the run's last log line and state message."""
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
 from anomaly_distill.gate import Verdict
+from anomaly_distill.model_card import IMAGE_METRICS, METRICS, metric_text
 from tasks import tracking
 
-TABLE_METRICS = (
-    "auroc",
-    "auprc",
-    "recall_at_1pct_fpr",
-    "f1",
-    "fidelity",
-    "pixel_auroc",
-    "teacher_auroc",
-    "params",
-    "size_bytes",
-    "rows_per_second",
-    "images_per_second",
-)
+TABLE_METRICS = tuple(dict.fromkeys(key for key, _ in METRICS + IMAGE_METRICS))  # the model card's, every kind
 
 
 def verdict_line(model_name: str, version: str, verdict: Verdict, reused: bool = False) -> str:
@@ -40,16 +29,10 @@ def verdict_line(model_name: str, version: str, verdict: Verdict, reused: bool =
 def metrics_rows(metrics: dict, champion: dict | None) -> list[dict]:
     champion = champion or {}
     return [
-        {"metric": key, "this version": _shown(metrics.get(key)), "champion": _shown(champion.get(key))}
+        {"metric": key, "this version": metric_text(metrics.get(key)), "champion": metric_text(champion.get(key))}
         for key in TABLE_METRICS
         if key in metrics or key in champion
     ]
-
-
-def _shown(value) -> str:
-    if value is None:
-        return "–"
-    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.4f}"
 
 
 def publish(model_name: str, version: str, run_id: str, verdict: Verdict, metrics: dict, reused: bool) -> str:

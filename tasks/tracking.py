@@ -98,12 +98,18 @@ def source_tags(git: str) -> dict[str, str]:
 
 def ui_url(run_id: str | None = None, model: tuple[str, str] | None = None) -> str | None:
     """The MLflow UI page of a run or of a model version, when tracking is a server (a sqlite file has no UI)."""
-    uri = tracking_uri()
-    if not uri.startswith(("http://", "https://")):
+    uri = ui_base()
+    if uri is None:
         return None
     if model is not None:
         return f"{uri.rstrip('/')}/#/models/{model[0]}/versions/{model[1]}"
     return experiment_url(uri, client().get_run(run_id).info.experiment_id, run_id)
+
+
+def ui_base() -> str | None:
+    """The MLflow UI's address when tracking is a server; None for a sqlite file."""
+    uri = tracking_uri()
+    return uri if uri.startswith(("http://", "https://")) else None
 
 
 def experiment_url(ui: str, experiment: str, run_id: str | None = None) -> str:
