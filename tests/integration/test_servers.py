@@ -190,7 +190,9 @@ def test_drift_run_triggers_a_retrain_on_the_live_rows_that_never_revives_an_old
     assert state.is_completed(), state
     versions = [v.version for v in registry.client().search_model_versions(f"name='{NAME}'")]
     newest = str(max(map(int, versions)))
-    assert champion() in {champion_before, newest}  # the new model, or the champion kept; never an older one
+    promoted = f"v{newest}: gate passed, promoted to champion" in (state.message or "")
+    assert promoted or "registered as challenger only" in state.message, state.message  # the run said which
+    assert champion() == (newest if promoted else champion_before)  # and `champion` points where it said
     assert registry.get_version(NAME, newest).tags[registry.TRAINING_KEY_TAG]  # a new version, not a reused one
     assert registry.get_version(NAME, newest).run_id != registry.get_version(NAME, champion_before).run_id
 
