@@ -25,7 +25,7 @@ demo-benchmark: $(BIN)/anomaly-distill
 
 # Style first (ruff lint + format check), then every test; -rs prints why anything was skipped.
 test: $(BIN)/anomaly-distill lint
-	$(BIN)/python -m pytest -q -rs
+	$(BIN)/python -m pytest -q -rs --durations=25
 
 test-fast: $(BIN)/anomaly-distill
 	$(BIN)/python -m pytest -q -rs -m "not slow"
