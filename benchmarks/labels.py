@@ -34,11 +34,11 @@ from pathlib import Path
 
 import numpy as np
 
-from anomaly_distill import label_benchmark as lb
 from anomaly_distill import pipeline
-from anomaly_distill.benchmark import _timed, fit_baseline, largest_first, run_jobs
 from anomaly_distill.config import EngineConfig
 from anomaly_distill.data import Table, fit_preprocessor, load_table
+from benchmarking import label_benchmark as lb
+from benchmarking.benchmark import _timed, fit_baseline, largest_first, run_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 PROTOCOL = "labels-v1"  # part of every cache key: bump when a change makes cached results stale
@@ -636,7 +636,7 @@ ran (a bold set count: the method did not run everywhere, see "Not run").
 
 **Selection protocol (fixes issue 31's flaw).** The selection seeds 3 and 4 of BENCHMARKS.md share about 30 % of
 their test rows with each reported seed, so they are not used here. Any default chosen with this benchmark is chosen
-across sets only: `anomaly_distill.label_benchmark.leave_sets_out` deals the sets into 5 folds (6 sets each), picks the
+across sets only: `benchmarking.label_benchmark.leave_sets_out` deals the sets into 5 folds (6 sets each), picks the
 setting best on the other 24 sets and scores it on the held-out 6; the reported figure is the out-of-fold mean over
 all sets, never the best setting's in-sample mean.
 

@@ -2,7 +2,7 @@
 
 Reads `<results>/<detector>/<folder>/<detector>_<file>.csv` (what `make bench-series-full` and
 `benchmarks/stream_peers.py` write) and scores each folder as its own corpus with the repository's NAB scorer
-(`anomaly_distill/nab.py`, which agrees with NAB's own code to 0.01 on these files, BENCHMARKS.md): one threshold
+(`benchmarking/nab.py`, which agrees with NAB's own code to 0.01 on these files, BENCHMARKS.md): one threshold
 per detector, profile and corpus, as NAB does. A detector given as NAME+ averages NAME, NAME-seed1, NAME-seed2.
 
 Usage: python benchmarks/nab_folders.py RESULTS LABELS_JSON DETECTOR [DETECTOR ...]
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from anomaly_distill.nab import PROFILES, ScoredFile, nab_scores, window_bounds
+from benchmarking.nab import PROFILES, ScoredFile, nab_scores, window_bounds
 
 
 def load(results: Path, labels: dict, detector: str) -> list[ScoredFile]:

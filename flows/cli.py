@@ -59,7 +59,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 def _series_benchmark(args: argparse.Namespace) -> tuple[list[dict], list[str], str]:
     from anomaly_distill.config import OnlineConfig, SeriesConfig
-    from anomaly_distill.series_benchmark import (
+    from benchmarking.series_benchmark import (
         format_official,
         format_seeds,
         format_table,
@@ -98,7 +98,7 @@ def _series_benchmark(args: argparse.Namespace) -> tuple[list[dict], list[str], 
 
 
 def _table_benchmark(args: argparse.Namespace) -> tuple[list[dict], list[str], str]:
-    from anomaly_distill import benchmark
+    from benchmarking import benchmark
 
     config = load_config(args.config)
     if not args.seeds:

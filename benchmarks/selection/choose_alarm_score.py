@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from anomaly_distill.alarm_scores import likelihood, onset
-from anomaly_distill.nab import ScoredFile, nab_scores, probation_length, unit_point_scores, window_bounds
+from benchmarking.nab import ScoredFile, nab_scores, probation_length, unit_point_scores, window_bounds
 
 
 def unit(raw: np.ndarray) -> np.ndarray:

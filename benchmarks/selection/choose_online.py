@@ -22,8 +22,8 @@ import pandas as pd
 import torch
 
 from anomaly_distill.config import OnlineConfig
-from anomaly_distill.nab import ScoredFile, nab_scores, probation_length, window_bounds
 from anomaly_distill.online import OnlineSeriesDetector
+from benchmarking.nab import ScoredFile, nab_scores, probation_length, window_bounds
 
 GRID = {"window": (8, 16), "reference": (500, 2000), "neighbours": (1, 5), "rest": (60, 120)}
 

@@ -21,10 +21,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from labels import Split, cap_rows, ranking  # noqa: E402  (benchmarks/labels.py)
 
-from anomaly_distill import label_benchmark as lb  # noqa: E402
 from anomaly_distill.config import TeacherConfig  # noqa: E402
 from anomaly_distill.models.labelled import LabelledBlend, keep_labelled  # noqa: E402
 from anomaly_distill.models.teachers import EnsembleTeacher  # noqa: E402
+from benchmarking import label_benchmark as lb  # noqa: E402
 
 PRIORS = (0.3, 1.0, 3.0, 10.0)
 FRACTIONS = (0.01, 0.05, 0.25)

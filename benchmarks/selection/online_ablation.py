@@ -18,7 +18,7 @@ from pathlib import Path
 
 from choose_online import read_corpus, run  # this folder (the script's) is on the path
 
-from anomaly_distill.nab import PROFILES, ScoredFile, nab_scores
+from benchmarking.nab import PROFILES, ScoredFile, nab_scores
 
 VARIANTS = {
     "default": {},

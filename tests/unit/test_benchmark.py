@@ -1,7 +1,7 @@
 import json
 
-from anomaly_distill.benchmark import METHODS
-from anomaly_distill.series_benchmark import ONLINE_METHODS
+from benchmarking.benchmark import METHODS
+from benchmarking.series_benchmark import ONLINE_METHODS
 from flows.cli import main
 from tests.conftest import DEMO
 
@@ -94,7 +94,7 @@ def series_benchmark_args(tmp_path, paths, out, throughput_rows: int) -> list[st
 
 
 def test_series_benchmark_command_has_the_tabular_keys_plus_event_metrics(tmp_path, capsys):
-    from anomaly_distill.series_benchmark import METHODS as SERIES_METHODS
+    from benchmarking.series_benchmark import METHODS as SERIES_METHODS
 
     path = synthetic_series(tmp_path)
     (tmp_path / "fast.yaml").write_text("teacher: {epochs: 5}\ndistill: {epochs: 60}\n")

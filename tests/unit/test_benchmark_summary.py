@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.stats import wilcoxon
 
-from anomaly_distill.benchmark_summary import average_ranks, per_set, summary, wilcoxon_p, win_tie_loss
+from benchmarking.benchmark_summary import average_ranks, per_set, summary, wilcoxon_p, win_tie_loss
 
 
 def records(table: dict[str, dict[str, list[float]]]) -> list[dict]:

@@ -4,7 +4,7 @@ sets only, and the win/tie/loss tables."""
 import numpy as np
 import pytest
 
-from anomaly_distill import label_benchmark as lb
+from benchmarking import label_benchmark as lb
 
 
 def test_partial_labels_label_at_least_one_anomaly_and_nothing_else():

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from anomaly_distill.nab import (
+from benchmarking.nab import (
     PROFILES,
     ScoredFile,
     corpus_sweep,

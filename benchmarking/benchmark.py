@@ -23,12 +23,12 @@ from pyod.models.lof import LOF
 from tqdm import tqdm
 
 from anomaly_distill import pipeline
-from anomaly_distill.benchmark_summary import format_per_set, format_summary, set_means, summary
 from anomaly_distill.config import BASELINES, EngineConfig
 from anomaly_distill.data import Table, load_table
 from anomaly_distill.metrics import detection_metrics, fidelity, rows_per_second, threshold_at_contamination
 from anomaly_distill.models.base import subsample
 from anomaly_distill.models.teachers import detector_params
+from benchmarking.benchmark_summary import format_per_set, format_summary, set_means, summary
 
 QUICK_BASELINES = ("iforest", "ecod")
 METHODS = ("teacher", "student", *QUICK_BASELINES)

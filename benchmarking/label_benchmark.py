@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from anomaly_distill.benchmark_summary import TIE, average_ranks, set_means, wilcoxon_p, win_tie_loss
+from benchmarking.benchmark_summary import TIE, average_ranks, set_means, wilcoxon_p, win_tie_loss
 
 UNLABELLED = -1  # anomaly_distill.data.UNLABELLED: a row nobody has reviewed
 REFERENCE = "student"

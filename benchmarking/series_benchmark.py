@@ -18,7 +18,14 @@ import torch
 from pyod.models.iforest import IForest
 from tqdm import tqdm
 
-from anomaly_distill.benchmark import (
+from anomaly_distill.config import EngineConfig, OnlineConfig, SeriesConfig
+from anomaly_distill.data import DataError
+from anomaly_distill.metrics import detection_metrics, event_metrics, has_both_classes
+from anomaly_distill.models.teachers import detector_params
+from anomaly_distill.online import OnlineSeriesDetector
+from anomaly_distill.series_pipeline import train_series
+from anomaly_distill.timeseries import Series, label_windows, point_labels, read_series
+from benchmarking.benchmark import (
     checklist,
     largest_first,
     record_of,
@@ -26,12 +33,8 @@ from anomaly_distill.benchmark import (
     score_methods,
     throughput_sample,
 )
-from anomaly_distill.benchmark_summary import format_per_set, format_summary, mean_std, set_means, summary
-from anomaly_distill.config import EngineConfig, OnlineConfig, SeriesConfig
-from anomaly_distill.data import DataError
-from anomaly_distill.metrics import detection_metrics, event_metrics, has_both_classes
-from anomaly_distill.models.teachers import detector_params
-from anomaly_distill.nab import (
+from benchmarking.benchmark_summary import format_per_set, format_summary, mean_std, set_means, summary
+from benchmarking.nab import (
     ScoredFile,
     nab_scores,
     probation_length,
@@ -39,9 +42,6 @@ from anomaly_distill.nab import (
     window_bounds,
     write_result_file,
 )
-from anomaly_distill.online import OnlineSeriesDetector
-from anomaly_distill.series_pipeline import train_series
-from anomaly_distill.timeseries import Series, label_windows, point_labels, read_series
 
 METHODS = ("teacher", "student", "iforest", "zscore")
 # The online detector with either scorer; the frozen METHODS fit once on the probationary period (today's model).
