@@ -187,6 +187,7 @@ class ScoreQuery(StrictModel):
     series: str = Field(
         "default",
         min_length=1,
+        max_length=200,
         description="online series models: which stream these points continue (its state is kept)",
     )
 
@@ -354,8 +355,6 @@ def score_online(
     which moves on past them (stores/series_state.py), so the service learns as it scores. Plain records (the
     model's columns, ISO timestamps, numbers) skip pandas; anything else goes through the data contract.
     The log line is written here, with the state: one is kept exactly when the other is."""
-    if not series or len(series) > 200:
-        raise DataError(f"series must name the stream in 1..200 characters, got {series!r}")
     records, model, contract = parse_records(body), loaded.online, loaded.contract
     plain = online_points(records, contract)
     if plain is None:

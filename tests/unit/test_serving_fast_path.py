@@ -60,6 +60,7 @@ def test_query_options_are_read_through_their_declared_schema(query, expected):
         ("threshold=nan", "threshold: Input should be a finite number"),
         ("explan=3", "explan: Extra inputs are not permitted"),  # a typo is refused, not ignored
         ("series=", "series: String should have at least 1 character"),
+        ("series=" + "s" * 201, "series: String should have at most 200 characters"),
     ],
 )
 def test_bad_query_options_are_a_422_that_names_them(query, message):
