@@ -7,6 +7,7 @@ the model's column order or raises a DataError naming the column and the row.
 """
 
 import json
+from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
 import numpy as np
@@ -15,6 +16,7 @@ from pydantic import Field, TypeAdapter
 
 from anomaly_distill.config import SeriesConfig, StrictModel
 from anomaly_distill.data import DataError, check_segments
+from anomaly_distill.image_data import image_feature_columns, image_problems
 from anomaly_distill.timeseries import series_from_frame
 
 SCHEMA_VERSION = 1
@@ -91,8 +93,6 @@ class ImageContract(StrictModel):
     @property
     def features(self) -> list[str]:
         """What drift monitoring compares (with the score): image statistics and the student's embedding."""
-        from anomaly_distill.image_data import image_feature_columns
-
         return image_feature_columns(self.channels, self.embedding_dim)
 
     @property
@@ -154,8 +154,6 @@ def check_input(contract: AnyContract, frame: pd.DataFrame, first_row: int = 0) 
 
 def _check_images(contract: ImageContract, frame: pd.DataFrame) -> pd.DataFrame:
     """A `path` or `image` column, every image readable, large enough and of usable channels (files named)."""
-    from pathlib import Path
-
     if len(frame) == 0:
         raise DataError("no images to score")
     column = next((c for c in ("path", "image") if c in frame.columns), None)
@@ -170,8 +168,6 @@ def _check_images(contract: ImageContract, frame: pd.DataFrame) -> pd.DataFrame:
 
 def check_image_items(contract: ImageContract, items: list[tuple[str, object]]) -> None:
     """(name, file path or encoded bytes) items against the image contract; a DataError naming every failing one."""
-    from anomaly_distill.image_data import image_problems
-
     problems = image_problems(items, contract.channels, contract.min_size)
     if problems:
         raise DataError(f"{len(problems)} image problem(s): " + "; ".join(problems[:20]))

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from anomaly_distill.models.student import ScoringModel
+from anomaly_distill.segments import route_rows
 from anomaly_distill.timeseries import window_rows
 
 INPUT_NAME, SERIES_INPUT_NAME, OUTPUT_NAME = "features", "values", "score"
@@ -178,8 +179,6 @@ class OnnxDetector:
     def score(self, frame: pd.DataFrame) -> np.ndarray:
         if self.manifest is None:
             return self.members[None].score_frame(frame)
-        from anomaly_distill.segments import route_rows
-
         segments = frame[self.manifest["segment_column"]].astype(str).to_numpy()
         out = np.empty(len(frame), dtype=np.float64)
         for name, index in route_rows(segments, list(self.members), self.manifest["fallback"]).items():

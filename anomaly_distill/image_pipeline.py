@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from anomaly_distill.config import ImageConfig
 from anomaly_distill.errors import DataError
+from anomaly_distill.export import export_image_graph
 from anomaly_distill.image_data import ImageSet, image_feature_columns, load_images
 from anomaly_distill.models.images import (
     AutoencoderTeacher,
@@ -325,8 +326,6 @@ class ImageDetector:
         return cls(net.eval(), saved["size"], saved["channels"], saved["threshold"], saved["reduction"])
 
     def export_onnx(self, path: str | Path) -> Path:
-        from anomaly_distill.export import export_image_graph
-
         return export_image_graph(self, path)
 
 

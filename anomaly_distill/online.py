@@ -17,6 +17,7 @@ from collections import deque
 import numpy as np
 
 from anomaly_distill.config import OnlineConfig
+from anomaly_distill.detector import ExportError
 from anomaly_distill.timeseries import Normaliser
 
 NEAR_ONE = 0.01  # alarm scores above the calibrated range sit in (1 - NEAR_ONE, 1)
@@ -418,8 +419,6 @@ class OnlineSeriesModel:
         return cls(online["timestamp_column"], online["value_columns"], online["states"], online["threshold"])
 
     def export_onnx(self, path):
-        from anomaly_distill.detector import ExportError
-
         raise ExportError(
             "an online series model has no fixed graph: it learns from every point it scores (its student is "
             "re-distilled every refresh_every points); it is served by the pyfunc and the HTTP service"

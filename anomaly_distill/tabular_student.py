@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from anomaly_distill.explain import explain_flagged
 from anomaly_distill.export import export_table_graph
 from anomaly_distill.models.student import ScoringModel, StudentNet
 
@@ -56,8 +57,6 @@ class Student:
         cut = self.threshold if threshold is None else threshold
         scored = pd.DataFrame({"score": scores, "is_anomaly": scores > cut})
         if explain > 0:
-            from anomaly_distill.explain import explain_flagged
-
             scored["explanation"] = explain_flagged(
                 self.model, features, scored["is_anomaly"].to_numpy(), explain
             ).to_numpy()
