@@ -166,7 +166,9 @@ def _train(args: argparse.Namespace, api) -> int:
         }
     )
     params = parse_settings(TrainingParameters, settings)  # every key checked before any file is read
-    if "label_column" not in settings and not params.image_input:  # unlabelled unless a `label` column exists
+    if (
+        "label_column" not in settings and "label_column" not in params.modality.unused_settings()
+    ):  # unlabelled unless a `label` column exists
         label = NPZ_LABEL if NPZ_LABEL in column_names(params.data_path) else None
         params = params.model_copy(update={"label_column": label})
     if api is not None:

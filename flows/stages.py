@@ -1,16 +1,19 @@
-"""What the training flow's branches hand each other: the data-specific first steps (table, series, images) hand a
-`Prepared` to the shared teacher → soft labels → student → evaluate steps, which hand a `Distilled` to gate →
-register → promote."""
+"""What the training flow's branches share and hand each other: the data-specific first steps (table, series,
+images: flows/tabular_training.py, series_training.py, image_training.py) hand a `Prepared` to the shared teacher →
+soft labels → student → evaluate steps (`distill`), which hand a `Distilled` to gate → register → promote."""
 
+import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pandas as pd
 
-from anomaly_distill import pipeline
+from anomaly_distill import pipeline, series_pipeline
 from anomaly_distill.config import EngineConfig
 from anomaly_distill.contract import AnyContract
 from anomaly_distill.data import Table
+from tasks import common, evaluation, fitting
 
 
 @dataclass
@@ -41,3 +44,64 @@ class Distilled:
     metrics: dict
     student_run: str
     teacher_cached: bool = False
+
+
+TABLE_ONLY = ("segment_column", "min_segment_rows", "holdout_column", "live_window", "live_store")  # read by tables
+
+
+class Stopwatch(dict):
+    @contextmanager
+    def __call__(self, stage: str):
+        start = time.perf_counter()
+        yield
+        self[stage] = time.perf_counter() - start
+
+
+def changed_engine_settings(engine: EngineConfig) -> list[str]:
+    """Dotted paths of the engine settings that differ from their defaults."""
+
+    def leaves(value, prefix=""):
+        if isinstance(value, dict):
+            return {k: v for key, item in value.items() for k, v in leaves(item, f"{prefix}{key}.").items()}
+        return {prefix.rstrip("."): value}
+
+    given, default = leaves(engine.model_dump(mode="json")), leaves(EngineConfig().model_dump(mode="json"))
+    return [path for path, value in given.items() if default.get(path) != value]
+
+
+def distill(params, prepared: Prepared, run_id: str, runs: list, clock: "Stopwatch") -> Distilled:
+    """Teacher(s) → the chosen one → soft labels → student → detector → held-out evaluation (or per segment)."""
+    train = prepared.train
+    teacher_run, student_run = common.start_child_runs(run_id, "teacher", "student")
+    runs += [teacher_run, student_run]
+    if params.segment_column:
+        config = params.engine
+        with clock("train_per_segment"):
+            trained, student = fitting.train_per_segment(train, config, params.min_segment_rows)
+        common.record_run(run_id, params={"segments": ",".join(student.members)})
+        cached, kind, why = False, config.teacher.kind, "per segment"
+    else:
+        with clock("train_teacher"):  # submitted: the candidates run on the task runner side by side
+            futures = {
+                kind: fitting.train_teacher.submit(train, config, prepared.digest)
+                for kind, config in prepared.candidates.items()
+            }
+            teachers = {kind: future.result() for kind, future in futures.items()}
+            cached = all(future.state.name == "Cached" for future in futures.values())
+        kind, why = series_pipeline.choose_teacher(teachers, prepared.validation)
+        trained, config = teachers[kind], prepared.candidates[kind]
+        fitting.log_teacher(teacher_run, trained, config, cached)
+        with clock("generate_soft_labels"):
+            soft_labels = fitting.generate_soft_labels(trained, train, config, prepared.digest)
+        fitting.log_soft_labels(student_run, soft_labels)
+        with clock("distill_student"):
+            rows_student = fitting.distill_student(soft_labels, trained, train, config)
+        student = prepared.wrap(rows_student)
+    common.record_run(run_id, tags={"teacher_kind": kind, "teacher_choice": why})
+    fitting.log_student(student_run, student, config)
+    with clock("evaluate"):
+        row_scorer = student if params.segment_column else rows_student
+        metrics = evaluation.evaluate(
+            row_scorer, trained, prepared.test, [run_id, student_run], student, prepared.test_stamps
+        )
+    return Distilled(student, metrics, student_run, cached)

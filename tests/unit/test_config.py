@@ -118,7 +118,7 @@ def test_an_engine_setting_the_run_would_not_read_is_refused_by_name(settings, m
 def test_settings_a_run_reads_are_accepted_for_every_modality():
     assert TrainingParameters(modality={"kind": "timeseries"}, engine={"distill": {"epochs": 5}}).engine.distill.epochs
     assert TrainingParameters(engine={"contamination": 0.2}).engine.contamination == 0.2
-    assert TrainingParameters(modality={"kind": "image"}, engine=EngineConfig().model_dump()).image_input
+    assert TrainingParameters(modality={"kind": "image"}, engine=EngineConfig().model_dump()).modality.image
 
 
 def test_the_engine_settings_a_series_owns_are_exactly_those_it_overrides():

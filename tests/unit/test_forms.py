@@ -74,8 +74,8 @@ def test_each_form_builds_the_training_run_of_its_kind():
     series = jobs.SeriesJob.model_validate(
         {"data_path": "s.csv", "timestamp_column": "ts", "advanced": {"series": {"mode": "online"}}}
     ).training()
-    assert series.series_input.timestamp_column == "ts" and series.series_input.series.mode == "online"
+    assert series.modality.timestamp_column == "ts" and series.modality.series.mode == "online"
     images = jobs.ImageJob.model_validate({"data_path": "imgs", "advanced": {"image": {"size": 32}}}).training()
-    assert images.image_input.image.size == 32 and images.label_column is None
+    assert images.modality.image.size == 32 and images.label_column is None
     with pytest.raises(ValueError, match="extra"):
         jobs.ImageJob.model_validate({"data_path": "imgs", "engine": {}})  # unknown keys are errors
