@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import flows.training as training
+import flows.tabular_training as tabular
 from flows.cli import main
 from flows.deployments import build
 from flows.training import TrainingParameters, training_pipeline
@@ -32,9 +32,9 @@ def files(workspace, thyroid_csv):
 @pytest.fixture
 def tables(monkeypatch) -> list[pd.DataFrame]:
     """Every table the training flow prepares (the file's rows, plus the live rows when they join)."""
-    seen, prepare = [], training._prepare_table
+    seen, prepare = [], tabular._prepare_table
     monkeypatch.setattr(
-        training, "_prepare_table", lambda params, frame, run_id: seen.append(frame) or prepare(params, frame, run_id)
+        tabular, "_prepare_table", lambda params, frame, run_id: seen.append(frame) or prepare(params, frame, run_id)
     )
     return seen
 
