@@ -30,19 +30,12 @@ class ImageInput(StrictModel):
     )
 
     labels_path: ClassVar[None] = None
-    unapplied: ClassVar[tuple[str, ...]] = TABLE_ONLY + (
-        "engine",
-        "label_column",
-        "max_rows_in_memory",
-        "check_ranges",
-        "task_runner",
-        "dask_address",
-    )
     takes_live_rows: ClassVar[bool] = False
     compresses: ClassVar[bool] = False
 
     def unused_settings(self) -> tuple[str, ...]:
-        return self.unapplied
+        engine_side = ("engine", "label_column", "max_rows_in_memory", "check_ranges", "task_runner", "dask_address")
+        return TABLE_ONLY + engine_side
 
     def unused_engine_settings(self, changed: list[str]) -> dict[str, str]:
         return {path: "image runs read their own settings (image)" for path in changed}

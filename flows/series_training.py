@@ -29,7 +29,6 @@ class SeriesInput(StrictModel):
     )
     series: SeriesConfig = Field(default_factory=SeriesConfig, description="Windows and splits.")
 
-    unapplied: ClassVar[tuple[str, ...]] = TABLE_ONLY + ("max_rows_in_memory", "check_ranges")
     takes_live_rows: ClassVar[bool] = False
     compresses: ClassVar[bool] = False
 
@@ -41,7 +40,7 @@ class SeriesInput(StrictModel):
 
     def unused_settings(self) -> tuple[str, ...]:
         online_only = ("engine", "task_runner", "dask_address") if self.series.mode == "online" else ()
-        return self.unapplied + online_only  # the online detector has its own settings
+        return TABLE_ONLY + ("max_rows_in_memory", "check_ranges") + online_only  # online: its own settings
 
     def labels_source(self, params) -> str | None:
         if self.labels_path:
@@ -59,13 +58,20 @@ class SeriesInput(StrictModel):
         return params, prepared, distill(params, prepared, run_id, runs, clock)
 
 
-def _prepare_series(params, frame: pd.DataFrame, run_id: str) -> Prepared:
-    """The series as window rows; teachers are picked on the validation period, evaluated on the test period."""
+def _checked_series(params, frame: pd.DataFrame, run_id: str):
+    """(timestamp column, series settings, value columns, contract, per-point labels or None): the series checked
+    against its contract, as both series branches start."""
     ts_column, config = params.modality.timestamp_column, params.modality.series
     label_column = params.label_column if params.label_column in frame.columns else None
     values = [c for c in frame.columns if c not in (ts_column, label_column)]
     contract = ts.validate_series(frame, config, ts_column, values, run_id)
     labels = ts.series_labels(frame, ts_column, label_column, params.modality.labels_path, params.data_path)
+    return ts_column, config, values, contract, labels
+
+
+def _prepare_series(params, frame: pd.DataFrame, run_id: str) -> Prepared:
+    """The series as window rows; teachers are picked on the validation period, evaluated on the test period."""
+    ts_column, config, values, contract, labels = _checked_series(params, frame, run_id)
     data = ts.window_rows(frame, config, ts_column, values, labels)
     kinds = ["ensemble", "conv_autoencoder"] if config.teacher == "auto" else [config.teacher]
     candidates = {kind: series_pipeline.engine_for(data.series, config, params.engine, kind) for kind in kinds}
@@ -92,11 +98,7 @@ def _online_series(
 ) -> tuple[Prepared, Distilled]:
     """The online detector warmed on the whole series; measured prequentially on the test period (each point
     scored before it was learnt from), which is also what the champion is scored on."""
-    ts_column, config = params.modality.timestamp_column, params.modality.series
-    label_column = params.label_column if params.label_column in frame.columns else None
-    values = [c for c in frame.columns if c not in (ts_column, label_column)]
-    contract = ts.validate_series(frame, config, ts_column, values, run_id)
-    labels = ts.series_labels(frame, ts_column, label_column, params.modality.labels_path, params.data_path)
+    ts_column, config, values, contract, labels = _checked_series(params, frame, run_id)
     train_end, test_start = chronological_split(len(frame), config)
     test = np.arange(len(frame)) >= test_start
     (student_run,) = common.start_child_runs(run_id, "student")

@@ -23,12 +23,12 @@ class TabularInput(StrictModel):
 
     kind: Literal["tabular"] = Field("tabular", description="One row per event; every column but the label a feature.")
     labels_path: ClassVar[None] = None
-    unapplied: ClassVar[tuple[str, ...]] = ()  # settings its runs never read (not logged as their parameters)
     takes_live_rows: ClassVar[bool] = True
     compresses: ClassVar[bool] = True
 
     def unused_settings(self) -> tuple[str, ...]:
-        return self.unapplied
+        """Settings its runs never read (not logged as their parameters)."""
+        return ()
 
     def unused_engine_settings(self, changed: list[str]) -> dict[str, str]:
         return {}
