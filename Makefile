@@ -164,6 +164,11 @@ bench-online-service: $(BIN)/anomaly-distill
 select-online: $(BIN)/anomaly-distill
 	$(BIN)/python benchmarks/selection/choose_online.py --data $(NAB) --workers 2 \
 		--json benchmarks/selection/online_choice.json | tee benchmarks/selection/online_choice.md
+	$(BIN)/python benchmarks/selection/choose_online.py --data $(NAB) --workers 2 --grid views \
+		--json benchmarks/selection/online_views.json | tee benchmarks/selection/online_views.md
+	$(BIN)/python benchmarks/selection/online_ablation.py --data $(NAB) --workers 2 --seeds 0 1 2 \
+		--variants teacher "teacher, no coarse views" default "no coarse views" \
+		--json benchmarks/selection/online_views_seeds.json | tee benchmarks/selection/online_views_seeds.md
 
 # How raw series scores become NAB's anomaly_score, chosen leave-one-folder-out on bench-series-full's raw scores.
 DETECTORS := $(foreach m,student teacher iforest zscore,$(m) $(m)-seed1 $(m)-seed2)

@@ -180,6 +180,12 @@ class OnlineConfig(StrictModel):
         8000, ge=0, description="Trailing points whose range a value must leave to be a range alarm (0: all seen)."
     )
     range_margin: float = Field(0.0, ge=0, description="How far past that range, as a share of it, a value must lie.")
+    coarse_scales: list[int] = Field(
+        [],
+        description="Also score the means of this many consecutive points, one coarser view per entry (its own "
+        "windows, teacher, student and calibration): a slow change a window of single points misses. Off by "
+        "default: [4, 16] lifts the teacher on NAB but not the student (BENCHMARKS.md, 'Coarser views').",
+    )
     rest: int = Field(60, ge=0, description="Points after an alarm during which scores are held at 0 (one alarm).")
     alarm_level: float = Field(0.99, gt=0, lt=1, description="A score at or above this starts a rest.")
     student_hidden: int = Field(16, ge=2, le=256, description="Hidden width of the student (one layer).")
@@ -193,7 +199,22 @@ class OnlineConfig(StrictModel):
     def _warmup_holds_windows(self) -> "OnlineConfig":
         if self.warmup < self.window + 10:
             raise ValueError(f"warmup ({self.warmup}) must be at least window + 10 ({self.window + 10})")
+        if any(scale < 2 for scale in self.coarse_scales) or len(set(self.coarse_scales)) < len(self.coarse_scales):
+            raise ValueError(f"coarse_scales {self.coarse_scales}: each must be 2 or more, and appear once")
         return self
+
+    def coarse(self, scale: int) -> "OnlineConfig":
+        """The settings of the view over means of `scale` points: its trailing spans (calibration, refresh) cover
+        as many points as the main view's; no coarser views of its own, no rest and no range alarm (the main
+        view has both)."""
+        return self.model_copy(
+            update={
+                "coarse_scales": [],
+                "rest": 0,
+                "calibration": max(100, self.calibration // scale),
+                "refresh_every": max(1, self.refresh_every // scale),
+            }
+        )
 
 
 class SeriesConfig(StrictModel):

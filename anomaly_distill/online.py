@@ -4,7 +4,9 @@ before it, then learnt from.
 Every `refresh_every` points the teacher's reference slides to the most recent windows (a k-nearest-neighbour
 distance over windows normalised by that reference's median and spread) and a one-layer student is re-distilled
 from the teacher's scores of those windows and of synthetic variants of them. Between refreshes the student alone
-scores each point. A raw score becomes an alarm score in [0, 1] by its rank among the trailing raw scores; a value
+scores each point. Coarser views (`coarse_scales`) do the same over means of consecutive points, each with its own
+teacher, student and calibration, and a point's score is the largest of the views'. A raw score becomes an alarm
+score in [0, 1] by its rank among the trailing raw scores; a value
 outside the range of the trailing values is an alarm of its own; after an alarm the detector rests (scores 0) for
 `rest` points, so that one incident is one alarm. The state is plain lists and arrays: `state()` saves it and
 `from_state` goes on exactly where it stopped.
@@ -178,7 +180,9 @@ class OnlineSeriesDetector:
         self.calibrator = RankCalibrator(config.calibration)
         self.range = RangeCheck(config.range_history, config.range_margin)
         self.last_alarm = -(10**12)
-        self.refresh_seconds = 0.0  # spent refreshing (teacher + distillation), not on the request path
+        self.own_refresh_seconds = 0.0  # spent refreshing (teacher + distillation), not on the request path
+        self.coarse = [type(self)(config.coarse(scale)) for scale in config.coarse_scales]
+        self.blocks: list[list[float]] = [[] for _ in config.coarse_scales]  # the points of each view's next mean
 
     # -- scoring -------------------------------------------------------------------------------------------
     def score(self, values, rested: bool = True) -> np.ndarray:
@@ -220,7 +224,7 @@ class OnlineSeriesDetector:
         return self.student if self.config.scorer == "student" else self.teacher
 
     def _score_point(self, value: float, raw: float) -> tuple[float, float]:
-        calibrated = 0.0 if np.isnan(raw) else self.calibrator(raw)
+        calibrated = max(self._rank(raw), self._coarse_ranks(value))
         outside = self.range(value) if self.seen >= self.config.warmup else 0.0
         score = max(calibrated, outside)
         resting = self.seen - self.last_alarm <= self.config.rest
@@ -228,6 +232,26 @@ class OnlineSeriesDetector:
             self.last_alarm = self.seen
         self._learn(value, raw)
         return 0.0 if resting else score, score
+
+    def _rank(self, raw: float) -> float:
+        return 0.0 if np.isnan(raw) else self.calibrator(raw)
+
+    def _coarse_ranks(self, value: float) -> float:
+        """The largest calibrated score of the coarser views whose block of points `value` completes (0 if none)."""
+        best = 0.0
+        for scale, block, view in zip(self.config.coarse_scales, self.blocks, self.coarse):
+            block.append(value)
+            if len(block) == scale:
+                best = max(best, view.rank_and_learn(float(np.mean(block))))
+                block.clear()
+        return best
+
+    def rank_and_learn(self, value: float) -> float:
+        """A coarser view's step: the calibrated score of one mean, then learn from it (no range alarm, no rest)."""
+        raw = self._raw_scores(np.array([value]))[0]
+        calibrated = self._rank(raw)
+        self._learn(value, raw)
+        return calibrated
 
     # -- learning ------------------------------------------------------------------------------------------
     def _learn(self, value: float, raw: float) -> None:
@@ -258,7 +282,11 @@ class OnlineSeriesDetector:
         self._calibrate_frame(own)
         self.refreshes += 1
         self.since_refresh = 0
-        self.refresh_seconds += time.perf_counter() - start
+        self.own_refresh_seconds += time.perf_counter() - start
+
+    @property
+    def refresh_seconds(self) -> float:
+        return self.own_refresh_seconds + sum(view.refresh_seconds for view in self.coarse)
 
     def _calibrate_frame(self, own: np.ndarray) -> None:
         """Raw scores are read relative to what the current scorer gives its own reference windows, so that a
@@ -277,10 +305,12 @@ class OnlineSeriesDetector:
 
     @property
     def n_params(self) -> int:
-        """What scores each point: the student's weights, or the teacher's reference windows."""
+        """What scores each point: the student's weights, or the teacher's reference windows (every view's)."""
         if self.config.scorer == "student":
-            return self.student.n_params if self.student else 0
-        return self.teacher.reference.size if self.teacher else 0
+            own = self.student.n_params if self.student else 0
+        else:
+            own = self.teacher.reference.size if self.teacher else 0
+        return own + sum(view.n_params for view in self.coarse)
 
     # -- state ---------------------------------------------------------------------------------------------
     def state(self) -> dict:
@@ -298,11 +328,17 @@ class OnlineSeriesDetector:
             "calibration": list(self.calibrator.history),
             "range": {"highs": [list(p) for p in self.range.highs], "lows": [list(p) for p in self.range.lows]},
             "last_alarm": self.last_alarm,
+            "coarse": [view.state() for view in self.coarse],
+            "blocks": [list(block) for block in self.blocks],
         }
 
     @classmethod
     def from_state(cls, saved: dict) -> "OnlineSeriesDetector":
-        detector = cls(OnlineConfig.model_validate(saved["config"]))
+        # a state saved before coarser views existed has none: it goes on as it was trained
+        config = OnlineConfig.model_validate({"coarse_scales": [], **saved["config"]})
+        detector = cls(config)
+        detector.coarse = [cls.from_state(view) for view in saved.get("coarse", [])]
+        detector.blocks = [[float(v) for v in block] for block in saved.get("blocks", [])]
         detector.seen, detector.since_refresh = saved["seen"], saved["since_refresh"]
         detector.refreshes, detector.last_alarm = saved["refreshes"], saved["last_alarm"]
         detector.recent = [float(v) for v in saved["recent"]]

@@ -7,7 +7,8 @@ series is then scored with the candidate chosen without its folder, and the 36 t
 score (one corpus threshold, as NAB does). The student is replayed for every candidate that some fold chose, so
 its cross-validated score is measured too, not assumed. No labels are used except by the NAB scorer.
 
-Usage: python benchmarks/selection/choose_online.py [--data ../shared/data/nab] [--workers 2] [--json OUT]
+Usage: python benchmarks/selection/choose_online.py [--data ../shared/data/nab] [--workers 2] [--grid settings|views]
+       [--json OUT]
 """
 
 import argparse
@@ -25,14 +26,24 @@ from anomaly_distill.config import OnlineConfig
 from anomaly_distill.online import OnlineSeriesDetector
 from benchmarking.nab import ScoredFile, nab_scores, probation_length, window_bounds
 
-GRID = {"window": (8, 16), "reference": (500, 2000), "neighbours": (1, 5), "rest": (60, 120)}
+# Stage 1 (`--grid settings`): the window, the reference, the neighbours and the rest. Stage 2 (`--grid views`):
+# the coarser views over means of consecutive points, with stage 1's choice fixed and its runner-up's neighbours.
+STAGE_ONE = {"window": 16, "reference": 500, "rest": 60}
+GRIDS = {
+    "settings": {"window": (8, 16), "reference": (500, 2000), "neighbours": (1, 5), "rest": (60, 120)},
+    "views": {
+        "coarse_scales": ([], [2], [4], [8], [16], [4, 16], [8, 32], [16, 64], [4, 16, 64], [2, 8, 32]),
+        "neighbours": (1, 5),
+    },
+}
 
 
-def candidates() -> dict[str, dict]:
-    keys = list(GRID)
+def candidates(grid: str = "settings") -> dict[str, dict]:
+    fixed = STAGE_ONE if grid == "views" else {"coarse_scales": []}  # stage 1 ran before the views existed
+    keys = list(GRIDS[grid])
     return {
-        " ".join(f"{k}={v}" for k, v in zip(keys, values)): dict(zip(keys, values))
-        for values in itertools.product(*GRID.values())
+        " ".join(f"{k}={v}" for k, v in zip(keys, values)): fixed | dict(zip(keys, values))
+        for values in itertools.product(*GRIDS[grid].values())
     }
 
 
@@ -86,6 +97,7 @@ def main() -> None:
     parser.add_argument("--data", default="../shared/data/nab")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json")
+    parser.add_argument("--grid", choices=list(GRIDS), default="settings", help="stage 1 or stage 2 (see GRIDS)")
     parser.add_argument(
         "--students-of",
         help="a report this script wrote: keep its teacher scores and choices, replay only the students again "
@@ -93,7 +105,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     corpus = read_corpus(Path(args.data))
-    grid = candidates()
+    grid = candidates(args.grid)
     start = time.perf_counter()
     earlier = json.loads(Path(args.students_of).read_text()) if args.students_of else None
     with Pool(args.workers) as pool:

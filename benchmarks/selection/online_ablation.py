@@ -1,13 +1,15 @@
 """What each part of the online series detector is worth: the student's NAB scores (every profile, per folder) with
-the default settings, and with one part taken away at a time.
+the default settings, and with one part taken away at a time; the teacher's beside them.
 
+- coarse views [4, 16] (added, not taken away: they are off by default): views over means of 4 and 16 points too;
 - no range alarm: a value outside the trailing range is no alarm of its own (range_margin 1e9);
 - no rest: every point may alarm, also right after an alarm (rest 0);
 - no sliding: the reference and the student are fitted once, after the warm-up, and never refreshed (the frozen
   model of before, with this detector's scoring);
 - short calibration: raw scores ranked among the last 500 instead of 4,000.
 
-Usage: python benchmarks/selection/online_ablation.py [--data ../shared/data/nab] [--workers 2] [--json OUT]
+Usage: python benchmarks/selection/online_ablation.py [--data ../shared/data/nab] [--workers 2] [--seeds 0 1 2]
+       [--variants NAME ...] [--json OUT]
 """
 
 import argparse
@@ -16,12 +18,16 @@ import time
 from multiprocessing import Pool
 from pathlib import Path
 
+import numpy as np
 from choose_online import read_corpus, run  # this folder (the script's) is on the path
 
 from benchmarking.nab import PROFILES, ScoredFile, nab_scores
 
 VARIANTS = {
     "default": {},
+    "teacher": {"scorer": "teacher"},
+    "coarse views [4, 16]": {"coarse_scales": [4, 16]},
+    "teacher, coarse views [4, 16]": {"scorer": "teacher", "coarse_scales": [4, 16]},
     "no range alarm": {"range_margin": 1e9},
     "no rest": {"rest": 0},
     "no sliding (fitted once)": {"refresh_every": 10**9},
@@ -42,21 +48,39 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data/nab")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="student seeds; the table gives mean ± std")
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--json")
     args = parser.parse_args()
     corpus = read_corpus(Path(args.data))
     start, report = time.perf_counter(), {}
     with Pool(args.workers) as pool:
-        for name, settings in VARIANTS.items():
-            report[name] = profile_scores(corpus, run(corpus, pool, settings, "student"))
-    columns = list(report["default"])
-    print("Online student, NAB scores on the 36 shared series (standard per folder), one part taken away at a time\n")
-    print("| variant | " + " | ".join(columns) + " |\n|---|" + "---|" * len(columns))
-    for name, scores in report.items():
-        print(f"| {name} | " + " | ".join(f"{scores[c]:.1f}" for c in columns) + " |")
-    print(f"\nwall time {time.perf_counter() - start:.0f} s; profiles {', '.join(PROFILES)}")
+        for name in args.variants:
+            settings = {k: v for k, v in VARIANTS[name].items() if k != "scorer"}
+            scorer = VARIANTS[name].get("scorer", "student")
+            seeds = args.seeds if scorer == "student" else [0]  # the teacher has no seed
+            report[name] = [
+                profile_scores(corpus, run(corpus, pool, settings | {"seed": seed}, scorer)) for seed in seeds
+            ]
+            print(f"{name}: done at {time.perf_counter() - start:.0f} s", flush=True)
+    print_report(report, time.perf_counter() - start)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
+
+
+def print_report(report: dict, seconds: float) -> None:
+    columns = list(next(iter(report.values()))[0])
+    print("Online detector, NAB scores on the 36 shared series (standard per folder), one part taken away at a time")
+    print("(student unless the variant says teacher; mean ± std over seeds where more than one)\n")
+    print("| variant | " + " | ".join(columns) + " |\n|---|" + "---|" * len(columns))
+    for name, runs in report.items():
+        cells = []
+        for column in columns:
+            values = [r[column] for r in runs]
+            spread = f" ± {np.std(values):.1f}" if len(values) > 1 else ""
+            cells.append(f"{np.mean(values):.1f}{spread}")
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    print(f"\nwall time {seconds:.0f} s; profiles {', '.join(PROFILES)}")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ from anomaly_distill.data import DataError
 from anomaly_distill.online import KnnTeacher, OnlineSeriesDetector, RangeCheck, RankCalibrator, synthetic_windows
 
 QUICK = OnlineConfig(reference=120, refresh_every=60, calibration=500, student_epochs=30)
+ONE_VIEW = QUICK.model_copy(update={"coarse_scales": []})
+THREE_VIEWS = QUICK.model_copy(update={"coarse_scales": [4, 16]})
 
 
 def noisy(n: int, seed: int = 0, level: float = 0.0) -> np.ndarray:
@@ -34,21 +36,58 @@ def test_a_point_is_scored_from_its_past_only():
     assert not np.array_equal(a[500:], b[500:])
 
 
-@pytest.mark.parametrize("cut", [1, 37, 60, 333])
-def test_state_saved_anywhere_goes_on_as_an_uninterrupted_replay(cut):
-    values = noisy(700)
-    whole = OnlineSeriesDetector(QUICK).score(values)
-    first = OnlineSeriesDetector(QUICK)
+@pytest.mark.parametrize("config", [ONE_VIEW, THREE_VIEWS], ids=["one view", "coarse views"])
+@pytest.mark.parametrize("cut", [1, 37, 60, 333, 1203])
+def test_state_saved_anywhere_goes_on_as_an_uninterrupted_replay(cut, config):
+    values = noisy(1600)
+    whole = OnlineSeriesDetector(config).score(values)
+    first = OnlineSeriesDetector(config)
     head = first.score(values[:cut])
     restored = OnlineSeriesDetector.from_state(json.loads(json.dumps(first.state())))
     np.testing.assert_allclose(np.r_[head, restored.score(values[cut:])], whole, rtol=0, atol=1e-12)
 
 
-def test_point_by_point_equals_one_call():
-    values = noisy(300)
-    detector = OnlineSeriesDetector(QUICK)
+@pytest.mark.parametrize("config", [ONE_VIEW, THREE_VIEWS], ids=["one view", "coarse views"])
+def test_point_by_point_equals_one_call(config):
+    values = noisy(1300)
+    detector = OnlineSeriesDetector(config)
     singles = np.array([detector.score([v])[0] for v in values])
-    np.testing.assert_allclose(singles, OnlineSeriesDetector(QUICK).score(values), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(singles, OnlineSeriesDetector(config).score(values), rtol=0, atol=1e-12)
+
+
+def test_a_state_saved_before_coarse_views_goes_on_with_one_view():
+    values = noisy(900)
+    first = OnlineSeriesDetector(ONE_VIEW)
+    head = first.score(values[:500])
+    saved = first.state()
+    for key in ("coarse", "blocks"):
+        del saved[key]
+    del saved["config"]["coarse_scales"]
+    restored = OnlineSeriesDetector.from_state(saved)
+    assert restored.coarse == []
+    np.testing.assert_array_equal(
+        np.r_[head, restored.score(values[500:])], OnlineSeriesDetector(ONE_VIEW).score(values)
+    )
+
+
+def test_coarse_views_see_more_of_a_slow_drift_without_more_false_alarms():
+    """A ramp of 4 noise scales over 400 points: each 16-point window barely moves, means of 4 and 16 points do."""
+    rng = np.random.default_rng(0)
+    values = np.r_[rng.normal(size=3000), rng.normal(size=400) + np.linspace(0, 4, 400)]
+    rest0 = {"rest": 0, "range_history": 0, "range_margin": 10.0}
+    one, three = (OnlineSeriesDetector(c.model_copy(update=rest0)).score(values) for c in (ONE_VIEW, THREE_VIEWS))
+    alarms = {
+        name: ((s[1000:3000] >= 0.99).mean(), (s[3000:] >= 0.99).mean()) for name, s in [("one", one), ("three", three)]
+    }
+    assert max(alarms["one"][0], alarms["three"][0]) < 0.015  # the noise: ~1 % rank above 0.99 either way
+    assert alarms["three"][1] >= 1.5 * alarms["one"][1]
+
+
+def test_coarse_scales_are_checked():
+    with pytest.raises(ValidationError, match="coarse_scales"):
+        OnlineConfig(coarse_scales=[4, 4])
+    with pytest.raises(ValidationError, match="coarse_scales"):
+        OnlineConfig(coarse_scales=[1])
 
 
 def test_a_constant_sensor_is_a_stream_and_a_change_from_it_alarms():
