@@ -167,7 +167,7 @@ select-online: $(BIN)/anomaly-distill
 	$(BIN)/python benchmarks/selection/choose_online.py --data $(NAB) --workers 2 --grid views \
 		--json benchmarks/selection/online_views.json | tee benchmarks/selection/online_views.md
 	$(BIN)/python benchmarks/selection/online_ablation.py --data $(NAB) --workers 2 --seeds 0 1 2 \
-		--variants teacher "teacher, no coarse views" default "no coarse views" \
+		--variants teacher "teacher, coarse views [4, 16]" default "coarse views [4, 16]" \
 		--json benchmarks/selection/online_views_seeds.json | tee benchmarks/selection/online_views_seeds.md
 
 # How raw series scores become NAB's anomaly_score, chosen leave-one-folder-out on bench-series-full's raw scores.

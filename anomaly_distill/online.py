@@ -6,9 +6,9 @@ distance over windows normalised by that reference's median and spread) and a on
 from the teacher's scores of those windows and of synthetic variants of them. Between refreshes the student alone
 scores each point. Coarser views (`coarse_scales`) do the same over means of consecutive points, each with its own
 teacher, student and calibration, and a point's score is the largest of the views'. A raw score becomes an alarm
-score in [0, 1] by its rank among the trailing raw scores; a value
-outside the range of the trailing values is an alarm of its own; after an alarm the detector rests (scores 0) for
-`rest` points, so that one incident is one alarm. The state is plain lists and arrays: `state()` saves it and
+score in [0, 1] by its rank among the trailing raw scores; a value outside the range of the trailing values is an
+alarm of its own; after an alarm the detector rests (scores 0) for `rest` points, so that one incident is one
+alarm. The state is plain lists and arrays: `state()` saves it and
 `from_state` goes on exactly where it stopped.
 """
 
