@@ -166,9 +166,11 @@ select-online: $(BIN)/anomaly-distill
 		--json benchmarks/selection/online_choice.json | tee benchmarks/selection/online_choice.md
 	$(BIN)/python benchmarks/selection/choose_online.py --data $(NAB) --workers 2 --grid views \
 		--json benchmarks/selection/online_views.json | tee benchmarks/selection/online_views.md
+	$(BIN)/python benchmarks/selection/choose_online.py --data $(NAB) --workers 2 --grid students \
+		--json benchmarks/selection/online_students.json | tee benchmarks/selection/online_students.md
 	$(BIN)/python benchmarks/selection/online_ablation.py --data $(NAB) --workers 2 --seeds 0 1 2 \
-		--variants teacher "teacher, coarse views [4, 16]" default "coarse views [4, 16]" \
-		--json benchmarks/selection/online_views_seeds.json | tee benchmarks/selection/online_views_seeds.md
+		--variants default teacher "one view" "teacher, one view" "mlp student" "mlp student, one view" \
+		--json benchmarks/selection/online_students_seeds.json | tee benchmarks/selection/online_students_seeds.md
 
 # How raw series scores become NAB's anomaly_score, chosen leave-one-folder-out on bench-series-full's raw scores.
 DETECTORS := $(foreach m,student teacher iforest zscore,$(m) $(m)-seed1 $(m)-seed2)

@@ -181,14 +181,20 @@ class OnlineConfig(StrictModel):
     )
     range_margin: float = Field(0.0, ge=0, description="How far past that range, as a share of it, a value must lie.")
     coarse_scales: list[int] = Field(
-        [],
+        [4, 16],
         description="Also score the means of this many consecutive points, one coarser view per entry (its own "
-        "windows, teacher, student and calibration): a slow change a window of single points misses. Off by "
-        "default: [4, 16] lifts the teacher on NAB but not the student (BENCHMARKS.md, 'Coarser views').",
+        "windows, teacher, student and calibration): a slow change a window of single points misses. [] for one "
+        "view (BENCHMARKS.md, 'Coarser views').",
     )
     rest: int = Field(60, ge=0, description="Points after an alarm during which scores are held at 0 (one alarm).")
     alarm_level: float = Field(0.99, gt=0, lt=1, description="A score at or above this starts a rest.")
-    student_hidden: int = Field(16, ge=2, le=256, description="Hidden width of the student (one layer).")
+    student: Literal["prototypes", "mlp"] = Field(
+        "prototypes",
+        description="The student's kind: the distance to a few k-means prototypes of the teacher's reference, with "
+        "offsets fitted to the teacher's scores (prototypes), or a one-layer network trained on them (mlp).",
+    )
+    prototypes: int = Field(32, ge=2, le=512, description="Prototype windows of a prototypes student.")
+    student_hidden: int = Field(16, ge=2, le=256, description="Hidden width of the mlp student (one layer).")
     student_epochs: int = Field(150, ge=1, description="Full-batch epochs of each re-distillation.")
     scorer: Literal["student", "teacher"] = Field(
         "student", description="Who scores each point: the student (default) or the teacher (for comparison)."

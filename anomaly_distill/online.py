@@ -2,10 +2,12 @@
 before it, then learnt from.
 
 Every `refresh_every` points the teacher's reference slides to the most recent windows (a k-nearest-neighbour
-distance over windows normalised by that reference's median and spread) and a one-layer student is re-distilled
-from the teacher's scores of those windows and of synthetic variants of them. Between refreshes the student alone
-scores each point. Coarser views (`coarse_scales`) do the same over means of consecutive points, each with its own
-teacher, student and calibration, and a point's score is the largest of the views'. A raw score becomes an alarm
+distance over windows normalised by that reference's median and spread) and the student is re-distilled from it:
+by default 32 k-means prototypes of the reference with offsets fitted to the teacher's scores (`PrototypeStudent`),
+or a one-layer network trained on the teacher's scores of the reference and of synthetic variants (`TinyStudent`).
+Between refreshes the student alone scores each point. Coarser views (`coarse_scales`, by default means of 4 and
+of 16 points) do the same over means of consecutive points, each with its own teacher, student and calibration,
+and a point's score is the largest of the views'. A raw score becomes an alarm
 score in [0, 1] by its rank among the trailing raw scores; a value outside the range of the trailing values is an
 alarm of its own; after an alarm the detector rests (scores 0) for `rest` points, so that one incident is one
 alarm. The state is plain lists and arrays: `state()` saves it and
@@ -31,10 +33,11 @@ class KnnTeacher:
 
     def __init__(self, reference: np.ndarray, neighbours: int):
         self.reference = reference
+        self.norms = (reference**2).sum(1)[None]  # once per reference, not per scored point
         self.k = max(1, min(neighbours, len(reference) - 1))
 
     def score(self, rows: np.ndarray, leave_one_out: bool = False) -> np.ndarray:
-        squared = (rows * rows).sum(1)[:, None] - 2 * rows @ self.reference.T + (self.reference**2).sum(1)[None]
+        squared = (rows * rows).sum(1)[:, None] - 2 * rows @ self.reference.T + self.norms
         if leave_one_out:
             np.fill_diagonal(squared, np.inf)
         nearest = np.partition(np.maximum(squared, 0.0), self.k - 1, axis=1)[:, : self.k]
@@ -92,6 +95,73 @@ class TinyStudent:
     @classmethod
     def from_state(cls, saved: dict) -> "TinyStudent":
         return cls(*(np.asarray(saved[k], dtype=np.float64) for k in ("w1", "b1", "w2")), saved["b2"])
+
+
+class PrototypeStudent:
+    """Distance to the nearest of a few prototype windows, minus that prototype's distilled offset, as log(1 + d).
+
+    The prototypes are k-means centres of the reference windows; each one's offset is fitted so that the student's
+    score of the windows nearest to it follows the teacher's (a least-squares fit per prototype, clipped so that a
+    window never scores below 0). A point costs one product with `prototypes` windows, like the MLP's first layer,
+    and the score keeps the teacher's shape: far from every normal window is far, whatever direction."""
+
+    def __init__(self, centres: np.ndarray, offsets: np.ndarray):
+        self.centres, self.offsets = centres, offsets
+        self.norms = (centres**2).sum(1)[None]
+
+    def score(self, rows: np.ndarray) -> np.ndarray:
+        return np.log1p(np.maximum((self._distances(rows) - self.offsets[None]).min(1), 0.0))
+
+    def _distances(self, rows: np.ndarray) -> np.ndarray:
+        squared = (rows * rows).sum(1)[:, None] - 2 * rows @ self.centres.T + self.norms
+        return np.sqrt(np.maximum(squared, 0.0))
+
+    @property
+    def n_params(self) -> int:
+        return self.centres.size + self.offsets.size
+
+    @classmethod
+    def distil(cls, reference: np.ndarray, targets: np.ndarray, prototypes: int, seed: int) -> "PrototypeStudent":
+        """Centres by k-means over the reference windows; each centre's offset is the median, over the windows
+        nearest to it, of (distance to the centre - the teacher's distance), so the two agree inside the reference
+        and a window far from all of it is far for both."""
+        centres = kmeans(reference, min(prototypes, len(reference)), np.random.default_rng(seed))
+        distances = cls(centres, np.zeros(len(centres)))._distances(reference)
+        nearest = distances.argmin(1)
+        gaps = distances[np.arange(len(reference)), nearest] - np.expm1(targets)
+        offsets = [np.median(gaps[nearest == p]) if np.any(nearest == p) else 0.0 for p in range(len(centres))]
+        return cls(centres, np.asarray(offsets, dtype=np.float64))
+
+    def state(self) -> dict:
+        return {"centres": self.centres.tolist(), "offsets": self.offsets.tolist()}
+
+    @classmethod
+    def from_state(cls, saved: dict) -> "PrototypeStudent":
+        return cls(np.asarray(saved["centres"], dtype=np.float64), np.asarray(saved["offsets"], dtype=np.float64))
+
+
+def kmeans(rows: np.ndarray, k: int, rng: np.random.Generator, iterations: int = 25) -> np.ndarray:
+    """k-means++ seeding, then Lloyd's steps until no row changes centre (at most `iterations`); an emptied
+    centre keeps its place."""
+    centres = [rows[rng.integers(len(rows))]]
+    nearest = ((rows - centres[0]) ** 2).sum(1)
+    for _ in range(1, k):
+        total = nearest.sum()
+        pick = rng.choice(len(rows), p=nearest / total) if total > 0 else rng.integers(len(rows))
+        centres.append(rows[pick])
+        nearest = np.minimum(nearest, ((rows - rows[pick]) ** 2).sum(1))
+    centres, assigned = np.array(centres), None
+    for _ in range(iterations):
+        squared = (rows * rows).sum(1)[:, None] - 2 * rows @ centres.T + (centres**2).sum(1)[None]
+        if assigned is not None and np.array_equal(assigned, squared.argmin(1)):
+            break
+        assigned = squared.argmin(1)
+        members = np.zeros((len(rows), k))
+        members[np.arange(len(rows)), assigned] = 1.0
+        counts = members.sum(0)
+        filled = counts > 0
+        centres[filled] = (members.T @ rows)[filled] / counts[filled, None]
+    return centres
 
 
 def synthetic_windows(reference: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -176,7 +246,7 @@ class OnlineSeriesDetector:
         self.center, self.scale = 0.0, 1.0
         self.offset, self.spread = 0.0, 1.0  # the scorer's own scores of its reference: median and spread
         self.teacher: KnnTeacher | None = None
-        self.student: TinyStudent | None = None
+        self.student: TinyStudent | PrototypeStudent | None = None
         self.calibrator = RankCalibrator(config.calibration)
         self.range = RangeCheck(config.range_history, config.range_margin)
         self.last_alarm = -(10**12)
@@ -213,14 +283,17 @@ class OnlineSeriesDetector:
         if self.teacher is None:
             return np.full(len(stretch), np.nan)
         w = self.config.window
-        history = np.concatenate([np.asarray(self.recent[-(w - 1) :]), stretch]) if w > 1 else stretch
-        return (self.scorer().score(self.window_rows(history)) - self.offset) / self.spread
+        if len(stretch) == 1:  # one live point: its window directly, the same numbers as the strided view below
+            rows = ((np.array(self.recent[-(w - 1) :] + [float(stretch[0])]) - self.center) / self.scale)[None]
+        else:
+            rows = self.window_rows(np.concatenate([np.asarray(self.recent[-(w - 1) :]), stretch]))
+        return (self.scorer().score(rows) - self.offset) / self.spread
 
     def window_rows(self, values: np.ndarray) -> np.ndarray:
         """The normalised window ending at each value from the window-th on (as the current scorer reads them)."""
         return (np.lib.stride_tricks.sliding_window_view(values, self.config.window) - self.center) / self.scale
 
-    def scorer(self) -> KnnTeacher | TinyStudent:
+    def scorer(self) -> KnnTeacher | TinyStudent | PrototypeStudent:
         return self.student if self.config.scorer == "student" else self.teacher
 
     def _score_point(self, value: float, raw: float) -> tuple[float, float]:
@@ -242,7 +315,8 @@ class OnlineSeriesDetector:
         for scale, block, view in zip(self.config.coarse_scales, self.blocks, self.coarse):
             block.append(value)
             if len(block) == scale:
-                best = max(best, view.rank_and_learn(float(np.mean(block))))
+                # np.mean's own sum and division (the same number), without its overhead on every block
+                best = max(best, view.rank_and_learn(float(np.add.reduce(np.asarray(block)) / scale)))
                 block.clear()
         return best
 
@@ -276,7 +350,11 @@ class OnlineSeriesDetector:
         reference = self.window_rows(values)
         self.teacher = KnnTeacher(reference, c.neighbours)
         own = self.teacher.score(reference, leave_one_out=True)
-        if c.scorer == "student":
+        if c.scorer == "student" and c.student == "prototypes":
+            seed = c.seed * 1_000_003 + self.refreshes
+            self.student = PrototypeStudent.distil(reference, own, c.prototypes, seed)
+            own = self.student.score(reference)
+        elif c.scorer == "student":
             self.student = self._distil(reference, own)
             own = self.student.score(reference)
         self._calibrate_frame(own)
@@ -334,8 +412,8 @@ class OnlineSeriesDetector:
 
     @classmethod
     def from_state(cls, saved: dict) -> "OnlineSeriesDetector":
-        # a state saved before coarser views existed has none: it goes on as it was trained
-        config = OnlineConfig.model_validate({"coarse_scales": [], **saved["config"]})
+        # a state saved before coarser views and prototype students existed goes on as it was trained
+        config = OnlineConfig.model_validate({"coarse_scales": [], "student": "mlp", **saved["config"]})
         detector = cls(config)
         detector.coarse = [cls.from_state(view) for view in saved.get("coarse", [])]
         detector.blocks = [[float(v) for v in block] for block in saved.get("blocks", [])]
@@ -351,7 +429,8 @@ class OnlineSeriesDetector:
         if saved["refreshes"]:
             detector._rebuild_teacher()
         if saved["student"]:
-            detector.student = TinyStudent.from_state(saved["student"])
+            kind = PrototypeStudent if "centres" in saved["student"] else TinyStudent
+            detector.student = kind.from_state(saved["student"])
         return detector
 
     def _rebuild_teacher(self) -> None:

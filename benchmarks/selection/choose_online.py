@@ -5,10 +5,11 @@ distillation), and the student is distilled from it, so a setting that helps the
 ship. For each folder, the candidate with the best NAB standard score on the other four folders is chosen; each
 series is then scored with the candidate chosen without its folder, and the 36 together give the cross-validated
 score (one corpus threshold, as NAB does). The student is replayed for every candidate that some fold chose, so
-its cross-validated score is measured too, not assumed. No labels are used except by the NAB scorer.
+its cross-validated score is measured too, not assumed. Stage 3 (`--grid students`) chooses the student itself,
+so there each fold picks by the students' scores. No labels are used except by the NAB scorer.
 
-Usage: python benchmarks/selection/choose_online.py [--data ../shared/data/nab] [--workers 2] [--grid settings|views]
-       [--json OUT]
+Usage: python benchmarks/selection/choose_online.py [--data ../shared/data/nab] [--workers 2]
+       [--grid settings|views|students] [--json OUT]
 """
 
 import argparse
@@ -28,7 +29,11 @@ from benchmarking.nab import ScoredFile, nab_scores, probation_length, window_bo
 
 # Stage 1 (`--grid settings`): the window, the reference, the neighbours and the rest. Stage 2 (`--grid views`):
 # the coarser views over means of consecutive points, with stage 1's choice fixed and its runner-up's neighbours.
+# Stage 3 (`--grid students`): the student's kind and size, under stage 2's two best view settings; chosen by the
+# students' own scores (the student is what is chosen), seed 0.
 STAGE_ONE = {"window": 16, "reference": 500, "rest": 60}
+STAGE_TWO = ({"coarse_scales": [4, 16], "neighbours": 5}, {"coarse_scales": [8, 32], "neighbours": 1})
+STUDENTS = ({"student": "mlp"}, *({"student": "prototypes", "prototypes": p} for p in (16, 32, 64)))
 GRIDS = {
     "settings": {"window": (8, 16), "reference": (500, 2000), "neighbours": (1, 5), "rest": (60, 120)},
     "views": {
@@ -39,7 +44,14 @@ GRIDS = {
 
 
 def candidates(grid: str = "settings") -> dict[str, dict]:
-    fixed = STAGE_ONE if grid == "views" else {"coarse_scales": []}  # stage 1 ran before the views existed
+    if grid == "students":
+        return {
+            " ".join(f"{k}={v}" for k, v in (views | student).items()): STAGE_ONE | views | student
+            for views in STAGE_TWO
+            for student in STUDENTS
+        }
+    # stages 1 and 2 ran before the views (stage 1) and the prototype student (both) existed
+    fixed = (STAGE_ONE if grid == "views" else {"coarse_scales": []}) | {"student": "mlp"}
     keys = list(GRIDS[grid])
     return {
         " ".join(f"{k}={v}" for k, v in zip(keys, values)): fixed | dict(zip(keys, values))
@@ -87,6 +99,18 @@ def leave_one_folder_out(corpus: list[dict], by_candidate: dict[str, dict]) -> d
     return chosen
 
 
+def teacher_runs(corpus: list[dict], pool: Pool, grid: dict[str, dict]) -> dict[str, dict[str, np.ndarray]]:
+    """The teacher's scores per candidate, replayed once per distinct teacher (the student's settings do not
+    change it)."""
+    by_teacher = {}
+    for c, settings in grid.items():
+        teacher = json.dumps({k: v for k, v in settings.items() if k not in ("student", "prototypes")}, sort_keys=True)
+        if teacher not in by_teacher:
+            by_teacher[teacher] = run(corpus, pool, settings, "teacher")
+        by_teacher[c] = by_teacher[teacher]
+    return {c: by_teacher[c] for c in grid}
+
+
 def run(corpus: list[dict], pool: Pool, settings: dict, scorer: str) -> dict[str, np.ndarray]:
     scores = pool.map(replay, [(s, settings, scorer) for s in corpus])
     return {s["name"]: v for s, v in zip(corpus, scores)}
@@ -97,7 +121,9 @@ def main() -> None:
     parser.add_argument("--data", default="../shared/data/nab")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json")
-    parser.add_argument("--grid", choices=list(GRIDS), default="settings", help="stage 1 or stage 2 (see GRIDS)")
+    parser.add_argument(
+        "--grid", choices=[*GRIDS, "students"], default="settings", help="stage 1, 2 or 3 (see GRIDS, STUDENTS)"
+    )
     parser.add_argument(
         "--students-of",
         help="a report this script wrote: keep its teacher scores and choices, replay only the students again "
@@ -109,9 +135,13 @@ def main() -> None:
     start = time.perf_counter()
     earlier = json.loads(Path(args.students_of).read_text()) if args.students_of else None
     with Pool(args.workers) as pool:
-        teacher = {} if earlier else {c: run(corpus, pool, settings, "teacher") for c, settings in grid.items()}
-        chosen = earlier["chosen_without_folder"] if earlier else leave_one_folder_out(corpus, teacher)
-        student = {c: run(corpus, pool, grid[c], "student") for c in sorted(set(chosen.values()))}
+        teacher = {} if earlier else teacher_runs(corpus, pool, grid)
+        if args.grid == "students":
+            student = {c: run(corpus, pool, settings, "student") for c, settings in grid.items()}
+            chosen = leave_one_folder_out(corpus, student)
+        else:
+            chosen = earlier["chosen_without_folder"] if earlier else leave_one_folder_out(corpus, teacher)
+            student = {c: run(corpus, pool, grid[c], "student") for c in sorted(set(chosen.values()))}
     report = {"candidates": {}, "chosen_without_folder": chosen, "seconds": round(time.perf_counter() - start)}
     for c in grid:
         of_teacher = earlier["candidates"][c]["teacher"] if earlier else nab_standard(corpus, teacher[c])

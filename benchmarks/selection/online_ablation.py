@@ -1,7 +1,9 @@
 """What each part of the online series detector is worth: the student's NAB scores (every profile, per folder) with
 the default settings, and with one part taken away at a time; the teacher's beside them.
 
-- coarse views [4, 16] (added, not taken away: they are off by default): views over means of 4 and 16 points too;
+- one view: no coarser views over means of 4 and 16 points;
+- mlp student: a one-layer network distilled from the teacher's scores instead of the prototypes (the student of
+  before, with and without the coarser views);
 - no range alarm: a value outside the trailing range is no alarm of its own (range_margin 1e9);
 - no rest: every point may alarm, also right after an alarm (rest 0);
 - no sliding: the reference and the student are fitted once, after the warm-up, and never refreshed (the frozen
@@ -26,8 +28,10 @@ from benchmarking.nab import PROFILES, ScoredFile, nab_scores
 VARIANTS = {
     "default": {},
     "teacher": {"scorer": "teacher"},
-    "coarse views [4, 16]": {"coarse_scales": [4, 16]},
-    "teacher, coarse views [4, 16]": {"scorer": "teacher", "coarse_scales": [4, 16]},
+    "one view": {"coarse_scales": []},
+    "teacher, one view": {"scorer": "teacher", "coarse_scales": []},
+    "mlp student": {"student": "mlp"},
+    "mlp student, one view": {"student": "mlp", "coarse_scales": []},
     "no range alarm": {"range_margin": 1e9},
     "no rest": {"rest": 0},
     "no sliding (fitted once)": {"refresh_every": 10**9},

@@ -8,11 +8,20 @@ from pydantic import ValidationError
 
 from anomaly_distill.config import OnlineConfig
 from anomaly_distill.data import DataError
-from anomaly_distill.online import KnnTeacher, OnlineSeriesDetector, RangeCheck, RankCalibrator, synthetic_windows
+from anomaly_distill.online import (
+    KnnTeacher,
+    OnlineSeriesDetector,
+    PrototypeStudent,
+    RangeCheck,
+    RankCalibrator,
+    kmeans,
+    synthetic_windows,
+)
 
-QUICK = OnlineConfig(reference=120, refresh_every=60, calibration=500, student_epochs=30)
-ONE_VIEW = QUICK.model_copy(update={"coarse_scales": []})
-THREE_VIEWS = QUICK.model_copy(update={"coarse_scales": [4, 16]})
+QUICK = OnlineConfig(reference=120, refresh_every=60, calibration=500, student_epochs=30)  # prototypes, 3 views
+MLP_ONE_VIEW = QUICK.model_copy(update={"coarse_scales": [], "student": "mlp"})  # the default of before
+MLP_VIEWS = QUICK.model_copy(update={"student": "mlp"})
+CONFIGS, CONFIG_IDS = [QUICK, MLP_ONE_VIEW, MLP_VIEWS], ["prototypes, coarse views", "mlp, one view", "mlp, views"]
 
 
 def noisy(n: int, seed: int = 0, level: float = 0.0) -> np.ndarray:
@@ -36,7 +45,7 @@ def test_a_point_is_scored_from_its_past_only():
     assert not np.array_equal(a[500:], b[500:])
 
 
-@pytest.mark.parametrize("config", [ONE_VIEW, THREE_VIEWS], ids=["one view", "coarse views"])
+@pytest.mark.parametrize("config", CONFIGS, ids=CONFIG_IDS)
 @pytest.mark.parametrize("cut", [1, 37, 60, 333, 1203])
 def test_state_saved_anywhere_goes_on_as_an_uninterrupted_replay(cut, config):
     values = noisy(1600)
@@ -47,7 +56,7 @@ def test_state_saved_anywhere_goes_on_as_an_uninterrupted_replay(cut, config):
     np.testing.assert_allclose(np.r_[head, restored.score(values[cut:])], whole, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("config", [ONE_VIEW, THREE_VIEWS], ids=["one view", "coarse views"])
+@pytest.mark.parametrize("config", CONFIGS, ids=CONFIG_IDS)
 def test_point_by_point_equals_one_call(config):
     values = noisy(1300)
     detector = OnlineSeriesDetector(config)
@@ -55,18 +64,19 @@ def test_point_by_point_equals_one_call(config):
     np.testing.assert_allclose(singles, OnlineSeriesDetector(config).score(values), rtol=0, atol=1e-12)
 
 
-def test_a_state_saved_before_coarse_views_goes_on_with_one_view():
+def test_a_state_saved_before_coarse_views_and_prototypes_goes_on_as_it_was_trained():
     values = noisy(900)
-    first = OnlineSeriesDetector(ONE_VIEW)
+    first = OnlineSeriesDetector(MLP_ONE_VIEW)
     head = first.score(values[:500])
     saved = first.state()
     for key in ("coarse", "blocks"):
         del saved[key]
-    del saved["config"]["coarse_scales"]
+    for key in ("coarse_scales", "student", "prototypes"):
+        del saved["config"][key]
     restored = OnlineSeriesDetector.from_state(saved)
-    assert restored.coarse == []
+    assert restored.coarse == [] and restored.config.student == "mlp"
     np.testing.assert_array_equal(
-        np.r_[head, restored.score(values[500:])], OnlineSeriesDetector(ONE_VIEW).score(values)
+        np.r_[head, restored.score(values[500:])], OnlineSeriesDetector(MLP_ONE_VIEW).score(values)
     )
 
 
@@ -75,7 +85,7 @@ def test_coarse_views_see_more_of_a_slow_drift_without_more_false_alarms():
     rng = np.random.default_rng(0)
     values = np.r_[rng.normal(size=3000), rng.normal(size=400) + np.linspace(0, 4, 400)]
     rest0 = {"rest": 0, "range_history": 0, "range_margin": 10.0}
-    one, three = (OnlineSeriesDetector(c.model_copy(update=rest0)).score(values) for c in (ONE_VIEW, THREE_VIEWS))
+    one, three = (OnlineSeriesDetector(c.model_copy(update=rest0)).score(values) for c in (MLP_ONE_VIEW, MLP_VIEWS))
     alarms = {
         name: ((s[1000:3000] >= 0.99).mean(), (s[3000:] >= 0.99).mean()) for name, s in [("one", one), ("three", three)]
     }
@@ -97,22 +107,70 @@ def test_a_constant_sensor_is_a_stream_and_a_change_from_it_alarms():
     assert scores[400] >= QUICK.alarm_level
 
 
-@pytest.mark.parametrize("scorer", ["student", "teacher"])
-def test_a_lasting_level_shift_alarms_then_is_absorbed(scorer):
+@pytest.mark.parametrize("update", [{"scorer": "student"}, {"scorer": "teacher"}, {"student": "prototypes"}])
+def test_a_lasting_level_shift_alarms_then_is_absorbed(update):
     values = np.r_[noisy(1500), noisy(1500, seed=3, level=6.0)]
-    scores = OnlineSeriesDetector(QUICK.model_copy(update={"rest": 0, "scorer": scorer})).score(values)
+    scores = OnlineSeriesDetector(QUICK.model_copy(update={"rest": 0, **update})).score(values)
     assert scores[1500] >= QUICK.alarm_level
     before, after = ((part >= QUICK.alarm_level).mean() for part in (scores[500:1500], scores[2000:]))
     assert after <= 2 * before + 0.01  # back to the base rate (a rank calibration puts ~1 % above 0.99)
 
 
-def test_student_is_tiny_and_follows_its_teacher():
-    detector = OnlineSeriesDetector(QUICK)
+def test_mlp_student_is_tiny_and_follows_its_teacher():
+    detector = OnlineSeriesDetector(MLP_ONE_VIEW)
     detector.score(noisy(400))
     rows = synthetic_windows(detector.teacher.reference, np.random.default_rng(1))
     agreement = np.corrcoef(detector.student.score(rows), detector.teacher.score(rows))[0, 1]
     assert detector.student.n_params == QUICK.window * QUICK.student_hidden + 2 * QUICK.student_hidden + 1
     assert agreement > 0.5
+
+
+def test_prototype_student_is_tiny_in_every_view():
+    detector = OnlineSeriesDetector(QUICK)
+    detector.score(noisy(2000))
+    per_view = QUICK.prototypes * (QUICK.window + 1)
+    assert detector.n_params == 3 * per_view  # 32 windows of 16 values and their offsets, per view
+    assert detector.student.n_params < detector.teacher.reference.size / 3
+
+
+def test_prototype_student_follows_its_teacher_closer_than_the_mlp():
+    """The prototype student keeps the teacher's shape (a distance to normal windows): on windows unlike the
+    reference as well as like it, its scores rank as the teacher's do, more closely than the network's."""
+    agreement = {}
+    for student in ("mlp", "prototypes"):
+        detector = OnlineSeriesDetector(QUICK.model_copy(update={"student": student}))
+        detector.score(noisy(400))
+        rows = synthetic_windows(detector.teacher.reference, np.random.default_rng(1))
+        agreement[student] = np.corrcoef(detector.student.score(rows), detector.teacher.score(rows))[0, 1]
+    assert agreement["prototypes"] > 0.9
+    assert agreement["prototypes"] > agreement["mlp"]
+
+
+def test_prototype_student_golden_values():
+    student = PrototypeStudent(np.array([[0.0, 0.0], [3.0, 4.0]]), np.array([0.0, 1.0]))
+    rows = np.array([[0.0, 0.0], [3.0, 4.0], [6.0, 8.0]])
+    # nearest after offsets: centre 0 at 0; centre 1 at 5 - 1 = 4 (never below 0); min(10, 5 - 1) = 4
+    np.testing.assert_allclose(student.score(rows), np.log1p([0.0, 0.0, 4.0]), atol=1e-7)
+    assert student.n_params == 6
+
+
+def test_prototype_offsets_match_the_teacher_inside_the_reference():
+    rng = np.random.default_rng(0)
+    reference = np.r_[rng.normal(size=(100, 3)) * 0.1, 5 + rng.normal(size=(100, 3)) * 0.1]
+    targets = KnnTeacher(reference, 5).score(reference, leave_one_out=True)
+    student = PrototypeStudent.distil(reference, targets, prototypes=2, seed=0)
+    unfitted = PrototypeStudent(student.centres, np.zeros(2))
+    error = {s: np.median(np.abs(s.score(reference) - targets)) for s in (student, unfitted)}
+    assert error[student] < 0.5 * error[unfitted]  # 0.029 against 0.078
+    far = np.full((1, 3), 20.0)
+    assert student.score(far)[0] == pytest.approx(KnnTeacher(reference, 5).score(far)[0], abs=0.1)
+
+
+def test_kmeans_is_seeded_and_keeps_k_centres():
+    rows = np.random.default_rng(0).normal(size=(50, 4))
+    first, again = (kmeans(rows, 6, np.random.default_rng(3)) for _ in range(2))
+    np.testing.assert_array_equal(first, again)
+    assert first.shape == (6, 4)
 
 
 def test_knn_teacher_golden_values():
