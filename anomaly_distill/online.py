@@ -28,6 +28,13 @@ NEAR_ONE = 0.01  # alarm scores above the calibrated range sit in (1 - NEAR_ONE,
 ADAM_LR, ADAM_BETAS = 1e-2, (0.9, 0.999)
 
 
+def squared_distances(rows: np.ndarray, points: np.ndarray, norms: np.ndarray | None = None) -> np.ndarray:
+    """Squared Euclidean distance of every row to every point, by the expansion (one matrix product); `norms`: the
+    points' squared norms, when the caller keeps them."""
+    norms = (points**2).sum(1)[None] if norms is None else norms
+    return (rows * rows).sum(1)[:, None] - 2 * rows @ points.T + norms
+
+
 class KnnTeacher:
     """Mean Euclidean distance to the k nearest reference windows, as log(1 + d)."""
 
@@ -37,7 +44,7 @@ class KnnTeacher:
         self.k = max(1, min(neighbours, len(reference) - 1))
 
     def score(self, rows: np.ndarray, leave_one_out: bool = False) -> np.ndarray:
-        squared = (rows * rows).sum(1)[:, None] - 2 * rows @ self.reference.T + self.norms
+        squared = squared_distances(rows, self.reference, self.norms)
         if leave_one_out:
             np.fill_diagonal(squared, np.inf)
         nearest = np.partition(np.maximum(squared, 0.0), self.k - 1, axis=1)[:, : self.k]
@@ -113,8 +120,7 @@ class PrototypeStudent:
         return np.log1p(np.maximum((self._distances(rows) - self.offsets[None]).min(1), 0.0))
 
     def _distances(self, rows: np.ndarray) -> np.ndarray:
-        squared = (rows * rows).sum(1)[:, None] - 2 * rows @ self.centres.T + self.norms
-        return np.sqrt(np.maximum(squared, 0.0))
+        return np.sqrt(np.maximum(squared_distances(rows, self.centres, self.norms), 0.0))
 
     @property
     def n_params(self) -> int:
@@ -152,7 +158,7 @@ def kmeans(rows: np.ndarray, k: int, rng: np.random.Generator, iterations: int =
         nearest = np.minimum(nearest, ((rows - rows[pick]) ** 2).sum(1))
     centres, assigned = np.array(centres), None
     for _ in range(iterations):
-        squared = (rows * rows).sum(1)[:, None] - 2 * rows @ centres.T + (centres**2).sum(1)[None]
+        squared = squared_distances(rows, centres)
         if assigned is not None and np.array_equal(assigned, squared.argmin(1)):
             break
         assigned = squared.argmin(1)

@@ -1,5 +1,7 @@
-"""The online detector with coarser views (teacher, and student seed 0) in NAB's results layout, scored by NAB's own
-code (../shared/nab-scorer/score.sh) and by ours, side by side (BENCHMARKS.md, "Coarser views").
+"""The online detector with coarser views and the mlp student of before (teacher, and student seed 0) in NAB's
+results layout, scored by NAB's own code (../shared/nab-scorer/score.sh) and by ours, side by side (BENCHMARKS.md,
+"Coarser views"). The default detector (views and the prototype student) is scored by both in `make
+bench-series-full`.
 
 Usage: python benchmarks/nab_views_official.py   (2 workers, ~5 min on 2 cores; results under outputs/nab-views)
 """
@@ -27,7 +29,7 @@ def replay(job: tuple[str, str]) -> tuple[str, str, np.ndarray, list]:
     path, detector = job
     name = "/".join(Path(path).parts[-2:])
     frame = pd.read_csv(path)
-    config = OnlineConfig(coarse_scales=[4, 16], scorer=DETECTORS[detector])
+    config = OnlineConfig(coarse_scales=[4, 16], student="mlp", scorer=DETECTORS[detector])
     scores = OnlineSeriesDetector(config).score(frame["value"].to_numpy(float))
     scores[: probation_length(len(scores))] = 0.0
     windows = window_bounds(frame["timestamp"], json.loads(LABELS_PATH.read_text())[name])
