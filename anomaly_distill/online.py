@@ -108,9 +108,9 @@ class PrototypeStudent:
     """Distance to the nearest of a few prototype windows, minus that prototype's distilled offset, as log(1 + d).
 
     The prototypes are k-means centres of the reference windows; each one's offset is fitted so that the student's
-    score of the windows nearest to it follows the teacher's (a least-squares fit per prototype, clipped so that a
-    window never scores below 0). A point costs one product with `prototypes` windows, like the MLP's first layer,
-    and the score keeps the teacher's shape: far from every normal window is far, whatever direction."""
+    score of the windows nearest to it follows the teacher's (the median gap over them; a score never falls below
+    0). A point costs one product with `prototypes` windows, like the MLP's first layer, and the score keeps the
+    teacher's shape: far from every normal window is far, whatever the direction."""
 
     def __init__(self, centres: np.ndarray, offsets: np.ndarray):
         self.centres, self.offsets = centres, offsets
@@ -356,11 +356,7 @@ class OnlineSeriesDetector:
         reference = self.window_rows(values)
         self.teacher = KnnTeacher(reference, c.neighbours)
         own = self.teacher.score(reference, leave_one_out=True)
-        if c.scorer == "student" and c.student == "prototypes":
-            seed = c.seed * 1_000_003 + self.refreshes
-            self.student = PrototypeStudent.distil(reference, own, c.prototypes, seed)
-            own = self.student.score(reference)
-        elif c.scorer == "student":
+        if c.scorer == "student":
             self.student = self._distil(reference, own)
             own = self.student.score(reference)
         self._calibrate_frame(own)
@@ -378,13 +374,15 @@ class OnlineSeriesDetector:
         q1, median, q3 = np.percentile(own, [25, 50, 75])
         self.offset, self.spread = float(median), float(max(q3 - q1, 1e-9))
 
-    def _distil(self, reference: np.ndarray, targets: np.ndarray) -> TinyStudent:
+    def _distil(self, reference: np.ndarray, targets: np.ndarray) -> TinyStudent | PrototypeStudent:
         c = self.config
+        seed = c.seed * 1_000_003 + self.refreshes
+        if c.student == "prototypes":
+            return PrototypeStudent.distil(reference, targets, c.prototypes, seed)
         rng = np.random.default_rng([c.seed, self.refreshes])
         synthetic = synthetic_windows(reference, rng)
         rows = np.concatenate([reference, synthetic])
         targets = np.concatenate([targets, self.teacher.score(synthetic)])
-        seed = c.seed * 1_000_003 + self.refreshes
         return TinyStudent.distil(rows, targets, c.student_hidden, c.student_epochs, seed)
 
     @property
@@ -435,7 +433,7 @@ class OnlineSeriesDetector:
         if saved["refreshes"]:
             detector._rebuild_teacher()
         if saved["student"]:
-            kind = PrototypeStudent if "centres" in saved["student"] else TinyStudent
+            kind = PrototypeStudent if detector.config.student == "prototypes" else TinyStudent
             detector.student = kind.from_state(saved["student"])
         return detector
 
