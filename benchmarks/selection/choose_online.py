@@ -102,13 +102,13 @@ def leave_one_folder_out(corpus: list[dict], by_candidate: dict[str, dict]) -> d
 def teacher_runs(corpus: list[dict], pool: Pool, grid: dict[str, dict]) -> dict[str, dict[str, np.ndarray]]:
     """The teacher's scores per candidate, replayed once per distinct teacher (the student's settings do not
     change it)."""
-    by_teacher = {}
+    replayed, runs = {}, {}
     for c, settings in grid.items():
         teacher = json.dumps({k: v for k, v in settings.items() if k not in ("student", "prototypes")}, sort_keys=True)
-        if teacher not in by_teacher:
-            by_teacher[teacher] = run(corpus, pool, settings, "teacher")
-        by_teacher[c] = by_teacher[teacher]
-    return {c: by_teacher[c] for c in grid}
+        if teacher not in replayed:
+            replayed[teacher] = run(corpus, pool, settings, "teacher")
+        runs[c] = replayed[teacher]
+    return runs
 
 
 def run(corpus: list[dict], pool: Pool, settings: dict, scorer: str) -> dict[str, np.ndarray]:
