@@ -712,7 +712,21 @@ def console() -> None:
     except SystemExit as stop:  # argparse's exit 2, --help's 0
         status["code"] = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
         raise
+    if status["code"] == 3:
+        _exit_after_a_brief_flush(status["code"])
     sys.exit(status["code"])
+
+
+def _exit_after_a_brief_flush(code: int) -> None:
+    """A server did not answer: at exit Prefect's event and log queues send each item to the API, retrying and
+    timing out item by item when that API is the server that went away (3.5 min after a killed Prefect server,
+    long after the error was printed). They get a few seconds, which is plenty when the API is up."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        worker.drain_all(timeout=5)
+    _exit_skipping_teardown(code)
 
 
 def _exit_skipping_teardown(code: int) -> None:
