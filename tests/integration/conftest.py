@@ -169,8 +169,7 @@ def servers(tmp_path_factory):
     )
     saved = {name: os.environ.get(name) for name in MLFLOW_LOGIN}
     try:
-        infra.start_prefect(settings)
-        infra.start_mlflow(settings)
+        infra.start_both(settings)
         os.environ.update({name: settings.client_env()[name] for name in MLFLOW_LOGIN})  # this process's client
         yield settings
     finally:
