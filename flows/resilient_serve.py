@@ -38,14 +38,20 @@ def serve_through_outages(deployments: list, outage_seconds: float) -> None:
         _print("stopped")
 
 
+_CONNECTION_LOST = (
+    httpx.TransportError,
+    ConnectionError,
+    websockets.exceptions.ConnectionClosed,
+    websockets.exceptions.InvalidHandshake,
+)
+
+
 def _is_outage(error: BaseException | None) -> bool:
     """The runner's poll loop gave up ("Service exceeded error threshold.") or a call found no server. A server
     stopping while the runner starts closes its event stream (1012, service restart), which Prefect reports as
     "Unable to authenticate to the event stream"; the closed connection underneath is what counts."""
     while error is not None:
-        if isinstance(error, httpx.TransportError | ConnectionError) or "exceeded error threshold" in str(error):
-            return True
-        if isinstance(error, websockets.exceptions.ConnectionClosed | websockets.exceptions.InvalidHandshake):
+        if isinstance(error, _CONNECTION_LOST) or "exceeded error threshold" in str(error):
             return True
         if isinstance(error, httpx.HTTPStatusError) and error.response.status_code >= 500:
             return True
