@@ -143,8 +143,7 @@ def running_servers():
             state=Path(state),
         )
         try:
-            infra.start_prefect(settings)
-            infra.start_mlflow(settings)
+            infra.start(settings, "prefect", "mlflow")
             SERVERS.update(settings.client_env())
             yield
         finally:

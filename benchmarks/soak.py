@@ -99,8 +99,7 @@ class Soak:
         )
 
     def start(self) -> None:
-        self.servers.start_prefect(self.settings)
-        self.servers.start_mlflow(self.settings)
+        self.servers.start(self.settings, "prefect", "mlflow")
         os.environ.update(self.settings.client_env())
 
     def stop(self) -> None:
@@ -177,7 +176,7 @@ class Soak:
             self.wait_for_student_run(since_ms)  # teacher trained, student distilling: the run is mid-way
             self.servers.kill(self.settings, "mlflow")
             killed_out, _ = process.communicate(timeout=900)
-            self.servers.start_mlflow(self.settings)
+            self.servers.start(self.settings, "mlflow")
             code, out = self.train(data)
             self.expect += [
                 (process.returncode == 3, f"the killed run exited {process.returncode}, not 3"),
@@ -244,7 +243,7 @@ class Soak:
             self.wait_until(lambda: self.deployment("drift-monitoring/drift-check"), "the deployments are applied")
             self.servers.stop(self.settings, "prefect")
             self.wait_until(lambda: deploy.poll() is not None or "lost the Prefect API" in log.read_text(), "gives up")
-            self.servers.start_prefect(self.settings)
+            self.servers.start(self.settings, "prefect")
             restarted = time.time()
             self.wait_until(lambda: deploy.poll() is not None or "is back" in log.read_text(), "deploy is back")
             alive = deploy.poll() is None

@@ -122,6 +122,10 @@ class Settings:
     def mlflow_uri(self) -> str:
         return f"http://127.0.0.1:{self.mlflow_port}"
 
+    def health_url(self, server: str) -> str:
+        """Where `server` ("prefect" | "mlflow") answers its health probe (no login needed)."""
+        return f"{self.prefect_api if server == 'prefect' else self.mlflow_uri}/health"
+
 
 def _psql(settings: Settings, sql: str) -> str:
     env = {**os.environ, "PGPASSWORD": settings.pg_password}
@@ -183,19 +187,12 @@ def wait_healthy(url: str, timeout: float = 120, process: subprocess.Popen | Non
     raise TimeoutError(f"no healthy answer from {url} within {timeout:.0f} s")
 
 
-def start_both(settings: Settings) -> None:
-    """Prefect and MLflow started side by side: each spends most of its start-up importing, on its own core."""
-    prefect, mlflow = launch_prefect(settings), launch_mlflow(settings)
-    wait_healthy(f"{settings.prefect_api}/health", process=prefect)
-    wait_healthy(f"{settings.mlflow_uri}/health", process=mlflow)
-
-
-def start_prefect(settings: Settings) -> None:
-    wait_healthy(f"{settings.prefect_api}/health", process=launch_prefect(settings))
-
-
-def start_mlflow(settings: Settings) -> None:
-    wait_healthy(f"{settings.mlflow_uri}/health", process=launch_mlflow(settings))
+def start(settings: Settings, *servers: str) -> None:
+    """Starts the named servers ("prefect", "mlflow") side by side, then waits until each answers: each spends most
+    of its start-up importing, on its own core."""
+    launched = {server: LAUNCH[server](settings) for server in servers}
+    for server, process in launched.items():
+        wait_healthy(settings.health_url(server), process=process)
 
 
 def launch_prefect(settings: Settings) -> subprocess.Popen:
@@ -245,6 +242,9 @@ def launch_mlflow(settings: Settings) -> subprocess.Popen:
             "MLFLOW_FLASK_SERVER_SECRET_KEY": settings.mlflow_secret_key,
         },
     )
+
+
+LAUNCH = {"prefect": launch_prefect, "mlflow": launch_mlflow}
 
 
 def write_auth_config(settings: Settings) -> Path:
@@ -306,7 +306,7 @@ def main(argv: list[str]) -> int:
         except MissingSecrets as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
-        start_both(settings)
+        start(settings, "prefect", "mlflow")
         print(f"Prefect UI/API: http://127.0.0.1:{settings.prefect_port} (log in with PREFECT_SERVER_API_AUTH_STRING)")
         print(f"MLflow UI:      {settings.mlflow_uri} (user {settings.mlflow_admin}, MLFLOW_AUTH_ADMIN_PASSWORD)")
         print("Clients need:")
@@ -318,7 +318,7 @@ def main(argv: list[str]) -> int:
         stop(settings, "prefect")
         stop(settings, "mlflow")
     elif command == "status":
-        for name, url in (("prefect", f"{settings.prefect_api}/health"), ("mlflow", f"{settings.mlflow_uri}/health")):
+        for name, url in ((server, settings.health_url(server)) for server in LAUNCH):
             try:
                 wait_healthy(url, timeout=3)
                 print(f"{name}: healthy at {url}")

@@ -169,7 +169,7 @@ def servers(tmp_path_factory):
     )
     saved = {name: os.environ.get(name) for name in MLFLOW_LOGIN}
     try:
-        infra.start_both(settings)
+        infra.start(settings, "prefect", "mlflow")
         os.environ.update({name: settings.client_env()[name] for name in MLFLOW_LOGIN})  # this process's client
         yield settings
     finally:

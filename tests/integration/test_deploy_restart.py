@@ -41,7 +41,7 @@ def prefect_server(tmp_path):
     settings = infra.Settings.with_new_secrets(
         prefect_db=f"ad_test_restart_{uuid.uuid4().hex[:8]}", prefect_port=free_port(), state=tmp_path / "state"
     )
-    infra.start_prefect(settings)
+    infra.start(settings, "prefect")
     try:
         yield settings
     finally:
@@ -122,7 +122,7 @@ def test_deploy_keeps_serving_across_a_prefect_server_restart(prefect_server, ap
         wait_for(lambda: deployments(api), "the deployments are applied")
         infra.stop(prefect_server, "prefect")
         wait_for(lambda: stopped_or_waiting(deploy, tmp_path), "the runner gives up on the stopped server")
-        infra.start_prefect(prefect_server)  # same port, same database
+        infra.start(prefect_server, "prefect")  # same port, same database
         restarted = time.time()
         assert deploy.poll() is None, (tmp_path / "deploy.err").read_text()[-3000:]
         wait_for(lambda: "is back" in (tmp_path / "deploy.err").read_text(), "deploy notices the API is back")

@@ -534,7 +534,7 @@ def test_server_killed_mid_run_fails_clearly_and_rerun_makes_one_version(servers
     try:
         output, _ = training.communicate(timeout=300)
     finally:
-        (infra.start_mlflow if server == "mlflow" else infra.start_prefect)(servers)
+        infra.start(servers, server)
     print(output[-3000:])
     assert training.returncode == 3, output[-3000:]
     expected = "MLflow tracking server" if server == "mlflow" else "Prefect API"
