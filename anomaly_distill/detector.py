@@ -27,8 +27,14 @@ class Detector(Protocol):
     kind: str  # a key of LOADERS: "tabular" | "timeseries" | "segmented" | "online_series" | "image"
     threshold: float
     explains: bool  # whether `predict(..., explain=k)` names the k columns behind each alert
+    onnx_name: str | None  # its ONNX export's file (or folder) name in the registry; None: it has no fixed graph
+    history: list[dict]  # one record per training epoch (losses), for MLflow and the model card; [] if none
 
     def score(self, frame: pd.DataFrame) -> np.ndarray: ...
+
+    def score_rows(self, rows: np.ndarray) -> np.ndarray:
+        """The model alone on input already in its own form (window rows, image arrays, value points): what
+        the speed check times, without reading or validating a frame."""
 
     def predict(self, frame: pd.DataFrame, threshold: float | None = None) -> pd.DataFrame: ...
 
@@ -37,7 +43,8 @@ class Detector(Protocol):
 
     def state(self) -> dict: ...
 
-    def export_onnx(self, path: str | Path) -> Path: ...
+    def export_onnx(self, path: str | Path) -> Path:
+        """The graph that scores what `score` does; ExportError where `onnx_name` is None."""
 
 
 def predict(detector: Detector, frame: pd.DataFrame, threshold: float | None = None, explain: int = 0) -> pd.DataFrame:

@@ -259,10 +259,14 @@ class ImageDetector:
     history: list[dict] = field(default_factory=list)
     kind = "image"
     explains = False
+    onnx_name = "detector.onnx"
 
     @property
     def n_params(self) -> int:
         return params(self.net)
+
+    def score_rows(self, images: np.ndarray) -> np.ndarray:
+        return self.score_images(images)
 
     @torch.inference_mode()
     def score_images(self, images: np.ndarray) -> np.ndarray:

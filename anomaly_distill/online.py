@@ -242,6 +242,8 @@ class OnlineSeriesDetector:
 
     kind = "online_series"
     explains = False
+    onnx_name = None  # no fixed graph: it learns from every point it scores
+    history = property(lambda self: [])  # warmed by replay, not trained in epochs
 
     def __init__(self, config: OnlineConfig):
         self.config = config
@@ -454,6 +456,8 @@ class OnlineSeriesModel:
 
     kind = "online_series"
     explains = False
+    onnx_name = None  # no fixed graph: it learns from every point it scores
+    history = property(lambda self: [])  # warmed by replay, not trained in epochs
 
     def __init__(self, timestamp_column: str, value_columns: list[str], states: list[dict], threshold: float):
         self.timestamp_column, self.value_columns = timestamp_column, value_columns
@@ -495,7 +499,11 @@ class OnlineSeriesModel:
         return self._combine(detectors, values)
 
     def score(self, frame) -> np.ndarray:
-        return self.advance(None, frame[self.value_columns].to_numpy(dtype=np.float64))[1]
+        return self.score_rows(frame[self.value_columns].to_numpy(dtype=np.float64))
+
+    def score_rows(self, values: np.ndarray) -> np.ndarray:
+        """Points (points x value columns, oldest first) replayed from the warm state: calibrated scores."""
+        return self.advance(None, values)[1]
 
     def predict(self, frame, threshold: float | None = None):
         alarms, calibrated, _ = self.advance(None, frame[self.value_columns].to_numpy(dtype=np.float64))

@@ -41,14 +41,17 @@ class Segmented:
 
     kind = "segmented"
     explains = False
-    # The global member stands for the whole in the speed check (size and parameters count every member).
-    model = property(lambda self: self.fallback.model)
+    onnx_name = "detector"  # a folder: one graph per segment
     threshold = property(lambda self: self.fallback.threshold)
     history = property(lambda self: self.fallback.history)
 
     @property
     def n_params(self) -> int:
         return sum(member.n_params for member in self.members.values())
+
+    def score_rows(self, rows: np.ndarray) -> np.ndarray:
+        """The global member stands for the whole in the speed check (size and parameters count every member)."""
+        return self.fallback.score_rows(rows)
 
     def routes(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
         if self.column not in frame.columns:

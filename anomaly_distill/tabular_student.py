@@ -23,6 +23,7 @@ class Student:
     compressed_from: dict | None = None  # params and size_bytes of the float student it was compressed from
     kind = "tabular"
     explains = True  # per-alert explanations (integrated gradients over its columns)
+    onnx_name = "detector.onnx"
 
     @property
     def n_params(self) -> int:
@@ -48,7 +49,10 @@ class Student:
         return export_table_graph(self.model, self.threshold, path)
 
     def score(self, features: pd.DataFrame) -> np.ndarray:
-        return self.model.score(features[self.model.input_columns].to_numpy(dtype=np.float32))
+        return self.score_rows(features[self.model.input_columns].to_numpy(dtype=np.float32))
+
+    def score_rows(self, rows: np.ndarray) -> np.ndarray:
+        return self.model.score(rows)
 
     def predict(self, features: pd.DataFrame, threshold: float | None = None, explain: int = 0) -> pd.DataFrame:
         """`score` and `is_anomaly` per row; with `explain` k > 0 also `explanation`: for each flagged row the k

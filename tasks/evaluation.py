@@ -9,18 +9,11 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from anomaly_distill import pipeline
-from anomaly_distill.data import (
-    Table,
-)
+from anomaly_distill.data import Table
 from anomaly_distill.detector import size_bytes
 from anomaly_distill.metrics import event_metrics, has_both_classes, rows_per_second
 from tasks import plots, tracking
 from tasks.common import IO_RETRIES
-
-ONNX_NAME = {"tabular": "detector.onnx", "timeseries": "detector.onnx", "image": "detector.onnx"}
-
-
-ONNX_NAME["segmented"] = "detector"  # a folder: one graph per segment
 
 
 @task(cache_policy=NO_CACHE, **IO_RETRIES)
@@ -57,7 +50,7 @@ def size_and_speed(detector, features: pd.DataFrame) -> dict:
     return {
         "size_bytes": size_bytes(detector),
         "params": detector.n_params,
-        "rows_per_second": rows_per_second(detector.model.score, rows),
+        "rows_per_second": rows_per_second(detector.score_rows, rows),
     }
 
 

@@ -57,7 +57,7 @@ def distill_student(
 def evaluate(teacher, student, test: ImageSet, config: ImageConfig, run_ids: list[str]) -> dict:
     """Image (and, with masks, pixel) AUROC of both, fidelity, size and single-thread images/s; overlays."""
     result = image_pipeline.evaluate_images(teacher, student, test, config)
-    speed = rows_per_second(student.score_images, np.resize(test.images, (64, *test.images.shape[1:])))
+    speed = rows_per_second(student.score_rows, np.resize(test.images, (64, *test.images.shape[1:])))
     metrics = {
         **result["student"],
         **({"teacher_auroc": result["teacher"]["auroc"]} if "auroc" in result["teacher"] else {}),

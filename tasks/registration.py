@@ -25,7 +25,6 @@ from stores import registry
 from stores.registry import CONTRACT_FILE, REFERENCE_FILE
 from tasks import tracking
 from tasks.common import DATA_DIGEST, IO_RETRIES, REFERENCE_LABEL, digest_of
-from tasks.evaluation import ONNX_NAME
 
 
 def reuse_note(version) -> str:
@@ -118,8 +117,8 @@ def register(
         return existing
     with tempfile.TemporaryDirectory() as tmp:
         detector_file = save_detector(student, Path(tmp) / "detector.pt")
-        if student.kind in ONNX_NAME:  # an online series model has no fixed graph (it learns as it scores)
-            tracking.log_file(run_id, student.export_onnx(Path(tmp) / ONNX_NAME[student.kind]), "onnx")
+        if student.onnx_name:
+            tracking.log_file(run_id, student.export_onnx(Path(tmp) / student.onnx_name), "onnx")
         contract_file = Path(tmp) / CONTRACT_FILE
         contract_file.write_text(contract_json(contract))
         tracking.log_file(run_id, contract_file)

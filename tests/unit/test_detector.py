@@ -53,8 +53,8 @@ def series_detector():
 @pytest.mark.parametrize("kind", ["tabular", "segmented", "series_detector"])
 def test_export_scores_what_the_detector_scores(kind, request, tmp_path):
     detector, rows = request.getfixturevalue(kind)
-    assert isinstance(detector, Detector)
-    exported = OnnxDetector(detector.export_onnx(tmp_path / "detector.onnx"))
+    assert isinstance(detector, Detector) and detector.onnx_name and detector.history
+    exported = OnnxDetector(detector.export_onnx(tmp_path / detector.onnx_name))
     expected = detector.score(rows if kind != "tabular" else rows.features)
     got = exported.score(rows if kind != "tabular" else rows.features)
     assert len(got) == len(expected) and np.isfinite(got).all()

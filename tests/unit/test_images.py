@@ -8,7 +8,7 @@ from PIL import Image
 
 from anomaly_distill.config import ImageConfig
 from anomaly_distill.contract import ImageContract
-from anomaly_distill.detector import load_detector, save_detector
+from anomaly_distill.detector import Detector, load_detector, save_detector
 from anomaly_distill.errors import DataError
 from anomaly_distill.export import OnnxScorer
 from anomaly_distill.image_data import (
@@ -149,7 +149,8 @@ def test_the_image_detector_saves_loads_scores_files_and_bytes_and_exports_with_
     np.testing.assert_allclose(by_path["score"], student.score_images(test.images[:5]), atol=0.05)
     with pytest.raises(DataError, match="column `path`"):
         student.predict(pd.DataFrame({"file": ["x.png"]}))
-    onnx = OnnxScorer(student.export_onnx(tmp_path / "detector.onnx"))
+    assert isinstance(student, Detector) and student.history
+    onnx = OnnxScorer(student.export_onnx(tmp_path / student.onnx_name))
     scores, maps = onnx.session.run(None, {"images": test.images})
     np.testing.assert_allclose(scores, student.score_images(test.images), atol=1e-4)
     np.testing.assert_allclose(maps, student.maps(test.images), atol=1e-4)

@@ -262,11 +262,13 @@ def test_two_workers_on_one_state_file_never_diverge(tmp_path):
 
 
 def test_an_online_model_saves_and_loads_but_has_no_graph(tmp_path):
-    from anomaly_distill.detector import ExportError, load_detector, save_detector
+    from anomaly_distill.detector import Detector, ExportError, load_detector, save_detector
 
     model = served_model()
     loaded = load_detector(save_detector(model, tmp_path / "detector.pt"))
     values = noisy(50, seed=9)[:, None]
     np.testing.assert_array_equal(loaded.advance(None, values)[1], model.advance(None, values)[1])
+    np.testing.assert_array_equal(model.score_rows(values), model.advance(None, values)[1])
+    assert isinstance(model, Detector) and model.onnx_name is None and model.history == []
     with pytest.raises(ExportError, match="no fixed graph"):
         model.export_onnx(tmp_path / "x.onnx")
