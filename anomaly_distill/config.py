@@ -232,8 +232,8 @@ class SeriesConfig(StrictModel):
     validation_fraction: float = Field(0.1, ge=0, lt=1, description="Next share: picks the teacher (when labelled).")
     teacher: Literal["auto", "ensemble", "conv_autoencoder"] = Field(
         "auto",
-        description="auto: the better of both on the validation period (by AUROC when it has labels of "
-        "both classes, else the ensemble).",
+        description="auto: the better of both on the validation period by AUROC when it has labels of "
+        "both classes; else the ensemble alone (the autoencoder is not trained).",
     )
     contamination: float = Field(0.01, gt=0, lt=0.5, description="Share of training points above the alarm threshold.")
     student_hidden: list[int] = Field(

@@ -29,12 +29,16 @@ class SeriesStudent:
     timestamp_column: str
     value_columns: list[str]
 
-    model = property(lambda self: self.student.model)
     threshold = property(lambda self: self.student.threshold)
     history = property(lambda self: self.student.history)
     n_params = property(lambda self: self.student.n_params)
     kind = "timeseries"
     explains = False
+    onnx_name = "detector.onnx"
+
+    def score_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Window rows (already normalised), as the rows student scores them."""
+        return self.student.score_rows(rows)
 
     def state(self) -> dict:
         return {
@@ -121,12 +125,24 @@ def engine_for(series: Series, config: SeriesConfig, engine: EngineConfig, kind:
     )
 
 
+NO_LABELS_TO_CHOOSE_BY = " (no labelled anomalies in the validation period to choose by)"
+
+
+def teacher_kinds(setting: str, validation_labels: np.ndarray | None) -> list[str]:
+    """The teacher candidates to train. auto trains both only when the validation period has labels of both
+    classes to choose by; without them it would pick the ensemble, so the autoencoder is not trained for nothing."""
+    if setting != "auto":
+        return [setting]
+    return ["ensemble", "conv_autoencoder"] if has_both_classes(validation_labels) else ["ensemble"]
+
+
 def choose_teacher(candidates: dict[str, pipeline.TrainedTeacher], validation: Table) -> tuple[str, str]:
     """The better teacher by validation AUROC when the validation period has labels of both classes."""
     from sklearn.metrics import roc_auc_score
 
     if len(candidates) == 1:
-        return next(iter(candidates)), "the only candidate"
+        unlabelled = validation is not None and not has_both_classes(validation.labels)
+        return next(iter(candidates)), "the only candidate" + (NO_LABELS_TO_CHOOSE_BY if unlabelled else "")
     if not has_both_classes(validation.labels):
         return "ensemble", "no labelled anomalies in the validation period: ensemble by default"
     aurocs = {kind: roc_auc_score(validation.labels, t.score(validation.features)) for kind, t in candidates.items()}
@@ -145,7 +161,7 @@ def train_series(
     """Labels (per point) are used to pick the teacher on the validation period only; fitting is unsupervised."""
     data = windowed(series, config, labels)
     train = Table(data.part(data.train).features)
-    kinds = ["ensemble", "conv_autoencoder"] if config.teacher == "auto" else [config.teacher]
+    kinds = teacher_kinds(config.teacher, data.part(data.validation).labels)
     start = time.perf_counter()
     candidates = {k: pipeline.train_teacher(train, engine_for(series, config, engine, k), map_fn) for k in kinds}
     kind, why = choose_teacher(candidates, data.part(data.validation))

@@ -73,7 +73,8 @@ def _prepare_series(params, frame: pd.DataFrame, run_id: str) -> Prepared:
     """The series as window rows; teachers are picked on the validation period, evaluated on the test period."""
     ts_column, config, values, contract, labels = _checked_series(params, frame, run_id)
     data = ts.window_rows(frame, config, ts_column, values, labels)
-    kinds = ["ensemble", "conv_autoencoder"] if config.teacher == "auto" else [config.teacher]
+    validation = data.part(data.validation)
+    kinds = series_pipeline.teacher_kinds(config.teacher, validation.labels)
     candidates = {kind: series_pipeline.engine_for(data.series, config, params.engine, kind) for kind in kinds}
     test = data.part(data.test)
     return Prepared(
@@ -84,7 +85,7 @@ def _prepare_series(params, frame: pd.DataFrame, run_id: str) -> Prepared:
         candidates,
         wrap=lambda student: series_pipeline.SeriesStudent(student, data.normaliser, config.window, ts_column, values),
         gate_rows=ts.gate_rows(frame, data, ts_column),
-        validation=data.part(data.validation),
+        validation=validation,
         example=lambda _: ts.history(frame, data, config.window, data.test).head(config.window + 4)[
             [ts_column, *values]
         ],

@@ -171,6 +171,19 @@ def test_teacher_choice_uses_validation_auroc_only_when_the_period_has_both_clas
     assert kind == "ensemble" and "no labelled anomalies" in why
 
 
+def test_auto_trains_the_autoencoder_only_when_labels_can_choose_between_the_teachers():
+    from anomaly_distill.data import Table
+    from anomaly_distill.series_pipeline import choose_teacher, teacher_kinds
+
+    assert teacher_kinds("auto", np.array([0, 1, 0])) == ["ensemble", "conv_autoencoder"]
+    assert teacher_kinds("auto", np.zeros(3)) == teacher_kinds("auto", None) == ["ensemble"]
+    assert teacher_kinds("conv_autoencoder", None) == ["conv_autoencoder"]
+    kind, why = choose_teacher({"ensemble": object()}, Table(pd.DataFrame({"x": [0.0]}), np.zeros(1)))
+    assert (
+        kind == "ensemble" and why == "the only candidate (no labelled anomalies in the validation period to choose by)"
+    )
+
+
 def test_merged_history_is_in_time_order_and_newer_rows_win_repeated_timestamps():
     from anomaly_distill.timeseries import merged_history
 
