@@ -1,9 +1,11 @@
 """MLflow model registry: versions, the `champion`/`challenger` aliases, promotion history and rollback."""
 
 import json
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from uuid import UUID
 
 from mlflow.exceptions import MlflowException
 
@@ -115,6 +117,10 @@ DEMOTED_TAG = "demoted"  # version tag: a person rolled it back; only a person b
 BEST_TAG = "best_since_person"  # the best champion since a person last chose one: every challenger is held to it
 
 
+LEASE_SECONDS = 300  # a holder that dies frees the lock after this; a live one renews it (Prefect's own renewal)
+BUSY_RETRY_SECONDS, BUSY_LIMIT_SECONDS = 0.05, 30
+
+
 @contextmanager
 def champion_lock(name: str, timeout_seconds: float = 300):
     """Held by every move of a model's `champion` alias: a Prefect global concurrency limit of one slot.
@@ -123,7 +129,7 @@ def champion_lock(name: str, timeout_seconds: float = 300):
     version counter would itself be a read-modify-write); the limit lives in the Prefect API that every run,
     worker and CLI call already talks to, so promotions from any process are serialised."""
     from prefect.client.orchestration import get_client
-    from prefect.concurrency.sync import concurrency
+    from prefect.concurrency._leases import maintain_concurrency_lease
     from prefect.exceptions import ObjectAlreadyExists
 
     limit = f"{LOCK_PREFIX}{name}"
@@ -132,8 +138,35 @@ def champion_lock(name: str, timeout_seconds: float = 300):
             prefect.upsert_global_concurrency_limit_by_name(limit, 1)
         except ObjectAlreadyExists:  # created a moment ago by a concurrent promotion
             pass
-    with concurrency(limit, occupy=1, timeout_seconds=timeout_seconds, strict=True):
-        yield
+        lease_id = _acquire_lease(limit, timeout_seconds)
+        try:
+            with maintain_concurrency_lease(lease_id, LEASE_SECONDS, raise_on_lease_renewal_failure=True):
+                yield
+        finally:
+            prefect.release_concurrency_slots_with_lease(lease_id)
+
+
+def _acquire_lease(limit: str, timeout_seconds: float):
+    """The slot's lease id. Asked for directly rather than through `prefect.concurrency`: on a SQLite-backed
+    Prefect API a write that meets another one is answered 503 (busy), and Prefect's client then backs off 2 s
+    before asking again, a wait every training run paid. A busy answer is asked again after 50 ms here; a held
+    slot (423) after the server's Retry-After, until `timeout_seconds`; a server busy for longer than
+    BUSY_LIMIT_SECONDS, or anything else (the API down), is raised."""
+    import httpx
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+
+    start = time.monotonic()
+    with temporary_settings({PREFECT_CLIENT_MAX_RETRIES: 0}), get_client(sync_client=True) as prefect:
+        while True:
+            try:
+                response = prefect.increment_concurrency_slots_with_lease([limit], 1, "concurrency", LEASE_SECONDS)
+                return UUID(response.json()["lease_id"])
+            except httpx.HTTPStatusError as error:
+                waited, status = time.monotonic() - start, error.response.status_code
+                if waited > (timeout_seconds if status == 423 else BUSY_LIMIT_SECONDS) or status not in (423, 503):
+                    raise
+                time.sleep(float(error.response.headers.get("Retry-After", BUSY_RETRY_SECONDS)))
 
 
 def set_version_tags(name: str, version: str, tags: dict[str, str]) -> None:
