@@ -26,6 +26,13 @@ def client():
     return MlflowClient(tracking_uri(), tracking_uri())
 
 
+def quick_settings(folder) -> str:
+    """Fewer distillation rows and epochs than the defaults: what is under test here is the flow, not the fit."""
+    path = folder / "quick.yaml"
+    path.write_text("series: {distill_rows: 5000}\nengine: {distill: {epochs: 40}, teacher: {epochs: 15}}\n")
+    return str(path)
+
+
 def test_series_trains_through_the_flow_and_the_model_scores_a_history_frame(workspace):
     assert (
         main(
@@ -41,6 +48,8 @@ def test_series_trains_through_the_flow_and_the_model_scores_a_history_frame(wor
                 str(LABELS),
                 "--model-name",
                 NAME,
+                "--config",
+                quick_settings(workspace),
             ]
         )
         == 0
@@ -110,7 +119,10 @@ def test_series_model_in_batch_scoring_the_service_and_drift_monitoring(workspac
     from flows.scoring import ScoringParameters, run_batch_scoring
     from serving.app import create_app
 
-    assert main(["train", "--modality", "timeseries", "--data", str(SERIES), "--model-name", NAME]) == 0
+    quick = quick_settings(workspace)
+    assert (
+        main(["train", "--modality", "timeseries", "--data", str(SERIES), "--model-name", NAME, "--config", quick]) == 0
+    )
     frame = pd.read_csv(SERIES)
     recent = frame.tail(400).reset_index(drop=True)
     recent.to_csv(workspace / "recent.csv", index=False)
