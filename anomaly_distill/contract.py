@@ -41,6 +41,9 @@ class TabularContract(StrictModel):
 
     schema_columns = input_columns  # what the logged model's input schema names
     context_rows: ClassVar[int] = 0  # rows each scoring chunk repeats from the previous one
+    # Whether a stored live row can be scored again on its own by another version (drift compares one version's
+    # scores): a row can; a series point needs its history, an image's stored features are not the image.
+    rescorable_rows: ClassVar[bool] = True
 
     def check(self, frame: pd.DataFrame, first_row: int = 0) -> pd.DataFrame:
         return _check_table(self, frame, first_row)
@@ -70,6 +73,7 @@ class SeriesContract(StrictModel):
         return 1 if self.series.mode == "online" else self.series.window
 
     schema_columns = input_columns
+    rescorable_rows: ClassVar[bool] = False
 
     @property
     def context_rows(self) -> int:
@@ -104,6 +108,7 @@ class ImageContract(StrictModel):
         return ["path", "image"]  # a file path or the encoded bytes
 
     context_rows: ClassVar[int] = 0
+    rescorable_rows: ClassVar[bool] = False
 
     def check(self, frame: pd.DataFrame, first_row: int = 0) -> pd.DataFrame:
         return _check_images(self, frame)

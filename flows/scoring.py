@@ -6,7 +6,6 @@ from datetime import datetime, timezone
 import pandas as pd
 from prefect import flow
 
-from anomaly_distill.contract import ImageContract, SeriesContract
 from anomaly_distill.errors import DataError
 from flows.parameters import ScoringParameters
 from flows.runners import with_runner
@@ -22,12 +21,7 @@ IMAGE_CHUNK = 256  # images decoded and scored together
 def batch_scoring(params: ScoringParameters) -> dict:
     model = resolve_model(params.model_uri)
     contract = s.load_contract(model)
-    score = _score_streamed
-    if isinstance(contract, SeriesContract):
-        score = _score_series
-    elif isinstance(contract, ImageContract):
-        score = _score_images
-    result = score(params, model, contract)
+    result = SCORE_BY_KIND[contract.kind](params, model, contract)
     speed = result["rows_per_second"]
     print(f"scored {result['rows']:,} rows with {model.name} v{model.version} at {speed:,.0f} rows/s")
     return {**result, "model_name": model.name, "model_version": model.version, "out_path": params.out_path}
@@ -75,6 +69,10 @@ def _score_images(params: ScoringParameters, model, contract) -> dict:
     except OSError as error:
         raise storage_error(f"the live store at {live_url}", error) from error
     return {"rows": len(rows), "rows_per_second": speed, "anomalies": int(rows["is_anomaly"].sum())}
+
+
+# A table streams through in batches; a series is read whole (each point needs its window); images by folder.
+SCORE_BY_KIND = {"tabular": _score_streamed, "timeseries": _score_series, "image": _score_images}
 
 
 def run_batch_scoring(params: ScoringParameters) -> dict:

@@ -12,7 +12,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
-from anomaly_distill.contract import ImageContract, SeriesContract, check_input
+from anomaly_distill.contract import check_input
 from anomaly_distill.data import DataError
 from anomaly_distill.metrics import detection_metrics, has_both_classes
 from stores.live_store import ROW_ID, LiveStore
@@ -193,7 +193,7 @@ def load_window(live_url: str, model: ModelRef, contract, window: str) -> tuple[
     compared = {"version": model.version, "rows": len(rows), "rescored_rows": 0, "left_out_rows": 0}
     if not any(other):
         return rows, compared
-    if isinstance(contract, (SeriesContract, ImageContract)):
+    if not contract.rescorable_rows:
         compared.update(rows=int((~other).sum()), left_out_rows=int(other.sum()))
         return rows[~other].reset_index(drop=True), compared
     rescored = load_pyfunc(model.uri).predict(check_input(contract, rows.loc[other, contract.input_columns]))
