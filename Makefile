@@ -168,6 +168,8 @@ select-online: $(BIN)/anomaly-distill
 		--json benchmarks/selection/online_views.json | tee benchmarks/selection/online_views.md
 	$(BIN)/python benchmarks/selection/choose_online.py --data $(NAB) --workers 2 --grid students \
 		--json benchmarks/selection/online_students.json | tee benchmarks/selection/online_students.md
+	$(BIN)/python benchmarks/selection/choose_online.py --data $(NAB) --workers 2 --grid residuals \
+		--json benchmarks/selection/online_residuals.json | tee benchmarks/selection/online_residuals.md
 	$(BIN)/python benchmarks/selection/online_ablation.py --data $(NAB) --workers 2 --seeds 0 1 2 \
 		--variants default teacher "one view" "teacher, one view" "mlp student" "mlp student, one view" \
 		--json benchmarks/selection/online_students_seeds.json | tee benchmarks/selection/online_students_seeds.md

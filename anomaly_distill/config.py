@@ -194,6 +194,14 @@ class OnlineConfig(StrictModel):
         "offsets fitted to the teacher's scores (prototypes), or a one-layer network trained on them (mlp).",
     )
     prototypes: int = Field(32, ge=2, le=512, description="Prototype windows of a prototypes student.")
+    residual_prototypes: int = Field(
+        0,
+        ge=0,
+        le=256,
+        description="Reference windows the k-means prototypes explain worst (the student scores them furthest above "
+        "the teacher), added one by one as prototypes of their own. 0: none (more did not hold up leave-one-folder-"
+        "out, BENCHMARKS.md 'Residual prototypes').",
+    )
     student_hidden: int = Field(16, ge=2, le=256, description="Hidden width of the mlp student (one layer).")
     student_epochs: int = Field(150, ge=1, description="Full-batch epochs of each re-distillation.")
     scorer: Literal["student", "teacher"] = Field(

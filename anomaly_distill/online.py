@@ -127,16 +127,26 @@ class PrototypeStudent:
         return self.centres.size + self.offsets.size
 
     @classmethod
-    def distil(cls, reference: np.ndarray, targets: np.ndarray, prototypes: int, seed: int) -> "PrototypeStudent":
+    def distil(
+        cls, reference: np.ndarray, targets: np.ndarray, prototypes: int, seed: int, residuals: int = 0
+    ) -> "PrototypeStudent":
         """Centres by k-means over the reference windows; each centre's offset is the median, over the windows
         nearest to it, of (distance to the centre - the teacher's distance), so the two agree inside the reference
-        and a window far from all of it is far for both."""
+        and a window far from all of it is far for both. Then `residuals` times: the reference window the student
+        scores furthest above the teacher becomes a centre of its own, scoring the teacher's score at itself."""
         centres = kmeans(reference, min(prototypes, len(reference)), np.random.default_rng(seed))
         distances = cls(centres, np.zeros(len(centres)))._distances(reference)
         nearest = distances.argmin(1)
         gaps = distances[np.arange(len(reference)), nearest] - np.expm1(targets)
         offsets = [np.median(gaps[nearest == p]) if np.any(nearest == p) else 0.0 for p in range(len(centres))]
-        return cls(centres, np.asarray(offsets, dtype=np.float64))
+        student = cls(centres, np.asarray(offsets, dtype=np.float64))
+        for _ in range(min(residuals, len(reference))):
+            worst = int(np.argmax(student.score(reference) - targets))
+            if student.score(reference[worst : worst + 1])[0] <= targets[worst]:
+                break  # nowhere above the teacher
+            centres = np.vstack([student.centres, reference[worst]])
+            student = cls(centres, np.append(student.offsets, -np.expm1(targets[worst])))
+        return student
 
     def state(self) -> dict:
         return {"centres": self.centres.tolist(), "offsets": self.offsets.tolist()}
@@ -380,7 +390,7 @@ class OnlineSeriesDetector:
         c = self.config
         seed = c.seed * 1_000_003 + self.refreshes
         if c.student == "prototypes":
-            return PrototypeStudent.distil(reference, targets, c.prototypes, seed)
+            return PrototypeStudent.distil(reference, targets, c.prototypes, seed, c.residual_prototypes)
         rng = np.random.default_rng([c.seed, self.refreshes])
         synthetic = synthetic_windows(reference, rng)
         rows = np.concatenate([reference, synthetic])

@@ -166,6 +166,22 @@ def test_prototype_offsets_match_the_teacher_inside_the_reference():
     assert student.score(far)[0] == pytest.approx(KnnTeacher(reference, 5).score(far)[0], abs=0.1)
 
 
+def test_residual_prototypes_cover_a_rare_normal_shape_the_centres_miss():
+    """Two k-means centres for three groups of windows (one with 5 windows only): the rare group lies between
+    centres, so the student scores it far above the teacher; one residual prototype at it closes that gap."""
+    rng = np.random.default_rng(0)
+    groups = [np.zeros(3), np.full(3, 5.0), np.array([0.0, 5.0, 10.0])]
+    reference = np.concatenate([c + rng.normal(size=(n, 3)) * 0.1 for c, n in zip(groups, (100, 100, 5))])
+    targets = KnnTeacher(reference, 1).score(reference, leave_one_out=True)
+    plain = PrototypeStudent.distil(reference, targets, prototypes=2, seed=0)
+    covered = PrototypeStudent.distil(reference, targets, prototypes=2, seed=0, residuals=1)
+    rare = slice(200, 205)
+    assert (plain.score(reference[rare]) - targets[rare]).min() > 1.0
+    assert np.abs(covered.score(reference[rare]) - targets[rare]).max() < 0.3
+    np.testing.assert_array_equal(covered.centres[:2], plain.centres)  # the k-means centres are kept as they were
+    assert len(covered.centres) == 3 and covered.n_params == plain.n_params + 4
+
+
 def test_kmeans_is_seeded_and_keeps_k_centres():
     rows = np.random.default_rng(0).normal(size=(50, 4))
     first, again = (kmeans(rows, 6, np.random.default_rng(3)) for _ in range(2))
