@@ -21,6 +21,7 @@ from tasks import tracking
 from tasks.common import IO_RETRIES, REFERENCE_LABEL
 
 CHAMPION_ATTEMPTS = 3  # loading/scoring the champion: transient artifact-store errors get two more tries
+CHAMPION_BACKOFF_SECONDS = 2  # times the attempt number: 2 s, then 4 s
 
 
 class ChampionUnavailable(RuntimeError):
@@ -42,7 +43,7 @@ def version_metrics(model_name: str, version: str, rows) -> dict:
                     f"({'after ' + str(attempt) + ' attempts, ' if attempt > 1 else ''}{type(error).__name__}: "
                     f"{str(error)[:300]})"
                 ) from error
-            time.sleep(2 * attempt)
+            time.sleep(CHAMPION_BACKOFF_SECONDS * attempt)
     return {"version": str(version), **ranking_metrics(labels, scores)}
 
 

@@ -25,6 +25,25 @@ def prefect_api():
         yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_pause_between_retries():
+    """In this process the I/O tasks retry exactly as in production, with no 3 s pause between attempts: a retry
+    is under test, its wait is not (subprocesses, e.g. the killed-server test, keep the real pause)."""
+    import importlib
+    import pkgutil
+
+    from prefect import Task
+
+    import tasks
+
+    with pytest.MonkeyPatch.context() as patch:
+        for module in pkgutil.iter_modules(tasks.__path__):
+            for value in vars(importlib.import_module(f"tasks.{module.name}")).values():
+                if isinstance(value, Task) and value.retries:
+                    patch.setattr(value, "retry_delay_seconds", 0)
+        yield
+
+
 def _prefect_console_to_current_stderr() -> None:
     """Prefect's console handler keeps the stderr of the moment logging was set up; when that was a test's
     capture (closed after it), later tests' log lines would fail. Point it at this test's stderr."""

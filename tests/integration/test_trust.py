@@ -50,6 +50,7 @@ def test_gate_fails_closed_when_the_champion_cannot_be_loaded(workspace, thyroid
         return load(uri, *args, **kwargs)
 
     monkeypatch.setattr(mlflow.pyfunc, "load_model", artifact_store_down)
+    monkeypatch.setattr("tasks.gating.CHAMPION_BACKOFF_SECONDS", 0)  # the attempts are under test, not their pause
     second = train(thyroid_csv, seed=1, gate=LENIENT)
     assert not second["promoted"] and champion() == "1" and len(attempts) == 3
     assert any("champion v1 could not be loaded or scored" in r and "not promoting" in r for r in second["reasons"])
