@@ -129,7 +129,7 @@ def champion_lock(name: str, timeout_seconds: float = 300):
     version counter would itself be a read-modify-write); the limit lives in the Prefect API that every run,
     worker and CLI call already talks to, so promotions from any process are serialised."""
     from prefect.client.orchestration import get_client
-    from prefect.concurrency._leases import maintain_concurrency_lease
+    from prefect.concurrency._leases import maintain_concurrency_lease  # private, but what prefect.concurrency uses
     from prefect.exceptions import ObjectAlreadyExists
 
     limit = f"{LOCK_PREFIX}{name}"
@@ -164,9 +164,12 @@ def _acquire_lease(limit: str, timeout_seconds: float):
                 return UUID(response.json()["lease_id"])
             except httpx.HTTPStatusError as error:
                 waited, status = time.monotonic() - start, error.response.status_code
-                if waited > (timeout_seconds if status == 423 else BUSY_LIMIT_SECONDS) or status not in (423, 503):
+                if status == 423 and waited >= timeout_seconds:
+                    raise TimeoutError(f"another promotion held {limit} for over {timeout_seconds:.0f} s") from error
+                if status not in (423, 503) or (status == 503 and waited > BUSY_LIMIT_SECONDS):
                     raise
-                time.sleep(float(error.response.headers.get("Retry-After", BUSY_RETRY_SECONDS)))
+                pause = float(error.response.headers.get("Retry-After", BUSY_RETRY_SECONDS))
+                time.sleep(min(pause, timeout_seconds - waited) if status == 423 else pause)
 
 
 def set_version_tags(name: str, version: str, tags: dict[str, str]) -> None:

@@ -292,6 +292,15 @@ def test_registry_unreachable_at_the_alias_reads_stops_with_exit_3_and_moves_not
     assert versions == ({"1"} if fault_from == "gate" else {"1", "2"})  # v2, if made, is a challenger only
 
 
+def test_a_promotion_waits_for_the_champion_lock_then_gives_up_with_a_clear_error(workspace):
+    with registry.champion_lock(NAME):
+        with pytest.raises(TimeoutError, match=f"another promotion held .*{NAME} for over 1 s"):
+            with registry.champion_lock(NAME, timeout_seconds=1):
+                pass
+    with registry.champion_lock(NAME, timeout_seconds=1):  # released: free again at once
+        pass
+
+
 def test_slightly_worse_candidates_cannot_ratchet_quality_down_until_a_person_chooses(
     workspace, thyroid_csv, monkeypatch
 ):
