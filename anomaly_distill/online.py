@@ -252,8 +252,6 @@ class OnlineSeriesDetector:
 
     kind = "online_series"
     explains = False
-    onnx_name = None  # no fixed graph: it learns from every point it scores
-    history = property(lambda self: [])  # warmed by replay, not trained in epochs
 
     def __init__(self, config: OnlineConfig):
         self.config = config

@@ -164,12 +164,16 @@ def _acquire_lease(limit: str, timeout_seconds: float):
                 return UUID(response.json()["lease_id"])
             except httpx.HTTPStatusError as error:
                 waited, status = time.monotonic() - start, error.response.status_code
-                if status == 423 and waited >= timeout_seconds:
-                    raise TimeoutError(f"another promotion held {limit} for over {timeout_seconds:.0f} s") from error
-                if status not in (423, 503) or (status == 503 and waited > BUSY_LIMIT_SECONDS):
-                    raise
                 pause = float(error.response.headers.get("Retry-After", BUSY_RETRY_SECONDS))
-                time.sleep(min(pause, timeout_seconds - waited) if status == 423 else pause)
+                if status == 423:  # held by another promotion
+                    if waited >= timeout_seconds:
+                        held = f"another promotion held {limit} for over {timeout_seconds:.0f} s"
+                        raise TimeoutError(held) from error
+                    time.sleep(min(pause, timeout_seconds - waited))
+                elif status == 503 and waited <= BUSY_LIMIT_SECONDS:  # a busy SQLite API
+                    time.sleep(pause)
+                else:
+                    raise
 
 
 def set_version_tags(name: str, version: str, tags: dict[str, str]) -> None:
