@@ -44,6 +44,7 @@ class TabularContract(StrictModel):
     # Whether a stored live row can be scored again on its own by another version (drift compares one version's
     # scores): a row can; a series point needs its history, an image's stored features are not the image.
     rescorable_rows: ClassVar[bool] = True
+    learns_online: ClassVar[bool] = False  # whether the served model learns from each point it scores
 
     def check(self, frame: pd.DataFrame, first_row: int = 0) -> pd.DataFrame:
         return _check_table(self, frame, first_row)
@@ -74,6 +75,10 @@ class SeriesContract(StrictModel):
 
     schema_columns = input_columns
     rescorable_rows: ClassVar[bool] = False
+
+    @property
+    def learns_online(self) -> bool:
+        return self.series.mode == "online"
 
     @property
     def context_rows(self) -> int:
@@ -109,6 +114,7 @@ class ImageContract(StrictModel):
 
     context_rows: ClassVar[int] = 0
     rescorable_rows: ClassVar[bool] = False
+    learns_online: ClassVar[bool] = False
 
     def check(self, frame: pd.DataFrame, first_row: int = 0) -> pd.DataFrame:
         return _check_images(self, frame)

@@ -6,9 +6,9 @@ from pathlib import Path
 import pandas as pd
 from prefect import flow
 
-from anomaly_distill.contract import ImageContract, SeriesContract
 from anomaly_distill.timeseries import merged_history
 from flows.parameters import DriftParameters
+from flows.training_parameters import TrainingParameters
 from stores.live_store import live_store_url
 from stores.registry import resolve_model
 from tasks import drift as d
@@ -49,7 +49,7 @@ def adaptation_note(contract, current: pd.DataFrame) -> str | None:
     """An online series model learns what it scores: after a lasting change its alarms stop, while the values
     still differ from the training period. The drift verdict says so, so that nobody learns of the change only
     from alarms that stopped."""
-    if not (isinstance(contract, SeriesContract) and contract.series.mode == "online"):
+    if not contract.learns_online:
         return None
     alarms = current["is_anomaly"].astype(bool).to_numpy()
     first = f", the first at {current[contract.timestamp_column].iloc[alarms.argmax()]}" if alarms.any() else ""
@@ -60,8 +60,16 @@ def adaptation_note(contract, current: pd.DataFrame) -> str | None:
     )
 
 
+def tabular_retraining(
+    reference: pd.DataFrame, live: pd.DataFrame, contract, live_url: str
+) -> tuple[pd.DataFrame, dict]:
+    """The champion's reference rows + the live rows, with the labels people gave for live rows."""
+    labels = d.feedback_labels(live, d.feedback_store(live_url).read())
+    return d.retraining_table(reference, live, contract.features, labels), {}
+
+
 def series_retraining(
-    reference: pd.DataFrame, live: pd.DataFrame, contract: SeriesContract
+    reference: pd.DataFrame, live: pd.DataFrame, contract, live_url: str
 ) -> tuple[pd.DataFrame, dict]:
     """The champion's training period + the live points, as one series, and the training settings it had."""
     history = merged_history(
@@ -71,24 +79,23 @@ def series_retraining(
     return history, {"modality": modality}
 
 
+# What a drift retrain trains on, by contract kind. An image model has no entry: the live store holds no images, so
+# it retrains on its own training parameters (its image folder, which the user keeps current).
+RETRAINING_TABLE = {"tabular": tabular_retraining, "timeseries": series_retraining}
+
+
 def retraining_parameters(
     params: DriftParameters, model, contract, reference: pd.DataFrame, current: pd.DataFrame, live_url: str
 ):
-    """The training run a drift calls for: the champion's reference + the live window, written to a file. An image
-    model's: the champion's own training parameters (its image folder, which the user keeps current).
+    """The training run a drift calls for: the champion's reference + the live window, written to a file (or, for a
+    kind without a retraining table, the champion's own training parameters).
 
     The same parameters go into the drift event, so the deployment it triggers trains on the live rows too (a
     retrain with the nightly run's fixed parameters would train on the old file and could only reuse an old
     version)."""
-    from flows.training import TrainingParameters
-
-    if isinstance(contract, ImageContract):  # the live store holds no images: retrain on the folder, kept current
+    if contract.kind not in RETRAINING_TABLE:
         return TrainingParameters.model_validate(d.champion_training_parameters(model))
-    if isinstance(contract, SeriesContract):
-        table, settings = series_retraining(reference, current, contract)
-    else:
-        labels = d.feedback_labels(current, d.feedback_store(live_url).read())
-        table, settings = d.retraining_table(reference, current, contract.features, labels), {}
+    table, settings = RETRAINING_TABLE[contract.kind](reference, current, contract, live_url)
     folder = Path(params.retrain_dir).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     path = d.retraining_table_path(folder, params.model_name, datetime.now(timezone.utc))

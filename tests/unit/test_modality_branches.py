@@ -16,8 +16,7 @@ BRANCH = re.compile(
 )
 STILL_BRANCHING = {
     "tasks/inputs.py": 1,  # a table sent to train under a series champion's name is refused
-    "flows/training.py": 1,  # the flat form of a tabular run's parameters
-    "flows/drift.py": 3,  # what a drift retrain trains on (live rows, a merged series, the image folder)
+    "flows/training_parameters.py": 1,  # the flat form of a tabular run's parameters
     "serving/app.py": 1,  # the tabular fast path of /score
 }
 
