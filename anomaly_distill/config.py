@@ -231,6 +231,18 @@ class OnlineConfig(StrictModel):
         )
 
 
+# Engine settings a frozen series run takes from its series settings (`engine_for`): (engine path, series key).
+SERIES_OWNS = (
+    ("teacher.kind", "teacher"),
+    ("student.hidden", "student_hidden"),
+    ("distill.min_rows", "distill_rows"),
+    ("distill.temperature", "temperature"),
+    ("distill.beta", "hint_weight"),
+    ("distill.synthetic", "augment"),
+    ("contamination", "contamination"),
+)
+
+
 class SeriesConfig(StrictModel):
     """How a time series becomes window rows, and how it is split in time."""
 

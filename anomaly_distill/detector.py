@@ -25,6 +25,7 @@ class ExportError(ValueError):
 @runtime_checkable
 class Detector(Protocol):
     kind: str  # a key of LOADERS: "tabular" | "timeseries" | "segmented" | "online_series" | "image"
+    contract_kind: str  # the `kind` of the data contract it scores: "tabular" | "timeseries" | "image"
     threshold: float
     explains: bool  # whether `predict(..., explain=k)` names the k columns behind each alert
     onnx_name: str | None  # its ONNX export's file (or folder) name in the registry; None: it has no fixed graph
@@ -55,6 +56,15 @@ def predict(detector: Detector, frame: pd.DataFrame, threshold: float | None = N
     if not detector.explains:
         raise DataError(f"explanations are available for tabular models; this is a {detector.kind} model")
     return detector.predict(frame, threshold, explain=explain)
+
+
+def check_contract_fits(detector: Detector, contract) -> None:
+    """A model is registered only beside the data contract of what it scores: a series model with a table's
+    contract would load, then fail on its first request."""
+    if contract.kind != detector.contract_kind:
+        raise ValueError(
+            f"a {detector.kind} model scores {detector.contract_kind} input, not a {contract.kind} contract"
+        )
 
 
 def save_detector(detector: Detector, path: str | Path) -> Path:

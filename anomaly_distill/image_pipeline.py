@@ -258,6 +258,7 @@ class ImageDetector:
     reduction: str = "topk_mean"
     history: list[dict] = field(default_factory=list)
     kind = "image"
+    contract_kind = "image"
     explains = False
     onnx_name = "detector.onnx"
 

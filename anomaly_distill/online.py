@@ -463,6 +463,7 @@ class OnlineSeriesModel:
     on from it with `advance`; both call the same detectors in the same order."""
 
     kind = "online_series"
+    contract_kind = "timeseries"
     explains = False
     onnx_name = None  # no fixed graph: it learns from every point it scores
     history = property(lambda self: [])  # warmed by replay, not trained in epochs

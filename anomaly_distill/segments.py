@@ -40,6 +40,7 @@ class Segmented:
         return self.members[GLOBAL]
 
     kind = "segmented"
+    contract_kind = "tabular"
     explains = False
     onnx_name = "detector"  # a folder: one graph per segment
     threshold = property(lambda self: self.fallback.threshold)

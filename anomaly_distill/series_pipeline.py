@@ -33,6 +33,7 @@ class SeriesStudent:
     history = property(lambda self: self.student.history)
     n_params = property(lambda self: self.student.n_params)
     kind = "timeseries"
+    contract_kind = "timeseries"
     explains = False
     onnx_name = "detector.onnx"
 
@@ -92,18 +93,6 @@ class SeriesFit:
     choice: str  # why this teacher
     candidates: dict[str, pipeline.TrainedTeacher] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)  # fit time of the teacher(s) and of the student
-
-
-# Engine settings a frozen series run takes from its series settings (`engine_for`): (engine path, series key).
-SERIES_OWNS = (
-    ("teacher.kind", "teacher"),
-    ("student.hidden", "student_hidden"),
-    ("distill.min_rows", "distill_rows"),
-    ("distill.temperature", "temperature"),
-    ("distill.beta", "hint_weight"),
-    ("distill.synthetic", "augment"),
-    ("contamination", "contamination"),
-)
 
 
 def engine_for(series: Series, config: SeriesConfig, engine: EngineConfig, kind: str) -> EngineConfig:

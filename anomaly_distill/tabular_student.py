@@ -22,6 +22,7 @@ class Student:
     history: list[dict] = field(default_factory=list)
     compressed_from: dict | None = None  # params and size_bytes of the float student it was compressed from
     kind = "tabular"
+    contract_kind = "tabular"
     explains = True  # per-alert explanations (integrated gradients over its columns)
     onnx_name = "detector.onnx"
 

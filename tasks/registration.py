@@ -13,12 +13,12 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from anomaly_distill import pipeline
-from anomaly_distill.contract import contract_json
+from anomaly_distill.contract import AnyContract, contract_json
 from anomaly_distill.data import (
     UNLABELLED,
     Table,
 )
-from anomaly_distill.detector import save_detector
+from anomaly_distill.detector import check_contract_fits, save_detector
 from anomaly_distill.gate import Verdict
 from anomaly_distill.model_card import ModelCard, render_model_card
 from stores import registry
@@ -103,7 +103,7 @@ def register(
     model_name: str,
     run_id: str,
     verdict: Verdict,
-    contract: dict,
+    contract: AnyContract,
     training_key: str,
 ):
     """Logs the pyfunc (+ ONNX, contract, reference snapshot) in the student run; registers it as `challenger`.
@@ -111,6 +111,7 @@ def register(
     `example` is what the model scores (rows, or a short history for a series model); `reference` the training
     data as the model saw it, for drift monitoring. Idempotent: a re-run with the same training key (e.g. after
     a server outage) reuses the version it made."""
+    check_contract_fits(student, contract)
     existing = registry.version_by_training_key(model_name, training_key)
     if existing is not None:
         print(f"version {existing.version} was already registered from the same data, parameters and code: reused")

@@ -125,7 +125,8 @@ def test_the_engine_settings_a_series_owns_are_exactly_those_it_overrides():
     """SERIES_OWNS names what `engine_for` overwrites: engine values there never reach the series teacher."""
     import pandas as pd
 
-    from anomaly_distill.series_pipeline import SERIES_OWNS, engine_for
+    from anomaly_distill.config import SERIES_OWNS
+    from anomaly_distill.series_pipeline import engine_for
     from anomaly_distill.timeseries import Series
 
     series = Series(pd.Series(pd.date_range("2026-01-01", periods=4)), pd.DataFrame({"v": [1.0, 2.0, 3.0, 4.0]}))

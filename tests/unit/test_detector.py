@@ -7,8 +7,16 @@ import pytest
 
 from anomaly_distill import pipeline
 from anomaly_distill.config import DistillConfig, EngineConfig, SeriesConfig, TeacherConfig
+from anomaly_distill.contract import ImageContract, SeriesContract, TabularContract
 from anomaly_distill.data import table_from_frame
-from anomaly_distill.detector import Detector, ExportError, load_detector, save_detector, size_bytes
+from anomaly_distill.detector import (
+    Detector,
+    ExportError,
+    check_contract_fits,
+    load_detector,
+    save_detector,
+    size_bytes,
+)
 from anomaly_distill.export import OnnxDetector
 from anomaly_distill.segments import Segmented, segment_tables
 from anomaly_distill.series_pipeline import train_series
@@ -95,3 +103,26 @@ def test_what_has_no_onnx_form_is_refused_and_nothing_is_written(tmp_path, thyro
     with pytest.raises(ExportError, match=r"segments \['m1'\] hold TrainedTeacher"):
         mixed.export_onnx(tmp_path / "mixed")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_every_detector_kind_names_the_contract_it_scores(tabular, segmented, series_detector):
+    from anomaly_distill.image_pipeline import ImageDetector
+    from anomaly_distill.online import OnlineSeriesModel
+
+    contract_kinds = {c.model_fields["kind"].default for c in (TabularContract, SeriesContract, ImageContract)}
+    classes = [type(tabular[0]), type(segmented[0]), type(series_detector[0]), OnlineSeriesModel, ImageDetector]
+    assert {cls.kind: cls.contract_kind for cls in classes} == {
+        "tabular": "tabular",
+        "segmented": "tabular",
+        "timeseries": "timeseries",
+        "online_series": "timeseries",
+        "image": "image",
+    }
+    assert {cls.contract_kind for cls in classes} == contract_kinds
+
+
+def test_a_model_is_not_registered_beside_another_kind_of_contract(tabular, series_detector):
+    tabular_contract = TabularContract(features=list(tabular[1].features.columns))
+    check_contract_fits(tabular[0], tabular_contract)
+    with pytest.raises(ValueError, match="a timeseries model scores timeseries input, not a tabular contract"):
+        check_contract_fits(series_detector[0], tabular_contract)
