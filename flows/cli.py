@@ -17,6 +17,7 @@ from anomaly_distill.errors import DataError
 from flows.daemon import PREFECT_LOGGERS, forward_train, serve  # stdlib only: cheap at start-up
 from flows.flags import add_flags, flag_values
 from flows.parameters import DriftParameters, ScoringParameters
+from flows.training_parameters import TrainingParameters
 from serving.settings import ServeParameters
 
 EXPECTED_ERRORS = (DataError, LookupError, ValidationError, SettingsError)  # bad data/settings, unknown model
@@ -138,7 +139,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace, api) -> int:
     from anomaly_distill.data import NPZ_LABEL, column_names
     from flows.embedded_api import flow_settings
-    from flows.training import TrainingParameters, run_training
+    from flows.training import run_training
 
     quiet_expected_failures()
 
@@ -146,25 +147,10 @@ def _train(args: argparse.Namespace, api) -> int:
     if args.modality and isinstance(settings.get("modality"), dict):  # the file's modality settings stay
         settings["modality"] = {**settings["modality"], "kind": args.modality}
         args.modality = None
-    settings.update(
-        {
-            k: v
-            for k, v in {
-                "data_path": args.data,
-                "label_column": args.label_column,
-                "model_name": args.model_name,
-                "task_runner": args.task_runner,
-                "dask_address": args.dask_address,
-                "segment_column": args.segment_column,
-                "modality": args.modality,
-                "timestamp_column": args.timestamp_column,
-                "labels_path": args.labels,
-                "live_window": args.live_window,
-                "live_store": args.live_store,
-            }.items()
-            if v is not None
-        }
-    )
+    flags = flag_values(TrainingParameters, args)  # a flag given outranks the --config file
+    settings.update({key: value for key, value in flags.items() if key not in TRAIN_NESTED})
+    modality = {"modality": args.modality, "timestamp_column": args.timestamp_column, "labels_path": args.labels}
+    settings.update({key: value for key, value in modality.items() if value is not None})
     params = parse_settings(TrainingParameters, settings)  # every key checked before any file is read
     if (
         "label_column" not in settings and "label_column" not in params.modality.unused_settings()
@@ -397,6 +383,11 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     return 0
 
 
+# Settings of `train` that are trees (the engine, the gate, a modality's own): given in the --config file; the
+# modality's commonest ones also as the flags --modality, --timestamp-column and --labels.
+TRAIN_NESTED = ("engine", "gate", "modality")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="anomaly-distill", description=__doc__)
     parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
@@ -471,13 +462,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=cmd_benchmark)
 
     train = commands.add_parser("train", help="run the training pipeline (Prefect flow, MLflow tracking + registry)")
-    train.add_argument("--data", help="CSV, Parquet or .npz training table")
-    train.add_argument("--label-column", help="label column (1 = anomaly); default: `label` if the file has one")
-    train.add_argument("--model-name", help="registered model name")
-    train.add_argument("--config", help="YAML file with any training parameter (see flows/training.py)")
-    train.add_argument("--task-runner", choices=["threads", "dask"], help="dask: fit teacher members on a cluster")
-    train.add_argument("--dask-address", help="existing Dask scheduler (tcp://host:8786); default: a LocalCluster")
-    train.add_argument("--segment-column", help="one student per value of this column (e.g. merchant, machine)")
+    train.add_argument("--config", help="YAML file with any training parameter (flows/training_parameters.py)")
+    add_flags(train, TrainingParameters, skip=TRAIN_NESTED + ("label_column",), names={"data_path": "--data"})
+    train.add_argument(  # not the model's default: without the flag, the file decides
+        "--label-column",
+        default=argparse.SUPPRESS,
+        help="label column (1 = anomaly); empty: unlabelled (default: `label` if the file has one, else none)",
+    )
     train.add_argument(
         "--modality",
         choices=["tabular", "timeseries", "image"],
@@ -485,10 +476,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--timestamp-column", help="timeseries: the timestamp column (default: timestamp)")
     train.add_argument("--labels", help="timeseries: NAB-style label-window JSON for evaluation")
-    train.add_argument(
-        "--live-window", help="also train on the model's live rows of this far back (7d) with their feedback labels"
-    )
-    train.add_argument("--live-store", help="live store URL for --live-window (default $ANOMALY_DISTILL_LIVE_STORE)")
     train.set_defaults(func=cmd_train)
 
     score = commands.add_parser("score", help="score a file with a registered model (batch-scoring flow)")

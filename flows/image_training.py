@@ -3,53 +3,22 @@
 It hands the same `Prepared` and `Distilled` to the shared gate → register → promote → model card steps as the
 tabular and series branches (flows/training.py)."""
 
-from typing import ClassVar, Literal
-
 import pandas as pd
-from pydantic import ConfigDict, Field
 
-from anomaly_distill.config import ImageConfig, StrictModel
 from anomaly_distill.image_pipeline import split_images
-from flows.stages import TABLE_ONLY, Distilled, Prepared, Stopwatch
+from flows.stages import Distilled, Prepared, Stopwatch
 from tasks import common
 from tasks import images as im
 
 
-class ImageInput(StrictModel):
-    model_config = ConfigDict(title="Images")
+def student_facts(params, student) -> tuple[dict, float]:
+    facts = {"hidden": params.modality.image.student_widths, "distill": params.modality.image.model_dump(mode="json")}
+    return facts, params.modality.image.contamination
 
-    kind: Literal["image"] = Field(
-        "image", description="A folder (good/ = normal, other subfolders = defects) or a CSV manifest path,label."
-    )
-    # The default is written into the schema too: the Prefect form picks the branch a value shares most keys with,
-    # and a bare {"kind": "image"} would be shown (and kept) as Tabular.
-    image: ImageConfig = Field(
-        default_factory=ImageConfig,
-        description="Image size, teacher, student.",
-        json_schema_extra=lambda schema: schema.update(default=ImageConfig().model_dump(mode="json")),
-    )
 
-    labels_path: ClassVar[None] = None
-    takes_live_rows: ClassVar[bool] = False
-    compresses: ClassVar[bool] = False
-
-    def unused_settings(self) -> tuple[str, ...]:
-        engine_side = ("engine", "label_column", "max_rows_in_memory", "check_ranges", "task_runner", "dask_address")
-        return TABLE_ONLY + engine_side
-
-    def unused_engine_settings(self, changed: list[str]) -> dict[str, str]:
-        return {path: "image runs read their own settings (image)" for path in changed}
-
-    def labels_source(self, params) -> str | None:
-        return "folders: good/ normal, the others defects (evaluation only: training sees normal images)"
-
-    def student_facts(self, params, student) -> tuple[dict, float]:
-        facts = {"hidden": self.image.student_widths, "distill": self.image.model_dump(mode="json")}
-        return facts, self.image.contamination
-
-    def train(self, params, run_id: str, runs: list, clock: Stopwatch):
-        prepared = prepare_images(params, run_id)
-        return params, prepared, distill_images(params, prepared, run_id, runs, clock)
+def train(params, run_id: str, runs: list, clock: Stopwatch):
+    prepared = prepare_images(params, run_id)
+    return params, prepared, distill_images(params, prepared, run_id, runs, clock)
 
 
 def prepare_images(params, run_id: str):

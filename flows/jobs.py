@@ -10,7 +10,8 @@ from pydantic import ConfigDict, Field
 
 from anomaly_distill.config import EngineConfig, GateConfig, ImageConfig, OptionalText, SeriesConfig, StrictModel
 from flows.runners import RunnerKind
-from flows.training import ImageInput, SeriesInput, TrainingParameters, training_pipeline
+from flows.training import training_pipeline
+from flows.training_parameters import ImageInput, SeriesInput, TrainingParameters
 
 MODEL_NAME = Field("anomaly-detector", description="Registered model name in the MLflow registry.")
 EXPERIMENT = Field("anomaly-distill", description="MLflow experiment for the runs.")

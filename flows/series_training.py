@@ -2,60 +2,29 @@
 candidates picked on the validation period, then the shared teacher → student steps), or warmed point by point
 for an online one."""
 
-from typing import ClassVar, Literal
-
 import numpy as np
 import pandas as pd
-from pydantic import ConfigDict, Field
 
 from anomaly_distill import series_pipeline
-from anomaly_distill.config import OptionalText, SeriesConfig, StrictModel
 from anomaly_distill.data import Table
 from anomaly_distill.timeseries import chronological_split
-from flows.stages import TABLE_ONLY, Distilled, Prepared, Stopwatch, distill
+from flows.stages import Distilled, Prepared, Stopwatch, distill
 from flows.tabular_training import engine_student_facts
 from tasks import common, inputs
 from tasks import online_series as online
 from tasks import series as ts
 
 
-class SeriesInput(StrictModel):
-    model_config = ConfigDict(title="Time series")
+def student_facts(params, student) -> tuple[dict, float]:
+    return engine_student_facts(params.engine, student), params.engine.contamination
 
-    kind: Literal["timeseries"] = Field("timeseries", description="A timestamp column plus value columns.")
-    timestamp_column: str = Field("timestamp", description="The timestamp column.")
-    labels_path: OptionalText = Field(
-        None, description="NAB-style label-window JSON (evaluation and teacher choice); empty: none."
-    )
-    series: SeriesConfig = Field(default_factory=SeriesConfig, description="Windows and splits.")
 
-    takes_live_rows: ClassVar[bool] = False
-    compresses: ClassVar[bool] = False
-
-    def unused_engine_settings(self, changed: list[str]) -> dict[str, str]:
-        if self.series.mode == "online":
-            return {path: "timeseries runs read their own settings (series.online)" for path in changed}
-        owner = dict(series_pipeline.SERIES_OWNS)
-        return {path: f"a series takes it from series.{owner[path]}" for path in changed if path in owner}
-
-    def unused_settings(self) -> tuple[str, ...]:
-        online_only = ("engine", "task_runner", "dask_address") if self.series.mode == "online" else ()
-        return TABLE_ONLY + ("max_rows_in_memory", "check_ranges") + online_only  # online: its own settings
-
-    def labels_source(self, params) -> str | None:
-        if self.labels_path:
-            return f"label windows from `{self.labels_path}`"
-        return params.label_column and f"column `{params.label_column}`"
-
-    def student_facts(self, params, student) -> tuple[dict, float]:
-        return engine_student_facts(params.engine, student), params.engine.contamination
-
-    def train(self, params, run_id: str, runs: list, clock: Stopwatch):
-        frame = inputs.load_data(params.data_path)  # a series is read whole: its order is the data
-        if self.series.mode == "online":
-            return params, *_online_series(params, frame, run_id, runs, clock)
-        prepared = _prepare_series(params, frame, run_id)
-        return params, prepared, distill(params, prepared, run_id, runs, clock)
+def train(params, run_id: str, runs: list, clock: Stopwatch):
+    frame = inputs.load_data(params.data_path)  # a series is read whole: its order is the data
+    if params.modality.series.mode == "online":
+        return params, *_online_series(params, frame, run_id, runs, clock)
+    prepared = _prepare_series(params, frame, run_id)
+    return params, prepared, distill(params, prepared, run_id, runs, clock)
 
 
 def _checked_series(params, frame: pd.DataFrame, run_id: str):

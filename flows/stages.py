@@ -46,27 +46,12 @@ class Distilled:
     teacher_cached: bool = False
 
 
-TABLE_ONLY = ("segment_column", "min_segment_rows", "holdout_column", "live_window", "live_store")  # read by tables
-
-
 class Stopwatch(dict):
     @contextmanager
     def __call__(self, stage: str):
         start = time.perf_counter()
         yield
         self[stage] = time.perf_counter() - start
-
-
-def changed_engine_settings(engine: EngineConfig) -> list[str]:
-    """Dotted paths of the engine settings that differ from their defaults."""
-
-    def leaves(value, prefix=""):
-        if isinstance(value, dict):
-            return {k: v for key, item in value.items() for k, v in leaves(item, f"{prefix}{key}.").items()}
-        return {prefix.rstrip("."): value}
-
-    given, default = leaves(engine.model_dump(mode="json")), leaves(EngineConfig().model_dump(mode="json"))
-    return [path for path, value in given.items() if default.get(path) != value]
 
 
 def distill(params, prepared: Prepared, run_id: str, runs: list, clock: "Stopwatch") -> Distilled:

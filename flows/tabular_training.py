@@ -1,15 +1,12 @@
 """The table branch of training-pipeline: rows (a sample of a file larger than memory), with the live rows of the
 last live_window, checked against the data contract and split; then the shared teacher → student steps."""
 
-from typing import ClassVar, Literal
-
 import numpy as np
 import pandas as pd
-from pydantic import ConfigDict, Field
 
 from anomaly_distill import pipeline
 from anomaly_distill.compress import hidden_widths
-from anomaly_distill.config import EngineConfig, StrictModel
+from anomaly_distill.config import EngineConfig
 from anomaly_distill.data import DataError, table_from_frame
 from flows.stages import Prepared, Stopwatch, distill
 from stores.live_store import live_store_url
@@ -18,34 +15,17 @@ from tasks.drift import LABEL
 from tasks.live_rows import live_rows
 
 
-class TabularInput(StrictModel):
-    model_config = ConfigDict(title="Tabular")
+def student_facts(params, student) -> tuple[dict, float]:
+    return engine_student_facts(params.engine, student), params.engine.contamination
 
-    kind: Literal["tabular"] = Field("tabular", description="One row per event; every column but the label a feature.")
-    labels_path: ClassVar[None] = None
-    takes_live_rows: ClassVar[bool] = True
-    compresses: ClassVar[bool] = True
 
-    def unused_settings(self) -> tuple[str, ...]:
-        """Settings its runs never read (not logged as their parameters)."""
-        return ()
-
-    def unused_engine_settings(self, changed: list[str]) -> dict[str, str]:
-        return {}
-
-    def labels_source(self, params) -> str | None:
-        return params.label_column and f"column `{params.label_column}`"
-
-    def student_facts(self, params, student) -> tuple[dict, float]:
-        return engine_student_facts(params.engine, student), params.engine.contamination
-
-    def train(self, params, run_id: str, runs: list, clock: Stopwatch):
-        """(the parameters, with the live rows' settings when live_window added them; Prepared; Distilled)."""
-        frame = _load_rows(params, run_id)
-        if params.live_window:
-            frame, params = _with_live_rows(params, frame, run_id)
-        prepared = _prepare_table(params, frame, run_id)
-        return params, prepared, distill(params, prepared, run_id, runs, clock)
+def train(params, run_id: str, runs: list, clock: Stopwatch):
+    """(the parameters, with the live rows' settings when live_window added them; Prepared; Distilled)."""
+    frame = _load_rows(params, run_id)
+    if params.live_window:
+        frame, params = _with_live_rows(params, frame, run_id)
+    prepared = _prepare_table(params, frame, run_id)
+    return params, prepared, distill(params, prepared, run_id, runs, clock)
 
 
 def engine_student_facts(engine: EngineConfig, student) -> dict:

@@ -4,9 +4,10 @@ import argparse
 
 import pytest
 
-from flows.cli import build_parser, main
+from flows.cli import TRAIN_NESTED, build_parser, main
 from flows.flags import add_flags, flag_values
 from flows.parameters import DriftParameters, ScoringParameters
+from flows.training_parameters import TrainingParameters
 from serving.settings import ServeParameters
 
 
@@ -56,3 +57,14 @@ def test_score_flags_come_from_the_scoring_parameters_under_their_short_names(ca
     assert "give one" in capsys.readouterr().err
     assert main(["score", "--data", "x.csv", "--chunk-rows", "0"]) == 2
     assert "chunk_rows" in capsys.readouterr().err
+
+
+def test_train_flags_come_from_the_training_parameters_and_only_given_ones_are_passed():
+    expected = {"--data"} | {
+        "--" + name.replace("_", "-") for name in TrainingParameters.model_fields if name not in TRAIN_NESTED
+    }
+    assert expected - {"--data-path"} <= flags_of("train")
+    args = build_parser().parse_args(["train", "--data", "x.csv", "--no-check-ranges", "--min-segment-rows", "50"])
+    given = {k: v for k, v in flag_values(TrainingParameters, args).items() if k not in TRAIN_NESTED}
+    assert given == {"data_path": "x.csv", "check_ranges": False, "min_segment_rows": 50}
+    assert TrainingParameters(**given).max_rows_in_memory == TrainingParameters().max_rows_in_memory
