@@ -2,7 +2,10 @@
 PostgreSQL, Chromium or Playwright goes through `require`: a skip with the reason here, a failure under .ci/run
 (REQUIRE_ALL=1), where nothing may be skipped."""
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +17,11 @@ DEMO = ROOT / "data" / "demo" / "thyroid.csv"
 SHARED = ROOT.parent / "shared" / "data"
 ADBENCH = SHARED / "adbench"
 NAB = SHARED / "nab"
+
+# Before anything imports Prefect: the tests, and the CLI subprocesses they start, get a Prefect home of their own,
+# so the ephemeral API's SQLite database and result storage are not the user's ~/.prefect.
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="anomaly-distill-tests-prefect-")
+atexit.register(shutil.rmtree, os.environ["PREFECT_HOME"], ignore_errors=True)
 
 
 def require(ok: bool, reason: str) -> None:
