@@ -16,8 +16,8 @@ from pydantic import Field, TypeAdapter
 
 from anomaly_distill.config import SeriesConfig, StrictModel
 from anomaly_distill.data import DataError, check_segments
-from anomaly_distill.image_data import image_feature_columns, image_problems
-from anomaly_distill.timeseries import series_from_frame
+from anomaly_distill.image.image_data import image_feature_columns, image_problems
+from anomaly_distill.series.timeseries import series_from_frame
 
 SCHEMA_VERSION = 1
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # the student computes in float32: larger values become inf

@@ -87,11 +87,11 @@ def load_detector(path: str | Path) -> Detector:
 # The registry of detector kinds: each kind's loader of a saved state, as "module:callable". Imported only when a
 # state of that kind is loaded, because the kinds' modules import this one (the protocol, ExportError).
 LOADERS = {
-    "tabular": "anomaly_distill.compress:load_tabular",
-    "timeseries": "anomaly_distill.series_pipeline:SeriesStudent.from_state",
-    "segmented": "anomaly_distill.segments:Segmented.from_state",
-    "online_series": "anomaly_distill.online:OnlineSeriesModel.from_state",
-    "image": "anomaly_distill.image_pipeline:ImageDetector.from_state",
+    "tabular": "anomaly_distill.tabular.compress:load_tabular",
+    "timeseries": "anomaly_distill.series.series_pipeline:SeriesStudent.from_state",
+    "segmented": "anomaly_distill.tabular.segments:Segmented.from_state",
+    "online_series": "anomaly_distill.series.online:OnlineSeriesModel.from_state",
+    "image": "anomaly_distill.image.image_pipeline:ImageDetector.from_state",
 }
 
 

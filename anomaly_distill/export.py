@@ -16,12 +16,12 @@ import torch
 from torch import nn
 
 from anomaly_distill.models.student import ScoringModel
-from anomaly_distill.segments import route_rows
-from anomaly_distill.timeseries import window_rows
+from anomaly_distill.series.timeseries import window_rows
+from anomaly_distill.tabular.segments import route_rows
 
 INPUT_NAME, SERIES_INPUT_NAME, OUTPUT_NAME = "features", "values", "score"
 IMAGE_INPUT_NAME, MAP_NAME = "images", "map"
-MANIFEST = "manifest.json"  # of a per-segment export (anomaly_distill.segments writes it)
+MANIFEST = "manifest.json"  # of a per-segment export (anomaly_distill.tabular.segments writes it)
 
 
 def _export(module: nn.Module, example: torch.Tensor, path: Path, input_name: str, metadata: dict) -> Path:

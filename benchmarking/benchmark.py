@@ -22,12 +22,12 @@ from pyod.models.knn import KNN
 from pyod.models.lof import LOF
 from tqdm import tqdm
 
-from anomaly_distill import pipeline
 from anomaly_distill.config import BASELINES, EngineConfig
 from anomaly_distill.data import Table, load_table
 from anomaly_distill.metrics import detection_metrics, fidelity, rows_per_second, threshold_at_contamination
 from anomaly_distill.models.base import subsample
 from anomaly_distill.models.teachers import detector_params
+from anomaly_distill.tabular import pipeline
 from benchmarking.benchmark_summary import format_per_set, format_summary, set_means, summary
 
 QUICK_BASELINES = ("iforest", "ecod")

@@ -22,9 +22,9 @@ from anomaly_distill.config import EngineConfig, OnlineConfig, SeriesConfig
 from anomaly_distill.data import DataError
 from anomaly_distill.metrics import detection_metrics, event_metrics, has_both_classes
 from anomaly_distill.models.teachers import detector_params
-from anomaly_distill.online import OnlineSeriesDetector
-from anomaly_distill.series_pipeline import train_series
-from anomaly_distill.timeseries import Series, label_windows, point_labels, read_series
+from anomaly_distill.series.online import OnlineSeriesDetector
+from anomaly_distill.series.series_pipeline import train_series
+from anomaly_distill.series.timeseries import Series, label_windows, point_labels, read_series
 from benchmarking.benchmark import (
     checklist,
     largest_first,

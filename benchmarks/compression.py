@@ -20,8 +20,6 @@ from pathlib import Path
 import numpy as np
 from adbench_cli import adbench_arguments  # benchmarks/adbench_cli.py
 
-from anomaly_distill import pipeline
-from anomaly_distill.compress import compress_student
 from anomaly_distill.config import EngineConfig
 from anomaly_distill.data import load_table
 from anomaly_distill.detector import size_bytes
@@ -32,6 +30,8 @@ from anomaly_distill.metrics import (
     rows_per_second,
     threshold_at_contamination,
 )
+from anomaly_distill.tabular import pipeline
+from anomaly_distill.tabular.compress import compress_student
 
 METHODS = ("float", "int8", "prune")
 

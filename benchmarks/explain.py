@@ -26,10 +26,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from anomaly_distill import pipeline
 from anomaly_distill.config import EngineConfig
 from anomaly_distill.data import Table
-from anomaly_distill.explain import integrated_gradients
+from anomaly_distill.tabular import pipeline
+from anomaly_distill.tabular.explain import integrated_gradients
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SETS = [  # the sets of up to ~7,000 rows (both seeds: ~8 min on 2 cores)

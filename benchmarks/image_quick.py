@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from anomaly_distill.image_data import write_digits
+from anomaly_distill.image.image_data import write_digits
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = ROOT / "benchmarks/images_quick/quick.yaml"

@@ -3,7 +3,7 @@ kinds the student never saw beside model-free baselines, and how `teacher: auto`
 
 - **Digits, one-vs-rest**: scikit-learn's 1,797 8×8 scans scaled to 32×32, grey. Each digit is the normal class
   once (its images split 70/30 into training and held-out), the other nine digits are the anomalies.
-- **Textures** (anomaly_distill/textures.py, generated at 128×128, scored at 64×64, pixel masks known): `woven`
+- **Textures** (anomaly_distill/image/textures.py, generated at 128×128, scored at 64×64, pixel masks known): `woven`
   (scratch, hole, stain) and `fabric` (blur, thinning, misweave: colour-neutral, no local brightness change, none
   of the kinds the student's synthetic damage makes). Beside the detectors, three model-free baselines fitted on
   the same normal training images: the largest deviation of colour ratios from the normal ones, and the largest
@@ -34,8 +34,8 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 
 from anomaly_distill.config import ImageConfig
-from anomaly_distill.image_data import ImageSet, digits_set, load_image_set
-from anomaly_distill.image_pipeline import (
+from anomaly_distill.image.image_data import ImageSet, digits_set, load_image_set
+from anomaly_distill.image.image_pipeline import (
     TEACHER_KINDS,
     EnsembleTeacher,
     choice_signals,
@@ -46,9 +46,9 @@ from anomaly_distill.image_pipeline import (
     split_images,
     with_threshold,
 )
+from anomaly_distill.image.textures import FAMILIES, write_textures
 from anomaly_distill.metrics import rows_per_second  # also images/s: one thread, best of 3
 from anomaly_distill.models.images import params
-from anomaly_distill.textures import FAMILIES, write_textures
 
 ROOT = Path(__file__).resolve().parents[1]
 SIGNALS = ("synthetic", "elastic", "mean")

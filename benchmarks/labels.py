@@ -34,9 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-from anomaly_distill import pipeline
 from anomaly_distill.config import EngineConfig
 from anomaly_distill.data import Table, fit_preprocessor, load_table
+from anomaly_distill.tabular import pipeline
 from benchmarking import label_benchmark as lb
 from benchmarking.benchmark import _timed, fit_baseline, largest_first, run_jobs
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from anomaly_distill.config import OnlineConfig
-from anomaly_distill.online import OnlineSeriesDetector
+from anomaly_distill.series.online import OnlineSeriesDetector
 from benchmarking.nab import ScoredFile, nab_scores, probation_length, window_bounds, write_result_file
 from benchmarking.series_benchmark import official_nab_scores
 

@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 from adbench_cli import adbench_arguments  # benchmarks/adbench_cli.py
 
-from anomaly_distill import pipeline
 from anomaly_distill.config import EngineConfig
 from anomaly_distill.data import load_table
 from anomaly_distill.metrics import detection_metrics
+from anomaly_distill.tabular import pipeline
 
 VARIANTS = {
     "soft only (default)": {"alpha": 1.0},

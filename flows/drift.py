@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 from prefect import flow
 
-from anomaly_distill.timeseries import merged_history
+from anomaly_distill.series.timeseries import merged_history
 from flows.parameters import DriftParameters
 from flows.training_parameters import TrainingParameters
 from stores.live_store import live_store_url

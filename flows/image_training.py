@@ -5,7 +5,7 @@ tabular and series branches (flows/training.py)."""
 
 import pandas as pd
 
-from anomaly_distill.image_pipeline import split_images
+from anomaly_distill.image.image_pipeline import split_images
 from flows.stages import Distilled, Prepared, Stopwatch
 from tasks import common
 from tasks import images as im

@@ -5,9 +5,9 @@ for an online one."""
 import numpy as np
 import pandas as pd
 
-from anomaly_distill import series_pipeline
 from anomaly_distill.data import Table
-from anomaly_distill.timeseries import chronological_split
+from anomaly_distill.series import series_pipeline
+from anomaly_distill.series.timeseries import chronological_split
 from flows.stages import Distilled, Prepared, Stopwatch, distill
 from flows.tabular_training import engine_student_facts
 from tasks import common, inputs

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from anomaly_distill import pipeline, series_pipeline
 from anomaly_distill.config import EngineConfig
 from anomaly_distill.contract import AnyContract
 from anomaly_distill.data import Table
+from anomaly_distill.series import series_pipeline
+from anomaly_distill.tabular import pipeline
 from tasks import common, evaluation, fitting
 
 

@@ -4,10 +4,10 @@ last live_window, checked against the data contract and split; then the shared t
 import numpy as np
 import pandas as pd
 
-from anomaly_distill import pipeline
-from anomaly_distill.compress import hidden_widths
 from anomaly_distill.config import EngineConfig
 from anomaly_distill.data import DataError, table_from_frame
+from anomaly_distill.tabular import pipeline
+from anomaly_distill.tabular.compress import hidden_widths
 from flows.stages import Prepared, Stopwatch, distill
 from stores.live_store import live_store_url
 from tasks import common, drift, inputs, registration

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from prefect import flow, get_run_logger
 from prefect.states import Completed
 
-from anomaly_distill.compress import compression_summary
+from anomaly_distill.tabular.compress import compression_summary
 from flows import image_training, series_training, tabular_training
 from flows.runners import with_runner
 from flows.stages import Prepared, Stopwatch

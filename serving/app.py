@@ -30,7 +30,7 @@ from anomaly_distill.config import StrictModel
 from anomaly_distill.contract import FLOAT32_MAX, MAX_EXACT_INTEGER, TabularContract, check_input
 from anomaly_distill.data import DataError
 from anomaly_distill.models.student import SmallBatchScorer
-from anomaly_distill.online import OnlineSeriesModel
+from anomaly_distill.series.online import OnlineSeriesModel
 from serving.images import image_detector, read_uploads, score_uploads
 from serving.settings import ServeParameters
 from stores import registry
@@ -329,7 +329,7 @@ def score_fast(loaded: Loaded, matrix: np.ndarray, threshold: float | None, expl
     columns |= scored_columns(ref, scores, flags, row_ids)
     answer = {"model_name": ref.name, "model_version": ref.version, "scores": scores, "is_anomaly": flags}
     if explain:
-        from anomaly_distill.explain import EXPLANATION, explain_rows
+        from anomaly_distill.tabular.explain import EXPLANATION, explain_rows
 
         texts = explain_rows(student.model, matrix.astype(np.float32), flags, explain).tolist()
         columns[EXPLANATION] = answer["explanations"] = texts

@@ -14,8 +14,8 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from anomaly_distill.contract import check_image_items
 from anomaly_distill.errors import DataError
-from anomaly_distill.image_data import load_images
-from anomaly_distill.image_pipeline import describe_images
+from anomaly_distill.image.image_data import load_images
+from anomaly_distill.image.image_pipeline import describe_images
 from stores.live_store import ROW_ID
 from stores.wal import encode_columns, frame_columns
 

@@ -8,10 +8,10 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from anomaly_distill import pipeline
 from anomaly_distill.data import Table
 from anomaly_distill.detector import size_bytes
 from anomaly_distill.metrics import event_metrics, has_both_classes, rows_per_second
+from anomaly_distill.tabular import pipeline
 from tasks import plots, tracking
 from tasks.common import IO_RETRIES
 

@@ -8,13 +8,13 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from anomaly_distill import pipeline
 from anomaly_distill.config import EngineConfig
 from anomaly_distill.data import (
     Table,
     frame_digest,
 )
-from anomaly_distill.segments import Segmented, segment_tables
+from anomaly_distill.tabular import pipeline
+from anomaly_distill.tabular.segments import Segmented, segment_tables
 from tasks import tracking
 from tasks.common import IO_RETRIES, digest_of
 

@@ -10,11 +10,11 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from anomaly_distill import image_pipeline
 from anomaly_distill.config import ImageConfig
 from anomaly_distill.contract import ImageContract
 from anomaly_distill.detector import size_bytes
-from anomaly_distill.image_data import ImageSet, check_images, image_files, load_image_set
+from anomaly_distill.image import image_pipeline
+from anomaly_distill.image.image_data import ImageSet, check_images, image_files, load_image_set
 from anomaly_distill.metrics import rows_per_second
 from tasks import tracking
 from tasks.common import IO_RETRIES

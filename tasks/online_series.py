@@ -11,7 +11,7 @@ from prefect.cache_policies import NO_CACHE
 from anomaly_distill.config import OnlineConfig
 from anomaly_distill.detector import size_bytes
 from anomaly_distill.metrics import detection_metrics, fidelity, has_both_classes
-from anomaly_distill.online import OnlineSeriesModel
+from anomaly_distill.series.online import OnlineSeriesModel
 from tasks import tracking
 from tasks.common import IO_RETRIES
 

@@ -12,7 +12,6 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from anomaly_distill import pipeline
 from anomaly_distill.contract import AnyContract, contract_json
 from anomaly_distill.data import (
     UNLABELLED,
@@ -21,6 +20,7 @@ from anomaly_distill.data import (
 from anomaly_distill.detector import check_contract_fits, save_detector
 from anomaly_distill.gate import Verdict
 from anomaly_distill.model_card import ModelCard, render_model_card
+from anomaly_distill.tabular import pipeline
 from stores import registry
 from stores.registry import CONTRACT_FILE, REFERENCE_FILE
 from tasks import tracking

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from anomaly_distill.data import DataError
-from anomaly_distill.explain import EXPLANATION
+from anomaly_distill.tabular.explain import EXPLANATION
 from stores.live_store import ROW_ID
 from stores.registry import ModelRef, load_contract, resolve_model
 from tasks import drift as d

@@ -12,7 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from anomaly_distill.config import SeriesConfig
 from anomaly_distill.contract import SeriesContract
 from anomaly_distill.data import DataError, frame_digest
-from anomaly_distill.timeseries import Windowed, gaps, label_windows, point_labels, series_from_frame, windowed
+from anomaly_distill.series.timeseries import Windowed, gaps, label_windows, point_labels, series_from_frame, windowed
 from tasks import tracking
 from tasks.common import IO_RETRIES, digest_of
 from tasks.validation import ValidationFailed, validate_series_frame

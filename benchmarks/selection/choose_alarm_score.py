@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from anomaly_distill.alarm_scores import likelihood, onset
+from anomaly_distill.series.alarm_scores import likelihood, onset
 from benchmarking.nab import ScoredFile, nab_scores, probation_length, unit_point_scores, window_bounds
 
 

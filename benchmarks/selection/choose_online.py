@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 
 from anomaly_distill.config import OnlineConfig
-from anomaly_distill.online import OnlineSeriesDetector
+from anomaly_distill.series.online import OnlineSeriesDetector
 from benchmarking.nab import ScoredFile, nab_scores, probation_length, window_bounds
 
 # Stage 1 (`--grid settings`): the window, the reference, the neighbours and the rest. Stage 2 (`--grid views`):

@@ -19,11 +19,11 @@ def one(path: str, out: str, seed: int) -> str:
     import torch
 
     torch.set_num_threads(1)
-    from anomaly_distill import pipeline
     from anomaly_distill.config import EngineConfig
     from anomaly_distill.data import fit_preprocessor, load_table
     from anomaly_distill.models.base import subsample
     from anomaly_distill.models.teachers import EcdfCalibrator, make_detector
+    from anomaly_distill.tabular import pipeline
     from benchmarking.benchmark import make_baseline
 
     config = EngineConfig(seed=seed)

@@ -122,8 +122,8 @@ def relocate_workspace(source: Path, target: Path) -> None:
 def champion(workspace, thyroid_csv, champion_template):
     """A registered champion trained on thyroid (the session's one, relocated into this test's workspace);
     returns the held-out rows (with labels) as "live" traffic."""
-    from anomaly_distill import pipeline
     from anomaly_distill.data import load_table
+    from anomaly_distill.tabular import pipeline
     from flows.training import TrainingParameters
 
     relocate_workspace(champion_template, workspace)

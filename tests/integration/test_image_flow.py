@@ -8,8 +8,8 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from anomaly_distill.image_pipeline import AUTO_TEACHER, ImageDetector
-from anomaly_distill.textures import write_textures
+from anomaly_distill.image.image_pipeline import AUTO_TEACHER, ImageDetector
+from anomaly_distill.image.textures import write_textures
 from flows.cli import main
 from stores.live_store import LiveStore
 from tasks.tracking import tracking_uri

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from anomaly_distill import pipeline
 from anomaly_distill.config import GateConfig
 from anomaly_distill.data import load_table, sample_file
+from anomaly_distill.tabular import pipeline
 from flows.cli import main
 from flows.training import TrainingParameters, training_pipeline
 from tasks.tracking import tracking_uri
@@ -267,7 +267,7 @@ def test_champion_pyfunc_in_a_fresh_process_matches_the_engine(workspace, thyroi
 def test_a_compressed_student_is_what_the_gate_checks_the_registry_stores_and_the_pyfunc_serves(workspace, thyroid_csv):
     import mlflow
 
-    from anomaly_distill.compress import Int8Student
+    from anomaly_distill.tabular.compress import Int8Student
 
     float_version = train(thyroid_csv)
     (workspace / "int8.yaml").write_text("engine:\n  student: {compress: int8}\n  distill: {epochs: 20}\n")

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from anomaly_distill.alarm_scores import likelihood, onset
+from anomaly_distill.series.alarm_scores import likelihood, onset
 
 
 def level_shift(n=3000, at=2000, seed=0):

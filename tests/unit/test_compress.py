@@ -7,13 +7,13 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-from anomaly_distill import pipeline
-from anomaly_distill.compress import Int8Student, hidden_widths, prune_units
 from anomaly_distill.config import DistillConfig, EngineConfig, StudentConfig, TeacherConfig
 from anomaly_distill.detector import load_detector, save_detector, size_bytes
-from anomaly_distill.explain import integrated_gradients
 from anomaly_distill.export import OnnxDetector
 from anomaly_distill.models.student import StudentNet
+from anomaly_distill.tabular import pipeline
+from anomaly_distill.tabular.compress import Int8Student, hidden_widths, prune_units
+from anomaly_distill.tabular.explain import integrated_gradients
 
 FAST = EngineConfig(distill=DistillConfig(epochs=15, min_rows=3000), teacher=TeacherConfig(epochs=10))
 

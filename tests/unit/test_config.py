@@ -126,8 +126,8 @@ def test_the_engine_settings_a_series_owns_are_exactly_those_it_overrides():
     import pandas as pd
 
     from anomaly_distill.config import SERIES_OWNS
-    from anomaly_distill.series_pipeline import engine_for
-    from anomaly_distill.timeseries import Series
+    from anomaly_distill.series.series_pipeline import engine_for
+    from anomaly_distill.series.timeseries import Series
 
     series = Series(pd.Series(pd.date_range("2026-01-01", periods=4)), pd.DataFrame({"v": [1.0, 2.0, 3.0, 4.0]}))
     changed = EngineConfig(

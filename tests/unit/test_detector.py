@@ -5,7 +5,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from anomaly_distill import pipeline
 from anomaly_distill.config import DistillConfig, EngineConfig, SeriesConfig, TeacherConfig
 from anomaly_distill.contract import ImageContract, SeriesContract, TabularContract
 from anomaly_distill.data import table_from_frame
@@ -18,9 +17,10 @@ from anomaly_distill.detector import (
     size_bytes,
 )
 from anomaly_distill.export import OnnxDetector
-from anomaly_distill.segments import Segmented, segment_tables
-from anomaly_distill.series_pipeline import train_series
-from anomaly_distill.timeseries import read_series
+from anomaly_distill.series.series_pipeline import train_series
+from anomaly_distill.series.timeseries import read_series
+from anomaly_distill.tabular import pipeline
+from anomaly_distill.tabular.segments import Segmented, segment_tables
 from tests.conftest import DEMO, NAB, require
 
 FAST = EngineConfig(distill=DistillConfig(epochs=15, min_rows=3000), teacher=TeacherConfig(epochs=10))
@@ -106,8 +106,8 @@ def test_what_has_no_onnx_form_is_refused_and_nothing_is_written(tmp_path, thyro
 
 
 def test_every_detector_kind_names_the_contract_it_scores(tabular, segmented, series_detector):
-    from anomaly_distill.image_pipeline import ImageDetector
-    from anomaly_distill.online import OnlineSeriesModel
+    from anomaly_distill.image.image_pipeline import ImageDetector
+    from anomaly_distill.series.online import OnlineSeriesModel
 
     contract_kinds = {c.model_fields["kind"].default for c in (TabularContract, SeriesContract, ImageContract)}
     classes = [type(tabular[0]), type(segmented[0]), type(series_detector[0]), OnlineSeriesModel, ImageDetector]

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from anomaly_distill import pipeline
 from anomaly_distill.config import DistillConfig, EngineConfig, TeacherConfig
 from anomaly_distill.data import table_from_frame
 from anomaly_distill.export import OnnxScorer
 from anomaly_distill.soft_labels import FEATURE_PREFIX, META_COLUMNS
+from anomaly_distill.tabular import pipeline
 
 FAST = EngineConfig(distill=DistillConfig(epochs=15, min_rows=3000), teacher=TeacherConfig(epochs=10))
 

@@ -1,4 +1,4 @@
-"""Per-alert explanations (anomaly_distill/explain.py): integrated gradients of the student's score."""
+"""Per-alert explanations (anomaly_distill/tabular/explain.py): integrated gradients of the student's score."""
 
 import numpy as np
 import pandas as pd
@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from anomaly_distill.data import fit_preprocessor
-from anomaly_distill.explain import explain_rows, integrated_gradients, top_features, typical_row
 from anomaly_distill.models.student import ScoringModel, StudentNet
-from anomaly_distill.pipeline import Student
+from anomaly_distill.tabular.explain import explain_rows, integrated_gradients, top_features, typical_row
+from anomaly_distill.tabular.pipeline import Student
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ def test_every_detector_kind_says_whether_it_explains():
         module, _, attribute = loader.partition(":")
         owner = getattr(importlib.import_module(module), attribute.split(".")[0])
         explains[kind] = getattr(owner, "explains", None)
-    explains["tabular"] = importlib.import_module("anomaly_distill.tabular_student").Student.explains
+    explains["tabular"] = importlib.import_module("anomaly_distill.tabular.tabular_student").Student.explains
     assert explains == {
         "tabular": True,
         "timeseries": False,

@@ -11,7 +11,7 @@ from anomaly_distill.contract import ImageContract
 from anomaly_distill.detector import Detector, load_detector, save_detector
 from anomaly_distill.errors import DataError
 from anomaly_distill.export import OnnxScorer
-from anomaly_distill.image_data import (
+from anomaly_distill.image.image_data import (
     check_image_bytes,
     check_images,
     digits_set,
@@ -20,7 +20,7 @@ from anomaly_distill.image_data import (
     load_image_set,
     write_digits,
 )
-from anomaly_distill.image_pipeline import (
+from anomaly_distill.image.image_pipeline import (
     AUTO_TEACHER,
     TEACHER_KINDS,
     choice_signals,
@@ -33,8 +33,8 @@ from anomaly_distill.image_pipeline import (
     synthetic_defects,
     train_image_teacher,
 )
+from anomaly_distill.image.textures import FAMILIES, TINT, make_image, write_textures
 from anomaly_distill.models.images import BackboneTeacher, ImageStudentNet, ResNet18, load_backbone, params
-from anomaly_distill.textures import FAMILIES, TINT, make_image, write_textures
 
 FAST = ImageConfig(size=64, teacher="autoencoder", teacher_epochs=10, epochs=40)
 

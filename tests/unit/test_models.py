@@ -92,7 +92,7 @@ def test_student_outputs_one_logit_per_row():
 def test_segmented_routes_rows_to_their_segment_and_unknown_ones_to_the_global_member():
     import pandas as pd
 
-    from anomaly_distill.segments import GLOBAL, Segmented
+    from anomaly_distill.tabular.segments import GLOBAL, Segmented
 
     class Constant:
         def __init__(self, value, threshold):

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from anomaly_distill.config import OnlineConfig
 from anomaly_distill.data import DataError
-from anomaly_distill.online import (
+from anomaly_distill.series.online import (
     KnnTeacher,
     OnlineSeriesDetector,
     PrototypeStudent,
@@ -224,7 +224,7 @@ def test_warmup_must_hold_a_window():
 def test_student_gradients_match_torch_autograd():
     import torch
 
-    from anomaly_distill.online import TinyStudent
+    from anomaly_distill.series.online import TinyStudent
 
     rng = np.random.default_rng(0)
     rows, targets = rng.normal(size=(50, 6)), rng.normal(size=50)
@@ -238,7 +238,7 @@ def test_student_gradients_match_torch_autograd():
 
 
 def test_distillation_fits_a_target_it_can_represent():
-    from anomaly_distill.online import TinyStudent
+    from anomaly_distill.series.online import TinyStudent
 
     rows = np.random.default_rng(1).normal(size=(400, 4))
     targets = np.maximum(rows[:, 0], 0.0) + 0.5 * rows[:, 1]
@@ -249,7 +249,7 @@ def test_distillation_fits_a_target_it_can_represent():
 def served_model(n=500):
     import pandas as pd
 
-    from anomaly_distill.online import OnlineSeriesModel
+    from anomaly_distill.series.online import OnlineSeriesModel
 
     frame = pd.DataFrame({"timestamp": pd.date_range("2030", periods=n, freq="5min").astype(str), "v": noisy(n)})
     return OnlineSeriesModel.warm(frame, "timestamp", ["v"], QUICK)[0]

@@ -9,7 +9,7 @@ import pytest
 from anomaly_distill.config import EngineConfig, SeriesConfig
 from anomaly_distill.data import DataError
 from anomaly_distill.metrics import event_metrics
-from anomaly_distill.timeseries import label_windows, point_labels, series_from_frame, window_features, windowed
+from anomaly_distill.series.timeseries import label_windows, point_labels, series_from_frame, window_features, windowed
 
 
 def make_frame(n=600, seed=0, freq="5min"):
@@ -117,9 +117,9 @@ def test_event_metrics_golden_values():
 
 
 def test_sequence_teacher_scores_a_broken_window_higher_and_the_student_is_a_tenth_of_its_size():
-    from anomaly_distill import pipeline
     from anomaly_distill.data import Table
-    from anomaly_distill.series_pipeline import engine_for
+    from anomaly_distill.series.series_pipeline import engine_for
+    from anomaly_distill.tabular import pipeline
 
     series = series_from_frame(make_frame(1500), "timestamp", 16)
     config = SeriesConfig(window=16, teacher="conv_autoencoder")
@@ -143,7 +143,7 @@ def test_sequence_teacher_scores_a_broken_window_higher_and_the_student_is_a_ten
 
 
 def test_gaps_longer_than_the_tolerance_are_reported():
-    from anomaly_distill.timeseries import gaps
+    from anomaly_distill.series.timeseries import gaps
 
     frame = make_frame(50)
     frame = frame.drop(index=range(20, 25)).reset_index(drop=True)  # 30 minutes missing after 01:35
@@ -154,7 +154,7 @@ def test_gaps_longer_than_the_tolerance_are_reported():
 
 def test_teacher_choice_uses_validation_auroc_only_when_the_period_has_both_classes():
     from anomaly_distill.data import Table
-    from anomaly_distill.series_pipeline import choose_teacher
+    from anomaly_distill.series.series_pipeline import choose_teacher
 
     class Fixed:
         def __init__(self, scores):
@@ -173,7 +173,7 @@ def test_teacher_choice_uses_validation_auroc_only_when_the_period_has_both_clas
 
 def test_auto_trains_the_autoencoder_only_when_labels_can_choose_between_the_teachers():
     from anomaly_distill.data import Table
-    from anomaly_distill.series_pipeline import choose_teacher, teacher_kinds
+    from anomaly_distill.series.series_pipeline import choose_teacher, teacher_kinds
 
     assert teacher_kinds("auto", np.array([0, 1, 0])) == ["ensemble", "conv_autoencoder"]
     assert teacher_kinds("auto", np.zeros(3)) == teacher_kinds("auto", None) == ["ensemble"]
@@ -185,7 +185,7 @@ def test_auto_trains_the_autoencoder_only_when_labels_can_choose_between_the_tea
 
 
 def test_merged_history_is_in_time_order_and_newer_rows_win_repeated_timestamps():
-    from anomaly_distill.timeseries import merged_history
+    from anomaly_distill.series.timeseries import merged_history
 
     older = pd.DataFrame(
         {
@@ -222,7 +222,7 @@ def test_merged_history_is_in_time_order_and_newer_rows_win_repeated_timestamps(
     ],
 )
 def test_merged_history_refuses_rows_it_cannot_place_in_time(change, message):
-    from anomaly_distill.timeseries import merged_history
+    from anomaly_distill.series.timeseries import merged_history
 
     older = pd.DataFrame({"timestamp": ["2024-01-01 00:00", "2024-01-01 00:05"], "value": [1.0, 2.0]})
     with pytest.raises(DataError, match=message.replace("[", r"\[").replace("]", r"\]")):

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from anomaly_distill.config import EngineConfig, SeriesConfig, TeacherConfig
-from anomaly_distill.timeseries import STATS, series_from_frame, window_rows, windowed
-from anomaly_distill.window_augment import amplitude, level_shift, random_walk, synthetic_windows, time_warp
+from anomaly_distill.series.timeseries import STATS, series_from_frame, window_rows, windowed
+from anomaly_distill.series.window_augment import amplitude, level_shift, random_walk, synthetic_windows, time_warp
 
 
 def windows(n=200, length=16, seed=0):
@@ -61,9 +61,9 @@ def test_synthetic_windows_are_seeded_and_mix_all_augmentations():
 
 
 def test_series_distillation_rows_are_real_windows_with_their_stats_recomputed():
-    from anomaly_distill import pipeline
     from anomaly_distill.data import Table
-    from anomaly_distill.series_pipeline import engine_for
+    from anomaly_distill.series.series_pipeline import engine_for
+    from anomaly_distill.tabular import pipeline
 
     rng = np.random.default_rng(0)
     n = 1200

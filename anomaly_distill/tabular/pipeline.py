@@ -11,7 +11,7 @@ import pandas as pd
 from anomaly_distill.config import EngineConfig
 from anomaly_distill.data import Preprocessor, Table, fit_preprocessor, split_table
 from anomaly_distill.metrics import detection_metrics, fidelity, has_both_classes, threshold_at_contamination
-from anomaly_distill.tabular_student import Student
+from anomaly_distill.tabular.tabular_student import Student
 
 
 @dataclass
@@ -39,8 +39,8 @@ def train_teacher(train: Table, config: EngineConfig, map_fn=map) -> TrainedTeac
 
 
 def generate_soft_labels(trained: TrainedTeacher, train: Table, config: EngineConfig) -> pd.DataFrame:
+    from anomaly_distill.series.window_augment import window_synthesizer
     from anomaly_distill.soft_labels import soft_label_table
-    from anomaly_distill.window_augment import window_synthesizer
 
     synthesize = None
     if config.distill.synthetic == "windows":
@@ -56,7 +56,7 @@ def distill_student(soft_labels: pd.DataFrame, trained: TrainedTeacher, train: T
     model, history = train_student(soft_labels, trained.preprocessor, config)
     student = Student(model, 0.0, history)
     if config.student.compress != "none":
-        from anomaly_distill.compress import compress_student
+        from anomaly_distill.tabular.compress import compress_student
 
         student = compress_student(student, soft_labels, trained.preprocessor, config)
     train_scores = student.model.score(train.features[model.input_columns].to_numpy(dtype=np.float32))

@@ -22,7 +22,7 @@ import numpy as np
 
 from anomaly_distill.config import OnlineConfig
 from anomaly_distill.detector import ExportError
-from anomaly_distill.timeseries import Normaliser
+from anomaly_distill.series.timeseries import Normaliser
 
 NEAR_ONE = 0.01  # alarm scores above the calibrated range sit in (1 - NEAR_ONE, 1)
 ADAM_LR, ADAM_BETAS = 1e-2, (0.9, 0.999)

@@ -27,7 +27,7 @@ from anomaly_distill.config import EngineConfig
 from anomaly_distill.data import Preprocessor
 from anomaly_distill.export import INPUT_NAME, OUTPUT_NAME, _export
 from anomaly_distill.models.student import ScoringModel, StudentNet
-from anomaly_distill.tabular_student import Student
+from anomaly_distill.tabular.tabular_student import Student
 
 CALIBRATION_ROWS = 20_000
 

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from anomaly_distill.explain import explain_flagged
 from anomaly_distill.export import export_table_graph
 from anomaly_distill.models.student import ScoringModel, StudentNet
+from anomaly_distill.tabular.explain import explain_flagged
 
 
 @dataclass
@@ -57,7 +57,7 @@ class Student:
 
     def predict(self, features: pd.DataFrame, threshold: float | None = None, explain: int = 0) -> pd.DataFrame:
         """`score` and `is_anomaly` per row; with `explain` k > 0 also `explanation`: for each flagged row the k
-        columns that raise its score most (see anomaly_distill/explain.py), "" for the others."""
+        columns that raise its score most (see anomaly_distill/tabular/explain.py), "" for the others."""
         scores = self.score(features)
         cut = self.threshold if threshold is None else threshold
         scored = pd.DataFrame({"score": scores, "is_anomaly": scores > cut})

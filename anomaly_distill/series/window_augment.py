@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from anomaly_distill.data import Preprocessor
-from anomaly_distill.timeseries import window_rows
+from anomaly_distill.series.timeseries import window_rows
 
 
 def random_walk(windows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
