@@ -7,7 +7,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from anomaly_distill.contract import AnyContract, SeriesContract, TabularContract
+from anomaly_distill.contract import AnyContract, TabularContract
 from anomaly_distill.data import (
     frame_digest,
     read_frame,
@@ -52,7 +52,7 @@ def reference_contract(model_name: str) -> AnyContract | None:
 def validate_data(
     frame: pd.DataFrame,
     label_column: str | None,
-    contract: TabularContract | None,
+    contract: AnyContract | None,
     run_id: str,
     check_ranges: bool = True,
     segment_column: str | None = None,
@@ -61,10 +61,10 @@ def validate_data(
 
     Returns the contract of the new model: derived from its own training data.
     """
-    if isinstance(contract, SeriesContract):
+    if contract is not None and contract.kind != "tabular":  # its contract has no columns, ranges or rows to check
         raise ValidationFailed(
             [
-                f"the champion is a time-series model (columns {contract.input_columns}); "
+                f"the champion scores {contract.kind} input (columns {contract.input_columns}); "
                 "train a table under another model name"
             ]
         )

@@ -15,7 +15,7 @@ BRANCH = re.compile(
     r"|series_input|image_input"
 )
 STILL_BRANCHING = {
-    "tasks/inputs.py": 1,  # a table sent to train under a series champion's name is refused
+    "tasks/inputs.py": 1,  # a table sent to train under the name of a series or image champion is refused
     "flows/training_parameters.py": 1,  # the flat form of a tabular run's parameters
     "serving/app.py": 1,  # the tabular fast path of /score
 }
