@@ -71,7 +71,7 @@ class SeriesContract(StrictModel):
     @property
     def window(self) -> int:
         """Points of history each score needs from the input (an online model keeps its past in its state)."""
-        return 1 if self.series.mode == "online" else self.series.window
+        return 1 if self.learns_online else self.series.window
 
     schema_columns = input_columns
     rescorable_rows: ClassVar[bool] = False
