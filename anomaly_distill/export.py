@@ -2,9 +2,12 @@
 
 - tabular student: one graph, raw feature rows (float32) -> logit; the input columns are in the graph's metadata.
 - series student: one graph, raw values of a history (float64, rows oldest first) -> one logit per point with a
-  full window behind it; normalisation, windowing and the window statistics are inside the graph.
+  full window behind it (built in `series.series_export`).
+- image detector: one graph, images -> (score, map) (built in `image.image_export`).
 - per-segment model: a folder with one graph per segment and `manifest.json` (segment column, thresholds, which
   file scores which segment, the fallback for unseen segments). `OnnxDetector` routes rows by it.
+
+Shared by every kind, so it imports none of them: a kind's own graph is built in the kind's package.
 """
 
 import json
@@ -16,23 +19,41 @@ import torch
 from torch import nn
 
 from anomaly_distill.models.student import ScoringModel
-from anomaly_distill.series.timeseries import window_rows
-from anomaly_distill.tabular.segments import route_rows
 
 INPUT_NAME, SERIES_INPUT_NAME, OUTPUT_NAME = "features", "values", "score"
 IMAGE_INPUT_NAME, MAP_NAME = "images", "map"
 MANIFEST = "manifest.json"  # of a per-segment export (anomaly_distill.tabular.segments writes it)
 
 
-def _export(module: nn.Module, example: torch.Tensor, path: Path, input_name: str, metadata: dict) -> Path:
+def route_rows(segments: np.ndarray, members: list[str], fallback: str) -> dict[str, np.ndarray]:
+    """Row indices per member: each row to its segment's member, unknown segments to `fallback`."""
+    known = np.isin(segments, [name for name in members if name != fallback])
+    routes = {fallback: np.flatnonzero(~known)}
+    for name in np.unique(segments[known]):
+        routes[name] = np.flatnonzero(segments == name)
+    return {name: index for name, index in routes.items() if len(index)}
+
+
+def _export(
+    module: nn.Module,
+    example: torch.Tensor,
+    path: Path,
+    input_name: str,
+    metadata: dict,
+    input_axis: str = "rows",
+    outputs: dict[str, str] | None = None,
+) -> Path:
+    """`module` as a graph with `metadata` (JSON values) in it: every kind's export comes through here. `outputs`
+    maps each output's name to the name of its first axis (default: one score per row); first axes are dynamic."""
+    outputs = outputs or {OUTPUT_NAME: "scores"}
     torch.onnx.export(
         module.eval(),
         (example,),
         str(path),
         dynamo=False,
         input_names=[input_name],
-        output_names=[OUTPUT_NAME],
-        dynamic_axes={input_name: {0: "rows"}, OUTPUT_NAME: {0: "scores"}},
+        output_names=list(outputs),
+        dynamic_axes={input_name: {0: input_axis}, **{name: {0: axis} for name, axis in outputs.items()}},
         opset_version=17,
     )
     import onnx  # here, not at the top: scoring loads detectors and never exports (onnx costs ~60 MB of RSS)
@@ -53,87 +74,6 @@ def export_table_graph(model: ScoringModel, threshold: float, path: str | Path) 
         INPUT_NAME,
         {"kind": "tabular", "input_columns": model.input_columns, "threshold": threshold},
     )
-
-
-class SeriesScoringGraph(nn.Module):
-    """Raw values (n, channels) -> normalised -> windows ending at each point -> window rows -> student logit.
-
-    The window statistics are `timeseries.window_rows` itself, in float64 up to the student (float32)."""
-
-    def __init__(self, center: np.ndarray, scale: np.ndarray, window: int, model: ScoringModel):
-        super().__init__()
-        self.register_buffer("center", torch.as_tensor(center, dtype=torch.float64))
-        self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float64))
-        self.window = window
-        self.model = model
-
-    def forward(self, values: torch.Tensor) -> torch.Tensor:
-        normalised = (values - self.center) / self.scale
-        starts = torch.arange(normalised.shape[0] - self.window + 1).unsqueeze(1)
-        windows = normalised[starts + torch.arange(self.window).unsqueeze(0)].permute(0, 2, 1)  # (m, k, window)
-        return self.model(window_rows(windows).to(torch.float32))
-
-
-def export_series_graph(student, path: str | Path) -> Path:
-    graph = SeriesScoringGraph(
-        student.normaliser.center, student.normaliser.scale, student.window, student.student.model
-    )
-    example = torch.zeros(student.window + 1, len(student.value_columns), dtype=torch.float64)
-    return _export(
-        graph,
-        example,
-        Path(path),
-        SERIES_INPUT_NAME,
-        {
-            "kind": "timeseries",
-            "timestamp_column": student.timestamp_column,
-            "value_columns": student.value_columns,
-            "window": student.window,
-            "threshold": student.threshold,
-        },
-    )
-
-
-class ImageScoringGraph(nn.Module):
-    """Images (n, channels, size, size) float32 in [0, 1] -> (score per image, map per image at full size)."""
-
-    def __init__(self, detector):
-        super().__init__()
-        self.net, self.reduction, self.size = detector.net, detector.reduction, detector.size
-
-    def forward(self, images: torch.Tensor):
-        from anomaly_distill.models.images import image_score
-
-        small = self.net(images)
-        full = nn.functional.interpolate(small.unsqueeze(1), size=(self.size, self.size), mode="bilinear")
-        return image_score(small, self.reduction), full.squeeze(1)
-
-
-def export_image_graph(detector, path: str | Path) -> Path:
-    path = Path(path)
-    example = torch.zeros(2, detector.channels, detector.size, detector.size)
-    torch.onnx.export(
-        ImageScoringGraph(detector).eval(),
-        (example,),
-        str(path),
-        dynamo=False,
-        input_names=[IMAGE_INPUT_NAME],
-        output_names=[OUTPUT_NAME, MAP_NAME],
-        dynamic_axes={IMAGE_INPUT_NAME: {0: "images"}, OUTPUT_NAME: {0: "scores"}, MAP_NAME: {0: "maps"}},
-        opset_version=17,
-    )
-    import onnx
-
-    graph = onnx.load(str(path))
-    for key, value in {
-        "kind": "image",
-        "size": detector.size,
-        "channels": detector.channels,
-        "threshold": detector.threshold,
-    }.items():
-        graph.metadata_props.add(key=key, value=json.dumps(value))
-    onnx.save(graph, str(path))
-    return path
 
 
 def _session(path: Path, threads: int):

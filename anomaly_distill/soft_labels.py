@@ -1,5 +1,6 @@
 """Soft labels: the teacher's verdict on training rows and on synthetic rows around them."""
 
+import importlib
 from typing import Callable
 
 import numpy as np
@@ -14,6 +15,21 @@ FEATURE_PREFIX = "teacher_feature_"
 
 
 Synthesizer = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
+
+# Synthetic-row makers a kind supplies, by `distill.synthetic`: "module:callable(preprocessor, channels, window)".
+# Imported only when chosen, because the kind that owns one (series) builds on this shared module, as with
+# `detector.LOADERS`. "perturb", the default, is `distillation_rows`' own.
+SYNTHESIZERS = {"windows": "anomaly_distill.series.window_augment:window_synthesizer"}
+
+
+def synthesizer_for(config: EngineConfig, preprocessor: Preprocessor) -> Synthesizer | None:
+    name = config.distill.synthetic
+    if name not in SYNTHESIZERS:
+        return None
+    if config.teacher.sequence is None:
+        raise ValueError(f"{name} as synthetic rows need teacher.sequence = (channels, window)")
+    module, _, attribute = SYNTHESIZERS[name].partition(":")
+    return getattr(importlib.import_module(module), attribute)(preprocessor, *config.teacher.sequence)
 
 
 def distillation_rows(

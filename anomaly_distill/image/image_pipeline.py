@@ -19,8 +19,8 @@ import torch.nn.functional as F
 
 from anomaly_distill.config import ImageConfig
 from anomaly_distill.errors import DataError
-from anomaly_distill.export import export_image_graph
 from anomaly_distill.image.image_data import ImageSet, image_feature_columns, load_images
+from anomaly_distill.image.image_export import export_image_graph
 from anomaly_distill.models.images import (
     AutoencoderTeacher,
     BackboneTeacher,

@@ -12,8 +12,8 @@ import pandas as pd
 
 from anomaly_distill.config import EngineConfig, SeriesConfig
 from anomaly_distill.data import Table
-from anomaly_distill.export import export_series_graph
 from anomaly_distill.metrics import has_both_classes
+from anomaly_distill.series.series_export import export_series_graph
 from anomaly_distill.series.timeseries import Normaliser, Series, Windowed, series_from_frame, series_windows, windowed
 from anomaly_distill.tabular import pipeline
 from anomaly_distill.tabular.compress import load_tabular

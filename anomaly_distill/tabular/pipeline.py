@@ -39,14 +39,9 @@ def train_teacher(train: Table, config: EngineConfig, map_fn=map) -> TrainedTeac
 
 
 def generate_soft_labels(trained: TrainedTeacher, train: Table, config: EngineConfig) -> pd.DataFrame:
-    from anomaly_distill.series.window_augment import window_synthesizer
-    from anomaly_distill.soft_labels import soft_label_table
+    from anomaly_distill.soft_labels import soft_label_table, synthesizer_for
 
-    synthesize = None
-    if config.distill.synthetic == "windows":
-        if config.teacher.sequence is None:
-            raise ValueError("windows as synthetic rows need teacher.sequence = (channels, window)")
-        synthesize = window_synthesizer(trained.preprocessor, *config.teacher.sequence)
+    synthesize = synthesizer_for(config, trained.preprocessor)
     return soft_label_table(trained.teacher, trained.preprocessor, train, config, synthesize)
 
 

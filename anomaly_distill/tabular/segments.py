@@ -14,9 +14,9 @@ import pandas as pd
 
 from anomaly_distill.data import DataError, Table
 from anomaly_distill.detector import ExportError, detector_from_state
+from anomaly_distill.export import MANIFEST, route_rows
 
 GLOBAL = "*all*"
-MANIFEST = "manifest.json"
 
 
 def segment_tables(train: Table, min_rows: int) -> dict[str, Table]:
@@ -117,12 +117,3 @@ class Segmented:
         scores = self._apply(frame, lambda member, rows: member.score(rows), routes)
         cuts = self._apply(frame, lambda member, rows: member.threshold if threshold is None else threshold, routes)
         return pd.DataFrame({"score": scores, "is_anomaly": scores > cuts})
-
-
-def route_rows(segments: np.ndarray, members: list[str], fallback: str) -> dict[str, np.ndarray]:
-    """Row indices per member: each row to its segment's member, unknown segments to `fallback`."""
-    known = np.isin(segments, [name for name in members if name != fallback])
-    routes = {fallback: np.flatnonzero(~known)}
-    for name in np.unique(segments[known]):
-        routes[name] = np.flatnonzero(segments == name)
-    return {name: index for name, index in routes.items() if len(index)}
