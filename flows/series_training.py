@@ -8,15 +8,12 @@ import pandas as pd
 from anomaly_distill.data import Table
 from anomaly_distill.series import series_pipeline
 from anomaly_distill.series.timeseries import chronological_split
-from flows.stages import Distilled, Prepared, Stopwatch, distill
-from flows.tabular_training import engine_student_facts
+from flows.stages import Distilled, Prepared, Stopwatch, distill, engine_student_facts
 from tasks import common, inputs
 from tasks import online_series as online
 from tasks import series as ts
 
-
-def student_facts(params, student) -> tuple[dict, float]:
-    return engine_student_facts(params.engine, student), params.engine.contamination
+student_facts = engine_student_facts  # a series student is distilled from window rows, as a table's is
 
 
 def train(params, run_id: str, runs: list, clock: Stopwatch):

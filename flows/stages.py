@@ -14,6 +14,7 @@ from anomaly_distill.contract import AnyContract
 from anomaly_distill.data import Table
 from anomaly_distill.series import series_pipeline
 from anomaly_distill.tabular import pipeline
+from anomaly_distill.tabular.compress import hidden_widths
 from tasks import common, evaluation, fitting
 
 
@@ -91,3 +92,10 @@ def distill(params, prepared: Prepared, run_id: str, runs: list, clock: "Stopwat
             row_scorer, trained, prepared.test, [run_id, student_run], student, prepared.test_stamps
         )
     return Distilled(student, metrics, student_run, cached)
+
+
+def engine_student_facts(params, student) -> tuple[dict, float]:
+    """The model card's student facts (and the contamination) for an engine-trained student: tables and series."""
+    net = getattr(getattr(student, "model", None), "net", None)  # a per-segment or series model: configured widths
+    hidden = hidden_widths(net) if net is not None else params.engine.student.hidden  # pruning narrows the student
+    return {"hidden": hidden, "distill": params.engine.distill.model_dump(mode="json")}, params.engine.contamination

@@ -4,19 +4,15 @@ last live_window, checked against the data contract and split; then the shared t
 import numpy as np
 import pandas as pd
 
-from anomaly_distill.config import EngineConfig
 from anomaly_distill.data import DataError, table_from_frame
 from anomaly_distill.tabular import pipeline
-from anomaly_distill.tabular.compress import hidden_widths
-from flows.stages import Prepared, Stopwatch, distill
+from flows.stages import Prepared, Stopwatch, distill, engine_student_facts
 from stores.live_store import live_store_url
 from tasks import common, drift, inputs, registration
 from tasks.drift import LABEL
 from tasks.live_rows import live_rows
 
-
-def student_facts(params, student) -> tuple[dict, float]:
-    return engine_student_facts(params.engine, student), params.engine.contamination
+student_facts = engine_student_facts
 
 
 def train(params, run_id: str, runs: list, clock: Stopwatch):
@@ -26,17 +22,6 @@ def train(params, run_id: str, runs: list, clock: Stopwatch):
         frame, params = _with_live_rows(params, frame, run_id)
     prepared = _prepare_table(params, frame, run_id)
     return params, prepared, distill(params, prepared, run_id, runs, clock)
-
-
-def engine_student_facts(engine: EngineConfig, student) -> dict:
-    """The model card's student facts for an engine-trained student (tables and frozen series)."""
-    return {"hidden": _hidden_widths(student, engine), "distill": engine.distill.model_dump(mode="json")}
-
-
-def _hidden_widths(student, engine) -> list[int]:
-    """The registered student's (pruning narrows it); a per-segment or series model: the configured widths."""
-    net = getattr(getattr(student, "model", None), "net", None)
-    return hidden_widths(net) if net is not None else engine.student.hidden
 
 
 def _load_rows(params, run_id: str) -> pd.DataFrame:
