@@ -45,6 +45,13 @@ class TabularContract(StrictModel):
     # scores): a row can; a series point needs its history, an image's stored features are not the image.
     rescorable_rows: ClassVar[bool] = True
     learns_online: ClassVar[bool] = False  # whether the served model learns from each point it scores
+    takes_table_rows: ClassVar[bool] = True  # its input is a table's rows: a table may be trained under its name
+
+    @property
+    def rows_score_alone(self) -> bool:
+        """Each record is one row of the input columns that one model scores on its own (no segment to route by, no
+        history): what the service's fast path needs."""
+        return not self.segment_column
 
     def check(self, frame: pd.DataFrame, first_row: int = 0) -> pd.DataFrame:
         return _check_table(self, frame, first_row)
@@ -75,6 +82,8 @@ class SeriesContract(StrictModel):
 
     schema_columns = input_columns
     rescorable_rows: ClassVar[bool] = False
+    takes_table_rows: ClassVar[bool] = False
+    rows_score_alone: ClassVar[bool] = False
 
     @property
     def learns_online(self) -> bool:
@@ -115,6 +124,8 @@ class ImageContract(StrictModel):
     context_rows: ClassVar[int] = 0
     rescorable_rows: ClassVar[bool] = False
     learns_online: ClassVar[bool] = False
+    takes_table_rows: ClassVar[bool] = False
+    rows_score_alone: ClassVar[bool] = False
 
     def check(self, frame: pd.DataFrame, first_row: int = 0) -> pd.DataFrame:
         return _check_images(self, frame)

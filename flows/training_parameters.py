@@ -107,6 +107,7 @@ KEY_EXCLUDES = {
     "modality": {"labels_path"},
 }
 SERIES_KEYS = ("timestamp_column", "labels_path", "series")
+INPUTS = {cls.model_fields["kind"].default: cls for cls in (TabularInput, SeriesInput, ImageInput)}
 
 
 class TrainingParameters(StrictModel):
@@ -168,8 +169,9 @@ class TrainingParameters(StrictModel):
         if not isinstance(data, dict) or not (isinstance(data.get("modality"), str) or set(SERIES_KEYS) & set(data)):
             return data
         flat = {key: data[key] for key in SERIES_KEYS if key in data}
-        kind = data.get("modality", "tabular")
-        if not isinstance(kind, str) or (kind == "tabular" and flat):
+        kind = data.get("modality", TabularInput.model_fields["kind"].default)
+        takes = INPUTS[kind].model_fields if isinstance(kind, str) and kind in INPUTS else {}
+        if not isinstance(kind, str) or not set(flat) <= set(takes):
             raise ValueError(f"{', '.join(flat)}: time-series settings; they need `modality: timeseries`")
         rest = {key: value for key, value in data.items() if key not in SERIES_KEYS}
         return {**rest, "modality": {"kind": kind, **flat}}

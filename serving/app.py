@@ -27,10 +27,9 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import Field, ValidationError
 
 from anomaly_distill.config import StrictModel
-from anomaly_distill.contract import FLOAT32_MAX, MAX_EXACT_INTEGER, TabularContract, check_input
+from anomaly_distill.contract import FLOAT32_MAX, MAX_EXACT_INTEGER, check_input
 from anomaly_distill.data import DataError
 from anomaly_distill.models.student import SmallBatchScorer
-from anomaly_distill.series.online import OnlineSeriesModel
 from serving.images import image_detector, read_uploads, score_uploads
 from serving.settings import ServeParameters
 from stores import registry
@@ -64,9 +63,9 @@ def fast_path_student(model, contract):
     """The student's scoring model for a plain tabular model (no segments); None otherwise."""
     python_model = getattr(model, "unwrap_python_model", lambda: None)()
     detector = getattr(python_model, "detector", None)
-    plain = isinstance(contract, TabularContract) and not contract.segment_column
     scoring = getattr(detector, "model", None)
-    if not plain or getattr(detector, "kind", None) != "tabular" or not hasattr(scoring, "score"):
+    fits = getattr(detector, "contract_kind", None) == contract.kind
+    if not contract.rows_score_alone or not fits or not hasattr(scoring, "score"):
         return None
     return detector if list(scoring.input_columns) == list(contract.input_columns) else None
 
@@ -145,7 +144,7 @@ class ServedModel:
                 student = fast_path_student(model, contract)
                 small = SmallBatchScorer.of(student.model) if student is not None else None
                 detector = getattr(getattr(model, "unwrap_python_model", lambda: None)(), "detector", None)
-                online = detector if getattr(detector, "kind", None) == OnlineSeriesModel.kind else None
+                online = detector if contract.learns_online else None
                 self.loaded = Loaded(model, ref, contract, student, image_detector(model), small, online)
             self.checked_at, self.refresh_error = datetime.now(timezone.utc), None
         return changed

@@ -61,7 +61,7 @@ def validate_data(
 
     Returns the contract of the new model: derived from its own training data.
     """
-    if contract is not None and contract.kind != "tabular":  # its contract has no columns, ranges or rows to check
+    if contract is not None and not contract.takes_table_rows:  # no columns, ranges or rows to check a table by
         raise ValidationFailed(
             [
                 f"the champion scores {contract.kind} input (columns {contract.input_columns}); "

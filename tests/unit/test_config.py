@@ -20,6 +20,10 @@ from tests.conftest import DEMO
         ({"engine": {"teacher": {"detectors": ["iforest", "lof"]}}}, "engine.teacher.detectors.1: Input should be"),
         ({"series": {"window": 16}}, "series: time-series settings; they need `modality: timeseries`"),
         (
+            {"modality": "image", "timestamp_column": "t"},
+            "timestamp_column: time-series settings; they need `modality: timeseries`",
+        ),
+        (
             {"modality": {"kind": "timeseries", "series": {"windw": 16}}},
             "modality.series.windw: unknown key; did you mean window?",
         ),
