@@ -167,6 +167,28 @@ def contract_to_dict(contract: AnyContract) -> dict:
     return json.loads(contract.model_dump_json())
 
 
+def check_records(contract: AnyContract, records: list) -> pd.DataFrame:
+    """JSON records (the service's request body) as the model's checked input rows (a series model: a recent
+    history, oldest first). The one check of a request: the service's fast paths take only records it accepts."""
+    if not records:
+        raise DataError("no records: send a JSON list of objects, one per row")
+    expected = set(contract.input_columns)
+    ignored = {getattr(contract, "label_column", None)}  # a training label sent along is ignored
+    for i, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise DataError(f"record {i + 1} must be a JSON object of column: value, got {type(record).__name__}")
+        keys = record.keys() - ignored
+        if keys != expected:
+            raise DataError(
+                f"record {i + 1} must have exactly the model's columns; missing "
+                f"{sorted(expected - keys)}, unexpected {sorted(keys - expected)}"
+            )
+        for column, value in record.items():  # checked here: a column mixing ints and floats becomes float64
+            if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_EXACT_INTEGER:
+                raise DataError(f"column {column!r}: integer {value} in row {i + 1} has no exact float value")
+    return check_input(contract, pd.DataFrame.from_records(records))
+
+
 def check_input(contract: AnyContract, frame: pd.DataFrame, first_row: int = 0) -> pd.DataFrame:
     """What a model scores, checked: exactly its columns, numeric, finite, within float32; integers are cast to
     float64 where that is lossless. A training label column, if present, is ignored. `first_row`: the file row

@@ -27,7 +27,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import Field, ValidationError
 
 from anomaly_distill.config import StrictModel
-from anomaly_distill.contract import FLOAT32_MAX, MAX_EXACT_INTEGER, check_input
+from anomaly_distill.contract import FLOAT32_MAX, MAX_EXACT_INTEGER, check_records
 from anomaly_distill.data import DataError
 from anomaly_distill.models.student import SmallBatchScorer
 from serving.images import image_detector, read_uploads, score_uploads
@@ -148,26 +148,6 @@ class ServedModel:
                 self.loaded = Loaded(model, ref, contract, student, image_detector(model), small, online)
             self.checked_at, self.refresh_error = datetime.now(timezone.utc), None
         return changed
-
-    def check(self, records: list, contract) -> pd.DataFrame:
-        """The records as the model's input rows (a series model: a recent history, oldest first)."""
-        if not records:
-            raise DataError("no records: send a JSON list of objects, one per row")
-        expected = set(contract.input_columns)
-        ignored = {getattr(contract, "label_column", None)}  # a training label sent along is ignored
-        for i, record in enumerate(records):
-            if not isinstance(record, dict):
-                raise DataError(f"record {i + 1} must be a JSON object of column: value, got {type(record).__name__}")
-            keys = record.keys() - ignored
-            if keys != expected:
-                raise DataError(
-                    f"record {i + 1} must have exactly the model's columns; missing "
-                    f"{sorted(expected - keys)}, unexpected {sorted(keys - expected)}"
-                )
-            for column, value in record.items():  # checked here: a column mixing ints and floats becomes float64
-                if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_EXACT_INTEGER:
-                    raise DataError(f"column {column!r}: integer {value} in row {i + 1} has no exact float value")
-        return check_input(contract, pd.DataFrame.from_records(records))
 
 
 MAX_EXPLAIN = 50
@@ -335,11 +315,9 @@ def score_fast(loaded: Loaded, matrix: np.ndarray, threshold: float | None, expl
     return Scored(answer | {"row_ids": row_ids}, encode_columns(columns, time.time_ns()))
 
 
-def score_checked(
-    served: ServedModel, loaded: Loaded, records: list, threshold: float | None, explain: int = 0
-) -> Scored:
+def score_checked(loaded: Loaded, records: list, threshold: float | None, explain: int = 0) -> Scored:
     """Any model and any records, through the data contract and the pyfunc (which name what is wrong)."""
-    features = served.check(records, loaded.contract)
+    features = check_records(loaded.contract, records)
     params = ({} if threshold is None else {"threshold": threshold}) | ({"explain": explain} if explain else {})
     scored = loaded.model.predict(features, params=params or None)
     if explain and "explanation" not in scored:  # MLflow drops a parameter the version's signature lacks
@@ -347,9 +325,7 @@ def score_checked(
     return scored_answer(loaded, features, scored, explain)
 
 
-def score_online(
-    served: ServedModel, loaded: Loaded, body: bytes, series: str, threshold: float | None, states, wal
-) -> Scored:
+def score_online(loaded: Loaded, body: bytes, series: str, threshold: float | None, states, wal) -> Scored:
     """An online series model: the records are the series' next points; they are scored from its stored state,
     which moves on past them (stores/series_state.py), so the service learns as it scores. Plain records (the
     model's columns, ISO timestamps, numbers) skip pandas; anything else goes through the data contract.
@@ -357,7 +333,7 @@ def score_online(
     records, model, contract = parse_records(body), loaded.online, loaded.contract
     plain = online_points(records, contract)
     if plain is None:
-        features = served.check(records, contract)
+        features = check_records(contract, records)
         sent = features[contract.timestamp_column].tolist()
         stamps = pd.to_datetime(features[contract.timestamp_column], format="mixed", utc=True).dt.to_pydatetime()
         plain = sent, list(stamps), features[contract.value_columns].to_numpy(dtype=np.float64)
@@ -430,12 +406,12 @@ def scored_answer(loaded: Loaded, features: pd.DataFrame, scored: pd.DataFrame, 
     )
 
 
-def score_body(served: ServedModel, loaded: Loaded, body: bytes, threshold: float | None, explain: int = 0) -> Scored:
+def score_body(loaded: Loaded, body: bytes, threshold: float | None, explain: int = 0) -> Scored:
     records = parse_records(body)
     matrix = records_matrix(records, loaded.contract.input_columns) if loaded.student else None
     if matrix is not None:
         return score_fast(loaded, matrix, threshold, explain)
-    return score_checked(served, loaded, records, threshold, explain)
+    return score_checked(loaded, records, threshold, explain)
 
 
 def create_app(model_name: str, api_key: str | None = None, **settings) -> "DirectScore":
@@ -514,13 +490,13 @@ def create_app(model_name: str, api_key: str | None = None, **settings) -> "Dire
         try:
             if loaded.online is not None:
                 scored = await run_in_threadpool(
-                    score_online, served, loaded, body, options.series, threshold, series_states, state["wal"]
+                    score_online, loaded, body, options.series, threshold, series_states, state["wal"]
                 )
             else:
                 if loaded.student is not None and len(body) <= INLINE_BYTES:
-                    scored = score_body(served, loaded, body, threshold, explain)
+                    scored = score_body(loaded, body, threshold, explain)
                 else:
-                    scored = await run_in_threadpool(score_body, served, loaded, body, threshold, explain)
+                    scored = await run_in_threadpool(score_body, loaded, body, threshold, explain)
                 await log_scored(scored.log_line, request.client)
         except StorageError as error:
             raise storage_unavailable(error) from None

@@ -1,4 +1,5 @@
-"""The service's fast path for small requests: the numpy student, the lone-sender rule, the query options."""
+"""The service's fast path for small requests: the numpy student, the lone-sender rule, the query options, and
+the fast readers of a body, which take only what the one input check (`check_records`) accepts."""
 
 import numpy as np
 import pytest
@@ -6,8 +7,10 @@ import torch
 from fastapi import HTTPException
 from starlette.requests import Request
 
+from anomaly_distill.config import SeriesConfig
+from anomaly_distill.contract import SeriesContract, TabularContract, check_records
 from anomaly_distill.models.student import ScoringModel, SmallBatchScorer, StudentNet
-from serving.app import LoneSender, score_options
+from serving.app import LoneSender, online_points, records_matrix, score_options
 
 
 def scoring_model(keep: list[int], hidden: list[int], seed: int) -> ScoringModel:
@@ -76,3 +79,59 @@ def test_the_documented_query_options_are_the_declared_ones():
     assert set(documented) == set(ScoreQuery.model_fields)
     assert documented["explain"] == {"type": "integer", "minimum": 0, "maximum": 50, "default": 0}
     assert documented["threshold"] == {"type": "number"}
+
+
+ODD_VALUES = [0, -3, 2**53, 2**53 + 1, 1e39, float("nan"), float("inf"), True, None, "1.5", [1.0], 1e-300]
+
+
+def mutated_records(rng: np.random.Generator, columns: list[str], make_value) -> object:
+    """Mostly well-formed records, each flaw with some chance: a column missing or extra, an odd value, a
+    record that is not an object, an empty or non-list body."""
+    if rng.random() < 0.05:
+        return [] if rng.random() < 0.5 else {"a": 1.0}
+    records = []
+    for i in range(int(rng.integers(1, 5))):
+        record = {column: make_value(i, column) for column in columns}
+        if rng.random() < 0.1:
+            record.pop(columns[int(rng.integers(len(columns)))])
+        if rng.random() < 0.1:
+            record["extra"] = 1.0
+        if rng.random() < 0.3:
+            record[columns[int(rng.integers(len(columns)))]] = ODD_VALUES[int(rng.integers(len(ODD_VALUES)))]
+        records.append(record if rng.random() > 0.03 else [record])
+    return records
+
+
+def test_the_table_fast_path_takes_only_records_the_check_accepts_and_reads_them_alike():
+    contract = TabularContract(features=["a", "b", "c"])
+    rng, taken = np.random.default_rng(0), 0
+    for _ in range(3000):
+        records = mutated_records(rng, contract.features, lambda i, column: float(rng.normal(0, 10)))
+        matrix = records_matrix(records, contract.input_columns)
+        if matrix is not None:
+            taken += 1
+            checked = check_records(contract, records)  # raises if the fast path took what the check refuses
+            np.testing.assert_array_equal(checked[contract.input_columns].to_numpy(np.float64), matrix)
+    assert 500 < taken < 3000  # both paths were exercised
+
+
+def test_the_online_fast_path_takes_only_points_the_check_accepts_and_reads_them_alike():
+    contract = SeriesContract(timestamp_column="t", value_columns=["v", "w"], series=SeriesConfig(mode="online"))
+    rng, taken = np.random.default_rng(1), 0
+    for _ in range(2000):
+        start = int(rng.integers(0, 50))
+
+        def value(i, column, start=start):
+            if column == "t":
+                shuffled = rng.random() < 0.05  # out of order
+                return f"2026-01-01T00:{(start - i if shuffled else start + i) % 60:02d}:00"
+            return float(rng.normal())
+
+        records = mutated_records(rng, contract.input_columns, value)
+        points = online_points(records, contract)
+        if points is not None:
+            taken += 1
+            checked = check_records(contract, records)
+            np.testing.assert_array_equal(checked[contract.value_columns].to_numpy(np.float64), points[2])
+            assert checked["t"].tolist() == points[0]
+    assert 300 < taken < 2000
