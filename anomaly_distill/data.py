@@ -88,6 +88,7 @@ def _batches(path: Path, suffix: str, rows: int) -> Iterator[pd.DataFrame]:
         with pd.read_csv(path, chunksize=rows) as reader:
             yield from reader
         return
+    # pyarrow.parquet (~0.2 s) only for Parquet files
     import pyarrow.parquet as pq
 
     # pre_buffer off: with it, every batch read stayed allocated (RSS grew ~16 MB per batch of 200k rows);
@@ -217,6 +218,7 @@ def column_names(path: str | Path) -> list[str]:
             with path.open(newline="", encoding="utf-8-sig") as handle:
                 return next(csv.reader(handle), [])
         if suffix in (".parquet", ".pq"):
+            # pyarrow.parquet (~0.2 s) only for Parquet files
             import pyarrow.parquet as pq
 
             return list(pq.read_schema(path).names)

@@ -41,6 +41,7 @@ def detection_metrics(
     y_true, scores = np.asarray(y_true)[known], np.asarray(scores)[known]
     flagged = None if flagged is None else np.asarray(flagged)[known]
     predicted = (scores > threshold if flagged is None else np.asarray(flagged, dtype=bool)).astype(int)
+    # scikit-learn's metrics (~1 s) only to evaluate: scoring imports this module (thresholds)
     from sklearn.metrics import average_precision_score, precision_recall_fscore_support, roc_auc_score
 
     precision, recall, f1, _ = precision_recall_fscore_support(y_true, predicted, average="binary", zero_division=0)
@@ -56,6 +57,7 @@ def detection_metrics(
 
 def fidelity(teacher_scores: np.ndarray, student_scores: np.ndarray) -> float:
     """Spearman rank correlation: 1.0 means the student orders rows exactly as the teacher does."""
+    # scipy.stats (~1 s) only to evaluate: scoring imports this module (thresholds)
     from scipy.stats import spearmanr
 
     return float(spearmanr(teacher_scores, student_scores).statistic)

@@ -114,6 +114,7 @@ def retraining_parameters(
 
 def retrain(retraining) -> dict:
     """The training pipeline, with its gate, on the retraining table."""
+    # the training pipeline (torch, the teachers) only when drift retrains
     from flows.training import training_pipeline
 
     return training_pipeline(retraining)

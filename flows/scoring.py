@@ -51,6 +51,7 @@ def _score_series(params: ScoringParameters, model, contract) -> dict:
 def _score_images(params: ScoringParameters, model, contract) -> dict:
     """A folder of images (or a manifest): all checked first, then scored a chunk at a time. The live store keeps
     each image's drift features (statistics, embedding) beside its score; the output file its path and score."""
+    # the image tasks (torch, PIL) only for an image model
     from tasks import images as im
 
     if params.explain:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+import mlflow.pyfunc
 import numpy as np
 import orjson
 import pandas as pd
@@ -133,8 +134,6 @@ class ServedModel:
 
     def refresh(self) -> bool:
         """Loads the alias's version if it changed; True when a new version was loaded."""
-        import mlflow.pyfunc
-
         with self.refresh_lock:
             ref = registry.resolve_model(f"models:/{self.model_name}@{self.alias}")
             changed = self.loaded is None or ref.version != self.loaded.ref.version
@@ -308,6 +307,7 @@ def score_fast(loaded: Loaded, matrix: np.ndarray, threshold: float | None, expl
     columns |= scored_columns(ref, scores, flags, row_ids)
     answer = {"model_name": ref.name, "model_version": ref.version, "scores": scores, "is_anomaly": flags}
     if explain:
+        # explanations (torch's autograd) only when asked for
         from anomaly_distill.tabular.explain import EXPLANATION, explain_rows
 
         texts = explain_rows(student.model, matrix.astype(np.float32), flags, explain).tolist()
@@ -579,6 +579,7 @@ def _mtime(path: Path) -> float | None:
 def app_from_environment() -> "DirectScore":
     """The app a uvicorn worker process builds (`serve-api --workers N`): settings from $ANOMALY_DISTILL_SERVE,
     the key from $ANOMALY_DISTILL_API_KEY."""
+    # torch only in a worker process, to pin its threads before the model loads
     import torch
 
     torch.set_num_threads(1)

@@ -128,6 +128,7 @@ def champion_lock(name: str, timeout_seconds: float = 300):
     Chosen over a compare-and-set on the registry because MLflow has no conditional write (a tag used as a
     version counter would itself be a read-modify-write); the limit lives in the Prefect API that every run,
     worker and CLI call already talks to, so promotions from any process are serialised."""
+    # Prefect's client (~1.2 s) only for the promotion lock and forms: the service reads the registry without it
     from prefect.client.orchestration import get_client
     from prefect.concurrency._leases import maintain_concurrency_lease  # private, but what prefect.concurrency uses
     from prefect.exceptions import ObjectAlreadyExists
@@ -152,7 +153,10 @@ def _acquire_lease(limit: str, timeout_seconds: float):
     before asking again, a wait every training run paid. A busy answer is asked again after 50 ms here; a held
     slot (423) after the server's Retry-After, until `timeout_seconds`; a server busy for longer than
     BUSY_LIMIT_SECONDS, or anything else (the API down), is raised."""
+    # Prefect's client (~1.2 s) only for the promotion lock: the service reads the registry without it
     import httpx
+
+    # Prefect's client (~1.2 s) only for the promotion lock and forms: the service reads the registry without it
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
@@ -328,6 +332,7 @@ def with_version_choices(schema: dict, name: str) -> dict:
 def refresh_version_choices(name: str) -> bool:
     """Puts the registered versions into the promote-model deployment's form (a dropdown, not free text), when a
     Prefect server serves that deployment for this model. Returns whether it did."""
+    # Prefect's client (~1.2 s) only for the promotion lock and forms: the service reads the registry without it
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
 

@@ -5,6 +5,7 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pandas as pd
 from prefect import task
@@ -48,6 +49,7 @@ def drift_summary(
 ) -> tuple[dict, str]:
     """(JSON-able summary, HTML report). The score is tested on its own, beside the features and not one of them,
     in the summary and in the report alike: the report's count and share of drifted columns are the summary's."""
+    # Evidently (~4 s) only to build a report: scoring and the CLI import this module
     from evidently import Report
     from evidently.metrics import ValueDrift
     from evidently.presets import DataDriftPreset
@@ -174,8 +176,6 @@ def training_experiment(model: ModelRef) -> str:
 @task(cache_policy=NO_CACHE)
 def champion_training_parameters(model: ModelRef) -> dict:
     """The parameters the monitored version was trained with (its run's config.json)."""
-    import mlflow
-
     return mlflow.artifacts.load_dict(f"runs:/{model.run_id}/config.json")
 
 

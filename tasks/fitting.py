@@ -39,6 +39,7 @@ def train_teacher(train: Table, config: EngineConfig, digest: str) -> pipeline.T
 def cluster_map():
     """On a Dask worker (flow run with the Dask task runner), fan the ensemble members out over the cluster."""
     try:
+        # Dask only on a Dask cluster
         from distributed import get_worker, worker_client
 
         get_worker()

@@ -3,6 +3,7 @@
 import time
 from datetime import datetime
 
+import mlflow.pyfunc
 import numpy as np
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -56,8 +57,6 @@ def ranking_metrics(labels, scores) -> dict:
 
 
 def _version_scores(model_name: str, version, rows) -> tuple[np.ndarray, np.ndarray | None]:
-    import mlflow.pyfunc
-
     # Not the alias: it may move. No requirement check: scanning every installed package's metadata takes ~0.4 s,
     # and a champion that cannot load or score here fails the gate closed anyway.
     model = mlflow.pyfunc.load_model(f"models:/{model_name}/{version.version}", suppress_warnings=True)

@@ -77,10 +77,11 @@ def evaluate(teacher, student, test: ImageSet, config: ImageConfig, run_ids: lis
 def log_overlays(run_id: str, student, test: ImageSet) -> None:
     """The highest-scoring held-out images with the student's map over them, translucent, with a colour bar, the
     score and the threshold: `overlays/*.png`, 400 px wide."""
+    # matplotlib only for the overlays
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after choosing the backend: no display here
 
     scores = student.score_images(test.images)
     top = np.argsort(-scores)[:OVERLAYS]

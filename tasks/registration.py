@@ -5,6 +5,7 @@ import json
 import re
 import tempfile
 from datetime import datetime, timezone
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -184,8 +185,6 @@ def code_digest(root: Path | None = None) -> str:
 
 
 def library_versions() -> str:
-    from importlib.metadata import version
-
     return ",".join(f"{name}=={version(name)}" for name in MODEL_LIBRARIES)
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from anomaly_distill.data import DataError
+from anomaly_distill.review import review_queue
 from anomaly_distill.tabular.explain import EXPLANATION
 from stores.live_store import ROW_ID
 from stores.registry import ModelRef, load_contract, resolve_model
@@ -28,8 +29,6 @@ def review_queue_rows(
 ) -> tuple[pd.DataFrame, dict]:
     """The k unlabelled live rows of `model_name` most worth a look by `strategy`, scored and explained by its
     champion (rows another version scored are re-scored by it, as drift does), and what they were chosen from."""
-    from anomaly_distill.review import review_queue
-
     if k < 1:
         raise DataError(f"--k must be at least 1, got {k}")
     model = resolve_model(f"models:/{model_name}@champion")

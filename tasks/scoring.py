@@ -12,10 +12,13 @@ from datetime import datetime, timezone
 from queue import Full, Queue
 from types import SimpleNamespace
 
+import fsspec
+import mlflow.pyfunc
 import pandas as pd
 import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
 from tqdm import tqdm
 
 from anomaly_distill.contract import AnyContract, TabularContract, check_input
@@ -54,8 +57,6 @@ def load_pyfunc(model_uri: str):
 
 @functools.lru_cache(maxsize=4)
 def _load_pyfunc(model_uri: str):
-    import mlflow.pyfunc
-
     # No requirements check here: it reads every installed package's metadata (1-2 s of each batch job) to warn of
     # version differences; `serve-api`, which loads a model once for a long time, still warns.
     return mlflow.pyfunc.load_model(model_uri, suppress_warnings=True)
@@ -107,8 +108,6 @@ def write_output(stored: pd.DataFrame, path: str) -> None:
 def write_table_file(stored: pd.DataFrame, path: str, what: str = "the output file") -> None:
     """CSV or Parquet (by the name), written under a temporary name and renamed into place: a failed write (disk
     full) leaves no file."""
-    import fsspec
-
     fs, target = fsspec.core.url_to_fs(path)
     folder, name = target.rsplit("/", 1) if "/" in target else (".", target)
     temporary = f"{folder}/.{name}.tmp"
@@ -142,8 +141,6 @@ def batch_executor(task_runner: str):
     Plain futures, not a Prefect task per batch: Prefect keeps recent task results in memory (RSS grew by 600 MB
     over 50 batches) and each task run costs API calls; the flow's own tasks and logs still show the run."""
     if task_runner == "dask":
-        from prefect.context import FlowRunContext
-
         client = FlowRunContext.get().task_runner.client
         yield SimpleNamespace(submit=functools.partial(client.submit, pure=False))  # pure: would hash each batch
         return
@@ -212,8 +209,6 @@ class ScoredOutputs:
         self.part = LiveStore(live_url).open_part(self.when.date())
         self.out = None
         if out_path:
-            import fsspec
-
             out = StreamedTable(*fsspec.core.url_to_fs(out_path))
             if out.csv:
                 self.out = out

@@ -4,16 +4,21 @@ Runs are addressed by id through the client rather than MLflow's thread-local "a
 may run tasks on worker threads.
 """
 
+import getpass
 import json
 import os
 import subprocess
 import tempfile
 from contextlib import suppress
+from importlib.metadata import version
 from pathlib import Path
 
 import mlflow
 import pandas as pd
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
+from mlflow.models import infer_signature
+from mlflow.models.signature import ModelSignature
+from mlflow.types.schema import AnyType, ColSpec, Schema
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from stores.mlflow_client import (  # noqa: F401 (re-exported: tasks call tracking.client() and friends)
@@ -55,6 +60,7 @@ def experiment_id(name: str) -> str:
 
 def prefect_tags() -> dict[str, str]:
     """The Prefect flow run this MLflow run belongs to (id, and its page when the UI's address is known)."""
+    # Prefect only inside a run: CLI commands that read runs import this module without it
     from prefect.context import FlowRunContext
     from prefect.settings import PREFECT_UI_URL
 
@@ -85,8 +91,7 @@ def prefect_link_line() -> str:
 def source_tags(git: str) -> dict[str, str]:
     """What MLflow shows as a run's Source and User (`client.create_run` sets neither, unlike `mlflow.start_run`):
     the Prefect flow, or the CLI command; the tracking login, else the operating-system user."""
-    import getpass
-
+    # Prefect only inside a run: CLI commands that read runs import this module without it
     from prefect.context import FlowRunContext
 
     context = FlowRunContext.get()
@@ -223,10 +228,6 @@ def log_detector_model(
     The input schema names every column the model reads, typed `any` and optional: MLflow's own check would refuse
     integers for float columns and a missing column before the contract's check (run by the pyfunc), which casts
     integers and names every problem at once. The contract in the model card gives the types."""
-    from mlflow.models import infer_signature
-    from mlflow.models.signature import ModelSignature
-    from mlflow.types.schema import AnyType, ColSpec, Schema
-
     example, output = example_and_output
     inferred = infer_signature(example, output, params={"threshold": float(threshold), "explain": 0})
     inputs = Schema([ColSpec(AnyType(), column, required=False) for column in columns])
@@ -245,8 +246,6 @@ def log_detector_model(
 
 def _requirements() -> list[str]:
     """Pinned explicitly: MLflow's own inference imports the model in a subprocess (several seconds a run)."""
-    from importlib.metadata import version
-
     # onnxruntime scores int8 students; pillow reads images for image models
     names = ("torch", "numpy", "pandas", "mlflow", "onnxruntime", "pillow")
     return [f"{name}=={version(name).split('+')[0]}" for name in names]

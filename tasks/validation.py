@@ -182,6 +182,7 @@ def warm_up() -> None:
 
 
 def _gx():
+    # Great Expectations (~3.6 s) only to validate: the CLI's start-up imports this module
     import great_expectations as gx
 
     logging.getLogger("great_expectations").setLevel(logging.ERROR)

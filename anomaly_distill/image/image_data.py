@@ -70,6 +70,7 @@ def _manifest(path: Path) -> tuple[list[Path], np.ndarray]:
 
 def check_image_bytes(data: bytes, channels: int, min_size: int) -> str | None:
     """What is wrong with one encoded image for a model of `channels` and `min_size`, or None."""
+    # PIL only to read images: every contract user imports this module (contract.py)
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -149,6 +150,7 @@ def check_images(paths: list[Path], channels: int, min_size: int, duplicates_all
 
 def decode(data: bytes | str | Path, size: int, channels: int) -> np.ndarray:
     """One image (file path or encoded bytes) as (channels, size, size) float32 in [0, 1]."""
+    # PIL only to read images: every contract user imports this module (contract.py)
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -169,6 +171,7 @@ def load_images(items: list, size: int, channels: int) -> np.ndarray:
 
 def _masks(paths: list[Path], root: Path, size: int) -> np.ndarray | None:
     """masks/<class>/<name> beside each defect image, all-False for normal ones; None when a defect has none."""
+    # PIL only to read or write images: every contract user imports this module (contract.py)
     from PIL import Image
 
     masks = np.zeros((len(paths), size, size), dtype=bool)
@@ -192,6 +195,7 @@ def load_image_set(source: str | Path, size: int, channels: int, min_size: int) 
 
 def digits_set(normal_digit: int = 0, size: int = 32) -> ImageSet:
     """scikit-learn's bundled 8×8 digits (1,797 real scans): one digit is normal, the other nine anomalies."""
+    # torch and scikit-learn's datasets only to make the digits set: contract.py imports this module
     import torch
     from sklearn.datasets import load_digits
 
@@ -205,6 +209,7 @@ def digits_set(normal_digit: int = 0, size: int = 32) -> ImageSet:
 def write_digits(folder: str | Path, normal_digit: int, others: int = 20, size: int = 32, seed: int = 0) -> Path:
     """A folder a new user might make from scikit-learn's digits: every scan of `normal_digit` in good/ and
     `others` scans of the other digits (drawn at random) in other/, as size × size grey PNGs."""
+    # PIL only to read or write images: every contract user imports this module (contract.py)
     from PIL import Image
 
     data = digits_set(normal_digit, size)

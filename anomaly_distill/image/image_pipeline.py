@@ -153,6 +153,7 @@ def choice_signals(images: torch.Tensor, config: ImageConfig) -> dict[str, dict[
     the held-out fifth and damaged copies of it (`synthetic`: pasted patch, line, blob; `elastic`: deformed) are
     scored, and the signal is how well the teacher ranks the copies above the originals (AUROC). No labelled
     image is read."""
+    # scikit-learn's metrics (~1 s) only to evaluate: a loaded image model scores without them
     from sklearn.metrics import roc_auc_score
 
     order = np.random.default_rng(config.seed + 17).permutation(len(images))
@@ -392,6 +393,7 @@ def _hint_targets(teacher: AnyImageTeacher, images: torch.Tensor, seed: int) -> 
 
 def evaluate_images(teacher: AnyImageTeacher, student: ImageDetector, test: ImageSet, config: ImageConfig) -> dict:
     """Image AUROC of both (with labels of both classes) and pixel AUROC of both maps (where masks are known)."""
+    # scikit-learn's metrics (~1 s) only to evaluate: a loaded image model scores without them
     from sklearn.metrics import roc_auc_score
 
     images = torch.from_numpy(test.images)

@@ -76,6 +76,7 @@ def _ellipse(rng, size, low, high):
 
 
 def _blurred(grey: np.ndarray, sigma: float) -> np.ndarray:
+    # scipy.ndimage only to generate textures
     from scipy.ndimage import gaussian_filter
 
     return gaussian_filter(grey, sigma, mode="reflect")
@@ -119,6 +120,7 @@ def write_textures(
     folder: str | Path, normal: int = 200, per_defect: int = 20, size: int = 128, seed: int = 0, family: str = "woven"
 ) -> Path:
     """good/ (normal), one folder per defect, and masks/<defect>/<same name>.png (white = defect)."""
+    # PIL only to write them as files
     from PIL import Image
 
     folder = Path(folder)

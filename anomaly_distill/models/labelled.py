@@ -24,6 +24,7 @@ class LabelledBlend:
         self.label_prior, self.seed = label_prior, seed
 
     def fit(self, X: np.ndarray, members: np.ndarray, unsupervised: np.ndarray, y: np.ndarray) -> "LabelledBlend":
+        # scikit-learn's linear models (~1 s) only when labels are given
         from sklearn.linear_model import LogisticRegression
 
         positives = int((y == 1).sum())

@@ -520,6 +520,7 @@ class OnlineSeriesModel:
 
     def answer(self, frame, alarms: np.ndarray, calibrated: np.ndarray, threshold: float | None = None):
         """score: the calibrated score (for ranking); is_anomaly: an alarm, at most one per `rest` points."""
+        # pandas only for a frame's answer: the service scores points without it
         import pandas as pd
 
         return pd.DataFrame(

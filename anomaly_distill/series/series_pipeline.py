@@ -127,6 +127,7 @@ def teacher_kinds(setting: str, validation_labels: np.ndarray | None) -> list[st
 
 def choose_teacher(candidates: dict[str, pipeline.TrainedTeacher], validation: Table) -> tuple[str, str]:
     """The better teacher by validation AUROC when the validation period has labels of both classes."""
+    # scikit-learn's metrics (~1 s) only to choose a teacher by labels
     from sklearn.metrics import roc_auc_score
 
     if len(candidates) == 1:
