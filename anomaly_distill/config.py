@@ -202,21 +202,6 @@ class OnlineConfig(StrictModel):
         "the teacher), added one by one as prototypes of their own. 0: none (more did not hold up leave-one-folder-"
         "out, BENCHMARKS.md 'Residual prototypes').",
     )
-    prototype_centres: Literal["means", "medoids", "teacher-weighted"] = Field(
-        "means",
-        description="means: k-means centres; medoids: each centre moved to the reference window nearest to it (a "
-        "real window, on the curve the windows lie on, where a mean of windows may lie inside it).",
-    )
-    offset_quantile: float = Field(
-        0.5,
-        ge=0,
-        le=1,
-        description="Each prototype's offset: this quantile of (distance to the prototype - the teacher's distance) "
-        "over its windows (0.5: the median).",
-    )
-    kmeans_restarts: int = Field(
-        1, ge=1, le=20, description="k-means runs per refresh; the one of least inertia is kept."
-    )
     student_hidden: int = Field(16, ge=2, le=256, description="Hidden width of the mlp student (one layer).")
     student_epochs: int = Field(150, ge=1, description="Full-batch epochs of each re-distillation.")
     scorer: Literal["student", "teacher"] = Field(

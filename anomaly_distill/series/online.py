@@ -128,33 +128,17 @@ class PrototypeStudent:
 
     @classmethod
     def distil(
-        cls,
-        reference: np.ndarray,
-        targets: np.ndarray,
-        prototypes: int,
-        seed: int,
-        residuals: int = 0,
-        medoids: bool = False,
-        weighted: bool = False,
-        quantile: float = 0.5,
-        restarts: int = 1,
+        cls, reference: np.ndarray, targets: np.ndarray, prototypes: int, seed: int, residuals: int = 0
     ) -> "PrototypeStudent":
         """Centres by k-means over the reference windows; each centre's offset is the median, over the windows
         nearest to it, of (distance to the centre - the teacher's distance), so the two agree inside the reference
         and a window far from all of it is far for both. Then `residuals` times: the reference window the student
         scores furthest above the teacher becomes a centre of its own, scoring the teacher's score at itself."""
-        weights = np.expm1(targets) + 1e-9 if weighted else None
-        rng, k = np.random.default_rng(seed), min(prototypes, len(reference))
-        runs = [kmeans(reference, k, rng, weights=weights) for _ in range(restarts)]
-        centres = min(runs, key=lambda c: squared_distances(reference, c).min(1).sum())
-        if medoids:
-            centres = reference[squared_distances(centres, reference).argmin(1)]
+        centres = kmeans(reference, min(prototypes, len(reference)), np.random.default_rng(seed))
         distances = cls(centres, np.zeros(len(centres)))._distances(reference)
         nearest = distances.argmin(1)
         gaps = distances[np.arange(len(reference)), nearest] - np.expm1(targets)
-        offsets = [
-            np.quantile(gaps[nearest == p], quantile) if np.any(nearest == p) else 0.0 for p in range(len(centres))
-        ]
+        offsets = [np.median(gaps[nearest == p]) if np.any(nearest == p) else 0.0 for p in range(len(centres))]
         student = cls(centres, np.asarray(offsets, dtype=np.float64))
         for _ in range(min(residuals, len(reference))):
             worst = int(np.argmax(student.score(reference) - targets))
@@ -172,17 +156,14 @@ class PrototypeStudent:
         return cls(np.asarray(saved["centres"], dtype=np.float64), np.asarray(saved["offsets"], dtype=np.float64))
 
 
-def kmeans(
-    rows: np.ndarray, k: int, rng: np.random.Generator, iterations: int = 25, weights: np.ndarray | None = None
-) -> np.ndarray:
+def kmeans(rows: np.ndarray, k: int, rng: np.random.Generator, iterations: int = 25) -> np.ndarray:
     """k-means++ seeding, then Lloyd's steps until no row changes centre (at most `iterations`); an emptied
-    centre keeps its place. `weights`: each row's weight in the seeding and in the means (default: equal)."""
-    weights = np.ones(len(rows)) if weights is None else weights
+    centre keeps its place."""
     centres = [rows[rng.integers(len(rows))]]
     nearest = ((rows - centres[0]) ** 2).sum(1)
     for _ in range(1, k):
-        total = (nearest * weights).sum()
-        pick = rng.choice(len(rows), p=nearest * weights / total) if total > 0 else rng.integers(len(rows))
+        total = nearest.sum()
+        pick = rng.choice(len(rows), p=nearest / total) if total > 0 else rng.integers(len(rows))
         centres.append(rows[pick])
         nearest = np.minimum(nearest, ((rows - rows[pick]) ** 2).sum(1))
     centres, assigned = np.array(centres), None
@@ -192,7 +173,7 @@ def kmeans(
             break
         assigned = squared.argmin(1)
         members = np.zeros((len(rows), k))
-        members[np.arange(len(rows)), assigned] = weights
+        members[np.arange(len(rows)), assigned] = 1.0
         counts = members.sum(0)
         filled = counts > 0
         centres[filled] = (members.T @ rows)[filled] / counts[filled, None]
@@ -407,18 +388,7 @@ class OnlineSeriesDetector:
         c = self.config
         seed = c.seed * 1_000_003 + self.refreshes
         if c.student == "prototypes":
-            medoids, weighted = c.prototype_centres == "medoids", c.prototype_centres == "teacher-weighted"
-            return PrototypeStudent.distil(
-                reference,
-                targets,
-                c.prototypes,
-                seed,
-                c.residual_prototypes,
-                medoids,
-                weighted,
-                c.offset_quantile,
-                c.kmeans_restarts,
-            )
+            return PrototypeStudent.distil(reference, targets, c.prototypes, seed, c.residual_prototypes)
         rng = np.random.default_rng([c.seed, self.refreshes])
         synthetic = synthetic_windows(reference, rng)
         rows = np.concatenate([reference, synthetic])

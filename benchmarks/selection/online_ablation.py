@@ -36,11 +36,6 @@ VARIANTS = {
     "no rest": {"rest": 0},
     "no sliding (fitted once)": {"refresh_every": 10**9},
     "short calibration (500)": {"calibration": 500},
-    "medoid prototypes": {"prototype_centres": "medoids"},
-    "teacher-weighted prototypes": {"prototype_centres": "teacher-weighted"},
-    "offsets at the 25th percentile": {"offset_quantile": 0.25},
-    "offsets at the 75th percentile": {"offset_quantile": 0.75},
-    "k-means, best of 4 runs": {"kmeans_restarts": 4},
 }
 
 
