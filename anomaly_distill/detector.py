@@ -6,7 +6,7 @@ that the exported graph scores exactly what `score` does. What cannot be exporte
 part.
 """
 
-import importlib
+import pkgutil
 import tempfile
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -103,11 +103,7 @@ def register_kind(kind: str, loader: str) -> None:
 def detector_from_state(kind: str, saved: dict) -> Detector:
     if kind not in LOADERS:
         raise ValueError(f"unknown detector kind {kind!r} in saved state; known: {sorted(LOADERS)}")
-    module, _, attribute = LOADERS[kind].partition(":")
-    loader = importlib.import_module(module)
-    for name in attribute.split("."):
-        loader = getattr(loader, name)
-    return loader(saved)
+    return pkgutil.resolve_name(LOADERS[kind])(saved)
 
 
 def _legacy_kind(saved: dict) -> str:

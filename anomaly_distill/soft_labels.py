@@ -1,6 +1,6 @@
 """Soft labels: the teacher's verdict on training rows and on synthetic rows around them."""
 
-import importlib
+import pkgutil
 from typing import Callable
 
 import numpy as np
@@ -28,8 +28,7 @@ def synthesizer_for(config: EngineConfig, preprocessor: Preprocessor) -> Synthes
         return None
     if config.teacher.sequence is None:
         raise ValueError(f"{name} as synthetic rows need teacher.sequence = (channels, window)")
-    module, _, attribute = SYNTHESIZERS[name].partition(":")
-    return getattr(importlib.import_module(module), attribute)(preprocessor, *config.teacher.sequence)
+    return pkgutil.resolve_name(SYNTHESIZERS[name])(preprocessor, *config.teacher.sequence)
 
 
 def distillation_rows(
