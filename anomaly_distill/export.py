@@ -59,10 +59,15 @@ def _export(
     import onnx  # here, not at the top: scoring loads detectors and never exports (onnx costs ~60 MB of RSS)
 
     graph = onnx.load(str(path))
-    for key, value in metadata.items():
-        graph.metadata_props.add(key=key, value=json.dumps(value))
+    add_metadata(graph, metadata)
     onnx.save(graph, str(path))
     return path
+
+
+def add_metadata(graph, metadata: dict) -> None:
+    """`metadata` into an ONNX graph's properties, each value as JSON (what `OnnxScorer` reads back)."""
+    for key, value in metadata.items():
+        graph.metadata_props.add(key=key, value=json.dumps(value))
 
 
 def export_table_graph(model: ScoringModel, threshold: float, path: str | Path) -> Path:

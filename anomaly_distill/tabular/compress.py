@@ -26,7 +26,7 @@ from torch import nn
 from anomaly_distill.config import EngineConfig
 from anomaly_distill.data import Preprocessor
 from anomaly_distill.detector import size_bytes
-from anomaly_distill.export import INPUT_NAME, OUTPUT_NAME, _export
+from anomaly_distill.export import INPUT_NAME, OUTPUT_NAME, _export, add_metadata
 from anomaly_distill.models.student import ScoringModel, StudentNet
 from anomaly_distill.tabular.tabular_student import Student
 
@@ -137,8 +137,7 @@ def quantise_graph(model: ScoringModel, calibration: np.ndarray, metadata: dict)
         )
         quantised = onnx.load(str(int8_path))
         del quantised.metadata_props[:]  # the quantiser's own notes are not JSON; OnnxScorer reads ours as JSON
-        for key, value in metadata.items():
-            quantised.metadata_props.add(key=key, value=json.dumps(value))
+        add_metadata(quantised, metadata)
         return quantised.SerializeToString()
 
 
