@@ -122,8 +122,10 @@ def test_deploy_keeps_serving_across_a_prefect_server_restart(prefect_server, ap
         wait_for(lambda: deployments(api), "the deployments are applied")
         infra.stop(prefect_server, "prefect")
         wait_for(lambda: stopped_or_waiting(deploy, tmp_path), "the runner gives up on the stopped server")
-        infra.start(prefect_server, "prefect")  # same port, same database
+        # Taken before the start: deploy may re-apply within the moment between the server answering and the next
+        # line, and a stopped server takes no update, so anything updated after this is a re-apply after the restart.
         restarted = time.time()
+        infra.start(prefect_server, "prefect")  # same port, same database
         assert deploy.poll() is None, (tmp_path / "deploy.err").read_text()[-3000:]
         wait_for(lambda: "is back" in (tmp_path / "deploy.err").read_text(), "deploy notices the API is back")
 
