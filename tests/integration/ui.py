@@ -11,6 +11,7 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
+from infra.servers import mlflow_job_execution
 from tasks.tracking import tracking_uri
 from tests.conftest import require
 
@@ -58,7 +59,8 @@ def mlflow_ui(workspace):
         port = free.getsockname()[1]
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", tracking_uri(), "--port", str(port)]
     command += ["--workers", "1"]
-    server = subprocess.Popen(command, cwd=workspace, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": mlflow_job_execution()}
+    server = subprocess.Popen(command, cwd=workspace, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 90
         while True:

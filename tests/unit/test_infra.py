@@ -30,3 +30,8 @@ def test_client_environment_carries_both_logins():
     assert env["PREFECT_API_AUTH_STRING"] == settings.prefect_auth and ":" in settings.prefect_auth
     assert env["MLFLOW_TRACKING_PASSWORD"] == settings.mlflow_admin_password != ""
     assert settings.with_new_secrets().mlflow_admin_password != settings.mlflow_admin_password
+
+
+def test_mlflow_job_runner_is_off_unless_the_environment_turns_it_on():
+    assert servers.mlflow_job_execution({}) == "false"
+    assert servers.mlflow_job_execution({"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true"}) == "true"
