@@ -108,31 +108,23 @@ def test_both_servers_refuse_requests_without_credentials_and_store_nothing(serv
 
 def test_the_mlflow_server_runs_no_idle_job_consumers(servers):
     """MLflow's job runner (huey consumers for GenAI features) is off: it polled at ~0.45 of a core when idle."""
-    group = int((servers.state / "mlflow.pid").read_text())
-    commands = [_command_line(pid) for pid in _process_group(group)]
+    commands = _command_lines_of_group(int((servers.state / "mlflow.pid").read_text()))
     assert any("mlflow" in command for command in commands), commands  # the server's own processes are found
     assert not [command for command in commands if "huey" in command], commands
 
 
-def _process_group(group: int) -> list[int]:
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+def _command_lines_of_group(group: int) -> list[str]:
+    commands = []
+    for process in Path("/proc").iterdir():
+        if not process.name.isdigit():
             continue
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, NotADirectoryError, ProcessLookupError, IndexError):
+            fields = (process / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == group:  # stat's fifth field (third after the name) is the process group
+                commands.append((process / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except (FileNotFoundError, ProcessLookupError):  # the process ended while it was read
             continue
-        if int(fields[2]) == group:  # stat's fifth field (third after the name) is the process group
-            members.append(int(entry.name))
-    return members
-
-
-def _command_line(pid: int) -> str:
-    try:
-        return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except FileNotFoundError:
-        return ""
+    return commands
 
 
 def test_ui_style_runs_train_promote_and_roll_back(deployed):
