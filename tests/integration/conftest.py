@@ -56,9 +56,23 @@ def _prefect_console_to_current_stderr() -> None:
                 handler.console.file = sys.stderr
 
 
+@pytest.fixture(scope="session")
+def empty_mlflow_store(tmp_path_factory):
+    """A new, empty MLflow sqlite store, made once per session: a store's first open runs MLflow's schema
+    migrations (1–2 s of CPU each time), so each workspace starts from a relocated copy of this one."""
+    from mlflow.tracking import MlflowClient
+
+    root = tmp_path_factory.mktemp("empty-mlflow-store")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        MlflowClient(f"sqlite:///{root / 'mlflow.db'}").search_experiments()
+    return root
+
+
 @pytest.fixture
-def workspace(tmp_path, monkeypatch, prefect_api):
+def workspace(tmp_path, monkeypatch, prefect_api, empty_mlflow_store):
     _prefect_console_to_current_stderr()
+    relocate_workspace(empty_mlflow_store, tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.chdir(tmp_path)
     with temporary_settings({PREFECT_LOCAL_STORAGE_PATH: tmp_path / "prefect-results"}):
