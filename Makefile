@@ -24,7 +24,8 @@ demo-benchmark: $(BIN)/anomaly-distill
 	$(BIN)/anomaly-distill benchmark $(DEMO) --label-column label --json outputs/demo-benchmark.json
 
 # Style first (ruff lint + format check), then every test; -rs prints why anything was skipped.
-# Two pytest processes, one file each at a time (fixtures are per module), each with one torch/BLAS thread: with
+# Two pytest processes, one file each at a time (fixtures are per module; the files that use PostgreSQL on one
+# process, see tests/conftest.py), each with one torch/BLAS thread: with
 # torch's default of one thread per core the two processes fight over the cores (BENCHMARKS.md "How long make test
 # takes"). TEST_WORKERS=0 runs everything in this process.
 TEST_WORKERS ?= 2

@@ -24,6 +24,29 @@ os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="anomaly-distill-tests-pref
 atexit.register(shutil.rmtree, os.environ["PREFECT_HOME"], ignore_errors=True)
 
 
+# The test files that use the machine's PostgreSQL. One of them restarts it under the others' servers, so under
+# pytest-xdist (`make test`) they run on one process, one after another.
+SHARED_POSTGRESQL = {
+    f"tests/integration/{name}.py"
+    for name in ("test_deploy_restart", "test_postgres_restart", "test_servers", "test_work_pool")
+}
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadfile` (a file's tests on one process, in order, with its module fixtures), with the files in
+    SHARED_POSTGRESQL dealt out as one unit."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling  # here: the hook runs only where pytest-xdist does
+
+    class FilesAndPostgreSQL(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = super()._split_scope(nodeid)
+            return "postgresql" if path in SHARED_POSTGRESQL else path
+
+    return FilesAndPostgreSQL(config, log)
+
+
 def require(ok: bool, reason: str) -> None:
     """Skip (with the reason) when something outside the repository is missing; fail instead under CI."""
     if ok:
