@@ -24,14 +24,15 @@ demo-benchmark: $(BIN)/anomaly-distill
 	$(BIN)/anomaly-distill benchmark $(DEMO) --label-column label --json outputs/demo-benchmark.json
 
 # Style first (ruff lint + format check), then every test; -rs prints why anything was skipped.
-# Two pytest processes, one file each at a time (fixtures are per module; the files that use PostgreSQL on one
-# process, see tests/conftest.py), each with one torch/BLAS thread: with
-# torch's default of one thread per core the two processes fight over the cores (BENCHMARKS.md "How long make test
-# takes"). TEST_WORKERS=0 runs everything in this process.
+# Two pytest processes, one file each at a time (fixtures are per module; the files that use PostgreSQL all on one
+# process, see tests/conftest.py), each with one torch/BLAS thread: with torch's default of one thread per core the
+# two processes fight over the cores (BENCHMARKS.md "How long make test takes"). --no-loadscope-reorder deals the
+# files out in collection order, the long integration files first, not by their number of tests. TEST_WORKERS=0: one
+# process.
 TEST_WORKERS ?= 2
 test: $(BIN)/anomaly-distill lint
 	$(if $(filter 0,$(TEST_WORKERS)),,OMP_NUM_THREADS=1 MKL_NUM_THREADS=1) $(BIN)/python -m pytest -q -rs --durations=25 \
-		$(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+		$(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 
 test-fast: $(BIN)/anomaly-distill
 	$(BIN)/python -m pytest -q -rs -m "not slow"
