@@ -30,9 +30,10 @@ demo-benchmark: $(BIN)/anomaly-distill
 # files out in collection order, the long integration files first, not by their number of tests. TEST_WORKERS=0: one
 # process.
 TEST_WORKERS ?= 2
+PARALLEL := $(filter-out 0,$(TEST_WORKERS))
 test: $(BIN)/anomaly-distill lint
-	$(if $(filter 0,$(TEST_WORKERS)),,OMP_NUM_THREADS=1 MKL_NUM_THREADS=1) $(BIN)/python -m pytest -q -rs --durations=25 \
-		$(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
+	$(if $(PARALLEL),OMP_NUM_THREADS=1 MKL_NUM_THREADS=1) $(BIN)/python -m pytest -q -rs --durations=25 \
+		$(if $(PARALLEL),-n $(PARALLEL) --dist loadfile --no-loadscope-reorder)
 
 test-fast: $(BIN)/anomaly-distill
 	$(BIN)/python -m pytest -q -rs -m "not slow"
