@@ -2,6 +2,7 @@
 runs triggered through the Prefect API exactly as the UI's Run button does."""
 
 import asyncio
+import contextvars
 import os
 import re
 import shutil
@@ -258,7 +259,11 @@ def test_simultaneous_promotions_are_serialised(deployed):
         barrier.wait()
         registry.promote(NAME, version, "concurrent test")
 
-    threads = [threading.Thread(target=promote, args=(v,)) for v in (str(second), str(third))]
+    # each thread in a copy of this context: the servers' Prefect settings are context variables, and a thread
+    # without them would start a temporary Prefect API of its own for the lock (and time out under load)
+    threads = [
+        threading.Thread(target=contextvars.copy_context().run, args=(promote, v)) for v in (str(second), str(third))
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
