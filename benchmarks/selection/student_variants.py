@@ -149,6 +149,29 @@ def coarse_subsample(step: int):
     Detector._distil = subsampled
 
 
+class NextMeanPredictor:
+    """Ridge regression of a window's last value on the ones before it; scores the absolute error, as log(1 + e)."""
+
+    def __init__(self, reference: np.ndarray, ridge: float = 1e-3):
+        inputs = np.hstack([reference[:, :-1], np.ones((len(reference), 1))])
+        gram = inputs.T @ inputs + ridge * len(reference) * np.eye(inputs.shape[1])
+        self.weights = np.linalg.solve(gram, inputs.T @ reference[:, -1])
+
+    def score(self, rows):
+        return np.log1p(np.abs(rows[:, -1] - rows[:, :-1] @ self.weights[:-1] - self.weights[-1]))
+
+
+def coarse_predictor():
+    """Diagnostic, not a student of the teacher: the coarser views scored by a linear predictor of the window's last
+    mean (16 numbers), fitted on the reference at each refresh."""
+    distil = Detector._distil
+
+    def predicting(self, reference, targets):
+        return distil(self, reference, targets) if self.config.coarse_scales else NextMeanPredictor(reference)
+
+    Detector._distil = predicting
+
+
 VARIANTS = {
     "default": (lambda: None, {}),
     "quadrature": (lambda: quadrature(False), {}),
@@ -169,6 +192,7 @@ VARIANTS = {
     "diagnostic: teacher in the main view": (lambda: in_coarse_views(scorer="student"), {"scorer": "teacher"}),
     "diagnostic: coarse views, k-NN on every 2nd window": (lambda: coarse_subsample(2), {}),
     "diagnostic: coarse views, k-NN on every 4th window": (lambda: coarse_subsample(4), {}),
+    "diagnostic: coarse views, a linear predictor of the last mean": (coarse_predictor, {}),
 }
 _patched: list[str] = []
 
