@@ -172,6 +172,49 @@ def coarse_predictor():
     Detector._distil = predicting
 
 
+class Sum:
+    """Scores of several scorers added, each in units of its own interquartile range over the reference."""
+
+    def __init__(self, scorers, reference):
+        self.scorers = scorers
+        self.units = [max(np.subtract(*np.percentile(s.score(reference), [75, 25])), 1e-9) for s in scorers]
+
+    def score(self, rows):
+        return sum(s.score(rows) / unit for s, unit in zip(self.scorers, self.units))
+
+
+def coarse_prototypes_and_predictor():
+    """The coarser views scored by the prototype student plus the linear predictor, each in its own units."""
+    distil = Detector._distil
+
+    def both(self, reference, targets):
+        student = distil(self, reference, targets)
+        return student if self.config.coarse_scales else Sum([student, NextMeanPredictor(reference)], reference)
+
+    Detector._distil = both
+
+
+def coarse_teacher_and_predictor():
+    """Diagnostic: the teacher's coarser views also add the linear predictor (what the student's views would follow)."""
+    refresh = Detector.refresh
+
+    def refresh_with_predictor(self):
+        refresh(self)
+        if self.config.coarse_scales or self.config.scorer != "teacher":
+            return
+        teacher = self.teacher
+        reference = teacher.reference
+        combined = Sum([NextMeanPredictor(reference)], reference)
+        own = teacher.score(reference, leave_one_out=True)
+        unit = max(np.subtract(*np.percentile(own, [75, 25])), 1e-9)
+        combined.scorers.append(teacher)
+        combined.units.append(unit)
+        self.teacher = combined
+        self._calibrate_frame(own / unit + combined.scorers[0].score(reference) / combined.units[0])
+
+    Detector.refresh = refresh_with_predictor
+
+
 VARIANTS = {
     "default": (lambda: None, {}),
     "quadrature": (lambda: quadrature(False), {}),
@@ -193,6 +236,8 @@ VARIANTS = {
     "diagnostic: coarse views, k-NN on every 2nd window": (lambda: coarse_subsample(2), {}),
     "diagnostic: coarse views, k-NN on every 4th window": (lambda: coarse_subsample(4), {}),
     "diagnostic: coarse views, a linear predictor of the last mean": (coarse_predictor, {}),
+    "coarse views: prototypes + the linear predictor": (coarse_prototypes_and_predictor, {}),
+    "diagnostic: teacher, coarse views + the linear predictor": (coarse_teacher_and_predictor, {"scorer": "teacher"}),
 }
 _patched: list[str] = []
 
