@@ -252,7 +252,8 @@ def replay(job: tuple[str, dict, int]) -> np.ndarray:
     return scores
 
 
-def evaluate(variant: str, corpus: list[dict], seeds: list[int], workers: int) -> dict:
+def evaluate(variant: str, corpus: list[dict], seeds: list[int], workers: int, kept: dict | None = None) -> dict:
+    """Every seed's NAB scores of one variant; `kept` (if given) receives its files per seed, for `--lofo`."""
     runs, start = [], time.perf_counter()
     with Pool(workers) as pool:  # a fresh pool per variant: its workers are forked from the unpatched parent
         for seed in seeds:
@@ -265,8 +266,32 @@ def evaluate(variant: str, corpus: list[dict], seeds: list[int], workers: int) -
                 for d in folders
             }
             runs.append({"seed": seed, **{p: result[p]["score"] for p in PROFILES}, "folders": by_folder})
+            if kept is not None:
+                kept.setdefault(seed, {})[variant] = files
             print(variant, runs[-1], flush=True)
     return {"runs": runs, "seconds": round(time.perf_counter() - start)}
+
+
+def leave_one_folder_out(kept: dict) -> dict:
+    """Per seed, each folder's files scored by the variant with the best standard score on the other four folders
+    (that seed's runs); the 36 together, every profile. The choice is made between the variants given."""
+    out = {}
+    for seed, by_variant in kept.items():
+        names = {v: {f.name: f for f in files} for v, files in by_variant.items()}
+        folders = sorted({name.split("/")[0] for name in next(iter(names.values()))})
+        chosen, crossed = {}, []
+        for folder in folders:
+
+            def others(v, folder=folder):
+                files = [f for n, f in names[v].items() if not n.startswith(folder + "/")]
+                return nab_scores(files, ("standard",))["standard"]["score"]
+
+            chosen[folder] = max(by_variant, key=others)
+            crossed += [f for n, f in names[chosen[folder]].items() if n.startswith(folder + "/")]
+        result = nab_scores(crossed, PROFILES)
+        out[seed] = {"chosen": chosen, **{p: result[p]["score"] for p in PROFILES}}
+        print("leave-one-folder-out, seed", seed, out[seed], flush=True)
+    return out
 
 
 def table(report: dict) -> str:
@@ -292,6 +317,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json")
+    parser.add_argument("--lofo", action="store_true", help="also choose between the variants leave-one-folder-out")
     args = parser.parse_args()
     if args.all:
         args.variants = list(VARIANTS)
@@ -302,8 +328,15 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown variants {unknown}; --list shows them")
     corpus = read_corpus(Path(args.data))
-    report = {v: evaluate(v, corpus, args.seeds, args.workers) for v in args.variants}
+    kept = {} if args.lofo else None
+    report = {v: evaluate(v, corpus, args.seeds, args.workers, kept) for v in args.variants}
     print(table(report))
+    if kept:
+        chosen = leave_one_folder_out(kept)
+        report["leave-one-folder-out"] = chosen
+        for p in PROFILES:
+            values = [c[p] for c in chosen.values()]
+            print(f"leave-one-folder-out {p}: {np.mean(values):.1f} ± {np.std(values):.1f}")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
 
