@@ -7,7 +7,8 @@ screen, not a selection: its figures are in-sample on the 36 files, so a variant
 leave-one-folder-out before it becomes a default. The variants marked "diagnostic" put the teacher on the request
 path and only say where the student loses.
 
-Usage: python benchmarks/selection/student_variants.py (VARIANT [VARIANT ...] | --all) [--seeds 0 1 2] [--json OUT]
+Usage: python benchmarks/selection/student_variants.py (VARIANT [VARIANT ...] | --all) [--seeds 0 1 2] [--lofo]
+       [--json OUT]   (--lofo: also choose between the given variants leave-one-folder-out, per seed)
        (python benchmarks/selection/student_variants.py --list shows the variants)
 """
 
