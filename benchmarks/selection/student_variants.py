@@ -4,8 +4,9 @@ Each variant patches `anomaly_distill.series.online` inside the worker processes
 then replays every file through `OnlineSeriesDetector` under NAB's rules exactly as `choose_online.py` does, and
 scores the three profiles with our NAB scorer (which agrees with NAB's own within 0.1, BENCHMARKS.md). This is a
 screen, not a selection: its figures are in-sample on the 36 files, so a variant that wins here still has to win
-leave-one-folder-out before it becomes a default. The variants marked "diagnostic" put the teacher on the request
-path and only say where the student loses.
+leave-one-folder-out before it becomes a default (`--lofo`). The variants marked "diagnostic" are not candidates:
+they put the teacher on the request path, change the teacher, or are not distilled from it; they say where the
+student loses.
 
 Usage: python benchmarks/selection/student_variants.py (VARIANT [VARIANT ...] | --all) [--seeds 0 1 2] [--lofo]
        [--json OUT]   (--lofo: also choose between the given variants leave-one-folder-out, per seed)
