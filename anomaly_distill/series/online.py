@@ -135,11 +135,7 @@ class PrototypeStudent:
         and a window far from all of it is far for both. Then `residuals` times: the reference window the student
         scores furthest above the teacher becomes a centre of its own, scoring the teacher's score at itself."""
         centres = kmeans(reference, min(prototypes, len(reference)), np.random.default_rng(seed))
-        distances = cls(centres, np.zeros(len(centres)))._distances(reference)
-        nearest = distances.argmin(1)
-        gaps = distances[np.arange(len(reference)), nearest] - np.expm1(targets)
-        offsets = [np.median(gaps[nearest == p]) if np.any(nearest == p) else 0.0 for p in range(len(centres))]
-        student = cls(centres, np.asarray(offsets, dtype=np.float64))
+        student = cls.with_offsets(centres, reference, targets)
         for _ in range(min(residuals, len(reference))):
             worst = int(np.argmax(student.score(reference) - targets))
             if student.score(reference[worst : worst + 1])[0] <= targets[worst]:
@@ -147,6 +143,15 @@ class PrototypeStudent:
             centres = np.vstack([student.centres, reference[worst]])
             student = cls(centres, np.append(student.offsets, -np.expm1(targets[worst])))
         return student
+
+    @classmethod
+    def with_offsets(cls, centres: np.ndarray, reference: np.ndarray, targets: np.ndarray) -> "PrototypeStudent":
+        """These centres, each with the median over its nearest reference windows of (distance - teacher's)."""
+        distances = cls(centres, np.zeros(len(centres)))._distances(reference)
+        nearest = distances.argmin(1)
+        gaps = distances[np.arange(len(reference)), nearest] - np.expm1(targets)
+        offsets = [np.median(gaps[nearest == p]) if np.any(nearest == p) else 0.0 for p in range(len(centres))]
+        return cls(centres, np.asarray(offsets, dtype=np.float64))
 
     def state(self) -> dict:
         return {"centres": self.centres.tolist(), "offsets": self.offsets.tolist()}
@@ -166,7 +171,13 @@ def kmeans(rows: np.ndarray, k: int, rng: np.random.Generator, iterations: int =
         pick = rng.choice(len(rows), p=nearest / total) if total > 0 else rng.integers(len(rows))
         centres.append(rows[pick])
         nearest = np.minimum(nearest, ((rows - rows[pick]) ** 2).sum(1))
-    centres, assigned = np.array(centres), None
+    return lloyd(rows, np.array(centres), iterations)
+
+
+def lloyd(rows: np.ndarray, centres: np.ndarray, iterations: int = 25) -> np.ndarray:
+    """Lloyd's steps from `centres` until no row changes centre (at most `iterations`); an emptied centre keeps its
+    place."""
+    centres, assigned, k = centres.copy(), None, len(centres)
     for _ in range(iterations):
         squared = squared_distances(rows, centres)
         if assigned is not None and np.array_equal(assigned, squared.argmin(1)):

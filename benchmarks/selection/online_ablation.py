@@ -73,18 +73,24 @@ def main() -> None:
 
 
 def print_report(report: dict, seconds: float) -> None:
-    columns = list(next(iter(report.values()))[0])
     print("Online detector, NAB scores on the 36 shared series (standard per folder), one part taken away at a time")
     print("(student unless the variant says teacher; mean ± std over seeds where more than one)\n")
-    print("| variant | " + " | ".join(columns) + " |\n|---|" + "---|" * len(columns))
+    print(table(report))
+    print(f"\nwall time {seconds:.0f} s; profiles {', '.join(PROFILES)}")
+
+
+def table(report: dict[str, list[dict]]) -> str:
+    """A markdown row per variant: each column's mean over its runs (± std where more than one)."""
+    columns = list(next(iter(report.values()))[0])
+    lines = ["| variant | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
     for name, runs in report.items():
         cells = []
         for column in columns:
             values = [r[column] for r in runs]
             spread = f" ± {np.std(values):.1f}" if len(values) > 1 else ""
             cells.append(f"{np.mean(values):.1f}{spread}")
-        print(f"| {name} | " + " | ".join(cells) + " |")
-    print(f"\nwall time {seconds:.0f} s; profiles {', '.join(PROFILES)}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

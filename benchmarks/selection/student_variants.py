@@ -20,23 +20,15 @@ from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
-from choose_online import read_corpus  # this folder (the script's) is on the path
+from choose_online import leave_one_folder_out, read_corpus  # this folder (the script's) is on the path
+from online_ablation import profile_scores, table
 
 import anomaly_distill.series.online as online
 from anomaly_distill.config import OnlineConfig
-from benchmarking.nab import PROFILES, ScoredFile, nab_scores, probation_length
+from benchmarking.nab import PROFILES, probation_length
 
 Student = online.PrototypeStudent
 Detector = online.OnlineSeriesDetector
-
-
-def fitted(centres: np.ndarray, reference: np.ndarray, targets: np.ndarray) -> online.PrototypeStudent:
-    """The default offsets (median gap to the teacher over each centre's windows) for given centres."""
-    distances = Student(centres, np.zeros(len(centres)))._distances(reference)
-    nearest = distances.argmin(1)
-    gaps = distances[np.arange(len(reference)), nearest] - np.expm1(targets)
-    offsets = [np.median(gaps[nearest == p]) if np.any(nearest == p) else 0.0 for p in range(len(centres))]
-    return Student(centres, np.asarray(offsets, dtype=np.float64))
 
 
 def quadrature(floor: bool):
@@ -87,18 +79,6 @@ def soft_minimum(tau: float):
     Student.score = score
 
 
-def lloyd(rows: np.ndarray, centres: np.ndarray, iterations: int = 25) -> np.ndarray:
-    centres, assigned = centres.copy(), None
-    for _ in range(iterations):
-        nearest = online.squared_distances(rows, centres).argmin(1)
-        if assigned is not None and np.array_equal(assigned, nearest):
-            break
-        assigned = nearest
-        for p in np.unique(assigned):
-            centres[p] = rows[assigned == p].mean(0)
-    return centres
-
-
 def warm_started():
     """k-means starts from the previous refresh's centres (carried into the new normalisation) instead of k-means++,
     so that the student changes as gradually as the teacher's sliding reference."""
@@ -113,7 +93,7 @@ def warm_started():
         if student is None:
             return distil(self, reference, targets)
         start = (student.centres * scale + center - self.center) / self.scale
-        return fitted(lloyd(reference, start), reference, targets)
+        return Student.with_offsets(online.lloyd(reference, start), reference, targets)
 
     Detector.refresh, Detector._distil = remembering_refresh, warm_distil
 
@@ -174,12 +154,15 @@ def coarse_predictor():
     Detector._distil = predicting
 
 
-class Sum:
-    """Scores of several scorers added, each in units of its own interquartile range over the reference."""
+def iqr(values: np.ndarray) -> float:
+    return max(np.subtract(*np.percentile(values, [75, 25])), 1e-9)
 
-    def __init__(self, scorers, reference):
-        self.scorers = scorers
-        self.units = [max(np.subtract(*np.percentile(s.score(reference), [75, 25])), 1e-9) for s in scorers]
+
+class Sum:
+    """Scores of several scorers added, each in its own units (its interquartile range over the reference)."""
+
+    def __init__(self, scorers, units):
+        self.scorers, self.units = scorers, units
 
     def score(self, rows):
         return sum(s.score(rows) / unit for s, unit in zip(self.scorers, self.units))
@@ -191,7 +174,10 @@ def coarse_prototypes_and_predictor():
 
     def both(self, reference, targets):
         student = distil(self, reference, targets)
-        return student if self.config.coarse_scales else Sum([student, NextMeanPredictor(reference)], reference)
+        if self.config.coarse_scales:
+            return student
+        scorers = [student, NextMeanPredictor(reference)]
+        return Sum(scorers, [iqr(s.score(reference)) for s in scorers])
 
     Detector._distil = both
 
@@ -204,15 +190,10 @@ def coarse_teacher_and_predictor():
         refresh(self)
         if self.config.coarse_scales or self.config.scorer != "teacher":
             return
-        teacher = self.teacher
-        reference = teacher.reference
-        combined = Sum([NextMeanPredictor(reference)], reference)
-        own = teacher.score(reference, leave_one_out=True)
-        unit = max(np.subtract(*np.percentile(own, [75, 25])), 1e-9)
-        combined.scorers.append(teacher)
-        combined.units.append(unit)
-        self.teacher = combined
-        self._calibrate_frame(own / unit + combined.scorers[0].score(reference) / combined.units[0])
+        predictor = NextMeanPredictor(self.teacher.reference)
+        predicted, own = predictor.score(self.teacher.reference), self.teacher.score(self.teacher.reference, True)
+        self.teacher = Sum([predictor, self.teacher], [iqr(predicted), iqr(own)])
+        self._calibrate_frame(predicted / self.teacher.units[0] + own / self.teacher.units[1])
 
     Detector.refresh = refresh_with_predictor
 
@@ -254,60 +235,29 @@ def replay(job: tuple[str, dict, int]) -> np.ndarray:
     return scores
 
 
-def evaluate(variant: str, corpus: list[dict], seeds: list[int], workers: int, kept: dict | None = None) -> dict:
-    """Every seed's NAB scores of one variant; `kept` (if given) receives its files per seed, for `--lofo`."""
+def evaluate(variant: str, corpus: list[dict], seeds: list[int], workers: int, kept: dict) -> dict:
+    """Every seed's NAB scores of one variant (profiles, then folders); `kept[seed][variant]`: its scores per file."""
     runs, start = [], time.perf_counter()
     with Pool(workers) as pool:  # a fresh pool per variant: its workers are forked from the unpatched parent
         for seed in seeds:
             scores = pool.map(replay, [(variant, s, seed) for s in corpus])
-            files = [ScoredFile(s["name"], v, s["windows"]) for s, v in zip(corpus, scores)]
-            result = nab_scores(files, PROFILES)
-            folders = sorted({f.name.split("/")[0] for f in files})
-            by_folder = {
-                d: nab_scores([f for f in files if f.name.startswith(d + "/")], ("standard",))["standard"]["score"]
-                for d in folders
-            }
-            runs.append({"seed": seed, **{p: result[p]["score"] for p in PROFILES}, "folders": by_folder})
-            if kept is not None:
-                kept.setdefault(seed, {})[variant] = files
-            print(variant, runs[-1], flush=True)
-    return {"runs": runs, "seconds": round(time.perf_counter() - start)}
+            kept.setdefault(seed, {})[variant] = {s["name"]: v for s, v in zip(corpus, scores)}
+            runs.append(profile_scores(corpus, kept[seed][variant]))
+            print(variant, seed, runs[-1], flush=True)
+    return {"seeds": seeds, "runs": runs, "seconds": round(time.perf_counter() - start)}
 
 
-def leave_one_folder_out(kept: dict) -> dict:
-    """Per seed, each folder's files scored by the variant with the best standard score on the other four folders
-    (that seed's runs); the 36 together, every profile. The choice is made between the variants given."""
+def cross_validated(corpus: list[dict], kept: dict) -> dict:
+    """Per seed, each folder scored by the variant with the best standard score on the other four folders (that
+    seed's runs, `choose_online.leave_one_folder_out`); the 36 files together, every profile."""
     out = {}
     for seed, by_variant in kept.items():
-        names = {v: {f.name: f for f in files} for v, files in by_variant.items()}
-        folders = sorted({name.split("/")[0] for name in next(iter(names.values()))})
-        chosen, crossed = {}, []
-        for folder in folders:
-
-            def others(v, folder=folder):
-                files = [f for n, f in names[v].items() if not n.startswith(folder + "/")]
-                return nab_scores(files, ("standard",))["standard"]["score"]
-
-            chosen[folder] = max(by_variant, key=others)
-            crossed += [f for n, f in names[chosen[folder]].items() if n.startswith(folder + "/")]
-        result = nab_scores(crossed, PROFILES)
-        out[seed] = {"chosen": chosen, **{p: result[p]["score"] for p in PROFILES}}
+        chosen = leave_one_folder_out(corpus, by_variant)
+        crossed = {s["name"]: by_variant[chosen[s["name"].split("/")[0]]][s["name"]] for s in corpus}
+        scores = profile_scores(corpus, crossed)
+        out[seed] = {"chosen": chosen, **{p: scores[p] for p in PROFILES}}
         print("leave-one-folder-out, seed", seed, out[seed], flush=True)
     return out
-
-
-def table(report: dict) -> str:
-    folders = list(next(iter(report.values()))["runs"][0]["folders"])
-    lines = [
-        "| variant | " + " | ".join((*PROFILES, *folders)) + " |",
-        "|---" * (1 + len(PROFILES) + len(folders)) + "|",
-    ]
-    for variant, result in report.items():
-        columns = [[r[p] for r in result["runs"]] for p in PROFILES]
-        columns += [[r["folders"][d] for r in result["runs"]] for d in folders]
-        cells = [f"{np.mean(c):.1f} ± {np.std(c):.1f}" if len(c) > 1 else f"{c[0]:.1f}" for c in columns]
-        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def main() -> None:
@@ -330,11 +280,11 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown variants {unknown}; --list shows them")
     corpus = read_corpus(Path(args.data))
-    kept = {} if args.lofo else None
-    report = {v: evaluate(v, corpus, args.seeds, args.workers, kept) for v in args.variants}
-    print(table(report))
-    if kept:
-        chosen = leave_one_folder_out(kept)
+    kept = {}
+    report = {v: evaluate(v, corpus, args.seeds, args.workers, kept if args.lofo else {}) for v in args.variants}
+    print(table({v: r["runs"] for v, r in report.items()}))
+    if args.lofo:
+        chosen = cross_validated(corpus, kept)
         report["leave-one-folder-out"] = chosen
         for p in PROFILES:
             values = [c[p] for c in chosen.values()]
