@@ -204,6 +204,13 @@ class OnlineConfig(StrictModel):
     )
     student_hidden: int = Field(16, ge=2, le=256, description="Hidden width of the mlp student (one layer).")
     student_epochs: int = Field(150, ge=1, description="Full-batch epochs of each re-distillation.")
+    frame: Literal["teacher", "student"] = Field(
+        "teacher",
+        description="Whose scores of the reference windows a raw score is read against after each refresh (their "
+        "median and interquartile range): the teacher's leave-one-out scores (out of sample, and the same whatever "
+        "the student's seed), or the student's own (in sample: it was fitted to those windows; the default of "
+        "before, and the better one for the mlp student). BENCHMARKS.md, 'The student read on its teacher's scale'.",
+    )
     scorer: Literal["student", "teacher"] = Field(
         "student", description="Who scores each point: the student (default) or the teacher (for comparison)."
     )

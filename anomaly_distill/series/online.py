@@ -271,7 +271,7 @@ class OnlineSeriesDetector:
         self.refreshes = 0
         self.recent: list[float] = []  # enough values to rebuild the reference windows
         self.center, self.scale = 0.0, 1.0
-        self.offset, self.spread = 0.0, 1.0  # the scorer's own scores of its reference: median and spread
+        self.offset, self.spread = 0.0, 1.0  # median and spread of the reference's scores (config.frame)
         self.teacher: KnnTeacher | None = None
         self.student: TinyStudent | PrototypeStudent | None = None
         self.calibrator = RankCalibrator(config.calibration)
@@ -379,7 +379,8 @@ class OnlineSeriesDetector:
         own = self.teacher.score(reference, leave_one_out=True)
         if c.scorer == "student":
             self.student = self._distil(reference, own)
-            own = self.student.score(reference)
+            if c.frame == "student":
+                own = self.student.score(reference)
         self._calibrate_frame(own)
         self.refreshes += 1
         self.since_refresh = 0
@@ -390,8 +391,9 @@ class OnlineSeriesDetector:
         return self.own_refresh_seconds + sum(view.refresh_seconds for view in self.coarse)
 
     def _calibrate_frame(self, own: np.ndarray) -> None:
-        """Raw scores are read relative to what the current scorer gives its own reference windows, so that a
-        refresh (a new student, a slid reference) does not move every later score against the trailing ones."""
+        """Raw scores are read relative to the scores of the current reference windows (the teacher's leave-one-out
+        ones, or the student's own: `config.frame`), so that a refresh (a new student, a slid reference) does not
+        move every later score against the trailing ones."""
         q1, median, q3 = np.percentile(own, [25, 50, 75])
         self.offset, self.spread = float(median), float(max(q3 - q1, 1e-9))
 
@@ -437,8 +439,11 @@ class OnlineSeriesDetector:
 
     @classmethod
     def from_state(cls, saved: dict) -> "OnlineSeriesDetector":
-        # a state saved before coarser views and prototype students existed goes on as it was trained
-        config = OnlineConfig.model_validate({"coarse_scales": [], "student": "mlp", **saved["config"]})
+        # a state saved before coarser views, prototype students and the teacher's frame existed goes on as it was
+        # trained
+        config = OnlineConfig.model_validate(
+            {"coarse_scales": [], "student": "mlp", "frame": "student", **saved["config"]}
+        )
         detector = cls(config)
         detector.coarse = [cls.from_state(view) for view in saved.get("coarse", [])]
         detector.blocks = [[float(v) for v in block] for block in saved.get("blocks", [])]

@@ -1,12 +1,12 @@
 """Try a change to the online series student on all 36 NAB series, several seeds, without changing the library.
 
-Each variant patches `anomaly_distill.series.online` inside the worker processes (the library keeps its default),
-then replays every file through `OnlineSeriesDetector` under NAB's rules exactly as `choose_online.py` does, and
-scores the three profiles with our NAB scorer (which agrees with NAB's own within 0.1, BENCHMARKS.md). This is a
-screen, not a selection: its figures are in-sample on the 36 files, so a variant that wins here still has to win
-leave-one-folder-out before it becomes a default (`--lofo`). The variants marked "diagnostic" are not candidates:
-they put the teacher on the request path, change the teacher, or are not distilled from it; they say where the
-student loses.
+Each variant sets some `OnlineConfig` settings and/or patches `anomaly_distill.series.online` inside the worker
+processes (the library keeps its default), then replays every file through `OnlineSeriesDetector` under NAB's rules
+exactly as `choose_online.py` does, and scores the three profiles with our NAB scorer (which agrees with NAB's own
+within 0.1, BENCHMARKS.md). This is a screen, not a selection: its figures are in-sample on the 36 files, so a
+variant that wins here still has to win leave-one-folder-out before it becomes a default (`--lofo`). The variants
+marked "diagnostic" are not candidates: they put the teacher on the request path, change the teacher, or are not
+distilled from it; they say where the student loses.
 
 Usage: python benchmarks/selection/student_variants.py (VARIANT [VARIANT ...] | --all) [--seeds 0 1 2] [--lofo]
        [--json OUT]   (--lofo: also choose between the given variants leave-one-folder-out, per seed)
@@ -198,29 +198,42 @@ def coarse_teacher_and_predictor():
     Detector.refresh = refresh_with_predictor
 
 
+# The screen of `student_variants.{json,md}` ran when the student's scores were read on its own frame
+# (`frame: student`, the default before): its variants keep that setting, so they re-run to the recorded figures, and
+# that record's "default" row is "student's own frame (the default before)" here. `student_frames.{json,md}`: the
+# screen that changed the default to `frame: teacher`.
+BEFORE = {"frame": "student"}
 VARIANTS = {
     "default": (lambda: None, {}),
-    "quadrature": (lambda: quadrature(False), {}),
-    "quadrature, floor 0": (lambda: quadrature(True), {}),
-    "bag of 2": (lambda: bagged(2), {}),
-    "bag of 3": (lambda: bagged(3), {}),
-    "soft minimum 0.1": (lambda: soft_minimum(0.1), {}),
-    "soft minimum 0.3": (lambda: soft_minimum(0.3), {}),
-    "warm-started k-means": (warm_started, {}),
-    "coarse views: 16 prototypes": (lambda: in_coarse_views(prototypes=16), {}),
-    "coarse views: 64 prototypes": (lambda: in_coarse_views(prototypes=64), {}),
-    "coarse views: 128 prototypes": (lambda: in_coarse_views(prototypes=128), {}),
-    "coarse views: 16 residual prototypes": (lambda: in_coarse_views(residual_prototypes=16), {}),
-    "coarse views: 32 residual prototypes": (lambda: in_coarse_views(residual_prototypes=32), {}),
-    "targets without overlaps, band 4": (lambda: excluding_overlaps(4), {}),
-    "targets without overlaps, band 16": (lambda: excluding_overlaps(16), {}),
-    "diagnostic: teacher in the coarse views": (lambda: in_coarse_views(scorer="teacher"), {}),
-    "diagnostic: teacher in the main view": (lambda: in_coarse_views(scorer="student"), {"scorer": "teacher"}),
-    "diagnostic: coarse views, k-NN on every 2nd window": (lambda: coarse_subsample(2), {}),
-    "diagnostic: coarse views, k-NN on every 4th window": (lambda: coarse_subsample(4), {}),
-    "diagnostic: coarse views, a linear predictor of the last mean": (coarse_predictor, {}),
-    "coarse views: prototypes + the linear predictor": (coarse_prototypes_and_predictor, {}),
-    "diagnostic: teacher, coarse views + the linear predictor": (coarse_teacher_and_predictor, {"scorer": "teacher"}),
+    "student's own frame (the default before)": (lambda: None, BEFORE),
+    "coarse views only: the teacher's frame": (lambda: in_coarse_views(frame="teacher"), BEFORE),
+    "quadrature": (lambda: quadrature(False), BEFORE),
+    "quadrature, floor 0": (lambda: quadrature(True), BEFORE),
+    "bag of 2": (lambda: bagged(2), BEFORE),
+    "bag of 3": (lambda: bagged(3), BEFORE),
+    "soft minimum 0.1": (lambda: soft_minimum(0.1), BEFORE),
+    "soft minimum 0.3": (lambda: soft_minimum(0.3), BEFORE),
+    "warm-started k-means": (warm_started, BEFORE),
+    "coarse views: 16 prototypes": (lambda: in_coarse_views(prototypes=16), BEFORE),
+    "coarse views: 64 prototypes": (lambda: in_coarse_views(prototypes=64), BEFORE),
+    "coarse views: 128 prototypes": (lambda: in_coarse_views(prototypes=128), BEFORE),
+    "coarse views: 16 residual prototypes": (lambda: in_coarse_views(residual_prototypes=16), BEFORE),
+    "coarse views: 32 residual prototypes": (lambda: in_coarse_views(residual_prototypes=32), BEFORE),
+    "targets without overlaps, band 4": (lambda: excluding_overlaps(4), BEFORE),
+    "targets without overlaps, band 16": (lambda: excluding_overlaps(16), BEFORE),
+    "diagnostic: teacher in the coarse views": (lambda: in_coarse_views(scorer="teacher"), BEFORE),
+    "diagnostic: teacher in the main view": (
+        lambda: in_coarse_views(scorer="student"),
+        {"scorer": "teacher", **BEFORE},
+    ),
+    "diagnostic: coarse views, k-NN on every 2nd window": (lambda: coarse_subsample(2), BEFORE),
+    "diagnostic: coarse views, k-NN on every 4th window": (lambda: coarse_subsample(4), BEFORE),
+    "diagnostic: coarse views, a linear predictor of the last mean": (coarse_predictor, BEFORE),
+    "coarse views: prototypes + the linear predictor": (coarse_prototypes_and_predictor, BEFORE),
+    "diagnostic: teacher, coarse views + the linear predictor": (
+        coarse_teacher_and_predictor,
+        {"scorer": "teacher", **BEFORE},
+    ),
 }
 _patched: list[str] = []
 

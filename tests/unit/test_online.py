@@ -19,8 +19,9 @@ from anomaly_distill.series.online import (
 )
 
 QUICK = OnlineConfig(reference=120, refresh_every=60, calibration=500, student_epochs=30)  # prototypes, 3 views
-MLP_ONE_VIEW = QUICK.model_copy(update={"coarse_scales": [], "student": "mlp"})  # the default of before
-MLP_VIEWS = QUICK.model_copy(update={"student": "mlp"})
+BEFORE = {"student": "mlp", "frame": "student"}
+MLP_ONE_VIEW = QUICK.model_copy(update={"coarse_scales": [], **BEFORE})  # the default of before
+MLP_VIEWS = QUICK.model_copy(update=BEFORE)
 CONFIGS, CONFIG_IDS = [QUICK, MLP_ONE_VIEW, MLP_VIEWS], ["prototypes, coarse views", "mlp, one view", "mlp, views"]
 
 
@@ -64,17 +65,17 @@ def test_point_by_point_equals_one_call(config):
     np.testing.assert_allclose(singles, OnlineSeriesDetector(config).score(values), rtol=0, atol=1e-12)
 
 
-def test_a_state_saved_before_coarse_views_and_prototypes_goes_on_as_it_was_trained():
+def test_a_state_saved_before_coarse_views_prototypes_and_frames_goes_on_as_it_was_trained():
     values = noisy(900)
     first = OnlineSeriesDetector(MLP_ONE_VIEW)
     head = first.score(values[:500])
     saved = first.state()
     for key in ("coarse", "blocks"):
         del saved[key]
-    for key in ("coarse_scales", "student", "prototypes"):
+    for key in ("coarse_scales", "student", "prototypes", "frame"):
         del saved["config"][key]
     restored = OnlineSeriesDetector.from_state(saved)
-    assert restored.coarse == [] and restored.config.student == "mlp"
+    assert restored.coarse == [] and restored.config.student == "mlp" and restored.config.frame == "student"
     np.testing.assert_array_equal(
         np.r_[head, restored.score(values[500:])], OnlineSeriesDetector(MLP_ONE_VIEW).score(values)
     )
@@ -91,6 +92,20 @@ def test_coarse_views_see_more_of_a_slow_drift_without_more_false_alarms():
     }
     assert max(alarms["one"][0], alarms["three"][0]) < 0.015  # the noise: ~1 % rank above 0.99 either way
     assert alarms["three"][1] >= 1.5 * alarms["one"][1]
+
+
+@pytest.mark.parametrize("frame", ["teacher", "student"])
+def test_scores_are_read_against_the_teachers_leave_one_out_scores_or_the_students_own(frame):
+    detector = OnlineSeriesDetector(QUICK.model_copy(update={"frame": frame, "coarse_scales": []}))
+    detector.score(noisy(400))
+    reference = detector.teacher.reference  # the last refresh's
+    own = (
+        detector.teacher.score(reference, leave_one_out=True)
+        if frame == "teacher"
+        else detector.student.score(reference)
+    )
+    q1, median, q3 = np.percentile(own, [25, 50, 75])
+    assert (detector.offset, detector.spread) == pytest.approx((median, q3 - q1), abs=1e-12)
 
 
 def test_coarse_scales_are_checked():
