@@ -32,6 +32,24 @@ SHARED_POSTGRESQL = {
 }
 
 
+# Under `make test` the files are dealt out in collection order, so the longest go first (their test times in
+# BENCHMARKS.md "How long make test takes"): the PostgreSQL unit on one process, these on the other, then the short
+# files fill in until both end together. Dealt in file-name order, test_trust.py (~200 s) came last and one process
+# ran it alone for the last three minutes.
+LONGEST_FIRST = (
+    *sorted(SHARED_POSTGRESQL),
+    *(
+        f"tests/integration/{name}.py"
+        for name in ("test_trust", "test_training_flow", "test_live_flows", "test_segments")
+    ),
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable: a file's order holds
+
+
 def pytest_xdist_make_scheduler(config, log):
     """`--dist loadfile` (a file's tests on one process, in order, with its module fixtures), with the files in
     SHARED_POSTGRESQL dealt out as one unit."""
