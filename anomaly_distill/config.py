@@ -199,8 +199,15 @@ class OnlineConfig(StrictModel):
         ge=0,
         le=256,
         description="Reference windows the k-means prototypes explain worst (the student scores them furthest above "
-        "the teacher), added one by one as prototypes of their own. 0: none (more did not hold up leave-one-folder-"
-        "out, BENCHMARKS.md 'Residual prototypes').",
+        "the teacher), added one by one as prototypes of their own, in the main view. 0: none (more did not hold up "
+        "leave-one-folder-out, BENCHMARKS.md 'Residual prototypes').",
+    )
+    coarse_residual_prototypes: int = Field(
+        16,
+        ge=0,
+        le=256,
+        description="The same in each coarser view, whose means of many points a few k-means centres fit worst "
+        "(BENCHMARKS.md, 'Residual prototypes in the coarser views'). 0: none (the default before).",
     )
     student_hidden: int = Field(16, ge=2, le=256, description="Hidden width of the mlp student (one layer).")
     student_epochs: int = Field(150, ge=1, description="Full-batch epochs of each re-distillation.")
@@ -226,11 +233,12 @@ class OnlineConfig(StrictModel):
 
     def coarse(self, scale: int) -> "OnlineConfig":
         """The settings of the view over means of `scale` points: its trailing spans (calibration, refresh) cover
-        as many points as the main view's; no coarser views of its own, no rest and no range alarm (the main
-        view has both)."""
+        as many points as the main view's; `coarse_residual_prototypes` residual prototypes; no coarser views of
+        its own, no rest and no range alarm (the main view has both)."""
         return self.model_copy(
             update={
                 "coarse_scales": [],
+                "residual_prototypes": self.coarse_residual_prototypes,
                 "rest": 0,
                 "calibration": max(100, self.calibration // scale),
                 "refresh_every": max(1, self.refresh_every // scale),

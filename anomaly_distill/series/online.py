@@ -439,11 +439,10 @@ class OnlineSeriesDetector:
 
     @classmethod
     def from_state(cls, saved: dict) -> "OnlineSeriesDetector":
-        # a state saved before coarser views, prototype students and the teacher's frame existed goes on as it was
-        # trained
-        config = OnlineConfig.model_validate(
-            {"coarse_scales": [], "student": "mlp", "frame": "student", **saved["config"]}
-        )
+        # a state saved before coarser views, prototype students, the teacher's frame and the coarser views'
+        # residual prototypes existed goes on as it was trained
+        before = {"coarse_scales": [], "student": "mlp", "frame": "student", "coarse_residual_prototypes": 0}
+        config = OnlineConfig.model_validate({**before, **saved["config"]})
         detector = cls(config)
         detector.coarse = [cls.from_state(view) for view in saved.get("coarse", [])]
         detector.blocks = [[float(v) for v in block] for block in saved.get("blocks", [])]

@@ -199,12 +199,17 @@ def coarse_teacher_and_predictor():
 
 
 # The screen of `student_variants.{json,md}` ran when the student's scores were read on its own frame
-# (`frame: student`, the default before): its variants keep that setting, so they re-run to the recorded figures, and
-# that record's "default" row is "student's own frame (the default before)" here. `student_frames.{json,md}`: the
-# screen that changed the default to `frame: teacher`.
-BEFORE = {"frame": "student"}
+# (`frame: student`) and the coarser views had no residual prototypes: its variants keep both settings (BEFORE), so
+# they re-run to the recorded figures, and that record's "default" row is "student's own frame (the default before)"
+# here. `student_frames.{json,md}`: the screen that changed the default to `frame: teacher`, without residual
+# prototypes in the coarser views (FRAMES; its "default" row is "no residual prototypes in the coarser views" here).
+# `student_residuals.{json,md}`: the screen that set `coarse_residual_prototypes: 16`.
+FRAMES = {"coarse_residual_prototypes": 0}
+BEFORE = {"frame": "student", **FRAMES}
 VARIANTS = {
     "default": (lambda: None, {}),
+    "no residual prototypes in the coarser views": (lambda: None, FRAMES),
+    "coarser views: 32 residual prototypes": (lambda: None, {"coarse_residual_prototypes": 32}),
     "student's own frame (the default before)": (lambda: None, BEFORE),
     "coarse views only: the teacher's frame": (lambda: in_coarse_views(frame="teacher"), BEFORE),
     "quadrature": (lambda: quadrature(False), BEFORE),

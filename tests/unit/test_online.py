@@ -72,13 +72,36 @@ def test_a_state_saved_before_coarse_views_prototypes_and_frames_goes_on_as_it_w
     saved = first.state()
     for key in ("coarse", "blocks"):
         del saved[key]
-    for key in ("coarse_scales", "student", "prototypes", "frame"):
+    for key in ("coarse_scales", "student", "prototypes", "frame", "coarse_residual_prototypes"):
         del saved["config"][key]
     restored = OnlineSeriesDetector.from_state(saved)
     assert restored.coarse == [] and restored.config.student == "mlp" and restored.config.frame == "student"
     np.testing.assert_array_equal(
         np.r_[head, restored.score(values[500:])], OnlineSeriesDetector(MLP_ONE_VIEW).score(values)
     )
+
+
+def test_a_state_saved_before_the_coarse_views_had_residual_prototypes_goes_on_without_them():
+    values, before = noisy(2400), QUICK.model_copy(update={"coarse_residual_prototypes": 0})
+    first = OnlineSeriesDetector(before)
+    head = first.score(values[:1500])
+    saved = json.loads(json.dumps(first.state()))
+    del saved["config"]["coarse_residual_prototypes"]
+    for view in saved["coarse"]:
+        del view["config"]["coarse_residual_prototypes"]
+    restored = OnlineSeriesDetector.from_state(saved)
+    tail = restored.score(values[1500:])
+    assert restored.config.coarse_residual_prototypes == 0
+    assert all(len(view.student.centres) == QUICK.prototypes for view in restored.coarse)  # re-distilled without
+    np.testing.assert_array_equal(np.r_[head, tail], OnlineSeriesDetector(before).score(values))
+
+
+def test_only_the_coarser_views_add_residual_prototypes():
+    detector = OnlineSeriesDetector(QUICK)
+    detector.score(noisy(2400))
+    assert len(detector.student.centres) == QUICK.prototypes  # the main view: residual_prototypes 0
+    assert [view.config.residual_prototypes for view in detector.coarse] == [16, 16]
+    assert all(QUICK.prototypes < len(view.student.centres) <= QUICK.prototypes + 16 for view in detector.coarse)
 
 
 def test_coarse_views_see_more_of_a_slow_drift_without_more_false_alarms():
@@ -143,8 +166,11 @@ def test_mlp_student_is_tiny_and_follows_its_teacher():
 def test_prototype_student_is_tiny_in_every_view():
     detector = OnlineSeriesDetector(QUICK)
     detector.score(noisy(2000))
-    per_view = QUICK.prototypes * (QUICK.window + 1)
-    assert detector.n_params == 3 * per_view  # 32 windows of 16 values and their offsets, per view
+    per_prototype = QUICK.window + 1  # a window of 16 values and its offset
+    main, most = QUICK.prototypes * per_prototype, (QUICK.prototypes + QUICK.coarse_residual_prototypes) * per_prototype
+    coarse = [view.student.n_params for view in detector.coarse]
+    assert detector.student.n_params == main and all(main < n <= most for n in coarse)  # + residual prototypes
+    assert detector.n_params == main + sum(coarse)
     assert detector.student.n_params < detector.teacher.reference.size / 3
 
 
