@@ -99,18 +99,24 @@ def _train_champion(data_path) -> None:
     training_pipeline(params)
 
 
-@pytest.fixture(scope="session")
-def champion_template(tmp_path_factory, prefect_api):
-    """One champion trained through the real flow, once per session; tests get a relocated copy of its stores."""
-    root = tmp_path_factory.mktemp("champion-template")
+def workspace_template(tmp_path_factory, name: str, train) -> Path:
+    """A workspace in which `train(data_path)` ran once through the real flow (MLflow sqlite store, artifacts,
+    Prefect results); tests get relocated copies of it instead of training again."""
+    root = tmp_path_factory.mktemp(name)
     shutil.copy(DEMO, root / "thyroid.csv")
     _prefect_console_to_current_stderr()
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
         patch.chdir(root)
         with temporary_settings({PREFECT_LOCAL_STORAGE_PATH: root / "prefect-results"}):
-            _train_champion(root / "thyroid.csv")
+            train(root / "thyroid.csv")
     return root
+
+
+@pytest.fixture(scope="session")
+def champion_template(tmp_path_factory, prefect_api):
+    """One champion trained through the real flow, once per session; tests get a relocated copy of its stores."""
+    return workspace_template(tmp_path_factory, "champion-template", _train_champion)
 
 
 def relocate_workspace(source: Path, target: Path) -> None:

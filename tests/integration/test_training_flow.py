@@ -294,6 +294,7 @@ def test_mlflow_project_train_entry_point(workspace, thyroid_csv):
 
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     project = Path(__file__).resolve().parents[2] / "mlflow_project"
+    (workspace / "fast.yaml").write_text("engine: {distill: {epochs: 20}}\n")  # the project's config parameter
     subprocess.run(
         [
             "mlflow",
@@ -307,6 +308,8 @@ def test_mlflow_project_train_entry_point(workspace, thyroid_csv):
             f"data={thyroid_csv}",
             "-P",
             f"model_name={NAME}",
+            "-P",
+            f"config={workspace / 'fast.yaml'}",
         ],
         check=True,
         cwd=workspace,
@@ -316,6 +319,7 @@ def test_mlflow_project_train_entry_point(workspace, thyroid_csv):
     assert champion() == "1"
     project_run = mlflow_client().get_model_version(NAME, "1").run_id  # the model hangs on the project's run
     assert mlflow_client().get_run(project_run).data.tags.get("mlflow.project.entryPoint") == "train"
+    assert mlflow_client().get_run(project_run).data.params["engine.distill.epochs"] == "20"
 
 
 def test_unlabelled_table_trains_and_gate_says_auroc_was_skipped(workspace, thyroid_csv, capsys):

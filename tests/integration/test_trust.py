@@ -17,6 +17,7 @@ from flows.cli import main
 from flows.training import TrainingParameters, training_pipeline
 from stores import registry
 from tasks.tracking import tracking_uri
+from tests.integration.conftest import relocate_workspace, workspace_template
 
 NAME = "trust-test"
 FAST = {"engine": {"distill": {"epochs": 20}}, "model_name": NAME, "label_column": "label"}
@@ -30,6 +31,39 @@ def train(data, seed=0, **overrides):
     return training_pipeline(TrainingParameters(data_path=str(data), **{**FAST, "engine": engine, **overrides}))
 
 
+@pytest.fixture(scope="module")
+def first_version_template(tmp_path_factory, prefect_api):
+    """Version 1 (seed 0, the default gate), trained once for this module: most tests start from it."""
+
+    def first(data):
+        assert train(data)["promoted"]
+
+    return workspace_template(tmp_path_factory, "trust-v1", first)
+
+
+@pytest.fixture(scope="module")
+def second_version_template(tmp_path_factory, prefect_api, first_version_template):
+    """Version 1, then version 2 (seed 1) promoted past it by a lenient gate."""
+
+    def second(data):
+        relocate_workspace(first_version_template, data.parent)
+        assert train(data, seed=1, gate=LENIENT)["promoted"] and champion() == "2"
+
+    return workspace_template(tmp_path_factory, "trust-v2", second)
+
+
+@pytest.fixture
+def first_version(workspace, thyroid_csv, first_version_template):
+    """This test's workspace holds version 1, the champion, as if `train(thyroid_csv)` had just run here."""
+    relocate_workspace(first_version_template, workspace)
+
+
+@pytest.fixture
+def second_version(workspace, thyroid_csv, second_version_template):
+    """Version 1, then version 2 promoted past it: champion v2."""
+    relocate_workspace(second_version_template, workspace)
+
+
 def client():
     return MlflowClient(tracking_uri(), tracking_uri())
 
@@ -38,8 +72,7 @@ def champion():
     return str(client().get_model_version_by_alias(NAME, "champion").version)
 
 
-def test_gate_fails_closed_when_the_champion_cannot_be_loaded(workspace, thyroid_csv, monkeypatch):
-    assert train(thyroid_csv)["promoted"]
+def test_gate_fails_closed_when_the_champion_cannot_be_loaded(first_version, thyroid_csv, monkeypatch):
     load = mlflow.pyfunc.load_model
     attempts = []
 
@@ -57,9 +90,7 @@ def test_gate_fails_closed_when_the_champion_cannot_be_loaded(workspace, thyroid
     assert client().get_model_version(NAME, "2").tags["gate"] == "failed"
 
 
-def test_a_rollback_by_a_person_is_not_undone_by_the_nightly_run(workspace, thyroid_csv, capsys):
-    train(thyroid_csv)
-    assert train(thyroid_csv, seed=1, gate=LENIENT)["promoted"] and champion() == "2"
+def test_a_rollback_by_a_person_is_not_undone_by_the_nightly_run(second_version, thyroid_csv, capsys):
     assert main(["rollback", "--model-name", NAME]) == 0 and champion() == "1"
     nightly = train(thyroid_csv, seed=1, gate=LENIENT)  # unchanged data and settings: reuses version 2
     assert nightly["reused_version"] and nightly["version"] == "2"
@@ -69,11 +100,9 @@ def test_a_rollback_by_a_person_is_not_undone_by_the_nightly_run(workspace, thyr
     assert registry.DEMOTED_TAG not in client().get_model_version(NAME, "2").tags
 
 
-def test_a_persons_promotion_during_a_run_is_not_overturned(workspace, thyroid_csv, monkeypatch):
+def test_a_persons_promotion_during_a_run_is_not_overturned(second_version, thyroid_csv, monkeypatch):
     from tasks import gating as t
 
-    train(thyroid_csv)
-    assert train(thyroid_csv, seed=1, gate=LENIENT)["promoted"] and champion() == "2"
     gate = t.gate_verdict
 
     def person_promotes_meanwhile(*args, **kwargs):
@@ -115,10 +144,9 @@ def test_a_champion_moved_in_the_mlflow_ui_is_a_persons_move_and_rollback_return
     assert registry.DEMOTED_TAG in client().get_model_version(NAME, "2").tags
 
 
-def test_gate_and_promote_re_gate_when_the_champion_moved_in_between(workspace, thyroid_csv, monkeypatch):
+def test_gate_and_promote_re_gate_when_the_champion_moved_in_between(first_version, thyroid_csv, monkeypatch):
     from tasks import gating as t
 
-    train(thyroid_csv)
     train(thyroid_csv, seed=1, gate=GateConfig(min_auroc=0.99999))  # version 2, not promoted
     gate = t.gate_verdict
     calls = []
@@ -159,10 +187,9 @@ def test_promotions_at_the_same_moment_are_serialised_and_a_retried_rollback_pop
     assert champion() == other and registry.champion_history(NAME) == ["1"]
 
 
-def test_drift_compares_scores_of_the_serving_version_only(workspace, thyroid_csv):
+def test_drift_compares_scores_of_the_serving_version_only(workspace, first_version, thyroid_csv):
     from flows.drift import DriftParameters, drift_monitoring
 
-    train(thyroid_csv)
     rows = pd.read_csv(thyroid_csv).drop(columns=["label"]).sample(1500, random_state=0)
     rows.to_csv(workspace / "live.csv", index=False)
     store = str(workspace / "store")
@@ -254,12 +281,11 @@ REGISTRY_DOWN = MlflowException(
 
 @pytest.mark.parametrize("fault_from", ["gate", "promotion lock"])
 def test_registry_unreachable_at_the_alias_reads_stops_with_exit_3_and_moves_nothing(
-    workspace, thyroid_csv, monkeypatch, capfd, fault_from
+    workspace, first_version, thyroid_csv, monkeypatch, capfd, fault_from
 ):
     """It used to read as "no champion": the challenger replaced the champion uncompared, off the history."""
     from tasks import evaluation as t
 
-    assert train(thyroid_csv)["promoted"]
     down, read = [], MlflowClient.get_model_version_by_alias
 
     def alias_read(self, name, alias):
@@ -321,8 +347,9 @@ def test_slightly_worse_candidates_cannot_ratchet_quality_down_until_a_person_ch
 
 
 @pytest.mark.parametrize("policy", ["compare_reference", "hold"])
-def test_an_unlabelled_retrain_is_compared_on_the_champions_labelled_reference_or_held(workspace, thyroid_csv, policy):
-    assert train(thyroid_csv)["promoted"]
+def test_an_unlabelled_retrain_is_compared_on_the_champions_labelled_reference_or_held(
+    workspace, first_version, thyroid_csv, policy
+):
     unlabelled = workspace / "unlabelled.csv"
     pd.read_csv(thyroid_csv).drop(columns=["label"]).to_csv(unlabelled, index=False)
     second = train(
