@@ -216,7 +216,7 @@ def synthetic_defects(images: torch.Tensor, copies: int, seed: int) -> torch.Ten
                 shift = torch.as_tensor(generator.uniform(-0.5, 0.5, c), dtype=torch.float32).view(c, 1, 1)
                 damaged[i] = torch.where(mask, (damaged[i] + shift).clamp(0, 1), damaged[i])
         out.append(damaged)
-    return torch.cat(out)
+    return torch.cat(out) if out else images[:0]
 
 
 def elastic_copies(images: torch.Tensor, copies: int, seed: int, magnitude: float = 0.15) -> torch.Tensor:

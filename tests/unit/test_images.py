@@ -117,6 +117,7 @@ def test_synthetic_defects_change_part_of_each_image_only():
     assert damaged.shape == (8, 3, 32, 32)
     changed = (damaged != images.repeat(2, 1, 1, 1)).any(dim=1).float().mean(dim=(1, 2))
     assert ((changed > 0) & (changed < 0.5)).all()
+    assert synthetic_defects(images, 0, seed=0).shape == (0, 3, 32, 32)  # `synthetic_per_image: 0` distils without
 
 
 @pytest.fixture(scope="module")
