@@ -4,7 +4,8 @@ README's quick settings (benchmarks/images_quick/quick.yaml) into a fresh sqlite
 time of `anomaly-distill train` (process start to exit, on this machine), the gate's verdict and the student's
 held-out AUROC.
 
-Usage: .venv/bin/python benchmarks/image_quick.py [--digits 0 1 ...] [--json PATH]
+Usage: .venv/bin/python benchmarks/image_quick.py [--digits 0 1 ...] [--seed N] [--json PATH]
+(--seed: the settings' `modality.image.seed`, which picks the split, the synthetic defects and the initial weights)
 """
 
 import argparse
@@ -16,28 +17,34 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 from anomaly_distill.image.image_data import write_digits
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = ROOT / "benchmarks/images_quick/quick.yaml"
 
 
-def train_one(digit: int, tmp: Path) -> dict:
-    folder = write_digits(tmp / f"digits-{digit}", digit)
+def train_one(digit: int, tmp: Path, settings: Path = SETTINGS) -> dict:
+    folder = tmp / f"digits-{digit}"
+    if not folder.exists():
+        write_digits(folder, digit)
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db"}
     command = [str(ROOT / ".venv/bin/anomaly-distill"), "train", "--modality", "image", "--data", str(folder)]
-    command += ["--model-name", f"digits-{digit}", "--config", str(SETTINGS)]
+    command += ["--model-name", f"digits-{digit}", "--config", str(settings)]
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, cwd=tmp, env=env)
     seconds = time.perf_counter() - started
     out = done.stdout
     auroc = re.search(r"AUROC (\d\.\d+)", out)
+    teacher = re.search(r"teacher's (\d\.\d+)", out)
     return {
         "digit": digit,
         "seconds": round(seconds, 1),
         "exit": done.returncode,
         "passed": "Gate: PASSED" in out,
         "auroc": float(auroc.group(1)) if auroc else None,
+        "teacher_auroc": float(teacher.group(1)) if teacher else None,
         "gate": next((line for line in out.splitlines() if line.startswith("Gate:")), done.stderr[-300:]),
     }
 
@@ -45,12 +52,19 @@ def train_one(digit: int, tmp: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--digits", type=int, nargs="+", default=list(range(10)))
+    parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks/images_quick/results.json")
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
+        settings = SETTINGS
+        if args.seed is not None:
+            settings = Path(tmp) / "seeded.yaml"
+            quick = yaml.safe_load(SETTINGS.read_text())
+            quick["modality"]["image"]["seed"] = args.seed
+            settings.write_text(yaml.safe_dump(quick))
         for digit in args.digits:
-            results.append(train_one(digit, Path(tmp)))
+            results.append({"seed": args.seed, **train_one(digit, Path(tmp), settings)})
             print(json.dumps(results[-1]), flush=True)
     args.json.write_text(json.dumps(results, indent=1) + "\n")
     passed = sum(r["passed"] for r in results)
