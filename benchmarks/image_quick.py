@@ -25,6 +25,14 @@ ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = ROOT / "benchmarks/images_quick/quick.yaml"
 
 
+def settings_file(path: Path, **image) -> Path:
+    """The quick settings with these image settings changed, written to `path`."""
+    quick = yaml.safe_load(SETTINGS.read_text())
+    quick["modality"]["image"].update(image)
+    path.write_text(yaml.safe_dump(quick))
+    return path
+
+
 def train_one(digit: int, tmp: Path, settings: Path = SETTINGS) -> dict:
     folder = tmp / f"digits-{digit}"
     if not folder.exists():
@@ -57,12 +65,7 @@ def main() -> None:
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        settings = SETTINGS
-        if args.seed is not None:
-            settings = Path(tmp) / "seeded.yaml"
-            quick = yaml.safe_load(SETTINGS.read_text())
-            quick["modality"]["image"]["seed"] = args.seed
-            settings.write_text(yaml.safe_dump(quick))
+        settings = SETTINGS if args.seed is None else settings_file(Path(tmp) / "seeded.yaml", seed=args.seed)
         for digit in args.digits:
             results.append({"seed": args.seed, **train_one(digit, Path(tmp), settings)})
             print(json.dumps(results[-1]), flush=True)
