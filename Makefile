@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 ADBENCH ?= ../shared/data/adbench
 DEMO := data/demo/thyroid.csv
 
-.PHONY: run demo-benchmark test test-fast lint soak bench bench-full bench-live bench-overhead bench-scale bench-explain bench-compress bench-images bench-images-quick select-images-quick bench-schedule bench-series \
+.PHONY: run demo-benchmark test test-fast lint soak bench bench-full bench-live bench-overhead bench-scale bench-explain bench-compress bench-images bench-images-quick select-images-quick select-image-transfer bench-schedule bench-series \
 	bench-series-full \
 	bench-series-ablation bench-labels bench-labels-quick select-teacher select-label-prior labels-e2e select-alarm-score select-online bench-online-service clean
 
@@ -146,6 +146,12 @@ bench-images-quick: $(BIN)/anomaly-distill
 # How the quick image settings were chosen: four candidates x 10 digits through the CLI, leave one class out (~12 min).
 select-images-quick: $(BIN)/anomaly-distill
 	$(BIN)/python benchmarks/images_quick/choose.py | tee benchmarks/images_quick/choice.md
+
+# What the image student distils from: four transfer sets x 10 digits x 2 teachers x seeds 0 and 1, leave one class
+# out (~35 min on 2 cores; resumes from its JSON).
+select-image-transfer: $(BIN)/anomaly-distill
+	$(BIN)/python benchmarks/selection/image_transfer.py --seeds 0 1 --teachers backbone autoencoder \
+		| tee benchmarks/selection/image_transfer.md
 
 # Distillation schedule and class weight with true labels: student AUROC per variant (30 ADBench sets, seeds 0 and 1).
 bench-schedule: $(BIN)/anomaly-distill

@@ -328,6 +328,12 @@ class ImageConfig(StrictModel):
     elastic_per_image: int = Field(
         2, ge=0, description="Smoothly deformed copies of each normal training image distilled (changed shapes)."
     )
+    rearranged_per_image: int = Field(
+        4,
+        ge=0,
+        description="Copies of each normal training image distilled with its quarters rearranged (normal parts, "
+        "turned or mirrored, in new places).",
+    )
     reduction: Literal["max", "topk_mean"] = Field(
         "topk_mean", description="Image score from the map: its maximum, or the mean of its top 1 % locations."
     )

@@ -35,6 +35,7 @@ IMAGE_DISTILLATION = (
     "hint_weight",
     "synthetic_per_image",
     "elastic_per_image",
+    "rearranged_per_image",
     "reduction",
     "weights",
 )  # the image settings a reader compares runs by

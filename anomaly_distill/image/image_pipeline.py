@@ -5,8 +5,8 @@ does not compare itself with the teacher at scoring time: it learns to output th
 soft term, per location, on the teacher's log-map standardised by normal training images — and, during training
 only, to predict the teacher's features from its hidden maps (the hint term). Trained on normal images only, as
 the teacher: to show it what a high map looks like, each normal training image also enters the distillation set
-with synthetic defects (a pasted patch from elsewhere, a line, a blob) and smoothly deformed (elastic copies),
-mapped by the teacher like any image.
+with synthetic defects (a pasted patch from elsewhere, a line, a blob), smoothly deformed (elastic copies) and
+with its quarters rearranged (rearranged copies), mapped by the teacher like any image.
 """
 
 from dataclasses import dataclass, field
@@ -234,6 +234,30 @@ def elastic_copies(images: torch.Tensor, copies: int, seed: int, magnitude: floa
     return torch.cat(out) if out else images[:0]
 
 
+def rearranged_copies(images: torch.Tensor, copies: int, seed: int) -> torch.Tensor:
+    """`copies` rearranged versions of each image: each quarter, with probability ½ (at least one), replaced by a
+    quarter of a random training image, turned or mirrored at random. Normal parts in places and orientations the
+    normal images never hold: the teacher maps them like any image, and they show the student a changed layout of
+    normal parts (another digit, a part upside down), which neither a pasted patch, a line nor a smooth bend does."""
+    generator = np.random.default_rng(seed + 2)
+    n, _, h, w = images.shape
+    hh, hw = h // 2, w // 2
+    corners = [(0, 0), (0, hw), (hh, 0), (hh, hw)]
+    out = []
+    for _ in range(copies):
+        copy = images.clone()
+        for i in range(n):
+            replaced = generator.random(4) < 0.5
+            replaced[generator.integers(4)] = True
+            for y, x in np.asarray(corners)[replaced]:
+                sy, sx = corners[generator.integers(4)]
+                quarter = images[generator.integers(n), :, sy : sy + hh, sx : sx + hw]
+                quarter = quarter.rot90(int(generator.integers(4)), dims=(1, 2)) if hh == hw else quarter
+                copy[i, :, y : y + hh, x : x + hw] = quarter.flip(-1) if generator.random() < 0.5 else quarter
+        out.append(copy)
+    return torch.cat(out) if out else images[:0]
+
+
 @dataclass
 class Inspected:
     scores: np.ndarray  # (n,)
@@ -343,6 +367,7 @@ def distill_image_student(teacher: AnyImageTeacher, train: ImageSet, config: Ima
             normal,
             synthetic_defects(normal, config.synthetic_per_image, config.seed),
             elastic_copies(normal, config.elastic_per_image, config.seed),
+            rearranged_copies(normal, config.rearranged_per_image, config.seed),
         ]
     )
     targets = teacher.training_maps(images, np.tile(np.arange(len(normal)), len(images) // len(normal)))

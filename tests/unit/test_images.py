@@ -29,6 +29,7 @@ from anomaly_distill.image.image_pipeline import (
     elastic_copies,
     evaluate_images,
     fit_teacher,
+    rearranged_copies,
     split_images,
     synthetic_defects,
     train_image_teacher,
@@ -118,6 +119,27 @@ def test_synthetic_defects_change_part_of_each_image_only():
     changed = (damaged != images.repeat(2, 1, 1, 1)).any(dim=1).float().mean(dim=(1, 2))
     assert ((changed > 0) & (changed < 0.5)).all()
     assert synthetic_defects(images, 0, seed=0).shape == (0, 3, 32, 32)  # `synthetic_per_image: 0` distils without
+
+
+def test_rearranged_copies_are_made_of_training_quarters_in_new_places():
+    images = torch.arange(4 * 16 * 16, dtype=torch.float32).reshape(4, 1, 16, 16)  # every pixel value unique
+    copies = rearranged_copies(images, 3, seed=0)
+    assert copies.shape == (12, 1, 16, 16)
+    assert not torch.equal(copies, images.repeat(3, 1, 1, 1))
+    quarters = {
+        tuple(quarter.rot90(turns, dims=(0, 1)).flip(-1).flatten().tolist())
+        if mirror
+        else tuple(quarter.rot90(turns, dims=(0, 1)).flatten().tolist())
+        for image in images[:, 0]
+        for quarter in (image[:8, :8], image[:8, 8:], image[8:, :8], image[8:, 8:])
+        for turns in range(4)
+        for mirror in (False, True)
+    }
+    for copy in copies[:, 0]:
+        for quarter in (copy[:8, :8], copy[:8, 8:], copy[8:, :8], copy[8:, 8:]):
+            assert tuple(quarter.flatten().tolist()) in quarters
+    assert torch.equal(copies, rearranged_copies(images, 3, seed=0))  # seeded
+    assert rearranged_copies(images, 0, seed=0).shape == (0, 1, 16, 16)
 
 
 @pytest.fixture(scope="module")
