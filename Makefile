@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 ADBENCH ?= ../shared/data/adbench
 DEMO := data/demo/thyroid.csv
 
-.PHONY: run demo-benchmark test test-fast lint soak bench bench-full bench-live bench-overhead bench-scale bench-explain bench-compress bench-images bench-images-quick select-images-quick select-image-transfer bench-schedule bench-series \
+.PHONY: run demo-benchmark test test-fast lint soak bench bench-full bench-live bench-overhead bench-scale bench-explain bench-compress bench-images bench-images-quick select-images-quick select-image-transfer select-image-standardise bench-schedule bench-series \
 	bench-series-full \
 	bench-series-ablation bench-labels bench-labels-quick select-teacher select-label-prior labels-e2e select-alarm-score select-online bench-online-service clean
 
@@ -147,11 +147,18 @@ bench-images-quick: $(BIN)/anomaly-distill
 select-images-quick: $(BIN)/anomaly-distill
 	$(BIN)/python benchmarks/images_quick/choose.py | tee benchmarks/images_quick/choice.md
 
-# What the image student distils from: four transfer sets x 10 digits x 2 teachers x seeds 0 and 1, leave one class
+# What the image student distils from: four transfer sets x 10 digits x 2 teachers x seeds 0-2, leave one class
 # out (~35 min on 2 cores; resumes from its JSON).
 select-image-transfer: $(BIN)/anomaly-distill
-	$(BIN)/python benchmarks/selection/image_transfer.py --seeds 0 1 --teachers backbone autoencoder \
+	$(BIN)/python benchmarks/selection/image_transfer.py --seeds 0 1 2 --teachers backbone autoencoder \
 		| tee benchmarks/selection/image_transfer.md
+
+# Each image brought to the normal images' brightness and contrast, or not: 10 digits x 2 teachers x seeds 0 and 1,
+# leave one class out (~25 min); then both texture families with it on, seed 0 (~20 min).
+select-image-standardise: $(BIN)/anomaly-distill
+	$(BIN)/python benchmarks/selection/image_standardise.py --seeds 0 1 | tee benchmarks/selection/image_standardise.md
+	$(BIN)/python benchmarks/images.py --seeds 0 --sets woven fabric --settings '{"standardise_images": true}' \
+		--json benchmarks/images_standardised.json | tee benchmarks/images_standardised.md
 
 # Distillation schedule and class weight with true labels: student AUROC per variant (30 ADBench sets, seeds 0 and 1).
 bench-schedule: $(BIN)/anomaly-distill

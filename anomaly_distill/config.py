@@ -334,6 +334,11 @@ class ImageConfig(StrictModel):
         description="Copies of each normal training image distilled with its quarters rearranged (normal parts, "
         "turned or mirrored, in new places).",
     )
+    standardise_images: bool = Field(
+        False,
+        description="Bring each image to the normal training images' typical brightness and contrast before the "
+        "teacher and the student see it (a line whose lighting or contrast varies from image to image).",
+    )
     reduction: Literal["max", "topk_mean"] = Field(
         "topk_mean", description="Image score from the map: its maximum, or the mean of its top 1 % locations."
     )

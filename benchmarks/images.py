@@ -18,6 +18,7 @@ kinds the student never saw beside model-free baselines, and how `teacher: auto`
   once per set on its own (idle; the figures the targets are judged on).
 
 Usage: .venv/bin/python benchmarks/images.py [--seeds 0 1 2] [--jobs 2] [--speed] [--json PATH]  (resumes from --json)
+       [--settings JSON]  (ImageConfig changes for every run: write them to their own --json)
 """
 
 import argparse
@@ -102,10 +103,11 @@ def contrast_map(images: np.ndarray) -> np.ndarray:
 
 
 def run(task: tuple) -> dict:
-    name, normal_class, seed = task
+    name, normal_class, seed, settings = task
     torch.set_num_threads(1)
     started = time.perf_counter()
     data, config = load_set(name, normal_class, seed)
+    config = config.model_copy(update=settings)
     train, test = split_images(data, config)
     signals = signals_with_mean(train, config)
     sample = np.resize(test.images, (256, *test.images.shape[1:]))
@@ -306,13 +308,14 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", default=["digits", *FAMILIES], help="digits, woven, fabric")
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel, one thread each")
     parser.add_argument("--report-only", action="store_true", help="print the tables from --json; run nothing")
+    parser.add_argument("--settings", type=json.loads, default={}, help="ImageConfig changes, e.g. '{\"epochs\": 50}'")
     parser.add_argument("--speed", action="store_true", help="then measure images/s alone, one set at a time")
     args = parser.parse_args()
     records = json.loads(args.json.read_text()) if args.json.exists() else []
     speed_file = args.json.with_name(args.json.stem + "_speed.json")
     done = {(r["set"], r["normal"], r["seed"]) for r in records}
     tasks = [
-        (name, normal, seed)
+        (name, normal, seed, args.settings)
         for seed in args.seeds
         for name in args.sets
         for normal in (range(10) if name == "digits" else [None])

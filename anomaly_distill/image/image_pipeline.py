@@ -9,6 +9,7 @@ with synthetic defects (a pasted patch from elsewhere, a line, a blob), smoothly
 with its quarters rearranged (rearranged copies), mapped by the teacher like any image.
 """
 
+import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from anomaly_distill.image.image_export import export_image_graph
 from anomaly_distill.models.images import (
     AutoencoderTeacher,
     BackboneTeacher,
+    ImageStandardiser,
     ImageStudentNet,
     image_score,
     load_backbone,
@@ -43,12 +45,13 @@ class ImageTeacher:
     threshold: float
     cross: object | None = None  # backbone: the same network with a bank of the other half of the training images
     in_bank: np.ndarray | None = None  # backbone: which training images `teacher`'s bank holds
+    standardiser: ImageStandardiser = field(default_factory=ImageStandardiser)  # the student takes it over
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
-        return self.teacher.features(images)
+        return self.teacher.features(self.standardiser(images))
 
     def target_maps(self, images: torch.Tensor) -> torch.Tensor:
-        return self._standardised(self.teacher.maps(images))
+        return self._standardised(self.teacher.maps(self.standardiser(images)))
 
     def _standardised(self, maps: torch.Tensor) -> torch.Tensor:
         return (torch.log(maps + 1e-8) - self.center) / self.scale
@@ -62,7 +65,7 @@ class ImageTeacher:
         if self.cross is not None:
             own = torch.from_numpy(np.flatnonzero(self.in_bank[sources]))
             if len(own):
-                maps[own] = self._standardised(self.cross.maps(images[own]))
+                maps[own] = self._standardised(self.cross.maps(self.standardiser(images[own])))
         return maps
 
     @property
@@ -87,6 +90,10 @@ class EnsembleTeacher:
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         return torch.cat([member.features(images) for member in self.members], dim=1)
+
+    @property
+    def standardiser(self) -> ImageStandardiser:
+        return self.members[0].standardiser
 
     @property
     def n_params(self) -> int:
@@ -124,6 +131,8 @@ def fit_teacher(kind: str, images: torch.Tensor, config: ImageConfig) -> AnyImag
         members = [fit_teacher(member, images, config) for member in ("autoencoder", "backbone")]
         return with_threshold(EnsembleTeacher(members), images, config)
     cross = in_bank = None
+    standardiser = ImageStandardiser.fitted(images) if config.standardise_images else ImageStandardiser()
+    raw, images = images, standardiser(images)
     if kind == "backbone":
         teacher = BackboneTeacher(load_backbone(config.weights, config.seed), config.bank_size, config.seed)
         # The bank from half the images; the other half sets the scale, so normal maps are not all ~0, and has
@@ -137,7 +146,7 @@ def fit_teacher(kind: str, images: torch.Tensor, config: ImageConfig) -> AnyImag
     teacher.fit(fit)
     log_maps = torch.log(teacher.maps(calibrate) + 1e-8)
     center, scale = float(log_maps.median()), float(log_maps.std()) + 1e-6
-    return with_threshold(ImageTeacher(teacher, kind, center, scale, 0.0, cross, in_bank), images, config)
+    return with_threshold(ImageTeacher(teacher, kind, center, scale, 0.0, cross, in_bank, standardiser), raw, config)
 
 
 def with_threshold(teacher: AnyImageTeacher, images: torch.Tensor, config: ImageConfig) -> AnyImageTeacher:
@@ -352,7 +361,8 @@ class ImageDetector:
     @classmethod
     def from_state(cls, saved: dict) -> "ImageDetector":
         net = ImageStudentNet(saved["channels"], tuple(saved["widths"]))
-        net.load_state_dict(saved["state_dict"])
+        off = {f"standardiser.{k}": v for k, v in ImageStandardiser().state_dict().items()}
+        net.load_state_dict(off | saved["state_dict"])  # a student saved before `standardise_images` has none
         return cls(net.eval(), saved["size"], saved["channels"], saved["threshold"], saved["reduction"])
 
     def export_onnx(self, path: str | Path) -> Path:
@@ -372,7 +382,7 @@ def distill_image_student(teacher: AnyImageTeacher, train: ImageSet, config: Ima
     )
     targets = teacher.training_maps(images, np.tile(np.arange(len(normal)), len(images) // len(normal)))
     hints = _hint_targets(teacher, images, config.seed)
-    net = ImageStudentNet(images.shape[1], tuple(config.student_widths))
+    net = ImageStudentNet(images.shape[1], tuple(config.student_widths), copy.deepcopy(teacher.standardiser))
     projection = torch.nn.Conv2d(config.student_widths[1], HINT_DIM, 1)
     generator = torch.Generator().manual_seed(config.seed)
     order = torch.randperm(len(images), generator=generator)

@@ -170,12 +170,40 @@ class AutoencoderTeacher:
         return F.avg_pool2d(error, MAP_STRIDE).squeeze(1)
 
 
+class ImageStandardiser(nn.Module):
+    """Each image brought to the typical brightness and contrast of the normal training images (their median
+    per-image mean and standard deviation), clipped to [0, 1]; off (the identity) while `contrast` is 0. A model
+    of normal images then need not span every lighting and contrast of the line: what is left is structure (a
+    blurred or thinned patch is low contrast against the image's own, not against every other image's)."""
+
+    def __init__(self, brightness: float = 0.0, contrast: float = 0.0):
+        super().__init__()
+        self.register_buffer("brightness", torch.tensor(float(brightness)))
+        self.register_buffer("contrast", torch.tensor(float(contrast)))
+
+    @classmethod
+    def fitted(cls, images: torch.Tensor) -> "ImageStandardiser":
+        flat = images.flatten(1)
+        return cls(float(flat.mean(dim=1).median()), float(flat.std(dim=1).median()))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if float(self.contrast) == 0:
+            return images
+        flat = images.flatten(1)
+        mean = flat.mean(dim=1).view(-1, 1, 1, 1)
+        std = flat.std(dim=1).view(-1, 1, 1, 1) + 1e-6
+        return ((images - mean) / std * self.contrast + self.brightness).clamp(0, 1)
+
+
 class ImageStudentNet(nn.Module):
     """Image (n, c, h, w) in [0, 1] -> anomaly map (n, h/4, w/4) in the teacher's standardised units."""
 
-    def __init__(self, channels: int, widths: tuple[int, int] = (16, 32)):
+    def __init__(
+        self, channels: int, widths: tuple[int, int] = (16, 32), standardiser: ImageStandardiser | None = None
+    ):
         super().__init__()
         a, b = widths
+        self.standardiser = standardiser if standardiser is not None else ImageStandardiser()
         self.body = nn.Sequential(
             nn.Conv2d(channels, a, 3, 2, 1),
             nn.ReLU(),
@@ -189,7 +217,7 @@ class ImageStudentNet(nn.Module):
         self.head = nn.Conv2d(b, 1, 1)
 
     def hidden_and_map(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        hidden = self.body(images)
+        hidden = self.body(self.standardiser(images))
         return hidden, self.head(hidden).squeeze(1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

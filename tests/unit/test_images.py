@@ -23,6 +23,7 @@ from anomaly_distill.image.image_data import (
 from anomaly_distill.image.image_pipeline import (
     AUTO_TEACHER,
     TEACHER_KINDS,
+    ImageDetector,
     choice_signals,
     chosen_kind,
     distill_image_student,
@@ -35,7 +36,14 @@ from anomaly_distill.image.image_pipeline import (
     train_image_teacher,
 )
 from anomaly_distill.image.textures import FAMILIES, TINT, make_image, write_textures
-from anomaly_distill.models.images import BackboneTeacher, ImageStudentNet, ResNet18, load_backbone, params
+from anomaly_distill.models.images import (
+    BackboneTeacher,
+    ImageStandardiser,
+    ImageStudentNet,
+    ResNet18,
+    load_backbone,
+    params,
+)
 
 FAST = ImageConfig(size=64, teacher="autoencoder", teacher_epochs=10, epochs=40)
 
@@ -178,6 +186,34 @@ def test_the_image_detector_saves_loads_scores_files_and_bytes_and_exports_with_
     np.testing.assert_allclose(scores, student.score_images(test.images), atol=1e-4)
     np.testing.assert_allclose(maps, student.maps(test.images), atol=1e-4)
     assert onnx.metadata["kind"] == "image" and onnx.metadata["size"] == 64
+
+
+def test_standardised_images_lose_their_own_brightness_and_contrast_and_off_is_the_identity():
+    torch.manual_seed(0)
+    images = 0.5 + 0.1 * torch.randn(6, 3, 16, 16)
+    standardiser = ImageStandardiser.fitted(images)
+    flat = images.flatten(1)
+    assert float(standardiser.brightness) == pytest.approx(float(flat.mean(1).median()))
+    assert float(standardiser.contrast) == pytest.approx(float(flat.std(1).median()))
+    relit = 0.2 + 0.6 * images  # the same scenes, darker and flatter
+    torch.testing.assert_close(standardiser(relit), standardiser(images), atol=1e-5, rtol=0)
+    out = standardiser(relit).flatten(1)
+    torch.testing.assert_close(out.mean(1), torch.full((6,), float(standardiser.brightness)), atol=1e-5, rtol=0)
+    assert torch.equal(ImageStandardiser()(relit), relit)
+
+
+def test_a_standardising_student_keeps_it_through_save_load_and_onnx_and_an_old_one_loads_without(tmp_path):
+    images = torch.rand(8, 1, 32, 32).numpy()
+    net = ImageStudentNet(1, (4, 8), ImageStandardiser(0.3, 0.2)).eval()
+    student = ImageDetector(net, 32, 1, 0.0)
+    back = load_detector(save_detector(student, tmp_path / "detector.pt"))
+    np.testing.assert_array_equal(back.score_images(images), student.score_images(images))
+    np.testing.assert_allclose(student.score_images(images * 0.5 + 0.1), student.score_images(images), atol=1e-5)
+    onnx = OnnxScorer(student.export_onnx(tmp_path / student.onnx_name))
+    np.testing.assert_allclose(onnx.session.run(None, {"images": images})[0], student.score_images(images), atol=1e-4)
+    saved = student.state()
+    saved["state_dict"] = {k: v for k, v in saved["state_dict"].items() if not k.startswith("standardiser.")}
+    assert float(ImageDetector.from_state(saved).net.standardiser.contrast) == 0  # saved before the setting: off
 
 
 def test_one_pass_gives_the_scores_maps_and_the_drift_features_the_contract_names(texture_model):
