@@ -11,48 +11,27 @@ Usage: .venv/bin/python benchmarks/selection/image_standardise.py [--seeds 0 1] 
        [--jobs 2] [--json PATH]   (resumes from its JSON)
 """
 
-import argparse
-import json
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
-import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-from images import load_set  # noqa: E402  (benchmarks/images.py: the one-vs-rest protocol)
-
-from anomaly_distill.image.image_pipeline import (  # noqa: E402
-    distill_image_student,
-    evaluate_images,
-    fit_teacher,
-    split_images,
-)
+from digit_screen import aurocs, digit_split, screen_main, teacher_of  # noqa: E402
 
 VALUES = {"off": False, "on": True}
 
 
 def run(task: tuple) -> list[dict]:
     digit, seed, kind = task
-    torch.set_num_threads(1)
-    data, config = load_set("digits", digit, seed)
-    train, test = split_images(data, config)
+    train, test, config = digit_split(digit, seed)
     records = []
     for name, value in VALUES.items():
-        chosen = config.model_copy(update={"standardise_images": value})
-        teacher = fit_teacher(kind, torch.from_numpy(train.images), chosen)
-        result = evaluate_images(teacher, distill_image_student(teacher, train, chosen), test, chosen)
+        chosen = config.model_copy(update={"standardise_images": value})  # the teacher sees the setting too
+        teacher = teacher_of(kind, train, chosen)
         records.append(
-            {
-                "value": name,
-                "digit": digit,
-                "seed": seed,
-                "teacher": kind,
-                "teacher_auroc": result["teacher"]["auroc"],
-                "student_auroc": result["student"]["auroc"],
-            }
+            {"value": name, "digit": digit, "seed": seed, "teacher": kind, **aurocs(teacher, train, test, chosen)}
         )
     return records
 
@@ -101,24 +80,5 @@ def report(records: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--digits", type=int, nargs="+", default=list(range(10)))
-    parser.add_argument("--teachers", nargs="+", default=["backbone", "autoencoder"])
-    parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--json", type=Path, default=HERE / "image_standardise.json")
-    args = parser.parse_args()
-    records = json.loads(args.json.read_text()) if args.json.exists() else []
-    done = {(r["teacher"], r["digit"], r["seed"]) for r in records}
-    tasks = [(d, s, k) for k in args.teachers for s in args.seeds for d in args.digits if (k, d, s) not in done]
-    with ProcessPoolExecutor(args.jobs) as pool:
-        for future in as_completed([pool.submit(run, task) for task in tasks]):
-            records += future.result()
-            args.json.write_text(json.dumps(records, indent=1))
-            print(f"done: {future.result()[0]['teacher']}/{future.result()[0]['digit']}", file=sys.stderr)
-    print(report(records))
-
-
 if __name__ == "__main__":
-    main()
+    screen_main(__doc__, run, report, HERE / "image_standardise.json", [0, 1], ["backbone", "autoencoder"])

@@ -12,25 +12,14 @@ Usage: .venv/bin/python benchmarks/selection/image_transfer.py [--seeds 0] [--te
        [--json PATH]   (resumes from its JSON)
 """
 
-import argparse
-import json
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
-import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-from images import load_set  # noqa: E402  (benchmarks/images.py: the one-vs-rest protocol)
-
-from anomaly_distill.image.image_pipeline import (  # noqa: E402
-    distill_image_student,
-    evaluate_images,
-    fit_teacher,
-    split_images,
-)
+from digit_screen import aurocs, digit_split, screen_main, teacher_of  # noqa: E402
 
 # Each candidate: the default ImageConfig with these settings changed (pinned: the default has since become "+ 4
 # rearranged copies", chosen here).
@@ -44,29 +33,13 @@ CANDIDATES = {
 
 def run(task: tuple) -> list[dict]:
     digit, seed, kind = task
-    torch.set_num_threads(1)
-    data, config = load_set("digits", digit, seed)
-    train, test = split_images(data, config)
-    teacher = fit_teacher(kind, torch.from_numpy(train.images), config)
-    records = []
-    for name, changes in CANDIDATES.items():
-        student = distill_image_student(teacher, train, config.model_copy(update=changes))
-        result = evaluate_images(teacher, student, test, config)
-        records.append(
-            {
-                "candidate": name,
-                "digit": digit,
-                "seed": seed,
-                "teacher": kind,
-                "teacher_auroc": result["teacher"]["auroc"],
-                "student_auroc": result["student"]["auroc"],
-            }
-        )
-    return records
-
-
-def key(record: dict) -> str:
-    return f"{record['teacher']}/{record['digit']}/{record['seed']}"
+    train, test, config = digit_split(digit, seed)
+    teacher = teacher_of(kind, train, config)
+    return [
+        {"candidate": name, "digit": digit, "seed": seed, "teacher": kind}
+        | aurocs(teacher, train, test, config.model_copy(update=changes))
+        for name, changes in CANDIDATES.items()
+    ]
 
 
 def leave_one_class_out(records: list[dict], kinds: list[str]) -> list[dict]:
@@ -135,24 +108,5 @@ def loco_table(records: list[dict], kinds: list[str]) -> list[str]:
     ]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--digits", type=int, nargs="+", default=list(range(10)))
-    parser.add_argument("--teachers", nargs="+", default=["backbone"], choices=["autoencoder", "backbone", "ensemble"])
-    parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--json", type=Path, default=HERE / "image_transfer.json")
-    args = parser.parse_args()
-    records = json.loads(args.json.read_text()) if args.json.exists() else []
-    done = {key(r) for r in records}
-    tasks = [(d, s, k) for k in args.teachers for s in args.seeds for d in args.digits if f"{k}/{d}/{s}" not in done]
-    with ProcessPoolExecutor(args.jobs) as pool:
-        for future in as_completed([pool.submit(run, task) for task in tasks]):
-            records += future.result()
-            args.json.write_text(json.dumps(records, indent=1))
-            print(f"done: {key(future.result()[0])}", file=sys.stderr)
-    print(report(records))
-
-
 if __name__ == "__main__":
-    main()
+    screen_main(__doc__, run, report, HERE / "image_transfer.json", [0], ["backbone"])
