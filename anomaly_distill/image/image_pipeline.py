@@ -254,7 +254,7 @@ def rearranged_copies(images: torch.Tensor, copies: int, seed: int) -> torch.Ten
     corners = [(0, 0), (0, hw), (hh, 0), (hh, hw)]
     out = []
     for _ in range(copies):
-        copy = images.clone()
+        moved = images.clone()
         for i in range(n):
             replaced = generator.random(4) < 0.5
             replaced[generator.integers(4)] = True
@@ -262,8 +262,8 @@ def rearranged_copies(images: torch.Tensor, copies: int, seed: int) -> torch.Ten
                 sy, sx = corners[generator.integers(4)]
                 quarter = images[generator.integers(n), :, sy : sy + hh, sx : sx + hw]
                 quarter = quarter.rot90(int(generator.integers(4)), dims=(1, 2)) if hh == hw else quarter
-                copy[i, :, y : y + hh, x : x + hw] = quarter.flip(-1) if generator.random() < 0.5 else quarter
-        out.append(copy)
+                moved[i, :, y : y + hh, x : x + hw] = quarter.flip(-1) if generator.random() < 0.5 else quarter
+        out.append(moved)
     return torch.cat(out) if out else images[:0]
 
 
