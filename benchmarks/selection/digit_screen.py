@@ -28,8 +28,9 @@ def screen_main(doc: str, run: Callable, report: Callable, default_json: Path, s
     tasks = [(d, s, k) for k in args.teachers for s in args.seeds for d in args.digits if (k, d, s) not in done]
     with ProcessPoolExecutor(args.jobs) as pool:
         for future in as_completed([pool.submit(run, task) for task in tasks]):
-            first = future.result()[0]
-            records += future.result()
+            done_now = future.result()
+            first = done_now[0]
+            records += done_now
             args.json.write_text(json.dumps(records, indent=1))
             print(f"done: {first['teacher']} teacher, digit {first['digit']}, seed {first['seed']}", file=sys.stderr)
     print(report(records))

@@ -42,15 +42,19 @@ def run(task: tuple) -> list[dict]:
     ]
 
 
+def gap(record: dict) -> float:
+    return record["student_auroc"] - record["teacher_auroc"]
+
+
+def mean_gap(name: str, records: list[dict]) -> float:
+    return np.mean([gap(r) for r in records if r["candidate"] == name])
+
+
 def leave_one_class_out(records: list[dict], kinds: list[str]) -> list[dict]:
     """One default serves every teacher: the candidate is picked on the other digits of all `kinds` together."""
     mine = [r for r in records if r["teacher"] in kinds]
     rows = []
     for held in sorted({r["digit"] for r in mine}):
-
-        def mean_gap(name, digits):
-            return np.mean([r["student_auroc"] - r["teacher_auroc"] for r in digits if r["candidate"] == name])
-
         others = [r for r in mine if r["digit"] != held]
         here = [r for r in mine if r["digit"] == held]
         best = max(CANDIDATES, key=lambda name: mean_gap(name, others))
@@ -79,7 +83,7 @@ def report(records: list[dict]) -> str:
         ]
         for name in CANDIDATES:
             runs = [r for r in mine if r["candidate"] == name]
-            gaps = [np.mean([r["student_auroc"] - r["teacher_auroc"] for r in runs if r["digit"] == d]) for d in digits]
+            gaps = [np.mean([gap(r) for r in runs if r["digit"] == d]) for d in digits]
             student = np.mean([r["student_auroc"] for r in runs])
             cells = " | ".join(f"{g:+.3f}" for g in gaps)
             lines.append(f"| {name} | {cells} | {np.mean(gaps):+.4f} | {min(gaps):+.3f} | {student:.4f} |")
