@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 ADBENCH ?= ../shared/data/adbench
 DEMO := data/demo/thyroid.csv
 
-.PHONY: run demo-benchmark test test-fast lint soak bench bench-full bench-live bench-overhead bench-scale bench-explain bench-compress bench-images bench-images-quick select-images-quick select-image-transfer select-image-standardise bench-schedule bench-series \
+.PHONY: run demo-benchmark test test-fast lint soak bench bench-full bench-live bench-overhead bench-scale bench-explain bench-compress bench-images bench-images-quick select-images-quick select-image-transfer select-image-epochs select-image-standardise bench-schedule bench-series \
 	bench-series-full \
 	bench-series-ablation bench-labels bench-labels-quick select-teacher select-label-prior labels-e2e select-alarm-score select-online bench-online-service clean
 
@@ -143,15 +143,23 @@ bench-images-quick: $(BIN)/anomaly-distill
 	for seed in 1 2; do $(BIN)/python benchmarks/image_quick.py --seed $$seed \
 		--json benchmarks/images_quick/results_seed$$seed.json | tee benchmarks/images_quick/results_seed$$seed.md; done
 
-# How the quick image settings were chosen: four candidates x 10 digits through the CLI, leave one class out (~12 min).
+# How the quick image settings were chosen, each round leave one class out through the CLI: the hint term (four
+# candidates x 10 digits, ~12 min), then the student's epochs (three candidates x 10 digits x seeds 0-2, ~45 min).
 select-images-quick: $(BIN)/anomaly-distill
-	$(BIN)/python benchmarks/images_quick/choose.py | tee benchmarks/images_quick/choice.md
+	$(BIN)/python benchmarks/images_quick/choose.py --round hint | tee benchmarks/images_quick/choice.md
+	$(BIN)/python benchmarks/images_quick/choose.py --round epochs | tee benchmarks/images_quick/choice_epochs.md
 
 # What the image student distils from: four transfer sets x 10 digits x 2 teachers x seeds 0-2, leave one class
 # out (~35 min on 2 cores; resumes from its JSON).
 select-image-transfer: $(BIN)/anomaly-distill
 	$(BIN)/python benchmarks/selection/image_transfer.py --seeds 0 1 2 --teachers backbone autoencoder \
 		| tee benchmarks/selection/image_transfer.md
+
+# How long the image student distils: 100 or 200 epochs x 10 digits x the backbone teacher x seeds 0-2, leave one
+# class out (~30 min on 2 cores; resumes from its JSON).
+select-image-epochs: $(BIN)/anomaly-distill
+	$(BIN)/python benchmarks/selection/image_epochs.py --seeds 0 1 2 --teachers backbone \
+		| tee benchmarks/selection/image_epochs.md
 
 # Each image brought to the normal images' brightness and contrast, or not: 10 digits x 2 teachers x seeds 0 and 1,
 # leave one class out (~25 min); then both texture families with it on, seed 0 (~20 min).

@@ -13,6 +13,7 @@ Usage: .venv/bin/python benchmarks/selection/image_transfer.py [--seeds 0] [--te
 """
 
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -31,14 +32,15 @@ CANDIDATES = {
 }
 
 
-def run(task: tuple) -> list[dict]:
+def run(candidates: dict, task: tuple) -> list[dict]:
+    """One teacher fitted on one digit's split; one student per candidate (ImageConfig changes) distilled from it."""
     digit, seed, kind = task
     train, test, config = digit_split(digit, seed)
     teacher = teacher_of(kind, train, config)
     return [
         {"candidate": name, "digit": digit, "seed": seed, "teacher": kind}
         | aurocs(teacher, train, test, config.model_copy(update=changes))
-        for name, changes in CANDIDATES.items()
+        for name, changes in candidates.items()
     ]
 
 
@@ -50,26 +52,28 @@ def mean_gap(name: str, records: list[dict]) -> float:
     return np.mean([gap(r) for r in records if r["candidate"] == name])
 
 
-def leave_one_class_out(records: list[dict], kinds: list[str]) -> list[dict]:
+def leave_one_class_out(candidates: dict, records: list[dict], kinds: list[str]) -> list[dict]:
     """One default serves every teacher: the candidate is picked on the other digits of all `kinds` together."""
     mine = [r for r in records if r["teacher"] in kinds]
     rows = []
     for held in sorted({r["digit"] for r in mine}):
         others = [r for r in mine if r["digit"] != held]
         here = [r for r in mine if r["digit"] == held]
-        best = max(CANDIDATES, key=lambda name: mean_gap(name, others))
+        best = max(candidates, key=lambda name: mean_gap(name, others))
         rows.append(
             {
                 "digit": held,
                 "picked": best,
                 "gap": mean_gap(best, here),
-                "default_gap": mean_gap(next(iter(CANDIDATES)), here),
+                "default_gap": mean_gap(next(iter(candidates)), here),
             }
         )
     return rows
 
 
-def report(records: list[dict]) -> str:
+def report(candidates: dict, records: list[dict]) -> str:
+    """Per teacher: each candidate's gap per digit, then leave one class out (per teacher, then all together); the
+    first candidate is the reference ("the default")."""
     lines = []
     for kind in dict.fromkeys(r["teacher"] for r in records):
         mine = [r for r in records if r["teacher"] == kind]
@@ -81,23 +85,23 @@ def report(records: list[dict]) -> str:
             "| candidate | " + " | ".join(str(d) for d in digits) + " | mean | worst | student AUROC, mean |",
             "|---|" + "---:|" * (len(digits) + 3),
         ]
-        for name in CANDIDATES:
+        for name in candidates:
             runs = [r for r in mine if r["candidate"] == name]
             gaps = [np.mean([gap(r) for r in runs if r["digit"] == d]) for d in digits]
             student = np.mean([r["student_auroc"] for r in runs])
             cells = " | ".join(f"{g:+.3f}" for g in gaps)
             lines.append(f"| {name} | {cells} | {np.mean(gaps):+.4f} | {min(gaps):+.3f} | {student:.4f} |")
-        teacher = np.mean([r["teacher_auroc"] for r in mine if r["candidate"] == next(iter(CANDIDATES))])
+        teacher = np.mean([r["teacher_auroc"] for r in mine if r["candidate"] == next(iter(candidates))])
         lines += ["", f"Teacher AUROC, mean: {teacher:.4f}.", ""]
-        lines += loco_table(records, [kind]) if len(digits) > 1 else []
+        lines += loco_table(candidates, records, [kind]) if len(digits) > 1 else []
     kinds = list(dict.fromkeys(r["teacher"] for r in records))
     if len(kinds) > 1:
-        lines += loco_table(records, kinds)
+        lines += loco_table(candidates, records, kinds)
     return "\n".join(lines)
 
 
-def loco_table(records: list[dict], kinds: list[str]) -> list[str]:
-    rows = leave_one_class_out(records, kinds)
+def loco_table(candidates: dict, records: list[dict], kinds: list[str]) -> list[str]:
+    rows = leave_one_class_out(candidates, records, kinds)
     return [
         f"Leave one class out, {' and '.join(kinds)} teacher (the candidate with the best mean gap on the "
         "other digits):",
@@ -113,4 +117,6 @@ def loco_table(records: list[dict], kinds: list[str]) -> list[str]:
 
 
 if __name__ == "__main__":
-    screen_main(__doc__, run, report, HERE / "image_transfer.json", [0], ["backbone"])
+    screen_main(
+        __doc__, partial(run, CANDIDATES), partial(report, CANDIDATES), HERE / "image_transfer.json", [0], ["backbone"]
+    )
