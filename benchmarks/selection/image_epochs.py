@@ -24,7 +24,7 @@ from image_transfer import report, run  # noqa: E402
 # The default ImageConfig (since the transfer screen: 2 damaged, 2 bent and 4 rearranged copies) with its student
 # epochs pinned, so the screen re-runs to its record if the default epochs change.
 CANDIDATES = {
-    "100 epochs (the default)": {"epochs": 100},
+    "100 epochs (the default before)": {"epochs": 100},
     "200 epochs": {"epochs": 200},
 }
 
