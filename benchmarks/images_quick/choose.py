@@ -80,9 +80,10 @@ def leave_one_class_out(candidates: dict, done: dict, digits: list[int], seeds: 
             return passes_and_mean_auroc(runs_of(done, name, others, seeds))
 
         pick = max(candidates, key=merit)
+        others_passed = merit(pick)[0]
         for seed in seeds:
             record = done[pick][run_key(held, seed)]
-            rows.append({"digit": held, "seed": seed, "pick": pick, "others_passed": merit(pick)[0], **record})
+            rows.append({"digit": held, "seed": seed, "pick": pick, "others_passed": others_passed, **record})
     return rows
 
 
