@@ -339,6 +339,13 @@ class ImageConfig(StrictModel):
         description="Copies of each normal training image distilled with its quarters rearranged (normal parts, "
         "turned or mirrored, in new places).",
     )
+    turned_per_image: int = Field(
+        2,
+        ge=0,
+        description="Copies of each normal training image distilled turned by a multiple of 90° or mirrored "
+        "(whole normal images in orientations the normal images never hold; 2 chosen leave one class out on "
+        "digits over 0, BENCHMARKS.md).",
+    )
     standardise_images: bool = Field(
         False,
         description="Bring each image to the normal training images' typical brightness and contrast before the "

@@ -36,6 +36,7 @@ IMAGE_DISTILLATION = (
     "synthetic_per_image",
     "elastic_per_image",
     "rearranged_per_image",
+    "turned_per_image",
     "standardise_images",
     "reduction",
     "weights",

@@ -6,7 +6,8 @@ soft term, per location, on the teacher's log-map standardised by normal trainin
 only, to predict the teacher's features from its hidden maps (the hint term). Trained on normal images only, as
 the teacher: to show it what a high map looks like, each normal training image also enters the distillation set
 with synthetic defects (a pasted patch from elsewhere, a line, a blob), smoothly deformed (elastic copies) and
-with its quarters rearranged (rearranged copies), mapped by the teacher like any image.
+with its quarters rearranged (rearranged copies) and turned or mirrored (turned copies), mapped by the teacher
+like any image.
 """
 
 import copy
@@ -267,6 +268,25 @@ def rearranged_copies(images: torch.Tensor, copies: int, seed: int) -> torch.Ten
     return torch.cat(out) if out else images[:0]
 
 
+def turned_copies(images: torch.Tensor, copies: int, seed: int) -> torch.Tensor:
+    """`copies` turned versions of each image: one of its seven other orientations (turned by 90°, 180° or 270°,
+    mirrored or not, or only mirrored), at random. A whole normal image the normal images never show that way (a 6
+    upside down reads as a 9): the teacher maps it like any image, and the student sees how the teacher answers a
+    whole unfamiliar shape, where the rearranged copies change only quarters."""
+    generator = np.random.default_rng(seed + 3)
+    out = []
+    for _ in range(copies):
+        turns = generator.integers(1, 8, len(images))  # 0 would be the image as it is
+        out.append(torch.stack([_oriented(image, int(turn)) for image, turn in zip(images, turns)]))
+    return torch.cat(out) if out else images[:0]
+
+
+def _oriented(image: torch.Tensor, turn: int) -> torch.Tensor:
+    """One of an image's eight orientations: turned by 90° × (turn mod 4), mirrored when turn ≥ 4."""
+    turned = image.rot90(turn % 4, dims=(1, 2))
+    return turned.flip(-1) if turn >= 4 else turned
+
+
 @dataclass
 class Inspected:
     scores: np.ndarray  # (n,)
@@ -378,6 +398,7 @@ def distill_image_student(teacher: AnyImageTeacher, train: ImageSet, config: Ima
             synthetic_defects(normal, config.synthetic_per_image, config.seed),
             elastic_copies(normal, config.elastic_per_image, config.seed),
             rearranged_copies(normal, config.rearranged_per_image, config.seed),
+            turned_copies(normal, config.turned_per_image, config.seed),
         ]
     )
     targets = teacher.training_maps(images, np.tile(np.arange(len(normal)), len(images) // len(normal)))

@@ -22,13 +22,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 from digit_screen import aurocs, digit_split, screen_main, teacher_of  # noqa: E402
 
-# Each candidate: the default ImageConfig with these settings changed (pinned: the default has since become "+ 4
-# rearranged copies", chosen here).
+# Each candidate: the default ImageConfig of its day with these settings changed (pinned: the default has since
+# become "+ 4 rearranged copies", chosen here, 200 epochs (image_epochs.py) and 2 turned copies (image_turned.py)).
+OF_ITS_DAY = {"epochs": 100, "turned_per_image": 0}
 CANDIDATES = {
-    "default (2 damaged + 2 bent copies)": {"rearranged_per_image": 0},
-    "+ 2 rearranged copies": {"rearranged_per_image": 2},
-    "+ 4 rearranged copies": {"rearranged_per_image": 4},
-    "2 rearranged copies instead of the bent ones": {"rearranged_per_image": 2, "elastic_per_image": 0},
+    "default (2 damaged + 2 bent copies)": OF_ITS_DAY | {"rearranged_per_image": 0},
+    "+ 2 rearranged copies": OF_ITS_DAY | {"rearranged_per_image": 2},
+    "+ 4 rearranged copies": OF_ITS_DAY | {"rearranged_per_image": 4},
+    "2 rearranged copies instead of the bent ones": OF_ITS_DAY | {"rearranged_per_image": 2, "elastic_per_image": 0},
 }
 
 

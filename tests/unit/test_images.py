@@ -34,6 +34,7 @@ from anomaly_distill.image.image_pipeline import (
     split_images,
     synthetic_defects,
     train_image_teacher,
+    turned_copies,
 )
 from anomaly_distill.image.textures import FAMILIES, TINT, make_image, write_textures
 from anomaly_distill.models.images import (
@@ -148,6 +149,21 @@ def test_rearranged_copies_are_made_of_training_quarters_in_new_places():
             assert tuple(quarter.flatten().tolist()) in quarters
     assert torch.equal(copies, rearranged_copies(images, 3, seed=0))  # seeded
     assert rearranged_copies(images, 0, seed=0).shape == (0, 1, 16, 16)
+
+
+def test_turned_copies_are_whole_training_images_in_one_of_their_seven_other_orientations():
+    images = torch.arange(4 * 8 * 8, dtype=torch.float32).reshape(4, 1, 8, 8)  # every pixel value unique
+    copies = turned_copies(images, 3, seed=0)
+    assert copies.shape == (12, 1, 8, 8)
+    for k, copy in enumerate(copies):
+        source = images[k % 4, 0]
+        orientations = [source.rot90(turns, dims=(0, 1)) for turns in range(4)]
+        orientations += [o.flip(-1) for o in orientations]
+        matches = [i for i, o in enumerate(orientations) if torch.equal(copy[0], o)]
+        assert matches and matches != [0]  # one of the other seven, never the image as it is
+    assert len({tuple(c.flatten().tolist()) for c in copies}) > 4  # not one orientation for all
+    assert torch.equal(copies, turned_copies(images, 3, seed=0))  # seeded
+    assert turned_copies(images, 0, seed=0).shape == (0, 1, 8, 8)
 
 
 @pytest.fixture(scope="module")
