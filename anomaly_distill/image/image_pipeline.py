@@ -5,8 +5,8 @@ does not compare itself with the teacher at scoring time: it learns to output th
 soft term, per location, on the teacher's log-map standardised by normal training images — and, during training
 only, to predict the teacher's features from its hidden maps (the hint term). Trained on normal images only, as
 the teacher: to show it what a high map looks like, each normal training image also enters the distillation set
-with synthetic defects (a pasted patch from elsewhere, a line, a blob), smoothly deformed (elastic copies) and
-with its quarters rearranged (rearranged copies) and turned or mirrored (turned copies), mapped by the teacher
+with synthetic defects (a pasted patch from elsewhere, a line, a blob), smoothly deformed (elastic copies), with
+its quarters rearranged (rearranged copies) and turned or mirrored whole (turned copies), mapped by the teacher
 like any image.
 """
 
