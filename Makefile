@@ -169,11 +169,14 @@ select-image-rearranged: $(BIN)/anomaly-distill
 		| tee benchmarks/selection/image_rearranged_more.md
 
 # Turned copies in the image student's transfer set: 0 or 2, 10 digits x the backbone teacher x seeds 0-2, then the
-# autoencoder teacher on seed 0 as a check, leave one class out (~45 + ~15 min on 2 cores; resumes from its JSON).
+# autoencoder teacher on seed 0 as a check, leave one class out (~45 + ~15 min on 2 cores; resumes from its JSON);
+# then 4 against them on the backbone, reusing their students (~25 min).
 select-image-turned: $(BIN)/anomaly-distill
 	$(BIN)/python benchmarks/selection/image_turned.py --seeds 0 1 2 --teachers backbone > /dev/null
 	$(BIN)/python benchmarks/selection/image_turned.py --seeds 0 --teachers autoencoder \
 		| tee benchmarks/selection/image_turned.md
+	$(BIN)/python benchmarks/selection/image_turned_more.py --seeds 0 1 2 --teachers backbone \
+		| tee benchmarks/selection/image_turned_more.md
 
 # Each image brought to the normal images' brightness and contrast, or not: 10 digits x 2 teachers x seeds 0 and 1,
 # leave one class out (~25 min); then both texture families with it on, seed 0 (~20 min).

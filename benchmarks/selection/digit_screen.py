@@ -51,3 +51,14 @@ def aurocs(teacher, train, test, config) -> dict:
     """Distil a student from `teacher` with `config`; both AUROCs on the held-out images."""
     result = evaluate_images(teacher, distill_image_student(teacher, train, config), test, config)
     return {"teacher_auroc": result["teacher"]["auroc"], "student_auroc": result["student"]["auroc"]}
+
+
+def reused(records: list[dict], screened: Path, names: dict[str, str]) -> list[dict]:
+    """Another screen's students for the tasks of `records`, its candidate names mapped by `names`: the same
+    teachers (fitted deterministically per digit and seed) and settings, so they need not be trained again."""
+    tasks = {(r["teacher"], r["digit"], r["seed"]) for r in records}
+    return [
+        r | {"candidate": names[r["candidate"]]}
+        for r in json.loads(screened.read_text())
+        if r["candidate"] in names and (r["teacher"], r["digit"], r["seed"]) in tasks
+    ]

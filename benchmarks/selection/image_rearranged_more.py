@@ -11,7 +11,6 @@ Usage: .venv/bin/python benchmarks/selection/image_rearranged_more.py [--seeds 0
        [--jobs 2] [--json PATH]   (resumes from its JSON)
 """
 
-import json
 import sys
 from functools import partial
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
-from digit_screen import screen_main  # noqa: E402
+from digit_screen import reused, screen_main  # noqa: E402
 from image_transfer import report, run  # noqa: E402
 
 DEFAULT = "4 rearranged copies (the default)"
@@ -30,19 +29,8 @@ TRAINED = {"8 rearranged copies": {"epochs": 200, "rearranged_per_image": 8, "tu
 CANDIDATES = {DEFAULT: {"epochs": 200, "rearranged_per_image": 4, "turned_per_image": 0}, **TRAINED}
 
 
-def with_default(records: list[dict]) -> list[dict]:
-    screened = json.loads((HERE / "image_epochs.json").read_text())
-    tasks = {(r["teacher"], r["digit"], r["seed"]) for r in records}
-    default = [
-        r | {"candidate": DEFAULT}
-        for r in screened
-        if r["candidate"] == "200 epochs" and (r["teacher"], r["digit"], r["seed"]) in tasks
-    ]
-    return default + records
-
-
 def report_all(records: list[dict]) -> str:
-    return report(CANDIDATES, with_default(records))
+    return report(CANDIDATES, reused(records, HERE / "image_epochs.json", {"200 epochs": DEFAULT}) + records)
 
 
 if __name__ == "__main__":
