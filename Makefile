@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 ADBENCH ?= ../shared/data/adbench
 DEMO := data/demo/thyroid.csv
 
-.PHONY: run demo-benchmark test test-fast lint soak bench bench-full bench-live bench-overhead bench-scale bench-explain bench-compress bench-images bench-images-quick select-images-quick select-image-transfer select-image-epochs select-image-rearranged select-image-turned select-image-standardise bench-schedule bench-series \
+.PHONY: run demo-benchmark test test-fast lint soak bench bench-full bench-live bench-overhead bench-scale bench-explain bench-compress bench-images bench-images-quick select-images-quick select-image-transfer select-image-epochs select-image-rearranged select-image-turned select-image-student-map select-image-standardise bench-schedule bench-series \
 	bench-series-full \
 	bench-series-ablation bench-labels bench-labels-quick select-teacher select-label-prior labels-e2e select-alarm-score select-online bench-online-service clean
 
@@ -177,6 +177,14 @@ select-image-turned: $(BIN)/anomaly-distill
 		| tee benchmarks/selection/image_turned.md
 	$(BIN)/python benchmarks/selection/image_turned_more.py --seeds 0 1 2 --teachers backbone \
 		| tee benchmarks/selection/image_turned_more.md
+
+# The image student's map: distilled, the density of its own features, or the larger of both; one student per digit
+# serves all three. 10 digits x the backbone teacher x seeds 0-2, then the autoencoder teacher on seed 0, leave one
+# class out (~60 + ~15 min on 2 cores; resumes from its JSON).
+select-image-student-map: $(BIN)/anomaly-distill
+	$(BIN)/python benchmarks/selection/image_student_map.py --seeds 0 1 2 --teachers backbone > /dev/null
+	$(BIN)/python benchmarks/selection/image_student_map.py --seeds 0 --teachers autoencoder \
+		| tee benchmarks/selection/image_student_map.md
 
 # Each image brought to the normal images' brightness and contrast, or not: 10 digits x 2 teachers x seeds 0 and 1,
 # leave one class out (~25 min); then both texture families with it on, seed 0 (~20 min).

@@ -346,6 +346,12 @@ class ImageConfig(StrictModel):
         "(whole normal images in orientations the normal images never hold; 2 chosen leave one class out on "
         "digits over 0, BENCHMARKS.md).",
     )
+    student_map: Literal["distilled", "density", "max", "mean"] = Field(
+        "mean",
+        description="The student's map: the one distilled from the teacher's; the density of its own hidden "
+        "features (how far each location lies from the normal training images' there); the larger of both; or "
+        "their mean (chosen leave one class out on digits over the others, BENCHMARKS.md).",
+    )
     standardise_images: bool = Field(
         False,
         description="Bring each image to the normal training images' typical brightness and contrast before the "

@@ -37,6 +37,7 @@ IMAGE_DISTILLATION = (
     "elastic_per_image",
     "rearranged_per_image",
     "turned_per_image",
+    "student_map",
     "standardise_images",
     "reduction",
     "weights",

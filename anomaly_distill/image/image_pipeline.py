@@ -376,13 +376,16 @@ class ImageDetector:
             "widths": [self.net.body[0].out_channels, self.net.head.in_channels],
             "threshold": self.threshold,
             "reduction": self.reduction,
+            "student_map": self.net.student_map,
         }
 
     @classmethod
     def from_state(cls, saved: dict) -> "ImageDetector":
-        net = ImageStudentNet(saved["channels"], tuple(saved["widths"]))
-        off = {f"standardiser.{k}": v for k, v in ImageStandardiser().state_dict().items()}
-        net.load_state_dict(off | saved["state_dict"])  # a student saved before `standardise_images` has none
+        # a student saved before `standardise_images` or `student_map` has neither: both off
+        student_map = saved.get("student_map", "distilled")
+        net = ImageStudentNet(saved["channels"], tuple(saved["widths"]), size=saved["size"], student_map=student_map)
+        off = {k: v for k, v in net.state_dict().items() if k.startswith(("standardiser.", "density."))}
+        net.load_state_dict(off | saved["state_dict"])
         return cls(net.eval(), saved["size"], saved["channels"], saved["threshold"], saved["reduction"])
 
     def export_onnx(self, path: str | Path) -> Path:
@@ -403,7 +406,9 @@ def distill_image_student(teacher: AnyImageTeacher, train: ImageSet, config: Ima
     )
     targets = teacher.training_maps(images, np.tile(np.arange(len(normal)), len(images) // len(normal)))
     hints = _hint_targets(teacher, images, config.seed)
-    net = ImageStudentNet(images.shape[1], tuple(config.student_widths), copy.deepcopy(teacher.standardiser))
+    net = ImageStudentNet(
+        images.shape[1], tuple(config.student_widths), copy.deepcopy(teacher.standardiser), images.shape[-1]
+    )
     projection = torch.nn.Conv2d(config.student_widths[1], HINT_DIM, 1)
     generator = torch.Generator().manual_seed(config.seed)
     order = torch.randperm(len(images), generator=generator)
@@ -413,7 +418,7 @@ def distill_image_student(teacher: AnyImageTeacher, train: ImageSet, config: Ima
     history, best, best_state = [], float("inf"), None
 
     def losses(index):
-        hidden, maps = net.hidden_and_map(images[index])
+        hidden, maps = net.hidden_and_distilled(images[index])
         soft = F.mse_loss(maps, targets[index])
         hint = F.mse_loss(projection(hidden), hints[index])
         return soft, hint
@@ -432,9 +437,19 @@ def distill_image_student(teacher: AnyImageTeacher, train: ImageSet, config: Ima
         if float(soft) < best:
             best, best_state = float(soft), {k: v.clone() for k, v in net.state_dict().items()}
     net.load_state_dict(best_state)
+    with_density(net.eval(), normal, config.student_map)
     detector = ImageDetector(net.eval(), train.images.shape[-1], train.images.shape[1], 0.0, config.reduction, history)
     detector.threshold = float(np.quantile(detector.score_images(train.images), 1 - config.contamination))
     return detector
+
+
+@torch.no_grad()
+def with_density(net: ImageStudentNet, normal: torch.Tensor, student_map: str) -> ImageStudentNet:
+    """The trained student with its feature density fitted on the normal training images (not on the copies:
+    they are what a normal image is not) and its map chosen."""
+    net.density.fit(torch.cat([net.hidden_and_distilled(chunk)[0] for chunk in normal.split(128)]))
+    net.student_map = student_map
+    return net
 
 
 def _hint_targets(teacher: AnyImageTeacher, images: torch.Tensor, seed: int) -> torch.Tensor:

@@ -9,7 +9,9 @@
 - `AutoencoderTeacher`: a convolutional autoencoder trained on the normal images; the anomaly of a location is
   its reconstruction error, averaged to 1/4 of the image; its encoder maps are the hint features.
 - `ImageStudentNet`: four small convolutions to a one-channel map at 1/4 of the image (the teacher's map,
-  standardised), plus the hidden maps the hint term projects onto the teacher's features during training.
+  standardised), plus the hidden maps the hint term projects onto the teacher's features during training;
+  `FeatureDensity` reads those hidden maps after training as a map of its own (how far each location lies from the
+  normal training images' there).
 """
 
 import numpy as np
@@ -195,11 +197,51 @@ class ImageStandardiser(nn.Module):
         return ((images - mean) / std * self.contrast + self.brightness).clamp(0, 1)
 
 
+class FeatureDensity(nn.Module):
+    """How far each location's hidden features lie from the normal training images' at that location: the
+    Mahalanobis distance to their mean there (covariance pooled over locations, shrunk towards its mean variance),
+    as a log-distance in units of its spread over normal training locations, as the teacher's map is. It needs no
+    anomaly to learn from: a location unlike every normal one is far, whatever made it so. Off until fitted."""
+
+    def __init__(self, width: int, side: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(width, side, side))
+        self.register_buffer("precision", torch.zeros(width, width))
+        self.register_buffer("center", torch.tensor(0.0))
+        self.register_buffer("scale", torch.tensor(0.0))
+
+    @torch.no_grad()
+    def fit(self, hidden: torch.Tensor, shrink: float = 0.1) -> "FeatureDensity":
+        self.mean.copy_(hidden.mean(dim=0))
+        centred = (hidden - self.mean).permute(0, 2, 3, 1).flatten(0, 2)
+        covariance = centred.T @ centred / len(centred)
+        eye = torch.eye(len(covariance)) * covariance.diagonal().mean()
+        self.precision.copy_(torch.linalg.inv((1 - shrink) * covariance + shrink * eye))
+        self.scale.fill_(1.0)
+        self.center.fill_(0.0)
+        log_distances = self(hidden)
+        self.center.fill_(float(log_distances.median()))
+        self.scale.fill_(float(log_distances.std()) + 1e-6)
+        return self
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        offset = hidden - self.mean
+        squared = torch.einsum("nchw,cd,ndhw->nhw", offset, self.precision, offset)
+        return (0.5 * torch.log(squared + 1e-8) - self.center) / self.scale
+
+
 class ImageStudentNet(nn.Module):
-    """Image (n, c, h, w) in [0, 1] -> anomaly map (n, h/4, w/4) in the teacher's standardised units."""
+    """Image (n, c, h, w) in [0, 1] -> anomaly map (n, h/4, w/4) in the teacher's standardised units: the map
+    distilled from the teacher's, the density of its own hidden features (`FeatureDensity`), their maximum or
+    their mean."""
 
     def __init__(
-        self, channels: int, widths: tuple[int, int] = (16, 32), standardiser: ImageStandardiser | None = None
+        self,
+        channels: int,
+        widths: tuple[int, int] = (16, 32),
+        standardiser: ImageStandardiser | None = None,
+        size: int = 64,
+        student_map: str = "distilled",
     ):
         super().__init__()
         a, b = widths
@@ -215,10 +257,21 @@ class ImageStudentNet(nn.Module):
             nn.ReLU(),
         )
         self.head = nn.Conv2d(b, 1, 1)
+        self.density = FeatureDensity(b, size // MAP_STRIDE)
+        self.student_map = student_map
 
-    def hidden_and_map(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def hidden_and_distilled(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         hidden = self.body(self.standardiser(images))
         return hidden, self.head(hidden).squeeze(1)
+
+    def hidden_and_map(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden, distilled = self.hidden_and_distilled(images)
+        if self.student_map == "distilled":
+            return hidden, distilled
+        density = self.density(hidden)
+        if self.student_map == "density":
+            return hidden, density
+        return hidden, torch.maximum(distilled, density) if self.student_map == "max" else (distilled + density) / 2
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.hidden_and_map(images)[1]

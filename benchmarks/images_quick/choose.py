@@ -26,8 +26,9 @@ from image_quick import settings_file, train_one  # noqa: E402  (benchmarks/ hol
 
 # Each candidate: the quick settings (benchmarks/images_quick/quick.yaml: 32 px grey, the autoencoder teacher with 20
 # epochs) with these image settings changed; the hint term's weight is 0.5 unless set. Both rounds ran before the
-# turned copies were a default (selection/image_turned.py), so they are pinned to none.
-BEFORE_TURNED = {"turned_per_image": 0}
+# turned copies and the student's mean map were defaults (selection/image_turned.py, image_student_map.py), so they
+# are pinned to none and to the distilled map.
+BEFORE_TURNED = {"turned_per_image": 0, "student_map": "distilled"}
 ROUNDS = {
     "hint": {
         "30 epochs, hint 0.5 (the quick settings before)": BEFORE_TURNED | {"epochs": 30},

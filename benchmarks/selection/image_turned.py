@@ -21,9 +21,15 @@ sys.path.insert(0, str(HERE))
 from digit_screen import screen_main  # noqa: E402
 from image_transfer import report, run  # noqa: E402
 
-# The default ImageConfig of 2026-12-07 (2 damaged, 2 bent and 4 rearranged copies, 200 epochs), pinned, with 0 or 2
-# turned copies, so the screen re-runs to its record if the defaults change.
-PINNED = {"synthetic_per_image": 2, "elastic_per_image": 2, "rearranged_per_image": 4, "epochs": 200}
+# The default ImageConfig of 2026-12-07 (2 damaged, 2 bent and 4 rearranged copies, 200 epochs, the distilled map),
+# pinned, with 0 or 2 turned copies, so the screen re-runs to its record if the defaults change.
+PINNED = {
+    "synthetic_per_image": 2,
+    "elastic_per_image": 2,
+    "rearranged_per_image": 4,
+    "epochs": 200,
+    "student_map": "distilled",
+}
 CANDIDATES = {
     "no turned copies (the default before)": PINNED | {"turned_per_image": 0},
     "+ 2 turned copies": PINNED | {"turned_per_image": 2},

@@ -35,13 +35,16 @@ from anomaly_distill.image.image_pipeline import (
     synthetic_defects,
     train_image_teacher,
     turned_copies,
+    with_density,
 )
 from anomaly_distill.image.textures import FAMILIES, TINT, make_image, write_textures
 from anomaly_distill.models.images import (
     BackboneTeacher,
+    FeatureDensity,
     ImageStandardiser,
     ImageStudentNet,
     ResNet18,
+    image_score,
     load_backbone,
     params,
 )
@@ -220,7 +223,7 @@ def test_standardised_images_lose_their_own_brightness_and_contrast_and_off_is_t
 
 def test_a_standardising_student_keeps_it_through_save_load_and_onnx_and_an_old_one_loads_without(tmp_path):
     images = torch.rand(8, 1, 32, 32).numpy()
-    net = ImageStudentNet(1, (4, 8), ImageStandardiser(0.3, 0.2)).eval()
+    net = ImageStudentNet(1, (4, 8), ImageStandardiser(0.3, 0.2), size=32).eval()
     student = ImageDetector(net, 32, 1, 0.0)
     back = load_detector(save_detector(student, tmp_path / "detector.pt"))
     np.testing.assert_array_equal(back.score_images(images), student.score_images(images))
@@ -230,6 +233,45 @@ def test_a_standardising_student_keeps_it_through_save_load_and_onnx_and_an_old_
     saved = student.state()
     saved["state_dict"] = {k: v for k, v in saved["state_dict"].items() if not k.startswith("standardiser.")}
     assert float(ImageDetector.from_state(saved).net.standardiser.contrast) == 0  # saved before the setting: off
+
+
+def test_the_feature_density_puts_normal_locations_at_zero_in_units_of_their_spread_and_far_ones_high():
+    generator = torch.Generator().manual_seed(0)
+    hidden = torch.randn(40, 6, 4, 4, generator=generator) + torch.arange(16.0).view(1, 1, 4, 4)  # a mean per place
+    density = FeatureDensity(6, 4).fit(hidden)
+    normal = density(hidden)
+    assert abs(float(normal.median())) < 1e-5 and abs(float(normal.std()) - 1) < 1e-4
+    moved = hidden[:1].clone()
+    moved[0, :, 2, 3] += 4.0  # one location's features far from the normal images' there
+    assert float(density(moved)[0, 2, 3]) > float(normal.quantile(0.99)) + 1
+    assert float(density(moved)[0, 0, 0]) == pytest.approx(float(normal[0, 0, 0]), abs=1e-5)  # the others as before
+    by_place = density(hidden[:1] - torch.arange(16.0).view(1, 1, 4, 4) + 15)  # normal values, at the wrong place
+    assert float(by_place[0, 0, 0]) > float(normal.quantile(0.99))
+
+
+@pytest.mark.parametrize("student_map", ["density", "max", "mean"])
+def test_a_student_reading_its_feature_density_keeps_it_through_save_load_and_onnx(student_map, tmp_path):
+    images = torch.rand(12, 1, 32, 32)
+    net = ImageStudentNet(1, (4, 8), size=32).eval().requires_grad_(False)
+    distilled = net(images)
+    with_density(net, images, student_map)
+    density = net.density(net.hidden_and_distilled(images)[0])
+    expected = {"density": density, "max": torch.maximum(distilled, density), "mean": (distilled + density) / 2}
+    torch.testing.assert_close(net(images), expected[student_map])
+    student = ImageDetector(net, 32, 1, 0.0)
+    back = load_detector(save_detector(student, tmp_path / "detector.pt"))
+    assert back.net.student_map == student_map
+    np.testing.assert_array_equal(back.score_images(images.numpy()), student.score_images(images.numpy()))
+    onnx = OnnxScorer(student.export_onnx(tmp_path / student.onnx_name))
+    np.testing.assert_allclose(
+        onnx.session.run(None, {"images": images.numpy()})[0], student.score_images(images.numpy()), atol=1e-4
+    )
+    saved = student.state()
+    del saved["student_map"]
+    saved["state_dict"] = {k: v for k, v in saved["state_dict"].items() if not k.startswith("density.")}
+    old = ImageDetector.from_state(saved)  # saved before the setting: the distilled map, as then
+    assert old.net.student_map == "distilled"
+    np.testing.assert_allclose(old.score_images(images.numpy()), image_score(distilled, "topk_mean"), atol=1e-6)
 
 
 def test_one_pass_gives_the_scores_maps_and_the_drift_features_the_contract_names(texture_model):
