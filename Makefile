@@ -178,13 +178,14 @@ select-image-turned: $(BIN)/anomaly-distill
 	$(BIN)/python benchmarks/selection/image_turned_more.py --seeds 0 1 2 --teachers backbone \
 		| tee benchmarks/selection/image_turned_more.md
 
-# The image student's map: distilled, the density of its own features, or the larger of both; one student per digit
-# serves all three. 10 digits x the backbone teacher x seeds 0-2, then the autoencoder teacher on seed 0, leave one
-# class out (~60 + ~15 min on 2 cores; resumes from its JSON).
+# The image student's map: distilled, its own features' density, the larger or the mean of both; one student per
+# digit serves all four. 10 digits x the backbone teacher x seeds 0-2, then the autoencoder teacher on seed 0, leave one
+# class out (~35 + ~10 min on 2 cores, two runs at a time; resumes from its JSON); then its cost in images/s (~3 min).
 select-image-student-map: $(BIN)/anomaly-distill
 	$(BIN)/python benchmarks/selection/image_student_map.py --seeds 0 1 2 --teachers backbone > /dev/null
 	$(BIN)/python benchmarks/selection/image_student_map.py --seeds 0 --teachers autoencoder \
 		| tee benchmarks/selection/image_student_map.md
+	$(BIN)/python benchmarks/selection/image_student_map_speed.py | tee benchmarks/selection/image_student_map_speed.md
 
 # Each image brought to the normal images' brightness and contrast, or not: 10 digits x 2 teachers x seeds 0 and 1,
 # leave one class out (~25 min); then both texture families with it on, seed 0 (~20 min).
