@@ -23,18 +23,13 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 from digit_screen import digit_split, screen_main, teacher_of  # noqa: E402
 from image_transfer import report  # noqa: E402
+from image_turned import PINNED as TURNED_SCREEN_PINNED  # noqa: E402
 
 from anomaly_distill.image.image_pipeline import distill_image_student, evaluate_images  # noqa: E402
 
-# The default ImageConfig of 2026-12-07 (2 damaged, 2 bent, 4 rearranged and 2 turned copies, 200 epochs), pinned.
-PINNED = {
-    "synthetic_per_image": 2,
-    "elastic_per_image": 2,
-    "rearranged_per_image": 4,
-    "turned_per_image": 2,
-    "epochs": 200,
-    "student_map": "distilled",
-}
+# The default ImageConfig of 2026-12-07 (2 damaged, 2 bent, 4 rearranged and 2 turned copies, 200 epochs), pinned;
+# the student distils its map, which the candidates then read.
+PINNED = TURNED_SCREEN_PINNED | {"turned_per_image": 2}
 CANDIDATES = {
     "distilled (the default before)": "distilled",
     "density of its features": "density",
