@@ -217,7 +217,7 @@ class FeatureDensity(nn.Module):
         mean = hidden.mean(dim=0)
         centred = (hidden - mean).permute(0, 2, 3, 1).flatten(0, 2)
         covariance = centred.T @ centred / len(centred)
-        eye = torch.eye(len(covariance)) * covariance.diagonal().mean()
+        eye = torch.eye(len(covariance)) * (covariance.diagonal().mean() + 1e-6)  # + 1e-6: all channels dead
         precision = torch.linalg.inv((1 - shrink) * covariance + shrink * eye)
         whitener = torch.linalg.cholesky(precision).T  # precision = whitenerᵀ whitener
         self.whitener.copy_(whitener[:, :, None, None])

@@ -247,6 +247,8 @@ def test_the_feature_density_puts_normal_locations_at_zero_in_units_of_their_spr
     assert float(density(moved)[0, 0, 0]) == pytest.approx(float(normal[0, 0, 0]), abs=1e-5)  # the others as before
     by_place = density(hidden[:1] - torch.arange(16.0).view(1, 1, 4, 4) + 15)  # normal values, at the wrong place
     assert float(by_place[0, 0, 0]) > float(normal.quantile(0.99))
+    dead = FeatureDensity(6, 4).fit(torch.zeros(5, 6, 4, 4))  # a student whose every hidden unit is off
+    assert torch.isfinite(dead(hidden)).all()
 
 
 @pytest.mark.parametrize("student_map", ["density", "max", "mean"])
