@@ -134,16 +134,21 @@ def speeds(name: str) -> dict:
     idle machine (the accuracy runs go two at a time, which slows both by up to 7× and the small student most).
     Speed does not depend on training: the networks, the memory bank (all training locations, up to bank_size)
     and the images are those of the accuracy runs; only the epochs are cut to one."""
-    data, config = load_set(name, 0 if name == "digits" else None, 0)
-    config = config.model_copy(update={"teacher_epochs": 1, "epochs": 1})
-    train, test = split_images(data, config)
-    sample = np.resize(test.images, (256, *test.images.shape[1:]))
+    train, sample, config = speed_inputs(name)
     result = {"set": name}
     for kind, teacher in teachers(train, config).items():
         student = distill_image_student(teacher, train, config)
         teacher_rate = rows_per_second(lambda x: teacher.target_maps(torch.from_numpy(x)), sample)
         result[kind] = {"teacher": teacher_rate, "student": rows_per_second(student.score_images, sample)}
     return result
+
+
+def speed_inputs(name: str) -> tuple[ImageSet, np.ndarray, ImageConfig]:
+    """(training images, 256 held-out images to time, config with one epoch) of a set's seed-0 run (digit 0)."""
+    data, config = load_set(name, 0 if name == "digits" else None, 0)
+    config = config.model_copy(update={"teacher_epochs": 1, "epochs": 1})
+    train, test = split_images(data, config)
+    return train, np.resize(test.images, (256, *test.images.shape[1:])), config
 
 
 def load_set(name: str, normal_class: int | None, seed: int) -> tuple[ImageSet, ImageConfig]:

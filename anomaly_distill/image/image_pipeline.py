@@ -437,8 +437,8 @@ def distill_image_student(teacher: AnyImageTeacher, train: ImageSet, config: Ima
         if float(soft) < best:
             best, best_state = float(soft), {k: v.clone() for k, v in net.state_dict().items()}
     net.load_state_dict(best_state)
-    with_density(net.eval(), normal, config.student_map)
-    detector = ImageDetector(net.eval(), train.images.shape[-1], train.images.shape[1], 0.0, config.reduction, history)
+    net = with_density(net.eval(), normal, config.student_map)
+    detector = ImageDetector(net, train.images.shape[-1], train.images.shape[1], 0.0, config.reduction, history)
     detector.threshold = float(np.quantile(detector.score_images(train.images), 1 - config.contamination))
     return detector
 

@@ -222,16 +222,17 @@ class FeatureDensity(nn.Module):
         whitener = torch.linalg.cholesky(precision).T  # precision = whitenerᵀ whitener
         self.whitener.copy_(whitener[:, :, None, None])
         self.whitened_mean.copy_(torch.einsum("kc,chw->khw", whitener, mean))
-        self.scale.fill_(1.0)
-        self.center.fill_(0.0)
-        log_distances = self(hidden)
+        log_distances = self.log_distances(hidden)
         self.center.fill_(float(log_distances.median()))
         self.scale.fill_(float(log_distances.std()) + 1e-6)
         return self
 
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+    def log_distances(self, hidden: torch.Tensor) -> torch.Tensor:
         whitened = F.conv2d(hidden, self.whitener) - self.whitened_mean
-        return (0.5 * torch.log(whitened.square().sum(dim=1) + 1e-8) - self.center) / self.scale
+        return 0.5 * torch.log(whitened.square().sum(dim=1) + 1e-8)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return (self.log_distances(hidden) - self.center) / self.scale
 
 
 class ImageStudentNet(nn.Module):

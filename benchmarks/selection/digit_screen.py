@@ -49,7 +49,12 @@ def teacher_of(kind: str, train, config):
 
 def aurocs(teacher, train, test, config) -> dict:
     """Distil a student from `teacher` with `config`; both AUROCs on the held-out images."""
-    result = evaluate_images(teacher, distill_image_student(teacher, train, config), test, config)
+    return scored(teacher, distill_image_student(teacher, train, config), test, config)
+
+
+def scored(teacher, student, test, config) -> dict:
+    """Teacher's and student's AUROC on the held-out images."""
+    result = evaluate_images(teacher, student, test, config)
     return {"teacher_auroc": result["teacher"]["auroc"], "student_auroc": result["student"]["auroc"]}
 
 

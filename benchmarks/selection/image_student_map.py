@@ -21,11 +21,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
-from digit_screen import digit_split, screen_main, teacher_of  # noqa: E402
+from digit_screen import digit_split, scored, screen_main, teacher_of  # noqa: E402
 from image_transfer import report  # noqa: E402
 from image_turned import PINNED as TURNED_SCREEN_PINNED  # noqa: E402
 
-from anomaly_distill.image.image_pipeline import distill_image_student, evaluate_images  # noqa: E402
+from anomaly_distill.image.image_pipeline import distill_image_student  # noqa: E402
 
 # The default ImageConfig of 2026-12-07 (2 damaged, 2 bent, 4 rearranged and 2 turned copies, 200 epochs), pinned;
 # the student distils its map, which the candidates then read.
@@ -47,10 +47,8 @@ def run(task: tuple) -> list[dict]:
     records = []
     for name, student_map in CANDIDATES.items():
         student.net.student_map = student_map
-        result = evaluate_images(teacher, student, test, config)
         records.append(
-            {"candidate": name, "digit": digit, "seed": seed, "teacher": kind}
-            | {"teacher_auroc": result["teacher"]["auroc"], "student_auroc": result["student"]["auroc"]}
+            {"candidate": name, "digit": digit, "seed": seed, "teacher": kind} | scored(teacher, student, test, config)
         )
     return records
 

@@ -9,21 +9,17 @@ Usage: .venv/bin/python benchmarks/selection/image_student_map_speed.py
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from images import load_set  # noqa: E402
+from images import speed_inputs  # noqa: E402
 
-from anomaly_distill.image.image_pipeline import distill_image_student, fit_teacher, split_images  # noqa: E402
+from anomaly_distill.image.image_pipeline import distill_image_student, fit_teacher  # noqa: E402
 from anomaly_distill.metrics import rows_per_second  # noqa: E402
 
 
 def rates_of(name: str) -> dict[str, list[float]]:
-    data, config = load_set(name, 0 if name == "digits" else None, 0)
-    config = config.model_copy(update={"teacher_epochs": 1, "epochs": 1})
-    train, test = split_images(data, config)
-    sample = np.resize(test.images, (256, *test.images.shape[1:]))
+    train, sample, config = speed_inputs(name)
     teachers = {kind: fit_teacher(kind, torch.from_numpy(train.images), config) for kind in ("autoencoder", "backbone")}
     student = distill_image_student(teachers["autoencoder"], train, config)
     rates = {}
