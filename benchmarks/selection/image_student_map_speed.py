@@ -18,6 +18,12 @@ from anomaly_distill.image.image_pipeline import distill_image_student, fit_teac
 from anomaly_distill.metrics import rows_per_second  # noqa: E402
 
 
+def cpu_model() -> str:
+    """The CPU's name: the ratios move with the machine (the backbone most), so each output says which it was."""
+    lines = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown CPU")
+
+
 def rates_of(name: str) -> dict[str, list[float]]:
     train, sample, config = speed_inputs(name)
     teachers = {kind: fit_teacher(kind, torch.from_numpy(train.images), config) for kind in ("autoencoder", "backbone")}
@@ -35,6 +41,7 @@ def rates_of(name: str) -> dict[str, list[float]]:
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
+    print(f"{cpu_model()}, one thread", flush=True)
     for name in ("digits", "fabric"):
         rates = rates_of(name)
         best = {k: max(v) for k, v in rates.items()}
