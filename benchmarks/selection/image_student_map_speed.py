@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from images import speed_inputs  # noqa: E402
+from images import speed_inputs, teacher_images_per_second  # noqa: E402
 
 from anomaly_distill.image.image_pipeline import distill_image_student, fit_teacher  # noqa: E402
 from anomaly_distill.metrics import rows_per_second  # noqa: E402
@@ -34,8 +34,7 @@ def rates_of(name: str) -> dict[str, list[float]]:
             student.net.student_map = mode
             rates.setdefault(mode, []).append(rows_per_second(student.score_images, sample))
         for kind, teacher in teachers.items():
-            rate = rows_per_second(lambda x, t=teacher: t.target_maps(torch.from_numpy(x)), sample)
-            rates.setdefault(kind, []).append(rate)
+            rates.setdefault(kind, []).append(teacher_images_per_second(teacher, sample))
     return rates
 
 
