@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 ADBENCH ?= ../shared/data/adbench
 DEMO := data/demo/thyroid.csv
 
-.PHONY: run demo-benchmark test test-fast lint soak bench bench-full bench-live bench-overhead bench-scale bench-explain bench-compress bench-images bench-images-quick select-images-quick select-image-transfer select-image-epochs select-image-rearranged select-image-turned select-image-student-map select-image-standardise bench-schedule bench-series \
+.PHONY: run demo-benchmark test test-fast lint soak bench bench-full bench-live bench-overhead bench-scale bench-explain bench-compress bench-images bench-images-quick select-images-quick select-image-transfer select-image-epochs select-image-rearranged select-image-turned select-image-student-map select-image-student-width select-image-standardise bench-images-textures bench-schedule bench-series \
 	bench-series-full \
 	bench-series-ablation bench-labels bench-labels-quick select-teacher select-label-prior labels-e2e select-alarm-score select-online bench-online-service clean
 
@@ -137,6 +137,14 @@ bench-compress: $(BIN)/anomaly-distill
 bench-images: $(BIN)/anomaly-distill
 	$(BIN)/python benchmarks/images.py --seeds 0 1 2 --jobs 2 --speed --json benchmarks/images.json | tee benchmarks/images.md
 
+# The texture families read at the size they were made (128 px, where 64 px blurs the weave itself away) with each
+# image standardised (their lighting and contrast vary), the backbone teacher (`teacher: auto`) and its student,
+# beside the model-free baselines at that size (~35 min a run on 2 cores, two at a time; resumes from its JSON).
+bench-images-textures: $(BIN)/anomaly-distill
+	$(BIN)/python benchmarks/images.py --seeds 0 1 --sets fabric woven --teachers backbone --jobs 2 \
+		--settings '{"size": 128, "standardise_images": true}' --json benchmarks/images_textures128.json \
+		| tee benchmarks/images_textures128.md
+
 # A new user's first image model: 10 digit folders (~180 normal + 20 others, 32 px) through the CLI with the
 # README's quick settings; wall time and gate verdict each; seed 0, then seeds 1 and 2 (~10 min).
 bench-images-quick: $(BIN)/anomaly-distill
@@ -187,6 +195,14 @@ select-image-student-map: $(BIN)/anomaly-distill
 	$(BIN)/python benchmarks/selection/image_student_map.py --seeds 0 --teachers autoencoder \
 		| tee benchmarks/selection/image_student_map.md
 	$(BIN)/python benchmarks/selection/image_student_map_speed.py | tee benchmarks/selection/image_student_map_speed.md
+
+# The image student's width: [16, 32] (the default), [16, 16] or [8, 16], 10 digits x the backbone teacher, seed 0
+# (~38 min on 2 cores), then [16, 16] alone on seeds 1 and 2 beside the bench's [16, 32] students (~30 min), leave
+# one class out by a speed rule; then their images/s beside the teachers (~3 min).
+select-image-student-width: $(BIN)/anomaly-distill
+	$(BIN)/python benchmarks/selection/image_student_width.py --seeds 0 1 2 --teachers backbone \
+		| tee benchmarks/selection/image_student_width.md
+	$(BIN)/python benchmarks/selection/image_student_width.py --speed | tee benchmarks/selection/image_student_width_speed.md
 
 # Each image brought to the normal images' brightness and contrast, or not: 10 digits x 2 teachers x seeds 0 and 1,
 # leave one class out (~25 min); then both texture families with it on, seed 0 (~20 min).

@@ -56,11 +56,14 @@ SIGNALS = ("synthetic", "elastic", "mean")
 RULES = (*TEACHER_KINDS, *(f"argmax {signal}" for signal in SIGNALS))
 
 
-def teachers(train: ImageSet, config: ImageConfig) -> dict:
+def teachers(train: ImageSet, config: ImageConfig, kinds: list[str]) -> dict:
+    """The teachers of `kinds`; the ensemble is built from the other two (fitted once either way)."""
     images = torch.from_numpy(train.images)
-    fitted = {kind: fit_teacher(kind, images, config) for kind in ("autoencoder", "backbone")}
-    fitted["ensemble"] = with_threshold(EnsembleTeacher(list(fitted.values())), images, config)
-    return fitted
+    members = [kind for kind in ("autoencoder", "backbone") if kind in kinds or "ensemble" in kinds]
+    fitted = {kind: fit_teacher(kind, images, config) for kind in members}
+    if "ensemble" in kinds:
+        fitted["ensemble"] = with_threshold(EnsembleTeacher(list(fitted.values())), images, config)
+    return {kind: fitted[kind] for kind in kinds}
 
 
 def signals_with_mean(train: ImageSet, config: ImageConfig) -> dict:
@@ -103,16 +106,17 @@ def contrast_map(images: np.ndarray) -> np.ndarray:
 
 
 def run(task: tuple) -> dict:
-    name, normal_class, seed, settings = task
+    name, normal_class, seed, settings, kinds = task
     torch.set_num_threads(1)
     started = time.perf_counter()
-    data, config = load_set(name, normal_class, seed)
+    data, config = load_set(name, normal_class, seed, settings.get("size", 64))
     config = config.model_copy(update=settings)
     train, test = split_images(data, config)
-    signals = signals_with_mean(train, config)
     sample = np.resize(test.images, (256, *test.images.shape[1:]))
-    record = {"set": name, "normal": normal_class, "seed": seed, "train_images": len(train), "signals": signals}
-    for kind, teacher in teachers(train, config).items():
+    record = {"set": name, "normal": normal_class, "seed": seed, "train_images": len(train)}
+    if name == "digits":  # the label-free signals are judged leave one class out, on digits only
+        record["signals"] = signals_with_mean(train, config)
+    for kind, teacher in teachers(train, config, kinds).items():
         student = distill_image_student(teacher, train, config)
         result = evaluate_images(teacher, student, test, config)
         record[kind] = {
@@ -158,12 +162,13 @@ def speed_inputs(name: str) -> tuple[ImageSet, np.ndarray, ImageConfig]:
     return train, np.resize(test.images, (256, *test.images.shape[1:])), config
 
 
-def load_set(name: str, normal_class: int | None, seed: int) -> tuple[ImageSet, ImageConfig]:
+def load_set(name: str, normal_class: int | None, seed: int, size: int = 64) -> tuple[ImageSet, ImageConfig]:
+    """Digits at 32×32; a texture family generated at 128×128 and read at `size` (64 unless the settings say)."""
     if name == "digits":
         return digits_set(normal_digit=normal_class, size=32), ImageConfig(size=32, channels=1, seed=seed)
     with tempfile.TemporaryDirectory() as tmp:
-        data = load_image_set(write_textures(Path(tmp), family=name), 64, 3, 16)
-    return data, ImageConfig(size=64, channels=3, seed=seed)
+        data = load_image_set(write_textures(Path(tmp), family=name), size, 3, 16)
+    return data, ImageConfig(size=size, channels=3, seed=seed)
 
 
 # ---- the report ------------------------------------------------------------------------------------------------
@@ -195,6 +200,11 @@ def leave_one_class_out(digits: list[dict]) -> list[dict]:
             }
         )
     return rows
+
+
+def kinds_in(runs: list[dict]) -> list[str]:
+    """The teachers every one of `runs` has (all three unless run with --teachers)."""
+    return [kind for kind in TEACHER_KINDS if all(kind in r for r in runs)]
 
 
 def mean_of(records: list[dict], kind: str, key: str) -> float:
@@ -244,7 +254,7 @@ def gaps_and_speed(records: list[dict], rates: list[dict]) -> str:
     ]
     for name in dict.fromkeys(r["set"] for r in records):
         runs = [r for r in records if r["set"] == name]
-        for kind in TEACHER_KINDS:
+        for kind in kinds_in(runs):
             gaps = [r[kind]["student_auroc"] - r[kind]["teacher_auroc"] for r in runs]
             per_class = {}
             for r, gap in zip(runs, gaps):
@@ -272,7 +282,7 @@ def textures_table(textures: list[dict]) -> str:
     ]
     for name in dict.fromkeys(r["set"] for r in textures):
         runs = [r for r in textures if r["set"] == name]
-        for kind in TEACHER_KINDS:
+        for kind in kinds_in(runs):
             lines.append(
                 f"| {name} | {len(runs)} | {kind} | {mean_of(runs, kind, 'teacher_auroc'):.4f} / "
                 f"{mean_of(runs, kind, 'student_auroc'):.4f} | {mean_of(runs, kind, 'teacher_pixel_auroc'):.4f} / "
@@ -323,13 +333,14 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel, one thread each")
     parser.add_argument("--report-only", action="store_true", help="print the tables from --json; run nothing")
     parser.add_argument("--settings", type=json.loads, default={}, help="ImageConfig changes, e.g. '{\"epochs\": 50}'")
+    parser.add_argument("--teachers", nargs="+", default=list(TEACHER_KINDS), choices=TEACHER_KINDS)
     parser.add_argument("--speed", action="store_true", help="then measure images/s alone, one set at a time")
     args = parser.parse_args()
     records = json.loads(args.json.read_text()) if args.json.exists() else []
     speed_file = args.json.with_name(args.json.stem + "_speed.json")
     done = {(r["set"], r["normal"], r["seed"]) for r in records}
     tasks = [
-        (name, normal, seed, args.settings)
+        (name, normal, seed, args.settings, args.teachers)
         for seed in args.seeds
         for name in args.sets
         for normal in (range(10) if name == "digits" else [None])
