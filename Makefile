@@ -139,7 +139,7 @@ bench-images: $(BIN)/anomaly-distill
 
 # The texture families read at the size they were made (128 px, where 64 px blurs the weave itself away) with each
 # image standardised (their lighting and contrast vary), the backbone teacher (`teacher: auto`) and its student,
-# beside the model-free baselines at that size (~35 min a run on 2 cores, two at a time; resumes from its JSON).
+# beside the model-free baselines at that size (~40-65 min a run on 2 cores, two at a time; resumes from its JSON).
 bench-images-textures: $(BIN)/anomaly-distill
 	$(BIN)/python benchmarks/images.py --seeds 0 1 --sets fabric woven --teachers backbone --jobs 2 \
 		--settings '{"size": 128, "standardise_images": true}' --json benchmarks/images_textures128.json \
