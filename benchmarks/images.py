@@ -3,11 +3,12 @@ kinds the student never saw beside model-free baselines, and how `teacher: auto`
 
 - **Digits, one-vs-rest**: scikit-learn's 1,797 8×8 scans scaled to 32×32, grey. Each digit is the normal class
   once (its images split 70/30 into training and held-out), the other nine digits are the anomalies.
-- **Textures** (anomaly_distill/image/textures.py, generated at 128×128, scored at 64×64, pixel masks known): `woven`
-  (scratch, hole, stain) and `fabric` (blur, thinning, misweave: colour-neutral, no local brightness change, none
-  of the kinds the student's synthetic damage makes). Beside the detectors, three model-free baselines fitted on
-  the same normal training images: the largest deviation of colour ratios from the normal ones, and the largest
-  4×4 local brightness and local contrast deviations (in units of their spread over normal images).
+- **Textures** (anomaly_distill/image/textures.py, generated at 128×128, scored at 64×64 unless `--settings` gives a
+  `size`, pixel masks known): `woven` (scratch, hole, stain) and `fabric` (blur, thinning, misweave: colour-neutral,
+  no local brightness change, none of the kinds the student's synthetic damage makes). Beside the detectors,
+  three model-free baselines fitted on the same normal training images: the largest deviation of colour ratios
+  from the normal ones, and the largest 4×4 local brightness and local contrast deviations (in units of their
+  spread over normal images).
 - **Teachers**: the autoencoder, the ResNet-18 backbone (seeded random weights: no pretrained weights are on
   this machine) and their ensemble, each with its own student; default ImageConfig otherwise. Which rule `auto`
   follows is chosen leave-one-class-out on digits among the fixed teachers and "the best label-free signal"
