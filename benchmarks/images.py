@@ -57,7 +57,7 @@ SIGNALS = ("synthetic", "elastic", "mean")
 RULES = (*TEACHER_KINDS, *(f"argmax {signal}" for signal in SIGNALS))
 
 
-def teachers(train: ImageSet, config: ImageConfig, kinds: list[str]) -> dict:
+def teachers(train: ImageSet, config: ImageConfig, kinds: tuple[str, ...] = TEACHER_KINDS) -> dict:
     """The teachers of `kinds`; the ensemble is built from the other two (fitted once either way)."""
     images = torch.from_numpy(train.images)
     members = [kind for kind in ("autoencoder", "backbone") if kind in kinds or "ensemble" in kinds]

@@ -87,9 +87,8 @@ def common_gap(name: str, records: list[dict]) -> tuple[float, float]:
 def fastest_within(records: list[dict]) -> str:
     """The fastest candidate whose mean student − teacher gap is within TOLERANCE of the widest one's (on the
     tasks both were distilled for)."""
-    return next(
-        name for name in FASTEST_FIRST if common_gap(name, records)[0] >= common_gap(name, records)[1] - TOLERANCE
-    )
+    gaps = {name: common_gap(name, records) for name in FASTEST_FIRST}
+    return next(name for name, (gap, widest) in gaps.items() if gap >= widest - TOLERANCE)
 
 
 def report_with_rule(records: list[dict]) -> str:
