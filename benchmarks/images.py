@@ -155,6 +155,18 @@ def teacher_images_per_second(teacher, sample: np.ndarray) -> float:
     return rows_per_second(lambda images: teacher.target_maps(torch.from_numpy(images)), sample)
 
 
+def rates_in_turn(students: dict, teachers: dict, sample: np.ndarray, rounds: int = 2) -> dict[str, list[float]]:
+    """images/s of each student and teacher, timed in turn in one process, `rounds` times: idle figures move by ~10 %
+    from run to run, and taking turns spreads that drift over all of them."""
+    rates = {}
+    for _ in range(rounds):
+        for name, student in students.items():
+            rates.setdefault(name, []).append(rows_per_second(student.score_images, sample))
+        for kind, teacher in teachers.items():
+            rates.setdefault(kind, []).append(teacher_images_per_second(teacher, sample))
+    return rates
+
+
 def speed_inputs(name: str) -> tuple[ImageSet, np.ndarray, ImageConfig]:
     """(training images, 256 held-out images to time, config with one epoch) of a set's seed-0 run (digit 0)."""
     data, config = load_set(name, 0 if name == "digits" else None, 0)

@@ -7,15 +7,17 @@ Usage: .venv/bin/python benchmarks/selection/image_student_map_speed.py
 """
 
 import sys
+from copy import deepcopy
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from images import speed_inputs, teacher_images_per_second  # noqa: E402
+from images import rates_in_turn, speed_inputs, teachers  # noqa: E402
 
-from anomaly_distill.image.image_pipeline import distill_image_student, fit_teacher  # noqa: E402
-from anomaly_distill.metrics import rows_per_second  # noqa: E402
+from anomaly_distill.image.image_pipeline import distill_image_student  # noqa: E402
+
+SPEED_TEACHERS = ("autoencoder", "backbone")
 
 
 def cpu_model() -> str:
@@ -26,16 +28,16 @@ def cpu_model() -> str:
 
 def rates_of(name: str) -> dict[str, list[float]]:
     train, sample, config = speed_inputs(name)
-    teachers = {kind: fit_teacher(kind, torch.from_numpy(train.images), config) for kind in ("autoencoder", "backbone")}
-    student = distill_image_student(teachers["autoencoder"], train, config)
-    rates = {}
-    for _ in range(2):
-        for mode in ("distilled", "mean"):
-            student.net.student_map = mode
-            rates.setdefault(mode, []).append(rows_per_second(student.score_images, sample))
-        for kind, teacher in teachers.items():
-            rates.setdefault(kind, []).append(teacher_images_per_second(teacher, sample))
-    return rates
+    fitted = teachers(train, config, SPEED_TEACHERS)
+    student = distill_image_student(fitted["autoencoder"], train, config)
+    return rates_in_turn({mode: reading(student, mode) for mode in ("distilled", "mean")}, fitted, sample)
+
+
+def reading(student, mode: str):
+    """A copy of `student` that reads its `mode` map."""
+    copy = deepcopy(student)
+    copy.net.student_map = mode
+    return copy
 
 
 if __name__ == "__main__":

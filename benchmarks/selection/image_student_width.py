@@ -28,12 +28,11 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 from digit_screen import screen_main  # noqa: E402
 from image_student_map import PINNED as MAP_SCREEN_PINNED  # noqa: E402
-from image_student_map_speed import cpu_model  # noqa: E402
+from image_student_map_speed import SPEED_TEACHERS, cpu_model  # noqa: E402
 from image_transfer import mean_gap, report, run  # noqa: E402
-from images import speed_inputs, teacher_images_per_second  # noqa: E402
+from images import rates_in_turn, speed_inputs, teachers  # noqa: E402
 
-from anomaly_distill.image.image_pipeline import distill_image_student, fit_teacher  # noqa: E402
-from anomaly_distill.metrics import rows_per_second  # noqa: E402
+from anomaly_distill.image.image_pipeline import distill_image_student  # noqa: E402
 
 # The default ImageConfig of 2026-12-07 (2 damaged, 2 bent, 4 rearranged and 2 turned copies, 200 epochs), pinned as
 # the student-map screen's, with the mean map it chose, so the screen re-runs to its record if the defaults change.
@@ -47,20 +46,23 @@ FASTEST_FIRST = ["[8, 16]", "[16, 16]", "[16, 32] (the default)"]
 TOLERANCE = 0.005  # fixed before the screen ran: how much mean gap a faster student may give up
 
 
-# Seeds 1 and 2 distil only [16, 16] (seed 0 chose it over [8, 16]); their [16, 32] students are the ones of
-# `make bench-images` (benchmarks/images.json: the same teacher, digit, seed and settings), not trained again.
-LATER_SEEDS = ["[16, 16]"]
+# Only the backbone's seed 0 distils all three (it chose [16, 16] over [8, 16]); every other teacher and seed distils
+# [16, 16] alone, and its [16, 32] student is the one of `make bench-images` (benchmarks/images.json: the same teacher,
+# digit, seed and settings), not trained again.
+ALL_CANDIDATES_ON = ("backbone", 0)
+NARROW_ONLY = ["[16, 16]"]
 
 
 def run_candidates(task: tuple) -> list[dict]:
     digit, seed, kind = task
-    names = CANDIDATES if seed == 0 else LATER_SEEDS
+    names = CANDIDATES if (kind, seed) == ALL_CANDIDATES_ON else NARROW_ONLY
     return run({name: CANDIDATES[name] for name in names}, task)
 
 
 def with_bench_students(records: list[dict]) -> list[dict]:
-    """`records` and, for their later seeds, the [16, 32] students of the bench run with the same settings."""
-    tasks = {(r["teacher"], r["digit"], r["seed"]) for r in records if r["seed"] > 0}
+    """`records` and, for the tasks without a [16, 32] student, the bench's one with the same settings."""
+    widest = {(r["teacher"], r["digit"], r["seed"]) for r in records if r["candidate"] == FASTEST_FIRST[-1]}
+    tasks = {(r["teacher"], r["digit"], r["seed"]) for r in records} - widest
     bench = json.loads((HERE.parent / "images.json").read_text())
     return records + [
         {
@@ -91,14 +93,29 @@ def fastest_within(records: list[dict]) -> str:
     return next(name for name, (gap, widest) in gaps.items() if gap >= widest - TOLERANCE)
 
 
+def by_teacher(records: list[dict]) -> dict[str, list[dict]]:
+    return {kind: [r for r in records if r["teacher"] == kind] for kind in dict.fromkeys(r["teacher"] for r in records)}
+
+
+def screened_on(kind: str, records: list[dict]) -> dict:
+    """The candidates distilled from `kind` teachers, the default first."""
+    names = {r["candidate"] for r in records if r["teacher"] == kind}
+    return {name: changes for name, changes in CANDIDATES.items() if name in names}
+
+
+def seeds_of(kind: str, records: list[dict]) -> str:
+    names = screened_on(kind, records)
+    seeds = {name: sorted({r["seed"] for r in records if r["candidate"] == name}) for name in names}
+    return f"{kind} teacher: " + ", ".join(f"{name} {'/'.join(map(str, s))}" for name, s in seeds.items())
+
+
 def report_with_rule(records: list[dict]) -> str:
     """The transfer screen's report (later seeds' [16, 32] students from the bench), then leave one class out by the
     speed rule: for each held-out digit, the fastest candidate within TOLERANCE of the widest on the *other* digits."""
     records = with_bench_students(records)
-    seeds = {name: sorted({r["seed"] for r in records if r["candidate"] == name}) for name in CANDIDATES}
     lines = [
-        report(CANDIDATES, records),
-        "Seeds per candidate: " + "; ".join(f"{name}: {', '.join(map(str, s))}" for name, s in seeds.items()) + ".",
+        *(report(screened_on(kind, records), mine) for kind, mine in by_teacher(records).items()),
+        "Seeds per candidate: " + "; ".join(seeds_of(kind, mine) for kind, mine in by_teacher(records).items()) + ".",
         "",
         f"Leave one class out, the fastest candidate within {TOLERANCE} of the widest's mean gap on the other digits:",
         "",
@@ -122,18 +139,12 @@ def report_with_rule(records: list[dict]) -> str:
 def speeds(name: str) -> dict[str, float]:
     """Best images/s of each candidate's student and of both teachers, measured in turn, twice."""
     train, sample, config = speed_inputs(name)
-    teachers = {kind: fit_teacher(kind, torch.from_numpy(train.images), config) for kind in ("autoencoder", "backbone")}
+    fitted = teachers(train, config, SPEED_TEACHERS)
     students = {
-        name: distill_image_student(teachers["autoencoder"], train, config.model_copy(update=changes | {"epochs": 1}))
+        name: distill_image_student(fitted["autoencoder"], train, config.model_copy(update=changes | {"epochs": 1}))
         for name, changes in CANDIDATES.items()
     }
-    rates = {}
-    for _ in range(2):
-        for candidate, student in students.items():
-            rates.setdefault(candidate, []).append(rows_per_second(student.score_images, sample))
-        for kind, teacher in teachers.items():
-            rates.setdefault(kind, []).append(teacher_images_per_second(teacher, sample))
-    return {key: max(values) for key, values in rates.items()}
+    return {key: max(values) for key, values in rates_in_turn(students, fitted, sample).items()}
 
 
 def speed_report() -> None:
