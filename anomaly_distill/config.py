@@ -318,7 +318,13 @@ class ImageConfig(StrictModel):
     bank_size: int = Field(20_000, ge=100, description="backbone: normal locations kept in the memory bank.")
     teacher_epochs: int = Field(30, ge=1, description="autoencoder: training epochs.")
     student_widths: list[int] = Field(
-        [16, 32], min_length=2, max_length=2, description="Channels of the student's two convolution widths."
+        [16, 16],
+        min_length=2,
+        max_length=2,
+        description=(
+            "Channels of the student's first convolution and of the three after it ([16, 32]: ~0.003 AUROC closer "
+            "to the teacher, ×1.6 slower)."
+        ),
     )
     epochs: int = Field(
         200,

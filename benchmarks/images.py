@@ -50,7 +50,7 @@ from anomaly_distill.image.image_pipeline import (
 )
 from anomaly_distill.image.textures import FAMILIES, write_textures
 from anomaly_distill.metrics import rows_per_second  # also images/s: one thread, best of 3
-from anomaly_distill.models.images import params
+from anomaly_distill.models.images import ImageStudentNet, params
 
 ROOT = Path(__file__).resolve().parents[1]
 SIGNALS = ("synthetic", "elastic", "mean")
@@ -134,12 +134,12 @@ def run(task: tuple) -> dict:
     return record
 
 
-def speeds(name: str) -> dict:
+def speeds(name: str, settings: dict) -> dict:
     """images/s of each teacher and its student on one thread, measured in turn in one process on an otherwise
     idle machine (the accuracy runs go two at a time, which slows both by up to 7× and the small student most).
     Speed does not depend on training: the networks, the memory bank (all training locations, up to bank_size)
     and the images are those of the accuracy runs; only the epochs are cut to one."""
-    train, sample, config = speed_inputs(name)
+    train, sample, config = speed_inputs(name, settings)
     result = {"set": name}
     for kind, teacher in teachers(train, config).items():
         student = distill_image_student(teacher, train, config)
@@ -167,21 +167,41 @@ def rates_in_turn(students: dict, teachers: dict, sample: np.ndarray, rounds: in
     return rates
 
 
-def speed_inputs(name: str) -> tuple[ImageSet, np.ndarray, ImageConfig]:
+def speed_inputs(name: str, settings: dict | None = None) -> tuple[ImageSet, np.ndarray, ImageConfig]:
     """(training images, 256 held-out images to time, config with one epoch) of a set's seed-0 run (digit 0)."""
-    data, config = load_set(name, 0 if name == "digits" else None, 0)
-    config = config.model_copy(update={"teacher_epochs": 1, "epochs": 1})
+    settings = settings or {}
+    data, config = load_set(name, 0 if name == "digits" else None, 0, settings.get("size", 64))
+    config = config.model_copy(update=settings | {"teacher_epochs": 1, "epochs": 1})
     train, test = split_images(data, config)
     return train, np.resize(test.images, (256, *test.images.shape[1:])), config
 
 
 def load_set(name: str, normal_class: int | None, seed: int, size: int = 64) -> tuple[ImageSet, ImageConfig]:
     """Digits at 32×32; a texture family generated at 128×128 and read at `size` (64 unless the settings say)."""
+    config = set_config(name, seed, size)
     if name == "digits":
-        return digits_set(normal_digit=normal_class, size=32), ImageConfig(size=32, channels=1, seed=seed)
+        return digits_set(normal_digit=normal_class, size=32), config
     with tempfile.TemporaryDirectory() as tmp:
-        data = load_image_set(write_textures(Path(tmp), family=name), size, 3, 16)
-    return data, ImageConfig(size=size, channels=3, seed=seed)
+        return load_image_set(write_textures(Path(tmp), family=name), size, 3, 16), config
+
+
+def set_config(name: str, seed: int, size: int = 64) -> ImageConfig:
+    if name == "digits":
+        return ImageConfig(size=32, channels=1, seed=seed)
+    return ImageConfig(size=size, channels=3, seed=seed)
+
+
+def stale_sets(records: list[dict], settings: dict) -> list[str]:
+    """The sets whose recorded students are not the size these settings build (another `student_widths`, a changed
+    default): resuming beside them would mix two students in one table."""
+    stale = []
+    for record in records:
+        config = set_config(record["set"], record["seed"], settings.get("size", 64)).model_copy(update=settings)
+        built = params(ImageStudentNet(config.channels, tuple(config.student_widths), size=config.size))
+        recorded = {record[kind]["student_params"] for kind in TEACHER_KINDS if kind in record}
+        if recorded - {built} and record["set"] not in stale:
+            stale.append(record["set"])
+    return stale
 
 
 # ---- the report ------------------------------------------------------------------------------------------------
@@ -351,6 +371,11 @@ def main() -> None:
     args = parser.parse_args()
     records = json.loads(args.json.read_text()) if args.json.exists() else []
     speed_file = args.json.with_name(args.json.stem + "_speed.json")
+    if not args.report_only and (stale := stale_sets(records, args.settings)):
+        sys.exit(
+            f"{args.json} holds {', '.join(stale)} students of another size than these settings build: move it away "
+            "to measure them, or print it with --report-only."
+        )
     done = {(r["set"], r["normal"], r["seed"]) for r in records}
     tasks = [
         (name, normal, seed, args.settings, args.teachers)
@@ -367,7 +392,7 @@ def main() -> None:
                 print(json.dumps({k: record[k] for k in ("set", "normal", "seed", "seconds")}), file=sys.stderr)
                 args.json.write_text(json.dumps(records, indent=1) + "\n")
     if args.speed:
-        speed_file.write_text(json.dumps([speeds(name) for name in args.sets], indent=1) + "\n")
+        speed_file.write_text(json.dumps([speeds(name, args.settings) for name in args.sets], indent=1) + "\n")
     print(report(records, json.loads(speed_file.read_text()) if speed_file.exists() else []))
 
 

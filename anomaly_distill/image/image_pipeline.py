@@ -301,6 +301,11 @@ def describe_images(images: np.ndarray, inspected: Inspected, threshold: float) 
     return frame.assign(score=inspected.scores.astype(np.float64), is_anomaly=inspected.scores > threshold)
 
 
+# Images per forward pass when scoring: on one thread 256 scores ~1.25× as many images/s as 64 (the student's small
+# convolutions pay a fixed cost per call), and at 128 px in colour a chunk's largest activation is still ~70 MB.
+SCORE_CHUNK = 256
+
+
 @dataclass
 class ImageDetector:
     """The shippable image detector: the student network, its input size and channels, and its threshold."""
@@ -326,7 +331,7 @@ class ImageDetector:
     @torch.inference_mode()
     def score_images(self, images: np.ndarray) -> np.ndarray:
         tensor = torch.as_tensor(np.asarray(images, dtype=np.float32))
-        return torch.cat([image_score(self.net(c), self.reduction) for c in tensor.split(64)]).numpy()
+        return torch.cat([image_score(self.net(c), self.reduction) for c in tensor.split(SCORE_CHUNK)]).numpy()
 
     @torch.inference_mode()
     def maps(self, images: np.ndarray) -> np.ndarray:
@@ -342,7 +347,7 @@ class ImageDetector:
     def inspect(self, images: np.ndarray) -> "Inspected":
         """Scores, maps and embeddings from one forward pass (what the service answers and logs)."""
         scores, maps, embeddings = [], [], []
-        for chunk in torch.as_tensor(np.asarray(images, dtype=np.float32)).split(64):
+        for chunk in torch.as_tensor(np.asarray(images, dtype=np.float32)).split(SCORE_CHUNK):
             hidden, small = self.net.hidden_and_map(chunk)
             scores.append(image_score(small, self.reduction))
             maps.append(F.interpolate(small.unsqueeze(1), size=(self.size, self.size), mode="bilinear").squeeze(1))

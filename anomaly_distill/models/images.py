@@ -243,7 +243,7 @@ class ImageStudentNet(nn.Module):
     def __init__(
         self,
         channels: int,
-        widths: tuple[int, int] = (16, 32),
+        widths: tuple[int, int] = (16, 16),
         standardiser: ImageStandardiser | None = None,
         size: int = 64,
         student_map: str = "distilled",

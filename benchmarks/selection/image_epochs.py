@@ -22,11 +22,12 @@ from digit_screen import screen_main  # noqa: E402
 from image_transfer import report, run  # noqa: E402
 
 # The default ImageConfig (since the transfer screen: 2 damaged, 2 bent and 4 rearranged copies) with its student
-# epochs pinned, no turned copies (the default since image_turned.py) and the distilled map (image_student_map.py),
-# so the screen re-runs to its record.
+# epochs pinned, no turned copies (the default since image_turned.py), the distilled map (image_student_map.py) and the
+# [16, 32] student (image_student_width.py), so the screen re-runs to its record.
+OF_ITS_DAY = {"turned_per_image": 0, "student_map": "distilled", "student_widths": [16, 32]}
 CANDIDATES = {
-    "100 epochs (the default before)": {"epochs": 100, "turned_per_image": 0, "student_map": "distilled"},
-    "200 epochs": {"epochs": 200, "turned_per_image": 0, "student_map": "distilled"},
+    "100 epochs (the default before)": OF_ITS_DAY | {"epochs": 100},
+    "200 epochs": OF_ITS_DAY | {"epochs": 200},
 }
 
 if __name__ == "__main__":

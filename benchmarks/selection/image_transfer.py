@@ -25,7 +25,7 @@ from digit_screen import aurocs, digit_split, screen_main, teacher_of  # noqa: E
 # Each candidate: the default ImageConfig of its day with these settings changed (pinned: the default has since
 # become "+ 4 rearranged copies", chosen here, 200 epochs (image_epochs.py), 2 turned copies (image_turned.py) and
 # the student's map the mean of its distilled map and its features' density (image_student_map.py)).
-OF_ITS_DAY = {"epochs": 100, "turned_per_image": 0, "student_map": "distilled"}
+OF_ITS_DAY = {"epochs": 100, "turned_per_image": 0, "student_map": "distilled", "student_widths": [16, 32]}
 CANDIDATES = {
     "default (2 damaged + 2 bent copies)": OF_ITS_DAY | {"rearranged_per_image": 0},
     "+ 2 rearranged copies": OF_ITS_DAY | {"rearranged_per_image": 2},

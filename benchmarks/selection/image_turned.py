@@ -29,6 +29,7 @@ PINNED = {
     "rearranged_per_image": 4,
     "epochs": 200,
     "student_map": "distilled",
+    "student_widths": [16, 32],
 }
 CANDIDATES = {
     "no turned copies (the default before)": PINNED | {"turned_per_image": 0},

@@ -287,7 +287,7 @@ def test_one_pass_gives_the_scores_maps_and_the_drift_features_the_contract_name
     assert contract.features[:6] == ["mean_0", "std_0", "mean_1", "std_1", "mean_2", "std_2"]
     np.testing.assert_allclose(described["mean_1"], test.images[:, 1].mean(axis=(1, 2)), rtol=1e-5)
     assert described["is_anomaly"].tolist() == (inspected.scores > student.threshold).tolist()
-    assert described.filter(like="emb_").shape[1] == student.embedding_dim == 32
+    assert described.filter(like="emb_").shape[1] == student.embedding_dim == FAST.student_widths[1] == 16
 
 
 def test_a_folder_to_score_lists_its_images_but_not_their_masks_and_may_repeat_one(tmp_path):
