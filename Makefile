@@ -203,8 +203,8 @@ select-image-student-map: $(BIN)/anomaly-distill
 
 # The image student's width: [16, 32] (the default), [16, 16] or [8, 16], 10 digits x the backbone teacher, seed 0
 # (~38 min on 2 cores), then [16, 16] alone on seeds 1 and 2 beside the bench's [16, 32] students (~30 min), and on the
-# autoencoder and ensemble teachers, seeds 0-2 (~40 min), leave one class out by a speed rule; both texture families
-# at 128 px with [16, 16], seed 0 (~80 min); then their images/s beside the teachers (~3 min).
+# autoencoder and ensemble teachers, seeds 0-2 (~50 min at one job), leave one class out by a speed rule; both texture
+# families at 128 px with [16, 16], seed 0 (~30 min, two at a time); then their images/s beside the teachers (~5 min).
 select-image-student-width: $(BIN)/anomaly-distill
 	$(BIN)/python benchmarks/selection/image_student_width.py --seeds 0 1 2 --teachers backbone autoencoder ensemble \
 		| tee benchmarks/selection/image_student_width.md
