@@ -372,10 +372,12 @@ def main() -> None:
     records = json.loads(args.json.read_text()) if args.json.exists() else []
     speed_file = args.json.with_name(args.json.stem + "_speed.json")
     if not args.report_only and (stale := stale_sets(records, args.settings)):
-        sys.exit(
+        print(
             f"{args.json} holds {', '.join(stale)} students of another size than these settings build: move it away "
-            "to measure them, or print it with --report-only."
+            "to measure them, or print it with --report-only.",
+            file=sys.stderr,
         )
+        sys.exit(2)
     done = {(r["set"], r["normal"], r["seed"]) for r in records}
     tasks = [
         (name, normal, seed, args.settings, args.teachers)
