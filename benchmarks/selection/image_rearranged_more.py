@@ -19,13 +19,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 from digit_screen import reused, screen_main  # noqa: E402
+from image_epochs import CANDIDATES as EPOCHS_SCREENED  # noqa: E402
 from image_transfer import report, run  # noqa: E402
 
 DEFAULT = "4 rearranged copies (the default)"
 # Trained here: the default ImageConfig with its epochs and rearranged copies pinned, so the screen re-runs to its
 # record. The default's students are not trained again: they are image_epochs.py's "200 epochs" students, the same
-# teachers (fitted deterministically per digit and seed) and the same settings.
-OF_ITS_DAY = {"epochs": 200, "turned_per_image": 0, "student_map": "distilled", "student_widths": [16, 32]}
+# teachers (fitted deterministically per digit and seed) and the same settings, which are taken from there.
+OF_ITS_DAY = EPOCHS_SCREENED["200 epochs"]
 TRAINED = {"8 rearranged copies": OF_ITS_DAY | {"rearranged_per_image": 8}}
 CANDIDATES = {
     DEFAULT: OF_ITS_DAY | {"rearranged_per_image": 4},
