@@ -48,8 +48,8 @@ TOLERANCE = 0.005  # fixed before the screen ran: how much mean gap a faster stu
 
 
 # Only the backbone's seed 0 distils all three (it chose [16, 16] over [8, 16]); every other teacher and seed distils
-# [16, 16] alone, and its [16, 32] student is the one of `make bench-images` (benchmarks/images.json: the same teacher,
-# digit, seed and settings), not trained again.
+# [16, 16] alone, and its [16, 32] student is the one of `make bench-images` before the change
+# (benchmarks/images_before_student_width/images.json: the same teacher, digit, seed and settings), not trained again.
 ALL_CANDIDATES_ON = ("backbone", 0)
 NARROW_ONLY = ["[16, 16] (the default)"]
 
@@ -64,7 +64,7 @@ def with_bench_students(records: list[dict]) -> list[dict]:
     """`records` and, for the tasks without a [16, 32] student, the bench's one with the same settings."""
     widest = {(r["teacher"], r["digit"], r["seed"]) for r in records if r["candidate"] == FASTEST_FIRST[-1]}
     tasks = {(r["teacher"], r["digit"], r["seed"]) for r in records} - widest
-    bench = json.loads((HERE.parent / "images.json").read_text())
+    bench = json.loads((HERE.parent / "images_before_student_width/images.json").read_text())
     return records + [
         {
             "candidate": FASTEST_FIRST[-1],
