@@ -133,8 +133,9 @@ bench-compress: $(BIN)/anomaly-distill
 
 # Images: digits one-vs-rest (10 classes), the woven and fabric textures with model-free baselines, three teachers
 # and their students, and `teacher: auto` judged leave-one-class-out (~2-4 h on 2 cores by machine: a digit run 4-8
-# min, a texture run ~20-40 min, two at a time; resumes from its JSON). The default settings: its record before the [16, 16] student
-# (2026-12-07), whose [16, 32] student the width screen reuses, is in benchmarks/images_before_student_width/.
+# min, a texture run ~20-40 min, two at a time; resumes from its JSON). The default settings: its record before the
+# [16, 16] student (2026-12-07), whose [16, 32] students the width screen reuses, is in
+# benchmarks/images_before_student_width/.
 bench-images: $(BIN)/anomaly-distill
 	$(BIN)/python benchmarks/images.py --seeds 0 1 2 --jobs 2 --speed \
 		--json benchmarks/images.json | tee benchmarks/images.md

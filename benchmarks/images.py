@@ -110,8 +110,7 @@ def run(task: tuple) -> dict:
     name, normal_class, seed, settings, kinds = task
     torch.set_num_threads(1)
     started = time.perf_counter()
-    data, config = load_set(name, normal_class, seed, settings.get("size", 64))
-    config = config.model_copy(update=settings)
+    data, config = load_set(name, normal_class, seed, settings)
     train, test = split_images(data, config)
     sample = np.resize(test.images, (256, *test.images.shape[1:]))
     record = {"set": name, "normal": normal_class, "seed": seed, "train_images": len(train)}
@@ -169,26 +168,30 @@ def rates_in_turn(students: dict, teachers: dict, sample: np.ndarray, rounds: in
 
 def speed_inputs(name: str, settings: dict | None = None) -> tuple[ImageSet, np.ndarray, ImageConfig]:
     """(training images, 256 held-out images to time, config with one epoch) of a set's seed-0 run (digit 0)."""
-    settings = settings or {}
-    data, config = load_set(name, 0 if name == "digits" else None, 0, settings.get("size", 64))
-    config = config.model_copy(update=settings | {"teacher_epochs": 1, "epochs": 1})
+    data, config = load_set(name, 0 if name == "digits" else None, 0, settings)
+    config = config.model_copy(update={"teacher_epochs": 1, "epochs": 1})
     train, test = split_images(data, config)
     return train, np.resize(test.images, (256, *test.images.shape[1:])), config
 
 
-def load_set(name: str, normal_class: int | None, seed: int, size: int = 64) -> tuple[ImageSet, ImageConfig]:
-    """Digits at 32×32; a texture family generated at 128×128 and read at `size` (64 unless the settings say)."""
-    config = set_config(name, seed, size)
+def load_set(
+    name: str, normal_class: int | None, seed: int, settings: dict | None = None
+) -> tuple[ImageSet, ImageConfig]:
+    """Digits at 32×32; a texture family generated at 128×128 and read at its config's size."""
+    config = set_config(name, seed, settings)
     if name == "digits":
         return digits_set(normal_digit=normal_class, size=32), config
     with tempfile.TemporaryDirectory() as tmp:
-        return load_image_set(write_textures(Path(tmp), family=name), size, 3, 16), config
+        return load_image_set(write_textures(Path(tmp), family=name), config.size, 3, 16), config
 
 
-def set_config(name: str, seed: int, size: int = 64) -> ImageConfig:
+def set_config(name: str, seed: int, settings: dict | None = None) -> ImageConfig:
+    """A set's ImageConfig with `settings` changed: digits grey at 32 px, textures in colour at 64 px unless the
+    settings give a `size`."""
+    settings = settings or {}
     if name == "digits":
-        return ImageConfig(size=32, channels=1, seed=seed)
-    return ImageConfig(size=size, channels=3, seed=seed)
+        return ImageConfig(size=32, channels=1, seed=seed).model_copy(update=settings)
+    return ImageConfig(size=settings.get("size", 64), channels=3, seed=seed).model_copy(update=settings)
 
 
 def stale_sets(records: list[dict], settings: dict) -> list[str]:
@@ -196,7 +199,7 @@ def stale_sets(records: list[dict], settings: dict) -> list[str]:
     default): resuming beside them would mix two students in one table."""
     stale = []
     for record in records:
-        config = set_config(record["set"], record["seed"], settings.get("size", 64)).model_copy(update=settings)
+        config = set_config(record["set"], record["seed"], settings)
         built = params(ImageStudentNet(config.channels, tuple(config.student_widths), size=config.size))
         recorded = {record[kind]["student_params"] for kind in TEACHER_KINDS if kind in record}
         if recorded - {built} and record["set"] not in stale:
